@@ -1,0 +1,32 @@
+//! # coffer-core
+//!
+//! The library behind the `coffer` command: streaming backups of one PostgreSQL database
+//! plus one workspace directory into gzip (optionally age-encrypted) artifacts with a
+//! verified manifest, and the checks and restores that read them back.
+//!
+//! Everything a backup writes can be read with standard tools (`gunzip`, `tar`, `age`,
+//! `psql`, `sha256sum`): the layout is the one the shell-script era used, so there is no
+//! lock-in during a disaster.
+//!
+//! Modules, one per concern:
+//! - [`config`]: the TOML configuration, environment overrides and validation.
+//! - [`names`]: backup directory names (`auto-…`, `manual-…`, legacy `YYYY-MM-DD-HHMMSS`).
+//! - [`manifest`]: `manifest.json`, the coffer schema and the legacy shell-script one.
+//! - [`digest`]: readers and writers that count and hash what passes through them.
+//! - [`crypto`]: age recipients, identities, encryption and decryption streams, key generation.
+//! - [`postgres`]: where the database is, and running `pg_dump` / `psql` against it.
+//! - [`dump_scan`]: facts read from a plain-format dump as it streams (row counts, Alembic head).
+//! - [`archive`]: the workspace as a tar stream, and safe extraction of one.
+//! - [`backup`]: the backup pipeline that ties the above together atomically.
+//! - [`catalog`]: the backups found in a backup root.
+//! - [`lock`]: the backup root's lock.
+
+#![warn(missing_docs)]
+
+pub mod digest;
+pub mod names;
+
+pub(crate) mod fsutil;
+
+/// The version of coffer that wrote a backup, recorded in its manifest.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

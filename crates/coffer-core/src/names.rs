@@ -1,0 +1,164 @@
+//! Backup directory names.
+//!
+//! coffer names a backup `auto-YYYYMMDDTHHMMSSZ` (made by the timer) or
+//! `manual-YYYYMMDDTHHMMSSZ` (made by hand), in UTC. The shell scripts coffer replaces
+//! named them `YYYY-MM-DD-HHMMSS`; those are recognised as [`BackupKind::Legacy`] so they
+//! are listed, pruned by age and restored like any other.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the hidden staging directories a backup or pull is written into.
+pub const STAGING_PREFIX: &str = ".coffer-staging-";
+
+/// Who made a backup, which decides how retention treats it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupKind {
+    /// Made by the nightly timer (`coffer backup --kind auto`): pruned by retention rules.
+    Auto,
+    /// Made by hand, e.g. before an upgrade: never pruned automatically.
+    Manual,
+    /// Made by the shell scripts coffer replaces (`YYYY-MM-DD-HHMMSS`): pruned like auto.
+    Legacy,
+}
+
+impl BackupKind {
+    /// The lower-case word used in names, manifests and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupKind::Auto => "auto",
+            BackupKind::Manual => "manual",
+            BackupKind::Legacy => "legacy",
+        }
+    }
+}
+
+impl fmt::Display for BackupKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BackupKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(BackupKind::Auto),
+            "manual" => Ok(BackupKind::Manual),
+            "legacy" => Ok(BackupKind::Legacy),
+            other => Err(format!(
+                "unknown backup kind `{other}` (expected auto or manual)"
+            )),
+        }
+    }
+}
+
+/// A backup name that parsed: its kind and the UTC time it encodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParsedName {
+    /// Auto, manual or legacy.
+    pub kind: BackupKind,
+    /// The time in the name (UTC; legacy names are taken as UTC too).
+    pub time: DateTime<Utc>,
+}
+
+const COFFER_TIME: &str = "%Y%m%dT%H%M%SZ";
+const LEGACY_TIME: &str = "%Y-%m-%d-%H%M%S";
+
+/// Formats the directory name of a new backup.
+pub fn format_name(kind: BackupKind, time: DateTime<Utc>) -> String {
+    match kind {
+        BackupKind::Legacy => time.format(LEGACY_TIME).to_string(),
+        _ => format!("{}-{}", kind.as_str(), time.format(COFFER_TIME)),
+    }
+}
+
+/// Parses a backup directory name; `None` when it is not one coffer recognises.
+pub fn parse_name(name: &str) -> Option<ParsedName> {
+    let (kind, stamp, pattern, len) = if let Some(rest) = name.strip_prefix("auto-") {
+        (BackupKind::Auto, rest, COFFER_TIME, 16)
+    } else if let Some(rest) = name.strip_prefix("manual-") {
+        (BackupKind::Manual, rest, COFFER_TIME, 16)
+    } else {
+        (BackupKind::Legacy, name, LEGACY_TIME, 17)
+    };
+    // chrono accepts fields without leading zeros; the fixed length keeps names canonical.
+    if stamp.len() != len || !stamp.is_ascii() {
+        return None;
+    }
+    let naive = NaiveDateTime::parse_from_str(stamp, pattern).ok()?;
+    Some(ParsedName {
+        kind,
+        time: naive.and_utc(),
+    })
+}
+
+/// Whether `name` is a staging directory left by a backup or pull in progress (or killed).
+pub fn is_staging(name: &str) -> bool {
+    name.starts_with(STAGING_PREFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn parses_table() {
+        let t = |y, mo, d, h, mi, s| Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap();
+        let cases: &[(&str, Option<(BackupKind, DateTime<Utc>)>)] = &[
+            (
+                "auto-20261123T030000Z",
+                Some((BackupKind::Auto, t(2026, 11, 23, 3, 0, 0))),
+            ),
+            (
+                "manual-20240229T235959Z",
+                Some((BackupKind::Manual, t(2024, 2, 29, 23, 59, 59))),
+            ),
+            (
+                "2025-01-31-041500",
+                Some((BackupKind::Legacy, t(2025, 1, 31, 4, 15, 0))),
+            ),
+            ("auto-20261123T030000", None),
+            ("auto-2026113T030000Z", None),
+            ("manual-20230229T000000Z", None),
+            ("2025-1-31-041500", None),
+            ("2025-01-31", None),
+            ("backup-20261123T030000Z", None),
+            (".coffer-staging-manual-20261123T030000Z", None),
+            ("", None),
+            ("auto-２0261123T030000Z", None),
+        ];
+        for (name, want) in cases {
+            let got = parse_name(name).map(|p| (p.kind, p.time));
+            assert_eq!(got, *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn format_round_trips() {
+        let time = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        for kind in [BackupKind::Auto, BackupKind::Manual, BackupKind::Legacy] {
+            let name = format_name(kind, time);
+            assert_eq!(parse_name(&name), Some(ParsedName { kind, time }), "{name}");
+        }
+        assert_eq!(
+            format_name(BackupKind::Manual, time),
+            "manual-20260102T030405Z"
+        );
+        assert_eq!(format_name(BackupKind::Legacy, time), "2026-01-02-030405");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_second_round_trips(secs in 0i64..4_102_444_800, auto in proptest::bool::ANY) {
+            let time = DateTime::from_timestamp(secs, 0).unwrap();
+            let kind = if auto { BackupKind::Auto } else { BackupKind::Manual };
+            proptest::prop_assert_eq!(parse_name(&format_name(kind, time)), Some(ParsedName { kind, time }));
+        }
+    }
+}
