@@ -16,6 +16,7 @@
 //! - [`crypto`]: age recipients, identities, encryption and decryption streams, key generation.
 //! - [`postgres`]: where the database is, and running `pg_dump` / `psql` against it.
 //! - [`dump_scan`]: facts read from a plain-format dump as it streams (row counts, Alembic head).
+//! - [`alembic`]: the backup's Alembic heads against the ones the code expects.
 //! - [`archive`]: the workspace as a tar stream, and safe extraction of one.
 //! - [`backup`]: the backup pipeline that ties the above together atomically.
 //! - [`catalog`]: the backups found in a backup root.
@@ -23,7 +24,9 @@
 
 #![warn(missing_docs)]
 
+pub mod alembic;
 pub mod digest;
+pub mod dump_scan;
 pub mod names;
 
 pub(crate) mod fsutil;
