@@ -20,6 +20,7 @@
 //! - [`archive`]: the workspace as a tar stream, and safe extraction of one.
 //! - [`backup`]: the backup pipeline that ties the above together atomically.
 //! - [`catalog`]: the backups found in a backup root.
+//! - [`retention`]: which backups to keep.
 //! - [`lock`]: the backup root's lock.
 
 #![warn(missing_docs)]
@@ -28,6 +29,7 @@ pub mod alembic;
 pub mod digest;
 pub mod dump_scan;
 pub mod names;
+pub mod retention;
 
 pub(crate) mod fsutil;
 
