@@ -26,6 +26,11 @@
 #![warn(missing_docs)]
 
 pub mod alembic;
+pub mod archive;
+pub mod digest;
+pub mod dump_scan;
+pub mod names;
+pub mod retention;
 pub mod digest;
 pub mod dump_scan;
 pub mod names;
