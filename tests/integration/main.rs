@@ -1,1 +1,6 @@
+//! End-to-end tests: the real `coffer` binary against a real PostgreSQL server, checked
+//! with the standard tools (gunzip, tar, age, psql, sha256sum).
 
+mod backup;
+mod harness;
+mod list;

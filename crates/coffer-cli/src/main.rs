@@ -1,1 +1,73 @@
-fn main(){}
+//! The `coffer` command: a thin layer over `coffer-core` that parses arguments, shows
+//! progress and maps failures to documented exit codes.
+
+mod cmd;
+mod exit;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Backup and restore for a PostgreSQL database plus a workspace directory.
+///
+/// Artifacts are plain gzip (optionally age-encrypted) files with a manifest and SHA256SUMS,
+/// readable by gunzip, tar, age, psql and sha256sum without coffer.
+#[derive(Debug, Parser)]
+#[command(name = "coffer", version, max_term_width = 100)]
+#[command(after_help = exit::EXIT_CODES_HELP)]
+pub struct Cli {
+    /// Configuration file [default: $COFFER_CONFIG, else /etc/coffer/coffer.toml if it exists]
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// Backup root, overriding backup_dir and BACKUP_DIR
+    #[arg(long, global = true, value_name = "DIR")]
+    backup_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Back up the database and the workspace into a new backup directory
+    Backup(cmd::backup::Args),
+    /// List the backups in the backup root, newest first
+    List(cmd::list::Args),
+    /// Write a new age identity file and print its public key
+    Keygen(cmd::keygen::Args),
+    /// Run a whole backup against a throw-away PostgreSQL cluster and the fixture workspace
+    Demo(cmd::demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Backup(ref a) => cmd::backup::run(&cli, a),
+        Command::List(ref a) => cmd::list::run(&cli, a),
+        Command::Keygen(ref a) => cmd::keygen::run(a),
+        Command::Demo(ref a) => cmd::demo::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            output::print_error(&err);
+            ExitCode::from(exit::code_for(&err))
+        }
+    }
+}
+
+impl Cli {
+    /// Loads the configuration and applies the global flags.
+    fn load_config(&self) -> anyhow::Result<coffer_core::config::Config> {
+        let loaded =
+            coffer_core::config::Config::load(self.config.as_deref(), &|k| std::env::var(k).ok())?;
+        let mut config = loaded.config;
+        if let Some(dir) = &self.backup_dir {
+            config.backup_dir = Some(dir.clone());
+        }
+        Ok(config)
+    }
+}

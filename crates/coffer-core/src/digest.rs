@@ -127,7 +127,13 @@ mod tests {
         w.write_all(b"bc").unwrap();
         let (out, d) = w.finish();
         assert_eq!(out, b"abc");
-        assert_eq!(d, StreamDigest { size: 3, sha256: ABC.into() });
+        assert_eq!(
+            d,
+            StreamDigest {
+                size: 3,
+                sha256: ABC.into()
+            }
+        );
         assert_eq!(digest_reader(&b"abc"[..]).unwrap().sha256, ABC);
     }
 }

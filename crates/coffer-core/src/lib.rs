@@ -22,19 +22,27 @@
 //! - [`catalog`]: the backups found in a backup root.
 //! - [`retention`]: which backups to keep.
 //! - [`lock`]: the backup root's lock.
+//! - [`sandbox`]: throw-away PostgreSQL clusters for the demo, tests and benchmarks.
+//! - [`progress`] and [`cancel`]: reporting from, and stopping, long operations.
 
 #![warn(missing_docs)]
 
 pub mod alembic;
 pub mod archive;
+pub mod backup;
+pub mod cancel;
+pub mod catalog;
+pub mod config;
+pub mod crypto;
 pub mod digest;
 pub mod dump_scan;
+pub mod lock;
+pub mod manifest;
 pub mod names;
+pub mod postgres;
+pub mod progress;
 pub mod retention;
-pub mod digest;
-pub mod dump_scan;
-pub mod names;
-pub mod retention;
+pub mod sandbox;
 
 pub(crate) mod fsutil;
 

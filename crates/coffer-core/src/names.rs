@@ -110,7 +110,8 @@ mod tests {
     #[test]
     fn parses_table() {
         let t = |y, mo, d, h, mi, s| Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap();
-        let cases: &[(&str, Option<(BackupKind, DateTime<Utc>)>)] = &[
+        type Row = (&'static str, Option<(BackupKind, DateTime<Utc>)>);
+        let cases: &[Row] = &[
             (
                 "auto-20261123T030000Z",
                 Some((BackupKind::Auto, t(2026, 11, 23, 3, 0, 0))),

@@ -1,0 +1,134 @@
+//! `coffer backup`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use coffer_core::backup::{self, BackupReport, BackupRequest, BackupSettings};
+use coffer_core::config::Config;
+use coffer_core::manifest::ArtifactRole;
+use coffer_core::names::BackupKind;
+
+use crate::exit;
+use crate::output;
+
+/// Arguments of `coffer backup`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit codes: 0 success, 1 failed, 2 bad configuration, 3 locked, \
+4 --strict and files changed, 130/143 interrupted. On any failure no backup directory is left."
+)]
+pub struct Args {
+    /// Who made the backup: `auto` (the nightly timer; pruned by retention) or `manual`
+    /// (never pruned automatically)
+    #[arg(long, default_value = "manual", value_parser = parse_kind)]
+    kind: BackupKind,
+
+    /// Free text stored in the manifest, e.g. pre-upgrade-1.4
+    #[arg(long, value_name = "TEXT")]
+    label: Option<String>,
+
+    /// Exit with code 4 when files changed while they were archived (the backup is kept)
+    #[arg(long)]
+    strict: bool,
+
+    /// Print a machine-readable summary (JSON) on stdout at the end
+    #[arg(long)]
+    json: bool,
+
+    /// No progress output on stderr
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn parse_kind(s: &str) -> Result<BackupKind, String> {
+    match s.parse()? {
+        BackupKind::Legacy => Err("legacy backups are only read, not written".into()),
+        k => Ok(k),
+    }
+}
+
+/// Runs `coffer backup`.
+pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    let config = cli.load_config()?;
+    let report = run_with_config(&config, args.kind, args.label.clone(), args.quiet)?;
+    print_report(&report, args.json)?;
+    if args.strict && !report.changed_files().is_empty() {
+        eprintln!(
+            "error: {} file(s) changed while being archived (--strict); the backup is complete but \
+             may be inconsistent for those files: rerun when the workspace is quiet",
+            report.changed_files().len()
+        );
+        return Ok(ExitCode::from(exit::CHANGED_FILES));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a backup with a given configuration (shared with `coffer demo`).
+pub fn run_with_config(
+    config: &Config,
+    kind: BackupKind,
+    label: Option<String>,
+    quiet: bool,
+) -> anyhow::Result<BackupReport> {
+    let settings = BackupSettings::from_config(config)?;
+    if settings.workspace.is_none() && !quiet {
+        eprintln!(
+            "note: no workspace configured (workspace.path / WORKSPACE_HOST_PATH): backing up the database only"
+        );
+    }
+    let cancel = super::cancel_on_signals().context("cannot install signal handlers")?;
+    let progress = output::reporter(quiet);
+    let request = BackupRequest { kind, label };
+    Ok(backup::run(
+        &settings,
+        &request,
+        progress.as_ref(),
+        &cancel,
+    )?)
+}
+
+/// Prints the result: a few lines for people, or JSON.
+pub fn print_report(report: &BackupReport, json: bool) -> anyhow::Result<()> {
+    let m = &report.manifest;
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    if let Some(a) = m.artifact(ArtifactRole::Database) {
+        let head = m
+            .alembic_head
+            .as_ref()
+            .map_or("none (no alembic_version table)".to_string(), |h| {
+                h.to_string()
+            });
+        println!(
+            "✓ database  {:<24} {:>10}  {} tables, alembic head {head}",
+            a.file,
+            output::bytes(a.size),
+            m.database.tables.len()
+        );
+    }
+    if let (Some(a), Some(w)) = (m.artifact(ArtifactRole::Workspace), &m.workspace) {
+        println!(
+            "✓ workspace {:<24} {:>10}  {} files, {} directories, {} symlinks",
+            a.file,
+            output::bytes(a.size),
+            w.files,
+            w.directories,
+            w.symlinks
+        );
+        for s in &w.skipped {
+            println!("  skipped: {s}");
+        }
+        for c in &w.changed {
+            println!("  changed while archived: {c}");
+        }
+    }
+    println!(
+        "backup {} complete in {:.1}s: {}",
+        m.name,
+        report.duration_seconds,
+        report.path.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,24 @@
+//! `coffer keygen`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `coffer keygen`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where to write the identity (secret key); never overwritten; created 0600
+    #[arg(long, short, value_name = "PATH")]
+    output: PathBuf,
+}
+
+/// Runs `coffer keygen`: writes the identity and prints the public key on stdout.
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let public = coffer_core::crypto::keygen(&args.output)?;
+    eprintln!(
+        "wrote identity to {} (keep it off this host too: without it encrypted backups cannot be restored)",
+        args.output.display()
+    );
+    eprintln!("public key (put it in encryption.recipients):");
+    println!("{public}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,75 @@
+//! `coffer list`.
+
+use std::process::ExitCode;
+
+use coffer_core::catalog::{self, BackupEntry, EntryStatus};
+use serde_json::json;
+
+use crate::output;
+
+/// Arguments of `coffer list`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `coffer list`.
+pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    let config = cli.load_config()?;
+    let root = config.backup_dir();
+    let entries = catalog::list(&root)?;
+    if args.json {
+        let rows: Vec<_> = entries.iter().map(entry_json).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if entries.is_empty() {
+        eprintln!("no backups in {}", root.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<28} {:<7} {:<20} {:>10}  {:<14} STATUS",
+        "NAME", "KIND", "CREATED", "SIZE", "DB REVISION"
+    );
+    for e in &entries {
+        println!(
+            "{:<28} {:<7} {:<20} {:>10}  {:<14} {}",
+            e.name,
+            e.kind.map_or("?".into(), |k| k.to_string()),
+            e.created
+                .map_or("?".into(), |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string()),
+            output::bytes(e.size_bytes),
+            e.alembic_head().unwrap_or_else(|| "-".into()),
+            status_text(&e.status)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status_text(s: &EntryStatus) -> String {
+    match s {
+        EntryStatus::Complete => "complete".into(),
+        EntryStatus::Legacy => "legacy".into(),
+        EntryStatus::Incomplete(r) => format!("INCOMPLETE: {r}"),
+        EntryStatus::Unreadable(r) => format!("UNREADABLE: {r}"),
+    }
+}
+
+fn entry_json(e: &BackupEntry) -> serde_json::Value {
+    let label = match &e.manifest {
+        Some(coffer_core::manifest::AnyManifest::Coffer(m)) => m.label.clone(),
+        _ => None,
+    };
+    json!({
+        "name": e.name,
+        "path": e.path,
+        "kind": e.kind,
+        "created": e.created,
+        "size_bytes": e.size_bytes,
+        "alembic_head": e.manifest.as_ref().and_then(|m| m.alembic_head()),
+        "label": label,
+        "status": e.status,
+    })
+}

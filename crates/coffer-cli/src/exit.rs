@@ -1,0 +1,43 @@
+//! Exit codes, documented in `--help` and the README.
+
+use coffer_core::backup::BackupError;
+use coffer_core::config::ConfigError;
+use coffer_core::lock::LockError;
+
+/// The operation failed (see the error message).
+pub const FAILED: u8 = 1;
+/// Bad command line or configuration.
+pub const USAGE: u8 = 2;
+/// Another coffer run holds the backup root's lock.
+pub const LOCKED: u8 = 3;
+/// `backup --strict`: the backup is complete but files changed while they were archived.
+pub const CHANGED_FILES: u8 = 4;
+
+/// The exit-code table shown at the end of `coffer --help`.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    success
+  1    the operation failed (the message says what failed and what to do)
+  2    invalid command line or configuration
+  3    another coffer run holds the backup root's lock
+  4    backup --strict: backup complete, but files changed while being archived
+  130  interrupted by SIGINT (143: SIGTERM); nothing partial was left behind";
+
+/// Maps an error to its exit code.
+pub fn code_for(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<ConfigError>().is_some() {
+        return USAGE;
+    }
+    if let Some(e) = err.downcast_ref::<BackupError>() {
+        return match e {
+            BackupError::Locked(_) => LOCKED,
+            BackupError::Interrupted { signal } => 128 + *signal as u8,
+            BackupError::Crypto(_) => USAGE,
+            _ => FAILED,
+        };
+    }
+    if err.downcast_ref::<LockError>().is_some() {
+        return LOCKED;
+    }
+    FAILED
+}

@@ -1,0 +1,528 @@
+//! Configuration: a TOML file, overridden by the environment, overridden by flags.
+//!
+//! The file is `--config PATH`, else `$COFFER_CONFIG`, else `/etc/coffer/coffer.toml` when
+//! it exists; with none, every setting has a default (libpq defaults for the database,
+//! `./backups` for the backup root). Unknown keys and invalid values are rejected, naming
+//! the file, the key and the reason, because a typo in a backup config must not silently
+//! fall back to a default.
+//!
+//! Environment overrides (the shell-script-era names are kept so existing `.env` files work):
+//!
+//! | variable | setting |
+//! |---|---|
+//! | `BACKUP_DIR`, `COFFER_BACKUP_DIR` | `backup_dir` |
+//! | `WORKSPACE_HOST_PATH`, `COFFER_WORKSPACE_PATH` | `workspace.path` |
+//! | `BACKUP_RETENTION_DAYS`, `COFFER_RETENTION_KEEP_DAYS` | `retention.keep_days` |
+//! | `COFFER_DATABASE_URL` | `database.url` |
+//! | `COFFER_AGE_IDENTITY_FILE` | `encryption.identity_file` |
+//!
+//! The `COFFER_*` name wins over the legacy one when both are set.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Where the configuration file is looked for when neither `--config` nor
+/// `COFFER_CONFIG` names one.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/coffer/coffer.toml";
+
+/// The backup root used when nothing configures one.
+pub const DEFAULT_BACKUP_DIR: &str = "./backups";
+
+/// Default gzip level, the same as `gzip` and the shell scripts.
+pub const DEFAULT_COMPRESSION_LEVEL: u32 = 6;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The backup root: one directory per backup below it.
+    pub backup_dir: Option<PathBuf>,
+    /// Where the database is and how to reach it.
+    pub database: DatabaseConfig,
+    /// The workspace directory that is archived next to the database.
+    pub workspace: WorkspaceConfig,
+    /// age encryption of the artifacts.
+    pub encryption: EncryptionConfig,
+    /// Compression of the artifacts.
+    pub compression: CompressionConfig,
+    /// Which backups are kept.
+    pub retention: RetentionConfig,
+    /// Commands run around restores and after runs.
+    pub hooks: HooksConfig,
+    /// How the code's Alembic head is found before a restore.
+    pub alembic: AlembicConfig,
+    /// Prometheus textfile written after every run.
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// `[database]`: which database, and how to run `pg_dump` / `psql` against it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// A `postgres://user:password@host:port/dbname?sslmode=…` URL. Its parts are handed to
+    /// `pg_dump` / `psql` as `PG*` environment variables, never as arguments, so the password
+    /// does not show in the process list.
+    pub url: Option<String>,
+    /// An argv prefix under which `pg_dump` and `psql` run, e.g.
+    /// `["docker", "compose", "-f", "/opt/app/docker-compose.yml", "exec", "-T", "postgres"]`.
+    pub exec: Option<Vec<String>>,
+    /// Database name (overrides the URL's; default: libpq's `PGDATABASE` or the user name).
+    pub name: Option<String>,
+    /// Role to connect as (overrides the URL's).
+    pub user: Option<String>,
+}
+
+/// `[workspace]`: the directory archived next to the database.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkspaceConfig {
+    /// The workspace directory on the host. Without it only the database is backed up.
+    pub path: Option<PathBuf>,
+    /// Glob patterns, relative to the workspace, that are not archived
+    /// (`cache/**`, `*.tmp`; a pattern without `/` matches at any depth).
+    pub exclude: Vec<String>,
+}
+
+/// `[encryption]`: age recipients for backups, identity for restores.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncryptionConfig {
+    /// Recipients: `age1…` X25519 public keys or SSH public keys (`ssh-ed25519 …`, `ssh-rsa …`).
+    pub recipients: Vec<String>,
+    /// A file of recipients, one per line, `#` comments allowed (the `age -R` format).
+    pub recipients_file: Option<PathBuf>,
+    /// The identity file (`AGE-SECRET-KEY-…` or an SSH private key) used to decrypt.
+    /// Only restores and verification need it; backups need only the recipients.
+    pub identity_file: Option<PathBuf>,
+}
+
+impl EncryptionConfig {
+    /// Whether backups are to be encrypted.
+    pub fn enabled(&self) -> bool {
+        !self.recipients.is_empty() || self.recipients_file.is_some()
+    }
+}
+
+/// `[compression]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompressionConfig {
+    /// gzip level, 1 (fastest) to 9 (smallest); default 6, as `gzip`.
+    pub level: u32,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        CompressionConfig {
+            level: DEFAULT_COMPRESSION_LEVEL,
+        }
+    }
+}
+
+/// `[retention]`: which automatic backups are kept. Manual backups are never pruned
+/// automatically.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Keep auto and legacy backups younger than this many days (default 7; 0 turns it off).
+    pub keep_days: u32,
+    /// Keep the newest N backups.
+    pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last N days that have one.
+    pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N ISO weeks that have one.
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last N months that have one.
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest backup of each of the last N years that have one.
+    pub keep_yearly: Option<u32>,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            keep_days: 7,
+            keep_last: None,
+            keep_daily: None,
+            keep_weekly: None,
+            keep_monthly: None,
+            keep_yearly: None,
+        }
+    }
+}
+
+/// `[hooks]`: commands (argv lists, no shell) run around restores and after runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HooksConfig {
+    /// Run before a restore changes anything, e.g. `[["docker","compose","stop","backend"]]`.
+    pub before_restore: Vec<Vec<String>>,
+    /// Run after a restore, whether it succeeded or not, so the application comes back.
+    pub after_restore: Vec<Vec<String>>,
+    /// Run after a successful run.
+    pub on_success: Vec<Vec<String>>,
+    /// Run after a failed run.
+    pub on_failure: Vec<Vec<String>>,
+}
+
+/// `[alembic]`: where the code's expected head comes from before a restore.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlembicConfig {
+    /// argv whose output names the code's head(s), e.g.
+    /// `["docker","compose","run","--rm","backend","alembic","heads"]`.
+    pub expected_head_command: Option<Vec<String>>,
+    /// The application's migration scripts (`alembic/versions`).
+    pub versions_dir: Option<PathBuf>,
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or a key is unknown or has a value of the wrong type.
+    #[error("invalid configuration file {path}: key `{key}`: {reason}")]
+    Invalid {
+        /// The file (or `environment` / `command line`).
+        path: String,
+        /// The dotted key, e.g. `compression.level`.
+        key: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+}
+
+/// Where a setting came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A configuration file.
+    File(PathBuf),
+    /// No file: defaults.
+    Defaults,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Defaults => f.write_str("(no configuration file)"),
+        }
+    }
+}
+
+/// A configuration and the file it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The settings, with environment overrides applied.
+    pub config: Config,
+    /// Where they came from.
+    pub source: Source,
+}
+
+impl Config {
+    /// Parses TOML text; `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let invalid = |key: String, reason: String| ConfigError::Invalid {
+            path: origin.to_string(),
+            key,
+            reason,
+        };
+        let table: toml::Table = toml::from_str(text).map_err(|e| {
+            invalid(
+                "(syntax)".to_string(),
+                e.to_string().trim().replace('\n', " "),
+            )
+        })?;
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                invalid(key, e.into_inner().to_string())
+            })?;
+        config.validate().map_err(|(k, r)| invalid(k, r))?;
+        Ok(config)
+    }
+
+    /// Checks values serde cannot: ranges, argv lists that are empty, globs that do not parse.
+    fn validate(&self) -> Result<(), (String, String)> {
+        if !(1..=9).contains(&self.compression.level) {
+            return Err((
+                "compression.level".into(),
+                format!("{} is out of range 1..=9", self.compression.level),
+            ));
+        }
+        if let Some(exec) = &self.database.exec
+            && exec.is_empty()
+        {
+            return Err((
+                "database.exec".into(),
+                "must name a command, e.g. [\"docker\", \"compose\", \"exec\", \"-T\", \"postgres\"]".into(),
+            ));
+        }
+        if let Some(url) = &self.database.url {
+            crate::postgres::ConnectionParams::from_url(url)
+                .map_err(|e| ("database.url".into(), e.to_string()))?;
+        }
+        for pattern in &self.workspace.exclude {
+            globset::Glob::new(pattern)
+                .map_err(|e| ("workspace.exclude".to_string(), e.to_string()))?;
+        }
+        let hooks = [
+            ("hooks.before_restore", &self.hooks.before_restore),
+            ("hooks.after_restore", &self.hooks.after_restore),
+            ("hooks.on_success", &self.hooks.on_success),
+            ("hooks.on_failure", &self.hooks.on_failure),
+        ];
+        for (key, list) in hooks {
+            if list.iter().any(|argv| argv.is_empty()) {
+                return Err((key.into(), "an empty command (argv list)".into()));
+            }
+        }
+        if let Some(cmd) = &self.alembic.expected_head_command
+            && cmd.is_empty()
+        {
+            return Err((
+                "alembic.expected_head_command".into(),
+                "an empty command (argv list)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Finds and loads the configuration file, then applies environment overrides.
+    ///
+    /// `explicit` is `--config`; `env` looks a variable up (pass `|k| std::env::var(k).ok()`).
+    pub fn load(
+        explicit: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<LoadedConfig, ConfigError> {
+        let path = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| {
+                env("COFFER_CONFIG")
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+            })
+            .or_else(|| {
+                let default = Path::new(DEFAULT_CONFIG_PATH);
+                default.exists().then(|| default.to_path_buf())
+            });
+        let (mut config, source) = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let config = Config::from_toml(&text, &path.display().to_string())?;
+                (config, Source::File(path))
+            }
+            None => (Config::default(), Source::Defaults),
+        };
+        config.apply_env(env)?;
+        Ok(LoadedConfig { config, source })
+    }
+
+    /// Applies the environment overrides listed in the module documentation.
+    pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn get(
+            env: &dyn Fn(&str) -> Option<String>,
+            names: &[&'static str],
+        ) -> Option<(&'static str, String)> {
+            names
+                .iter()
+                .find_map(|n| env(n).filter(|v| !v.is_empty()).map(|v| (*n, v)))
+        }
+        if let Some((_, v)) = get(env, &["COFFER_BACKUP_DIR", "BACKUP_DIR"]) {
+            self.backup_dir = Some(PathBuf::from(v));
+        }
+        if let Some((_, v)) = get(env, &["COFFER_WORKSPACE_PATH", "WORKSPACE_HOST_PATH"]) {
+            self.workspace.path = Some(PathBuf::from(v));
+        }
+        if let Some((_, v)) = get(env, &["COFFER_DATABASE_URL"]) {
+            crate::postgres::ConnectionParams::from_url(&v).map_err(|e| ConfigError::Invalid {
+                path: "environment".into(),
+                key: "COFFER_DATABASE_URL".into(),
+                reason: e.to_string(),
+            })?;
+            self.database.url = Some(v);
+        }
+        if let Some((_, v)) = get(env, &["COFFER_AGE_IDENTITY_FILE"]) {
+            self.encryption.identity_file = Some(PathBuf::from(v));
+        }
+        if let Some((name, v)) = get(
+            env,
+            &["COFFER_RETENTION_KEEP_DAYS", "BACKUP_RETENTION_DAYS"],
+        ) {
+            self.retention.keep_days = v.trim().parse().map_err(|_| ConfigError::Invalid {
+                path: "environment".into(),
+                key: name.into(),
+                reason: format!("`{v}` is not a whole number of days"),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The backup root, defaulting to `./backups`.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.backup_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_BACKUP_DIR))
+    }
+
+    /// A short description of the settings, for `coffer config`-style output and logs.
+    /// Never includes the database password.
+    pub fn redacted(&self) -> BTreeMap<&'static str, String> {
+        let mut m = BTreeMap::new();
+        m.insert("backup_dir", self.backup_dir().display().to_string());
+        if let Some(url) = &self.database.url {
+            m.insert("database.url", crate::postgres::redact_url(url));
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::from_toml(text, "/etc/coffer/coffer.toml")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn parses_a_full_file() {
+        let c = Config::from_toml(
+            r#"
+backup_dir = "/var/backups/portal"
+metrics_file = "/var/lib/node_exporter/coffer.prom"
+[database]
+exec = ["docker", "compose", "-f", "/opt/app/docker-compose.yml", "exec", "-T", "postgres"]
+name = "portal"
+user = "portal"
+[workspace]
+path = "/srv/portal/workspace"
+exclude = ["cache/**", "*.tmp"]
+[encryption]
+recipients = ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]
+identity_file = "/root/coffer.key"
+[compression]
+level = 3
+[retention]
+keep_days = 14
+keep_weekly = 4
+[hooks]
+before_restore = [["docker", "compose", "stop", "backend"]]
+[alembic]
+versions_dir = "/opt/app/backend/alembic/versions"
+"#,
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.compression.level, 3);
+        assert_eq!(c.retention.keep_days, 14);
+        assert_eq!(c.retention.keep_weekly, Some(4));
+        assert!(c.encryption.enabled());
+        assert_eq!(c.database.exec.as_ref().unwrap()[0], "docker");
+    }
+
+    #[test]
+    fn rejections_name_file_key_and_reason() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("bakup_dir = \"/x\"", "key `bakup_dir`", "unknown field"),
+            (
+                "[database]\nhost = \"x\"",
+                "key `database.host`",
+                "unknown field",
+            ),
+            (
+                "[compression]\nlevel = 12",
+                "key `compression.level`",
+                "out of range",
+            ),
+            (
+                "[compression]\nlevel = \"fast\"",
+                "key `compression.level`",
+                "invalid type",
+            ),
+            (
+                "[workspace]\nexclude = [\"a[\"]",
+                "key `workspace.exclude`",
+                "unclosed",
+            ),
+            (
+                "[database]\nexec = []",
+                "key `database.exec`",
+                "must name a command",
+            ),
+            (
+                "[database]\nurl = \"mysql://x\"",
+                "key `database.url`",
+                "postgres",
+            ),
+            ("backup_dir = ", "key `(syntax)`", "TOML parse error"),
+        ];
+        for (text, key, reason) in cases {
+            let e = err(text);
+            assert!(
+                e.starts_with("invalid configuration file /etc/coffer/coffer.toml"),
+                "{e}"
+            );
+            assert!(e.contains(key), "{text}: {e}");
+            assert!(e.contains(reason), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn environment_overrides_file_and_legacy_names_work() {
+        let mut c = Config::from_toml("backup_dir = \"/a\"", "t").unwrap();
+        let env = |k: &str| match k {
+            "BACKUP_DIR" => Some("/legacy".to_string()),
+            "WORKSPACE_HOST_PATH" => Some("/ws".to_string()),
+            "BACKUP_RETENTION_DAYS" => Some("30".to_string()),
+            _ => None,
+        };
+        c.apply_env(&env).unwrap();
+        assert_eq!(c.backup_dir(), PathBuf::from("/legacy"));
+        assert_eq!(c.workspace.path, Some(PathBuf::from("/ws")));
+        assert_eq!(c.retention.keep_days, 30);
+
+        let env2 = |k: &str| match k {
+            "BACKUP_DIR" => Some("/legacy".to_string()),
+            "COFFER_BACKUP_DIR" => Some("/new".to_string()),
+            "BACKUP_RETENTION_DAYS" => Some("week".to_string()),
+            _ => None,
+        };
+        let e = c.apply_env(&env2).unwrap_err().to_string();
+        assert!(
+            e.contains("BACKUP_RETENTION_DAYS") && e.contains("week"),
+            "{e}"
+        );
+        assert_eq!(c.backup_dir(), PathBuf::from("/new"));
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let c = Config::default();
+        assert_eq!(c.backup_dir(), PathBuf::from("./backups"));
+        assert_eq!(c.compression.level, 6);
+        assert_eq!(c.retention.keep_days, 7);
+        assert!(!c.encryption.enabled());
+        let loaded = Config::load(Some(Path::new("/nonexistent/coffer.toml")), &|_| None);
+        let e = loaded.unwrap_err().to_string();
+        assert!(
+            e.starts_with("cannot read configuration file /nonexistent/coffer.toml"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,340 @@
+//! Test harness: one throw-away PostgreSQL cluster per test binary (created with
+//! initdb/pg_ctl; as root it runs as the `postgres` OS user), a fresh database per test
+//! cloned from the loaded fixture, a copy of the fixture workspace with the awkward entries
+//! git cannot store (hard links, fifos, sockets, non-UTF-8 names), and the real `coffer`
+//! binary run with an isolated environment.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use coffer_core::sandbox::TempCluster;
+
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures");
+pub const COFFER: &str = env!("CARGO_BIN_EXE_coffer");
+pub const HEAD: &str = "9f1c8d2a3b4e";
+const TEMPLATE: &str = "fixture_template";
+
+static CLUSTER: OnceLock<TempCluster> = OnceLock::new();
+static CREATE_DB: Mutex<()> = Mutex::new(());
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The shared cluster, with the fixture database loaded as a template.
+pub fn cluster() -> &'static TempCluster {
+    CLUSTER.get_or_init(|| {
+        let c = TempCluster::start()
+            .unwrap_or_else(|e| panic!("cannot start PostgreSQL for the tests: {e}"));
+        c.create_database(TEMPLATE).unwrap();
+        c.psql_file(TEMPLATE, &Path::new(FIXTURES).join("portal.sql"))
+            .unwrap();
+        c
+    })
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A fresh database cloned from the fixture.
+pub fn fresh_database() -> String {
+    let c = cluster();
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    let _guard = CREATE_DB.lock().unwrap();
+    c.psql(
+        "postgres",
+        &format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"),
+    )
+    .unwrap();
+    name
+}
+
+/// An empty database.
+pub fn empty_database() -> String {
+    let c = cluster();
+    let name = format!(
+        "e{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    c.create_database(&name).unwrap();
+    name
+}
+
+/// One test's world: a database, a workspace, a backup root and a config file.
+pub struct Case {
+    pub dir: tempfile::TempDir,
+    pub db: String,
+    pub root: PathBuf,
+    pub workspace: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Case {
+    pub fn new() -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        let workspace = dir.path().join("workspace");
+        run_ok(
+            Command::new("cp")
+                .arg("-a")
+                .arg(Path::new(FIXTURES).join("workspace"))
+                .arg(&workspace),
+        );
+        add_awkward_entries(&workspace);
+        let case = Case {
+            db: fresh_database(),
+            root: dir.path().join("backups"),
+            config: dir.path().join("coffer.toml"),
+            workspace,
+            dir,
+        };
+        case.write_config(&case.db_section(), "");
+        case
+    }
+
+    /// `[database]` body reaching this case's database directly.
+    pub fn db_section(&self) -> String {
+        format!("url = \"{}\"\n", cluster().url(&self.db))
+    }
+
+    /// Writes the config: backup root, `[database]` body, workspace with `cache/**`
+    /// excluded, plus `extra` sections.
+    pub fn write_config(&self, database: &str, extra: &str) {
+        let text = format!(
+            "backup_dir = \"{}\"\n{extra}\n[database]\n{database}\n[workspace]\npath = \"{}\"\nexclude = [\"cache/**\"]\n",
+            self.root.display(),
+            self.workspace.display()
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// The real binary, with an environment that cannot leak in from the developer's shell.
+    pub fn coffer(&self) -> Command {
+        let mut cmd = Command::new(COFFER);
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if k.starts_with("COFFER_")
+                || k.starts_with("PG")
+                || ["BACKUP_DIR", "WORKSPACE_HOST_PATH", "BACKUP_RETENTION_DAYS"]
+                    .contains(&k.as_ref())
+            {
+                cmd.env_remove(k.as_ref());
+            }
+        }
+        cmd.arg("--config").arg(&self.config);
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.coffer().args(args).output().unwrap()
+    }
+
+    /// Backup directories in the root (complete ones: names not starting with a dot).
+    pub fn backups(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&self.root)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Every entry in the root except the lock file.
+    pub fn root_entries(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.root)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != ".coffer.lock")
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Runs a backup that must succeed and returns its directory.
+    pub fn backup_ok(&self, args: &[&str]) -> PathBuf {
+        let mut all = vec!["backup"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        assert_success(&out);
+        let line = stdout(&out)
+            .lines()
+            .find(|l| l.starts_with("backup ") && l.contains(" complete in "))
+            .unwrap_or_else(|| panic!("no completion line:\n{}", stdout(&out)))
+            .to_string();
+        PathBuf::from(line.rsplit(": ").next().unwrap())
+    }
+
+    /// A wrapper script used as `database.exec`: runs `psql` and `pg_dump --version`
+    /// untouched, and a dumping `pg_dump` through `pg_dump_body` (a shell snippet; `"$@"`
+    /// holds pg_dump's arguments).
+    pub fn exec_wrapper(&self, pg_dump_body: &str) -> String {
+        let script = self.dir.path().join("pg-wrapper.sh");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\nprog=$1; shift\nif [ \"$prog\" = pg_dump ] && [ \"$1\" != --version ]; then\n:\n{pg_dump_body}\nfi\nexec \"$prog\" \"$@\"\n"),
+        )
+        .unwrap();
+        make_executable(&script);
+        format!(
+            "url = \"{}\"\nexec = [\"{}\"]\n",
+            cluster().url(&self.db),
+            script.display()
+        )
+    }
+}
+
+/// Entries git cannot hold, added to the workspace copy.
+fn add_awkward_entries(ws: &Path) {
+    std::fs::hard_link(
+        ws.join("uploads/2025/06/report-1.txt"),
+        ws.join("uploads/report-1-hardlink.txt"),
+    )
+    .unwrap();
+    let deep = ws.join("deep").join("d".repeat(90));
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(
+        deep.join(format!("{}.txt", "long-name-".repeat(12))),
+        b"long\n",
+    )
+    .unwrap();
+    std::fs::write(
+        ws.join(OsStr::from_bytes(b"bin\xffary-\xfe.dat")),
+        b"\x00\x01\x02",
+    )
+    .unwrap();
+    std::fs::create_dir_all(ws.join("run")).unwrap();
+    run_ok(Command::new("mkfifo").arg(ws.join("run/app.fifo")));
+    let sock = std::os::unix::net::UnixListener::bind(ws.join("run/app.sock")).unwrap();
+    drop(sock);
+    std::fs::create_dir_all(ws.join("empty-dir")).unwrap();
+}
+
+pub fn make_executable(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs a shell pipeline of standard tools; must succeed.
+pub fn sh(script: &str) -> String {
+    let out = run_ok(Command::new("bash").args(["-c", &format!("set -euo pipefail; {script}")]));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The `error: …` line (progress lines may come before it on stderr).
+pub fn error_line(out: &Output) -> String {
+    let err = stderr(out);
+    err.lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line in stderr:\n{err}"))
+        .to_string()
+}
+
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "coffer failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    );
+}
+
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected exit {code}:\nstdout:\n{}\nstderr:\n{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+pub fn manifest(backup: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(backup.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// Row count and content hash of every table in `db`, keyed `schema.table`.
+pub fn table_fingerprints(db: &str) -> BTreeMap<String, String> {
+    let c = cluster();
+    let tables = c
+        .psql(
+            db,
+            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables \
+             WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+        )
+        .unwrap();
+    tables
+        .lines()
+        .map(|t| {
+            let fp = c
+                .psql(
+                    db,
+                    &format!(
+                        "SELECT count(*) || ':' || md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {t} x"
+                    ),
+                )
+                .unwrap();
+            (t.to_string(), fp)
+        })
+        .collect()
+}
+
+/// Every path below `root`, relative, as bytes; directories included.
+pub fn walk(root: &Path) -> Vec<Vec<u8>> {
+    fn go(root: &Path, dir: &Path, out: &mut Vec<Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            out.push(
+                p.strip_prefix(root)
+                    .unwrap()
+                    .as_os_str()
+                    .as_bytes()
+                    .to_vec(),
+            );
+            if e.file_type().unwrap().is_dir() {
+                go(root, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    go(root, root, &mut out);
+    out.sort();
+    out
+}
