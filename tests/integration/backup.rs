@@ -608,23 +608,20 @@ fn unreadable_workspace_file_fails_and_leaves_nothing() {
 fn files_changing_during_the_archive_are_reported_and_strict_exits_4() {
     let case = Case::new();
     let busy = case.workspace.join("busy.log");
-    std::fs::write(&busy, vec![b'x'; 8 << 20]).unwrap();
+    // 64 MiB takes a good fraction of a second to archive; the writer below changes it in
+    // place every 100 µs, so its mtime moves while it is being read.
+    std::fs::write(&busy, vec![b'x'; 64 << 20]).unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let stop = stop.clone();
-        let busy = busy.clone();
+        let file = std::fs::OpenOptions::new().write(true).open(&busy).unwrap();
         std::thread::spawn(move || {
+            use std::os::unix::fs::FileExt;
             let mut i = 0u64;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                // Alternate sizes so both size and mtime change under the archiver.
-                let len = if i.is_multiple_of(2) {
-                    6 << 20
-                } else {
-                    8 << 20
-                };
-                let _ = std::fs::write(&busy, vec![b'y'; len]);
+                file.write_at(b"changed", (i * 4099) % (64 << 20)).unwrap();
                 i += 1;
-                std::thread::sleep(Duration::from_millis(2));
+                std::thread::sleep(Duration::from_micros(100));
             }
         })
     };

@@ -9,7 +9,7 @@
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -89,6 +89,9 @@ pub enum BackupError {
         /// What to do, derived from the error (e.g. free space).
         hint: String,
     },
+    /// This artifact stopped because the other one failed; never the error reported.
+    #[error("stopped because the other artifact failed")]
+    Aborted,
     /// A signal asked the backup to stop.
     #[error("backup interrupted by signal {signal}; the partial backup was removed")]
     Interrupted {
@@ -297,19 +300,36 @@ fn write_backup(
 ) -> Result<Manifest, BackupError> {
     let encryption = settings.recipients.as_ref().map(|_| Encryption::Age);
     let dump_pid = AtomicU32::new(0);
+    // Set by whichever artifact fails first, so the other stops instead of running on.
+    let abort = AtomicBool::new(false);
+    let taps = Taps {
+        progress,
+        cancel,
+        abort: &abort,
+    };
+    let stop_other_on_error = |failed: bool| {
+        if failed {
+            abort.store(true, Ordering::SeqCst);
+        }
+    };
 
     let (db, ws) = std::thread::scope(|scope| {
-        let db = scope
-            .spawn(|| dump_database(settings, staging, encryption, &dump_pid, progress, cancel));
+        let db = scope.spawn(|| {
+            let r = dump_database(settings, staging, encryption, &dump_pid, &taps);
+            stop_other_on_error(r.is_err());
+            r
+        });
         let ws = settings.workspace.as_ref().map(|root| {
-            scope.spawn(move || {
-                archive_workspace(settings, root, staging, encryption, progress, cancel)
+            scope.spawn(|| {
+                let r = archive_workspace(settings, root, staging, encryption, &taps);
+                stop_other_on_error(r.is_err());
+                r
             })
         });
         // pg_dump can block for a long time (waiting for a lock) without writing anything;
         // a signal must still stop it, so watch the flag here and kill it.
         while !db.is_finished() || ws.as_ref().is_some_and(|w| !w.is_finished()) {
-            if cancel.signal().is_some() {
+            if cancel.signal().is_some() || abort.load(Ordering::SeqCst) {
                 let pid = dump_pid.load(Ordering::SeqCst);
                 if pid != 0 {
                     crate::postgres::kill_group(pid);
@@ -324,9 +344,14 @@ fn write_backup(
     if let Some(signal) = cancel.signal() {
         return Err(BackupError::Interrupted { signal });
     }
-    // Report the database error first: it is the one that carries pg_dump's stderr.
-    let (db_artifact, facts) = db?;
-    let (ws_artifact, stats) = match ws.transpose()? {
+    // Report the error that caused the failure, not the other artifact's `Aborted`; when
+    // both failed on their own, the database's (it carries pg_dump's stderr).
+    let (db, ws) = match (db, ws.transpose()) {
+        (Err(BackupError::Aborted), Err(e)) | (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
+        (Ok(db), Ok(ws)) => (db, ws),
+    };
+    let (db_artifact, facts) = db;
+    let (ws_artifact, stats) = match ws {
         Some((a, s)) => (Some(a), Some(s)),
         None => (None, None),
     };
@@ -406,11 +431,30 @@ fn hostname() -> String {
 /// stored bytes → buffered file.
 type FileSink = HashingWriter<BufWriter<File>>;
 
+/// What every artifact stream reports to and is stopped by.
+struct Taps<'a> {
+    progress: &'a dyn Progress,
+    cancel: &'a CancelFlag,
+    abort: &'a AtomicBool,
+}
+
+impl Taps<'_> {
+    /// The error for a stream that was stopped, if it was: a signal, or the other artifact.
+    fn stopped(&self) -> Option<BackupError> {
+        match self.cancel.signal() {
+            Some(signal) => Some(BackupError::Interrupted { signal }),
+            None => self
+                .abort
+                .load(Ordering::SeqCst)
+                .then_some(BackupError::Aborted),
+        }
+    }
+}
+
 struct ArtifactWriter<'a> {
     inner: HashingWriter<flate2::write::GzEncoder<MaybeEncrypted<FileSink>>>,
     role: ArtifactRole,
-    progress: &'a dyn Progress,
-    cancel: &'a CancelFlag,
+    taps: &'a Taps<'a>,
     path: PathBuf,
     encryption: Option<Encryption>,
     file: String,
@@ -422,8 +466,7 @@ impl<'a> ArtifactWriter<'a> {
         staging: &Path,
         role: ArtifactRole,
         encryption: Option<Encryption>,
-        progress: &'a dyn Progress,
-        cancel: &'a CancelFlag,
+        taps: &'a Taps<'a>,
     ) -> Result<Self, BackupError> {
         let file = manifest::artifact_file_name(role, Compression::Gzip, encryption);
         let path = staging.join(&file);
@@ -437,12 +480,11 @@ impl<'a> ArtifactWriter<'a> {
             None => MaybeEncrypted::Plain(sink),
         };
         let gz = flate2::write::GzEncoder::new(enc, flate2::Compression::new(settings.level));
-        progress.start(role, &file);
+        taps.progress.start(role, &file);
         Ok(ArtifactWriter {
             inner: HashingWriter::new(gz),
             role,
-            progress,
-            cancel,
+            taps,
             path,
             encryption,
             file,
@@ -490,9 +532,11 @@ fn artifact_record(
 
 impl Write for ArtifactWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.cancel.check()?;
+        if self.taps.stopped().is_some() {
+            return Err(crate::cancel::cancelled_error());
+        }
         let n = self.inner.write(buf)?;
-        self.progress.advance(self.role, n as u64);
+        self.taps.progress.advance(self.role, n as u64);
         Ok(n)
     }
 
@@ -544,17 +588,10 @@ fn dump_database(
     staging: &Path,
     encryption: Option<Encryption>,
     dump_pid: &AtomicU32,
-    progress: &dyn Progress,
-    cancel: &CancelFlag,
+    taps: &Taps<'_>,
 ) -> Result<(Artifact, DumpFacts), BackupError> {
-    let writer = ArtifactWriter::create(
-        settings,
-        staging,
-        ArtifactRole::Database,
-        encryption,
-        progress,
-        cancel,
-    )?;
+    let writer =
+        ArtifactWriter::create(settings, staging, ArtifactRole::Database, encryption, taps)?;
     let path = writer.path.clone();
     let mut dump = settings.database.spawn_pg_dump()?;
     dump_pid.store(dump.child.id(), Ordering::SeqCst);
@@ -567,10 +604,14 @@ fn dump_database(
         // full pipe, and report our error, which is the cause.
         dump.kill();
         dump_pid.store(0, Ordering::SeqCst);
-        return Err(match cancel.signal() {
-            Some(signal) => BackupError::Interrupted { signal },
-            None => BackupError::io("write", &path, e),
-        });
+        return Err(taps
+            .stopped()
+            .unwrap_or_else(|| BackupError::io("write", &path, e)));
+    }
+    if let Some(stopped) = taps.stopped() {
+        dump.kill();
+        dump_pid.store(0, Ordering::SeqCst);
+        return Err(stopped);
     }
     let waited = dump.wait(
         "check the database settings and that the server is running; the partial backup was removed",
@@ -582,7 +623,7 @@ fn dump_database(
         return Err(BackupError::DumpTruncated);
     }
     let artifact = writer.finish()?;
-    progress.finish(
+    taps.progress.finish(
         ArtifactRole::Database,
         &format!(
             "{} tables, {} bytes stored",
@@ -613,28 +654,17 @@ fn archive_workspace(
     root: &Path,
     staging: &Path,
     encryption: Option<Encryption>,
-    progress: &dyn Progress,
-    cancel: &CancelFlag,
+    taps: &Taps<'_>,
 ) -> Result<(Artifact, ArchiveStats), BackupError> {
-    let writer = ArtifactWriter::create(
-        settings,
-        staging,
-        ArtifactRole::Workspace,
-        encryption,
-        progress,
-        cancel,
-    )?;
+    let writer =
+        ArtifactWriter::create(settings, staging, ArtifactRole::Workspace, encryption, taps)?;
     let options = ArchiveOptions {
         exclude: settings.exclude.clone(),
     };
-    let (writer, stats) = archive::write_workspace_tar(root, &options, writer).map_err(|e| {
-        match cancel.signal() {
-            Some(signal) => BackupError::Interrupted { signal },
-            None => BackupError::Archive(e),
-        }
-    })?;
+    let (writer, stats) = archive::write_workspace_tar(root, &options, writer)
+        .map_err(|e| taps.stopped().unwrap_or(BackupError::Archive(e)))?;
     let artifact = writer.finish()?;
-    progress.finish(
+    taps.progress.finish(
         ArtifactRole::Workspace,
         &format!("{} files, {} bytes stored", stats.files, artifact.size),
     );

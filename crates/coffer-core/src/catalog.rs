@@ -224,19 +224,13 @@ pub fn staging_dirs(root: &Path) -> Vec<PathBuf> {
 /// newest usable backup when `name` is `None`.
 pub fn resolve(root: &Path, name: Option<&str>) -> Result<BackupEntry, CatalogError> {
     match name {
-        Some(n) if n.contains('/') || Path::new(n).is_absolute() => {
-            let path = PathBuf::from(n);
-            if path.is_dir() {
-                Ok(BackupEntry::read(&path))
-            } else {
-                Err(CatalogError::NotFound {
-                    name: n.to_string(),
-                    root: root.to_path_buf(),
-                })
-            }
-        }
         Some(n) => {
-            let path = root.join(n);
+            // A name with a slash is a directory anywhere; a bare name lives in the root.
+            let path = if n.contains('/') {
+                PathBuf::from(n)
+            } else {
+                root.join(n)
+            };
             if path.is_dir() {
                 Ok(BackupEntry::read(&path))
             } else {
