@@ -22,6 +22,7 @@
 //! - [`catalog`]: the backups found in a backup root.
 //! - [`retention`]: which backups to keep.
 //! - [`lock`]: the backup root's lock.
+//! - [`hooks`]: operator commands run around restores and after runs.
 //! - [`sandbox`]: throw-away PostgreSQL clusters for the demo, tests and benchmarks.
 //! - [`progress`] and [`cancel`]: reporting from, and stopping, long operations.
 
@@ -36,6 +37,7 @@ pub mod config;
 pub mod crypto;
 pub mod digest;
 pub mod dump_scan;
+pub mod hooks;
 pub mod lock;
 pub mod manifest;
 pub mod names;
