@@ -13,6 +13,9 @@ pub const LOCKED: u8 = 3;
 /// `backup --strict`: the backup is complete but files changed while they were archived.
 pub const CHANGED_FILES: u8 = 4;
 
+/// `verify` found a damaged backup, or `restore` refused one that failed verification.
+pub const VERIFY_FAILED: u8 = 5;
+
 /// The exit-code table shown at the end of `coffer --help`.
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:

@@ -36,6 +36,8 @@ enum Command {
     Backup(cmd::backup::Args),
     /// List the backups in the backup root, newest first
     List(cmd::list::Args),
+    /// Check a backup end to end (hashes, decompression, dump and tar) without restoring it
+    Verify(cmd::verify::Args),
     /// Write a new age identity file and print its public key
     Keygen(cmd::keygen::Args),
     /// Run a whole backup against a throw-away PostgreSQL cluster and the fixture workspace
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Backup(ref a) => cmd::backup::run(&cli, a),
         Command::List(ref a) => cmd::list::run(&cli, a),
+        Command::Verify(ref a) => cmd::verify::run(&cli, a),
         Command::Keygen(ref a) => cmd::keygen::run(a),
         Command::Demo(ref a) => cmd::demo::run(a),
     };

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use coffer_core::manifest::ArtifactRole;
 use coffer_core::progress::Progress;
-use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// Prints an error: the first line says what failed and what to do; details follow.
 pub fn print_error(err: &anyhow::Error) {
@@ -22,10 +22,7 @@ pub fn print_error(err: &anyhow::Error) {
     }
 }
 
-/// Human-readable byte count.
-pub fn bytes(n: u64) -> String {
-    HumanBytes(n).to_string()
-}
+pub use coffer_core::units::bytes;
 
 /// Creates the progress reporter that fits where stderr goes.
 pub fn reporter(quiet: bool) -> Box<dyn Progress> {

@@ -18,18 +18,22 @@
 //! - [`dump_scan`]: facts read from a plain-format dump as it streams (row counts, Alembic head).
 //! - [`alembic`]: the backup's Alembic heads against the ones the code expects.
 //! - [`archive`]: the workspace as a tar stream, and safe extraction of one.
+//! - [`artifact`]: reading an artifact back (age → gunzip) with both digests checked.
 //! - [`backup`]: the backup pipeline that ties the above together atomically.
 //! - [`catalog`]: the backups found in a backup root.
+//! - [`verify`]: checking a backup end to end without restoring it.
 //! - [`retention`]: which backups to keep.
 //! - [`lock`]: the backup root's lock.
 //! - [`hooks`]: operator commands run around restores and after runs.
 //! - [`sandbox`]: throw-away PostgreSQL clusters for the demo, tests and benchmarks.
+//! - [`units`]: human-readable sizes for messages.
 //! - [`progress`] and [`cancel`]: reporting from, and stopping, long operations.
 
 #![warn(missing_docs)]
 
 pub mod alembic;
 pub mod archive;
+pub mod artifact;
 pub mod backup;
 pub mod cancel;
 pub mod catalog;
@@ -45,6 +49,8 @@ pub mod postgres;
 pub mod progress;
 pub mod retention;
 pub mod sandbox;
+pub mod units;
+pub mod verify;
 
 pub(crate) mod fsutil;
 

@@ -4,6 +4,7 @@ pub mod backup;
 pub mod demo;
 pub mod keygen;
 pub mod list;
+pub mod verify;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -23,4 +24,17 @@ pub fn cancel_on_signals() -> std::io::Result<CancelFlag> {
         signal_hook::flag::register_usize(sig, flag.atomic(), sig as usize)?;
     }
     Ok(flag)
+}
+
+/// The age identities to decrypt with: `--identity`, else `encryption.identity_file` (which
+/// `COFFER_AGE_IDENTITY_FILE` overrides). `None` when neither is set.
+pub fn load_identities(
+    config: &coffer_core::config::Config,
+    flag: Option<&std::path::Path>,
+) -> anyhow::Result<Option<coffer_core::crypto::Identities>> {
+    let path = flag.or(config.encryption.identity_file.as_deref());
+    Ok(match path {
+        Some(p) => Some(coffer_core::crypto::Identities::load(p)?),
+        None => None,
+    })
 }
