@@ -513,8 +513,8 @@ fn tar_check(file: &str, l: &TarListing, manifest: Option<&Manifest>) -> Check {
         l.hardlinks,
         units::bytes(l.file_bytes)
     );
-    if let Some(w) = manifest.and_then(|m| m.workspace.as_ref()) {
-        if (
+    if let Some(w) = manifest.and_then(|m| m.workspace.as_ref())
+        && (
             l.files,
             l.directories,
             l.symlinks,
@@ -526,16 +526,16 @@ fn tar_check(file: &str, l: &TarListing, manifest: Option<&Manifest>) -> Check {
             w.symlinks,
             w.hardlinks,
             w.file_bytes,
-        ) {
-            return Check::new(
-                subject,
-                Outcome::Fail,
-                format!(
-                    "lists {summary}; the manifest says {} files, {} directories, {} symlinks, {} hard links, {} bytes",
-                    w.files, w.directories, w.symlinks, w.hardlinks, w.file_bytes
-                ),
-            );
-        }
+        )
+    {
+        return Check::new(
+            subject,
+            Outcome::Fail,
+            format!(
+                "lists {summary}; the manifest says {} files, {} directories, {} symlinks, {} hard links, {} bytes",
+                w.files, w.directories, w.symlinks, w.hardlinks, w.file_bytes
+            ),
+        );
     }
     Check::new(subject, Outcome::Pass, format!("lists cleanly: {summary}"))
 }
