@@ -20,6 +20,7 @@
 //! - [`archive`]: the workspace as a tar stream, and safe extraction of one.
 //! - [`artifact`]: reading an artifact back (age → gunzip) with both digests checked.
 //! - [`backup`]: the backup pipeline that ties the above together atomically.
+//! - [`workspace_swap`]: replacing the workspace by rename, undone after a crash.
 //! - [`catalog`]: the backups found in a backup root.
 //! - [`verify`]: checking a backup end to end without restoring it.
 //! - [`retention`]: which backups to keep.
@@ -51,6 +52,7 @@ pub mod retention;
 pub mod sandbox;
 pub mod units;
 pub mod verify;
+pub mod workspace_swap;
 
 pub(crate) mod fsutil;
 

@@ -337,6 +337,201 @@ impl Database {
     }
 }
 
+impl Database {
+    /// The roles among `roles` that do not exist on the server.
+    pub fn missing_roles(&self, roles: &[String]) -> Result<Vec<String>, PgError> {
+        if roles.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = roles.iter().map(|r| quote_literal(r)).collect::<Vec<_>>();
+        let out = self.query(&format!(
+            "SELECT r FROM unnest(ARRAY[{}]::text[]) AS r \
+             WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) ORDER BY r",
+            list.join(",")
+        ))?;
+        Ok(out
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect())
+    }
+
+    /// Other client sessions connected to this database (not this one).
+    pub fn other_sessions(&self) -> Result<Vec<Session>, PgError> {
+        let out = self.query(
+            "SELECT pid, coalesce(usename, ''), coalesce(application_name, ''), \
+             coalesce(client_addr::text, 'local socket'), coalesce(state, '') \
+             FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() AND backend_type = 'client backend' ORDER BY pid",
+        )?;
+        out.lines()
+            .filter(|l| !l.is_empty())
+            .map(|line| {
+                let f: Vec<&str> = line.splitn(5, '|').collect();
+                match (f.first().and_then(|p| p.parse().ok()), f.len()) {
+                    (Some(pid), 5) => Ok(Session {
+                        pid,
+                        user: f[1].into(),
+                        application: f[2].into(),
+                        client: f[3].into(),
+                        state: f[4].into(),
+                    }),
+                    _ => Err(PgError::Parse {
+                        what: "pg_stat_activity".into(),
+                        output: line.into(),
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// Terminates the other client sessions connected to this database and waits (up to
+    /// ten seconds) until they are gone; returns how many were asked to end.
+    pub fn terminate_other_sessions(&self) -> Result<usize, PgError> {
+        let out = self.query(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+             AND backend_type = 'client backend'",
+        )?;
+        let n = out.trim().parse().unwrap_or(0);
+        for _ in 0..100 {
+            if self.other_sessions()?.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Ok(n)
+    }
+
+    /// Whether a database named `name` exists on the server.
+    pub fn database_exists(&self, name: &str) -> Result<bool, PgError> {
+        let out = self.query(&format!(
+            "SELECT count(*) FROM pg_database WHERE datname = {}",
+            quote_literal(name)
+        ))?;
+        Ok(out.trim() == "1")
+    }
+
+    /// Runs `CREATE DATABASE name` (connect this runner to a maintenance database).
+    pub fn create_database(&self, name: &str) -> Result<(), PgError> {
+        self.query(&format!("CREATE DATABASE {}", quote_ident(name)))
+            .map(drop)
+    }
+
+    /// Runs `DROP DATABASE IF EXISTS name WITH (FORCE)` (from a maintenance database).
+    pub fn drop_database(&self, name: &str) -> Result<(), PgError> {
+        self.query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(name)
+        ))
+        .map(drop)
+    }
+
+    /// The revisions in every `alembic_version` table of the database, sorted; `None` when
+    /// there is no such table.
+    pub fn alembic_heads(&self) -> Result<Option<Vec<String>>, PgError> {
+        let tables = self.query(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relname = 'alembic_version' AND c.relkind IN ('r', 'p')",
+        )?;
+        let tables: Vec<&str> = tables.lines().filter(|l| !l.is_empty()).collect();
+        if tables.is_empty() {
+            return Ok(None);
+        }
+        let union = tables
+            .iter()
+            .map(|t| format!("SELECT version_num::text AS v FROM {t}"))
+            .collect::<Vec<_>>()
+            .join(" UNION ");
+        let out = self.query(&format!(
+            "SELECT v FROM ({union}) AS heads WHERE v IS NOT NULL ORDER BY v"
+        ))?;
+        Ok(Some(
+            out.lines()
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect(),
+        ))
+    }
+
+    /// `count(*)` of each table, in order; names are qualified and quoted as SQL needs
+    /// (as [`crate::manifest::DatabaseFacts::tables`] holds them).
+    pub fn row_counts(&self, tables: &[String]) -> Result<Vec<u64>, PgError> {
+        if tables.is_empty() {
+            return Ok(Vec::new());
+        }
+        let selects: Vec<String> = tables
+            .iter()
+            .map(|t| format!("(SELECT count(*) FROM {t})"))
+            .collect();
+        let out = self.query(&format!("SELECT {}", selects.join(", ")))?;
+        out.trim()
+            .split('|')
+            .map(|n| {
+                n.parse().map_err(|_| PgError::Parse {
+                    what: "row counts".into(),
+                    output: out.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Starts `psql` reading a script on its standard input (piped), stopping at the first
+    /// error, its output discarded and its standard error collected. It runs in its own
+    /// process group, so a Ctrl-C at the terminal reaches only coffer, which then decides
+    /// how the transaction ends.
+    pub fn spawn_psql_script(&self) -> Result<RunningProgram, PgError> {
+        let mut cmd = self.command("psql");
+        cmd.args(["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1"]);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        RunningProgram::spawn(cmd, "psql", false)
+    }
+}
+
+/// A client session connected to a database.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Session {
+    /// Backend process id.
+    pub pid: u32,
+    /// Role name.
+    pub user: String,
+    /// `application_name`.
+    pub application: String,
+    /// Client address, or `local socket`.
+    pub client: String,
+    /// `active`, `idle`, `idle in transaction`, …
+    pub state: String,
+}
+
+impl std::fmt::Display for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pid {} user {} from {}",
+            self.pid, self.user, self.client
+        )?;
+        if !self.application.is_empty() {
+            write!(f, " ({})", self.application)?;
+        }
+        if !self.state.is_empty() {
+            write!(f, ", {}", self.state)?;
+        }
+        Ok(())
+    }
+}
+
+/// `text` as an SQL string literal.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// `name` as a quoted SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// What `server_info` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerInfo {
@@ -596,6 +791,12 @@ mod tests {
                 "--dbname=portal"
             ]
         );
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_literal("o'brien"), "'o''brien'");
+        assert_eq!(quote_ident("My \"Db\""), "\"My \"\"Db\"\"\"");
     }
 
     #[test]
