@@ -338,3 +338,45 @@ pub fn walk(root: &Path) -> Vec<Vec<u8>> {
     out.sort();
     out
 }
+
+/// What a restore must reproduce of every entry below `root` (the root itself as `.`):
+/// type, mode, mtime in seconds (not for symlinks), and content hash or link target.
+pub fn snapshot(root: &Path) -> BTreeMap<Vec<u8>, String> {
+    use sha2::Digest;
+    use std::os::unix::fs::MetadataExt;
+    let mut out = BTreeMap::new();
+    let mut paths = walk(root);
+    paths.push(b".".to_vec());
+    for rel in paths {
+        let p = root.join(OsStr::from_bytes(&rel));
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let ft = m.file_type();
+        let desc = if ft.is_symlink() {
+            format!("link -> {}", std::fs::read_link(&p).unwrap().display())
+        } else if ft.is_dir() {
+            format!("dir {:o} {}", m.mode() & 0o7777, m.mtime())
+        } else if ft.is_file() {
+            let bytes = std::fs::read(&p).unwrap();
+            format!(
+                "file {:o} {} {} {}",
+                m.mode() & 0o7777,
+                m.mtime(),
+                bytes.len(),
+                hex::encode(sha2::Sha256::digest(&bytes))
+            )
+        } else {
+            format!("special {:o}", m.mode())
+        };
+        out.insert(rel, desc);
+    }
+    out
+}
+
+/// The snapshot of what a backup of the case workspace holds: without `cache/**` (the
+/// configured exclude) and the fifo and socket (never archived).
+pub fn archived_part(mut snap: BTreeMap<Vec<u8>, String>) -> BTreeMap<Vec<u8>, String> {
+    snap.retain(|p, _| {
+        !p.starts_with(b"cache/") && p != b"run/app.fifo" && p != b"run/app.sock"
+    });
+    snap
+}

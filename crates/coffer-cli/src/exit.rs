@@ -2,7 +2,9 @@
 
 use coffer_core::backup::BackupError;
 use coffer_core::config::ConfigError;
+use coffer_core::crypto::CryptoError;
 use coffer_core::lock::LockError;
+use coffer_core::restore::RestoreError;
 
 /// The operation failed (see the error message).
 pub const FAILED: u8 = 1;
@@ -15,6 +17,14 @@ pub const CHANGED_FILES: u8 = 4;
 
 /// `verify` found a damaged backup, or `restore` refused one that failed verification.
 pub const VERIFY_FAILED: u8 = 5;
+/// `restore` refused in pre-flight or at confirmation: nothing was changed.
+pub const REFUSED: u8 = 6;
+/// `restore` failed and was rolled back: nothing was changed.
+pub const ROLLED_BACK: u8 = 7;
+/// `restore` completed, but the head check or `hooks.after_restore` failed afterwards.
+pub const AFTER_RESTORE: u8 = 8;
+/// `restore` failed and the previous state could not be fully put back.
+pub const INCONSISTENT: u8 = 9;
 
 /// The exit-code table shown at the end of `coffer --help`.
 pub const EXIT_CODES_HELP: &str = "\
@@ -24,6 +34,11 @@ Exit codes:
   2    invalid command line or configuration
   3    another coffer run holds the backup root's lock
   4    backup --strict: backup complete, but files changed while being archived
+  5    verify/restore: the backup is damaged (restore changed nothing)
+  6    restore refused by pre-flight checks or confirmation (nothing changed)
+  7    restore failed and was rolled back (nothing changed)
+  8    restore completed, but the Alembic head check or hooks.after_restore failed
+  9    restore failed and the previous state could not be fully put back
   130  interrupted by SIGINT (143: SIGTERM); nothing partial was left behind";
 
 /// Maps an error to its exit code.
@@ -38,6 +53,19 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
             BackupError::Crypto(_) => USAGE,
             _ => FAILED,
         };
+    }
+    if let Some(e) = err.downcast_ref::<RestoreError>() {
+        return match e {
+            RestoreError::Refused { .. } | RestoreError::BeforeHook(_) => REFUSED,
+            RestoreError::Damaged { .. } => VERIFY_FAILED,
+            RestoreError::RolledBack { .. } => ROLLED_BACK,
+            RestoreError::Interrupted { signal } => 128 + *signal as u8,
+            RestoreError::Inconsistent(_) => INCONSISTENT,
+            RestoreError::AfterRestore { .. } => AFTER_RESTORE,
+        };
+    }
+    if err.downcast_ref::<CryptoError>().is_some() {
+        return USAGE;
     }
     if err.downcast_ref::<LockError>().is_some() {
         return LOCKED;

@@ -38,6 +38,8 @@ enum Command {
     List(cmd::list::Args),
     /// Check a backup end to end (hashes, decompression, dump and tar) without restoring it
     Verify(cmd::verify::Args),
+    /// Restore the database and the workspace from a backup, all or nothing
+    Restore(cmd::restore::Args),
     /// Write a new age identity file and print its public key
     Keygen(cmd::keygen::Args),
     /// Run a whole backup against a throw-away PostgreSQL cluster and the fixture workspace
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Backup(ref a) => cmd::backup::run(&cli, a),
         Command::List(ref a) => cmd::list::run(&cli, a),
         Command::Verify(ref a) => cmd::verify::run(&cli, a),
+        Command::Restore(ref a) => cmd::restore::run(&cli, a),
         Command::Keygen(ref a) => cmd::keygen::run(a),
         Command::Demo(ref a) => cmd::demo::run(a),
     };

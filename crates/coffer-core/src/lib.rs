@@ -20,6 +20,7 @@
 //! - [`archive`]: the workspace as a tar stream, and safe extraction of one.
 //! - [`artifact`]: reading an artifact back (age → gunzip) with both digests checked.
 //! - [`backup`]: the backup pipeline that ties the above together atomically.
+//! - [`restore`]: pre-flight checks, then database and workspace restored all or nothing.
 //! - [`workspace_swap`]: replacing the workspace by rename, undone after a crash.
 //! - [`catalog`]: the backups found in a backup root.
 //! - [`verify`]: checking a backup end to end without restoring it.
@@ -48,6 +49,7 @@ pub mod manifest;
 pub mod names;
 pub mod postgres;
 pub mod progress;
+pub mod restore;
 pub mod retention;
 pub mod sandbox;
 pub mod units;

@@ -478,15 +478,23 @@ impl Database {
     }
 
     /// Starts `psql` reading a script on its standard input (piped), stopping at the first
-    /// error, its output discarded and its standard error collected. It runs in its own
-    /// process group, so a Ctrl-C at the terminal reaches only coffer, which then decides
-    /// how the transaction ends.
+    /// error, printing query results unaligned without headers on its (piped) standard
+    /// output, its standard error collected. It runs in its own process group, so a Ctrl-C
+    /// at the terminal reaches only coffer, which then decides how the transaction ends.
     pub fn spawn_psql_script(&self) -> Result<RunningProgram, PgError> {
         let mut cmd = self.command("psql");
-        cmd.args(["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1"]);
-        cmd.stdin(Stdio::piped()).stdout(Stdio::null());
+        cmd.args([
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "--no-password",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ]);
+        cmd.stdin(Stdio::piped());
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        RunningProgram::spawn(cmd, "psql", false)
+        RunningProgram::spawn(cmd, "psql", true)
     }
 }
 

@@ -4,6 +4,7 @@ pub mod backup;
 pub mod demo;
 pub mod keygen;
 pub mod list;
+pub mod restore;
 pub mod verify;
 
 use std::sync::Arc;

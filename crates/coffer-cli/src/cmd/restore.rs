@@ -1,0 +1,247 @@
+//! `coffer restore`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use coffer_core::catalog::{self, BackupEntry};
+use coffer_core::lock::RootLock;
+use coffer_core::restore::{self, Event, Plan, RestoreOptions, RestoreSettings};
+
+use crate::output;
+
+/// Arguments of `coffer restore`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Pre-flight, before anything is changed: the backup is complete and its files have their \
+recorded sizes; the identity opens encrypted artifacts; the database is reachable; the roles \
+the dump assigns ownership to exist; no other session is connected; there is room for the \
+staging copy of the workspace; the backup's Alembic head is the code's (--expect-head, \
+alembic.expected_head_command or alembic.versions_dir).
+
+Then hooks.before_restore runs, the database is restored in ONE transaction and the workspace \
+is extracted into a staging directory beside it, concurrently. Only when both streams ended with \
+matching hashes is the workspace swapped in by rename and the transaction committed; any failure \
+or signal before that leaves both exactly as they were. hooks.after_restore runs in every case.
+
+Exit codes: 0 restored; 5 the backup failed verification (nothing changed); 6 refused by \
+pre-flight or confirmation (nothing changed); 7 failed and rolled back (nothing changed); \
+8 restored, but the head check or hooks.after_restore failed afterwards; 9 failed and the \
+previous state could not be fully put back (read the message); 1 other failure before any \
+change; 2 bad configuration; 3 locked; 130/143 interrupted and rolled back.")]
+pub struct Args {
+    /// The backup: a name in the backup root or a directory path (legacy
+    /// YYYY-MM-DD-HHMMSS ones too)
+    #[arg(value_name = "NAME|PATH", required_unless_present = "latest")]
+    name: Option<String>,
+
+    /// Restore the newest usable backup in the backup root
+    #[arg(long, conflicts_with = "name")]
+    latest: bool,
+
+    /// Do not ask for confirmation (required when stdin is not a terminal)
+    #[arg(long, short = 'y')]
+    yes: bool,
+
+    /// Restore only the database
+    #[arg(long, conflicts_with = "workspace_only")]
+    db_only: bool,
+
+    /// Restore only the workspace
+    #[arg(long)]
+    workspace_only: bool,
+
+    /// Restore into this database instead of the configured one (created if missing)
+    #[arg(long, value_name = "NAME")]
+    target_db: Option<String>,
+
+    /// Restore the workspace into this directory instead of workspace.path
+    #[arg(long, value_name = "DIR")]
+    target_dir: Option<PathBuf>,
+
+    /// The Alembic head the code expects (repeat or comma-separate for several heads);
+    /// overrides alembic.expected_head_command and the heads of alembic.versions_dir
+    #[arg(long, value_name = "REV", value_delimiter = ',')]
+    expect_head: Vec<String>,
+
+    /// Restore even when the backup's Alembic head differs from the code's
+    #[arg(long)]
+    allow_head_mismatch: bool,
+
+    /// End other sessions connected to the target database instead of refusing
+    #[arg(long)]
+    terminate_connections: bool,
+
+    /// Keep the previous workspace as <workspace>.before-restore-<time> after success
+    #[arg(long)]
+    keep_old: bool,
+
+    /// Do not run hooks.before_restore / hooks.after_restore
+    #[arg(long)]
+    no_hooks: bool,
+
+    /// age identity file [default: encryption.identity_file or $COFFER_AGE_IDENTITY_FILE]
+    #[arg(long, value_name = "PATH")]
+    identity: Option<PathBuf>,
+
+    /// Print the plan and the result as JSON on stdout (steps go to stderr)
+    #[arg(long)]
+    json: bool,
+
+    /// No progress output
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Runs `coffer restore`.
+pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    let config = cli.load_config()?;
+    let root = config.backup_dir();
+    let settings = RestoreSettings::from_config(&config)?;
+    let identities = super::load_identities(&config, args.identity.as_deref())?;
+    let entry = catalog::resolve(&root, args.name.as_deref())?;
+    // Keep prune and other runs away from a backup being restored from the root.
+    let _lock = lock_if_in_root(&root, &entry)?;
+    let options = RestoreOptions {
+        database: !args.workspace_only,
+        workspace: !args.db_only,
+        target_db: args.target_db.clone(),
+        create_target_db: args.target_db.is_some(),
+        target_dir: args.target_dir.clone(),
+        expect_heads: (!args.expect_head.is_empty()).then(|| args.expect_head.clone()),
+        check_code_head: true,
+        allow_head_mismatch: args.allow_head_mismatch,
+        terminate_connections: args.terminate_connections,
+        keep_old: args.keep_old,
+        run_hooks: !args.no_hooks,
+    };
+    let say = |line: String| {
+        if args.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    let plan = restore::prepare(&settings, &entry, &options, identities.as_ref())?;
+    for c in &plan.checks {
+        say(format!("✓ {c}"));
+    }
+    for n in &plan.notes {
+        say(format!("note: {n}"));
+    }
+    confirm(&plan, args.yes)?;
+    let cancel = super::cancel_on_signals().context("cannot install signal handlers")?;
+    let progress = output::reporter(args.quiet);
+    let events = |e: Event| match e {
+        Event::Done(t) => say(format!("✓ {t}")),
+        Event::Note(t) => say(format!("note: {t}")),
+    };
+    let result = restore::execute(
+        &settings,
+        &plan,
+        &options,
+        identities.as_ref(),
+        progress.as_ref(),
+        &events,
+        &cancel,
+    );
+    let report = result?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "report": report }))?
+        );
+    } else {
+        println!(
+            "restore of {} complete in {:.1}s",
+            report.backup, report.duration_seconds
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn lock_if_in_root(
+    root: &std::path::Path,
+    entry: &BackupEntry,
+) -> anyhow::Result<Option<RootLock>> {
+    let inside = match (entry.path.canonicalize(), root.canonicalize()) {
+        (Ok(p), Ok(r)) => p.starts_with(r),
+        _ => false,
+    };
+    Ok(if inside {
+        Some(RootLock::acquire(root, "restore")?)
+    } else {
+        None
+    })
+}
+
+/// What will be replaced, then `restore` typed at a terminal; `--yes` otherwise.
+fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(restore::RestoreError::Refused {
+            problems: vec![
+                "stdin is not a terminal, so the restore cannot be confirmed: pass --yes to restore without confirmation"
+                    .into(),
+            ],
+        }
+        .into());
+    }
+    let mut err = std::io::stderr();
+    writeln!(err, "\nThis restore REPLACES:")?;
+    if let Some(db) = &plan.database {
+        writeln!(
+            err,
+            "  database   {}{}",
+            db.name,
+            if db.create { " (to be created)" } else { "" }
+        )?;
+    }
+    if let Some(ws) = &plan.workspace {
+        writeln!(
+            err,
+            "  workspace  {}{}",
+            ws.path.display(),
+            if ws.exists {
+                ""
+            } else {
+                " (does not exist yet)"
+            }
+        )?;
+    }
+    writeln!(
+        err,
+        "with backup {} ({})",
+        plan.backup,
+        plan.backup_path.display()
+    )?;
+    writeln!(
+        err,
+        "  created    {}",
+        plan.created.map_or("unknown".into(), |t| t
+            .format("%Y-%m-%d %H:%M:%S UTC")
+            .to_string())
+    )?;
+    writeln!(
+        err,
+        "  alembic    {}",
+        plan.head
+            .backup
+            .as_ref()
+            .map_or("not recorded".into(), |h| h.join(","))
+    )?;
+    write!(err, "Type `restore` to continue: ")?;
+    err.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != "restore" {
+        return Err(restore::RestoreError::Refused {
+            problems: vec!["not confirmed (the answer was not `restore`)".into()],
+        }
+        .into());
+    }
+    Ok(())
+}
