@@ -375,8 +375,6 @@ pub fn snapshot(root: &Path) -> BTreeMap<Vec<u8>, String> {
 /// The snapshot of what a backup of the case workspace holds: without `cache/**` (the
 /// configured exclude) and the fifo and socket (never archived).
 pub fn archived_part(mut snap: BTreeMap<Vec<u8>, String>) -> BTreeMap<Vec<u8>, String> {
-    snap.retain(|p, _| {
-        !p.starts_with(b"cache/") && p != b"run/app.fifo" && p != b"run/app.sock"
-    });
+    snap.retain(|p, _| !p.starts_with(b"cache/") && p != b"run/app.fifo" && p != b"run/app.sock");
     snap
 }

@@ -49,8 +49,16 @@ impl Before {
     }
 
     fn assert_unchanged(&self, case: &Case, context: &str) {
-        assert_eq!(table_fingerprints(&case.db), self.tables, "{context}: database changed");
-        assert_eq!(snapshot(&case.workspace), self.workspace, "{context}: workspace changed");
+        assert_eq!(
+            table_fingerprints(&case.db),
+            self.tables,
+            "{context}: database changed"
+        );
+        assert_eq!(
+            snapshot(&case.workspace),
+            self.workspace,
+            "{context}: workspace changed"
+        );
         let parent = case.workspace.parent().unwrap();
         let leftovers: Vec<String> = std::fs::read_dir(parent)
             .unwrap()
@@ -104,7 +112,10 @@ fn round_trip_restores_database_and_workspace_exactly() {
     // The hard link came back as a link.
     use std::os::unix::fs::MetadataExt;
     let ino = |p: &str| std::fs::metadata(case.workspace.join(p)).unwrap().ino();
-    assert_eq!(ino("uploads/2025/06/report-1.txt"), ino("uploads/report-1-hardlink.txt"));
+    assert_eq!(
+        ino("uploads/2025/06/report-1.txt"),
+        ino("uploads/report-1-hardlink.txt")
+    );
     assert_eq!(
         std::fs::read_to_string(marker_dir.join("before")).unwrap(),
         format!("restore {name}\n")
@@ -123,10 +134,17 @@ fn round_trip_restores_database_and_workspace_exactly() {
 
     // --keep-old keeps the replaced tree beside it; --json reports it.
     std::fs::write(case.workspace.join("only-in-old.txt"), b"x").unwrap();
-    let out = restore(&case, &["--latest", "--yes", "--keep-old", "--json", "--no-hooks"]);
+    let out = restore(
+        &case,
+        &["--latest", "--yes", "--keep-old", "--json", "--no-hooks"],
+    );
     assert_success(&out);
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    let kept = PathBuf::from(v["report"]["workspace"]["previous_kept_at"].as_str().unwrap());
+    let kept = PathBuf::from(
+        v["report"]["workspace"]["previous_kept_at"]
+            .as_str()
+            .unwrap(),
+    );
     assert!(kept.join("only-in-old.txt").exists());
     assert_eq!(v["report"]["alembic_head"][0], HEAD);
     assert_eq!(snapshot(&case.workspace), workspace);
@@ -173,7 +191,11 @@ fn encrypted_backup_restores_with_its_identity_only() {
     let key = case.dir.path().join("key.txt");
     let out = case.run(&["keygen", "--output", key.to_str().unwrap()]);
     assert_success(&out);
-    let public = stdout(&out).lines().find(|l| l.starts_with("age1")).unwrap().to_string();
+    let public = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with("age1"))
+        .unwrap()
+        .to_string();
     let wrong = case.dir.path().join("wrong.txt");
     assert_success(&case.run(&["keygen", "--output", wrong.to_str().unwrap()]));
     case.write_config(
@@ -191,13 +213,458 @@ fn encrypted_backup_restores_with_its_identity_only() {
     assert_exit(&out, 6);
     assert!(error_line(&out).contains("identity"), "{}", stderr(&out));
     // The wrong identity: refused, naming the mismatch.
-    let out = restore(&case, &[&name, "--yes", "--identity", wrong.to_str().unwrap()]);
+    let out = restore(
+        &case,
+        &[&name, "--yes", "--identity", wrong.to_str().unwrap()],
+    );
     assert_exit(&out, 6);
     assert!(stderr(&out).contains("does not match"), "{}", stderr(&out));
     before.assert_unchanged(&case, "wrong identity");
 
-    let out = restore(&case, &[&name, "--yes", "--identity", key.to_str().unwrap()]);
+    let out = restore(
+        &case,
+        &[&name, "--yes", "--identity", key.to_str().unwrap()],
+    );
     assert_success(&out);
     assert_eq!(table_fingerprints(&case.db), tables);
     assert_eq!(snapshot(&case.workspace), workspace);
+}
+
+#[test]
+fn damaged_artifacts_fail_verify_and_restore_changes_nothing() {
+    let case = Case::new();
+    let backup = case.backup_ok(&[]);
+    let name = name_of(&backup);
+    damage_live_state(&case);
+    let before = Before::take(&case);
+    for file in ["postgres.sql.gz", "workspace.tar.gz"] {
+        let path = backup.join(file);
+        let good = std::fs::read(&path).unwrap();
+        let flipped = {
+            let mut b = good.clone();
+            let at = b.len() * 2 / 3;
+            b[at] ^= 0x55;
+            b
+        };
+        let truncated = good[..good.len() / 2].to_vec();
+        for (how, bytes) in [("flipped byte", flipped), ("truncated", truncated)] {
+            let context = format!("{file}, {how}");
+            std::fs::write(&path, &bytes).unwrap();
+            let out = case.run(&["verify", &name]);
+            assert_exit(&out, 5);
+            assert!(
+                stdout(&out)
+                    .lines()
+                    .any(|l| l.contains("✗") && l.contains(file)),
+                "{context}: {}",
+                stdout(&out)
+            );
+            let out = restore(&case, &[&name, "--yes"]);
+            // Damage is found by a hash, the decompressor, or psql choking on garbage: in
+            // every case the restore ends before its commit.
+            let code = out.status.code();
+            assert!(
+                matches!(code, Some(5) | Some(7)),
+                "{context}: {}",
+                stderr(&out)
+            );
+            assert!(
+                error_line(&out).contains("nothing was changed")
+                    || error_line(&out).contains("unchanged"),
+                "{context}: {}",
+                stderr(&out)
+            );
+            before.assert_unchanged(&case, &context);
+        }
+        std::fs::write(&path, &good).unwrap();
+    }
+    assert_success(&case.run(&["verify", &name]));
+}
+
+/// A backup whose workspace archive is `tar_bytes` (the dump is a real one).
+fn backup_with_tar(case: &Case, name: &str, tar_bytes: &[u8]) -> PathBuf {
+    let good = case.backup_ok(&[]);
+    let dir = case.root.join(name);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(good.join("postgres.sql.gz"), dir.join("postgres.sql.gz")).unwrap();
+    let gz = gzip(tar_bytes);
+    std::fs::write(dir.join("workspace.tar.gz"), gz).unwrap();
+    std::fs::write(
+        dir.join("manifest.json"),
+        format!("{{\"timestamp\": \"2025-06-01T03:00:00Z\", \"alembic_head\": \"{HEAD}\", \"db_size\": 1, \"workspace_path\": \"/srv/ws\"}}"),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(&good).unwrap();
+    dir
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("gzip")
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = data.to_vec();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(&data).unwrap();
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out.stdout
+}
+
+/// A tar built by Python's tarfile from a list of (name, type, payload) entries.
+fn python_tar(entries: &str) -> Vec<u8> {
+    let script = format!(
+        "import io, sys, tarfile\n\
+         buf = io.BytesIO()\n\
+         with tarfile.open(fileobj=buf, mode='w', format=tarfile.GNU_FORMAT) as t:\n\
+         \x20   for name, kind, payload in {entries}:\n\
+         \x20       info = tarfile.TarInfo(name)\n\
+         \x20       if kind == 'dir':\n\
+         \x20           info.type = tarfile.DIRTYPE; info.mode = 0o755; t.addfile(info)\n\
+         \x20       elif kind == 'sym':\n\
+         \x20           info.type = tarfile.SYMTYPE; info.linkname = payload; t.addfile(info)\n\
+         \x20       else:\n\
+         \x20           data = payload.encode(); info.size = len(data); info.mode = 0o644\n\
+         \x20           t.addfile(info, io.BytesIO(data))\n\
+         sys.stdout.buffer.write(buf.getvalue())\n"
+    );
+    let out = run_ok(Command::new("python3").args(["-c", &script]));
+    out.stdout
+}
+
+#[test]
+fn malicious_tar_entries_are_refused_and_nothing_is_written_outside() {
+    let case = Case::new();
+    let outside = case.dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let cases = [
+        (
+            "dotdot",
+            "[('./', 'dir', ''), ('../escaped.txt', 'file', 'x')]".to_string(),
+        ),
+        (
+            "absolute",
+            format!(
+                "[('./', 'dir', ''), ('{}/abs.txt', 'file', 'x')]",
+                outside.display()
+            ),
+        ),
+        (
+            "symlink-then-file",
+            format!(
+                "[('./', 'dir', ''), ('link', 'sym', '{}'), ('link/through.txt', 'file', 'x')]",
+                outside.display()
+            ),
+        ),
+    ];
+    let before = Before::take(&case);
+    for (i, (what, entries)) in cases.iter().enumerate() {
+        let name = format!("2025-06-0{}-030000", i + 1);
+        backup_with_tar(&case, &name, &python_tar(entries));
+        let out = restore(&case, &[&name, "--yes"]);
+        assert_exit(&out, 5);
+        assert!(
+            error_line(&out).contains("unsafe tar entry"),
+            "{what}: {}",
+            stderr(&out)
+        );
+        assert!(!case.dir.path().join("escaped.txt").exists(), "{what}");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "{what}");
+        before.assert_unchanged(&case, what);
+    }
+}
+
+#[test]
+fn head_mismatch_is_refused_with_the_direction_explained() {
+    let case = Case::new();
+    let versions = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../coffer-core/tests/data/alembic_versions")
+        .canonicalize()
+        .unwrap();
+    let set_head = |rev: &str| {
+        cluster()
+            .psql(
+                &case.db,
+                &format!("UPDATE alembic_version SET version_num = '{rev}'"),
+            )
+            .unwrap();
+    };
+    let with_versions = format!("[alembic]\nversions_dir = \"{}\"\n", versions.display());
+    case.write_config(&case.db_section(), &with_versions);
+
+    // Without a versions_dir the mismatch is refused and the way to proceed is named.
+    let name = name_of(&case.backup_ok(&[]));
+    let before = Before::take(&case);
+    let out = restore(&case, &[&name, "--yes", "--expect-head", "0123456789ab"]);
+    assert_exit(&out, 6);
+    let err = stderr(&out);
+    assert!(
+        err.contains("alembic head mismatch") && err.contains("--allow-head-mismatch"),
+        "{err}"
+    );
+    before.assert_unchanged(&case, "expect-head");
+
+    // Same head as the versions_dir: a check line, then the restore.
+    let out = restore(&case, &[&name, "--yes"]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains(&format!("✓ alembic head {HEAD} is the code's head")),
+        "{}",
+        stdout(&out)
+    );
+
+    for (rev, expect_head, word) in [
+        ("ae1027a6acf", None, "OLDER"),
+        ("ffff00001111", None, "NEWER"),
+        ("3cac04ae8714", Some("27c6a30d7c24"), "unrelated"),
+    ] {
+        set_head(rev);
+        let name = name_of(&case.backup_ok(&[]));
+        let before = Before::take(&case);
+        let mut args = vec![name.as_str(), "--yes"];
+        if let Some(h) = expect_head {
+            args.extend(["--expect-head", h]);
+        }
+        let out = restore(&case, &args);
+        assert_exit(&out, 6);
+        let err = stderr(&out);
+        assert!(err.contains(word), "{rev}: {err}");
+        before.assert_unchanged(&case, rev);
+        if word == "OLDER" {
+            assert!(err.contains("alembic upgrade head"), "{err}");
+            // Allowed explicitly, it restores, and the live head is the backup's.
+            args.push("--allow-head-mismatch");
+            let out = restore(&case, &args);
+            assert_success(&out);
+            assert!(stdout(&out).contains(&format!("alembic head matches manifest ({rev})")));
+        }
+    }
+}
+
+#[test]
+fn after_hooks_run_when_the_restore_fails() {
+    let case = Case::new();
+    let marker = case.dir.path().join("after");
+    case.write_config(
+        &case.db_section(),
+        &format!(
+            "[hooks]\nbefore_restore = [[\"true\"]]\nafter_restore = [[\"sh\", \"-c\", \"echo $COFFER_OUTCOME > {}\"]]\n",
+            marker.display()
+        ),
+    );
+    let backup = case.backup_ok(&[]);
+    damage_live_state(&case);
+    let before = Before::take(&case);
+    // Same size, different bytes: found only while streaming, after the before-hooks.
+    let path = backup.join("workspace.tar.gz");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let out = restore(&case, &[&name_of(&backup), "--yes"]);
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "failure\n");
+    before.assert_unchanged(&case, "after hooks");
+
+    // A failing before-hook stops the restore, and the after-hooks still run.
+    std::fs::remove_file(&marker).unwrap();
+    case.write_config(
+        &case.db_section(),
+        &format!(
+            "[hooks]\nbefore_restore = [[\"false\"]]\nafter_restore = [[\"sh\", \"-c\", \"echo $COFFER_OUTCOME > {}\"]]\n",
+            marker.display()
+        ),
+    );
+    let good = case.backup_ok(&[]);
+    let out = restore(&case, &[&name_of(&good), "--yes"]);
+    assert_exit(&out, 6);
+    assert!(
+        error_line(&out).contains("hooks.before_restore"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "failure\n");
+    before.assert_unchanged(&case, "before hook");
+}
+
+#[test]
+fn other_sessions_and_missing_confirmation_are_refused() {
+    let case = Case::new();
+    let name = name_of(&case.backup_ok(&[]));
+    damage_live_state(&case);
+    let before = Before::take(&case);
+
+    // Without a terminal and without --yes: refused, saying how to proceed.
+    let out = restore(&case, &[&name]);
+    assert_exit(&out, 6);
+    assert!(error_line(&out).contains("--yes"), "{}", stderr(&out));
+
+    // An application session holds a connection.
+    let mut app = Command::new("psql")
+        .envs(cluster().env(&case.db))
+        .args(["-X", "-c", "SELECT pg_sleep(60)"])
+        .env("PGAPPNAME", "portal-backend")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster()
+        .psql(
+            &case.db,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'portal-backend'",
+        )
+        .unwrap()
+        != "1"
+    {
+        assert!(Instant::now() < deadline, "session did not appear");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = restore(&case, &[&name, "--yes"]);
+    assert_exit(&out, 6);
+    let err = stderr(&out);
+    assert!(
+        err.contains("portal-backend") && err.contains("--terminate-connections"),
+        "{err}"
+    );
+    before.assert_unchanged(&case, "session open");
+
+    let out = restore(&case, &[&name, "--yes", "--terminate-connections"]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("terminated 1 other session"),
+        "{}",
+        stdout(&out)
+    );
+    let status = app.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the application session should have been terminated"
+    );
+}
+
+#[test]
+fn target_db_target_dir_and_partial_restores() {
+    let case = Case::new();
+    let tables = table_fingerprints(&case.db);
+    let workspace = archived_part(snapshot(&case.workspace));
+    let name = name_of(&case.backup_ok(&[]));
+    damage_live_state(&case);
+    let before = Before::take(&case);
+
+    let other_db = format!("{}_copy", case.db);
+    let other_dir = case.dir.path().join("elsewhere");
+    let out = restore(
+        &case,
+        &[
+            &name,
+            "--yes",
+            "--target-db",
+            &other_db,
+            "--target-dir",
+            other_dir.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains(&format!("database {other_db} created")),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(table_fingerprints(&other_db), tables);
+    assert_eq!(snapshot(&other_dir), workspace);
+    before.assert_unchanged(&case, "restored elsewhere");
+
+    let out = restore(&case, &[&name, "--yes", "--db-only"]);
+    assert_success(&out);
+    assert_eq!(table_fingerprints(&case.db), tables);
+    assert_eq!(snapshot(&case.workspace), before.workspace);
+
+    let out = restore(&case, &[&name, "--yes", "--workspace-only"]);
+    assert_success(&out);
+    assert_eq!(snapshot(&case.workspace), workspace);
+}
+
+#[test]
+fn sigkill_mid_restore_leaves_everything_as_it_was() {
+    let case = Case::new();
+    // An index whose build takes a few seconds, so the restore can be killed inside it.
+    cluster()
+        .psql(
+            &case.db,
+            "CREATE FUNCTION public.slow_id(i integer) RETURNS integer LANGUAGE plpgsql IMMUTABLE \
+             AS $$ BEGIN PERFORM pg_sleep(0.4); RETURN i; END $$; \
+             CREATE TABLE slow_rows (i integer); INSERT INTO slow_rows SELECT generate_series(1, 8); \
+             CREATE INDEX slow_rows_idx ON slow_rows (public.slow_id(i));",
+        )
+        .unwrap();
+    let name = name_of(&case.backup_ok(&[]));
+    damage_live_state(&case);
+    let before = Before::take(&case);
+
+    let mut child = case
+        .coffer()
+        .args(["restore", &name, "--yes", "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let in_index_build = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND query LIKE 'CREATE INDEX slow_rows_idx%'",
+        case.db
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster().psql("postgres", &in_index_build).unwrap() != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "the restore never reached the index build"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the restore ended early"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // psql finishes its statement, reads end-of-input without COMMIT, and the server rolls
+    // back when the session ends.
+    let sessions = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        case.db
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster().psql(&case.db, &sessions).unwrap() != "0" {
+        assert!(
+            Instant::now() < deadline,
+            "the restore's session did not end"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        table_fingerprints(&case.db),
+        before.tables,
+        "database changed"
+    );
+    assert_eq!(
+        snapshot(&case.workspace),
+        before.workspace,
+        "workspace changed"
+    );
+
+    // The next run tidies what the killed one left (its staging directory) and says so.
+    let out = restore(&case, &[&name, "--yes", "--expect-head", "0123456789ab"]);
+    assert_exit(&out, 6);
+    assert!(
+        stdout(&out).contains("interrupted restore"),
+        "{}",
+        stdout(&out)
+    );
+    before.assert_unchanged(&case, "after the next run");
 }

@@ -318,6 +318,38 @@ fn sources(entry: &BackupEntry) -> (Option<Source>, Option<Source>) {
     (find(ArtifactRole::Database), find(ArtifactRole::Workspace))
 }
 
+/// The workspace directory a restore with these options would replace.
+pub fn workspace_target<'a>(
+    settings: &'a RestoreSettings,
+    options: &'a RestoreOptions,
+) -> Option<&'a Path> {
+    if !options.workspace {
+        return None;
+    }
+    options
+        .target_dir
+        .as_deref()
+        .or(settings.workspace.as_deref())
+}
+
+/// Undoes (or finishes) a workspace swap that a killed earlier restore left behind, so the
+/// workspace is whole again before anything else is checked. Call it before [`prepare`]
+/// to report what it did; `prepare` calls it too and reports it as a note.
+pub fn recover_interrupted(
+    settings: &RestoreSettings,
+    options: &RestoreOptions,
+) -> Result<Option<workspace_swap::Recovery>, RestoreError> {
+    match workspace_target(settings, options) {
+        Some(target) => workspace_swap::recover(target).map_err(|e| {
+            RestoreError::Inconsistent(format!(
+                "{e}; an interrupted earlier restore left {} half swapped: resolve it by hand",
+                target.display()
+            ))
+        }),
+        None => Ok(None),
+    }
+}
+
 /// Runs the pre-flight checks; changes nothing except finishing or undoing a swap that a
 /// killed earlier restore left half done (reported as a note).
 pub fn prepare(
@@ -417,7 +449,7 @@ pub fn prepare(
         }
     }
     if options.workspace {
-        match (ws_source, options.target_dir.as_ref().or(settings.workspace.as_ref())) {
+        match (ws_source, workspace_target(settings, options)) {
             (None, _) if !options.database => problems.push(format!(
                 "backup {} has no workspace artifact",
                 entry.name

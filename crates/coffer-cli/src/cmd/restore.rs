@@ -123,6 +123,9 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
             println!("{line}");
         }
     };
+    if let Some(r) = restore::recover_interrupted(&settings, &options)? {
+        say(format!("note: {r}"));
+    }
     let plan = restore::prepare(&settings, &entry, &options, identities.as_ref())?;
     for c in &plan.checks {
         say(format!("✓ {c}"));
