@@ -668,3 +668,56 @@ fn sigkill_mid_restore_leaves_everything_as_it_was() {
     );
     before.assert_unchanged(&case, "after the next run");
 }
+
+#[test]
+fn restore_test_drill_restores_compares_and_cleans_up() {
+    let case = Case::new();
+    let backup = case.backup_ok(&[]);
+    let name = name_of(&backup);
+    let before = Before::take(&case);
+    let databases = || {
+        cluster()
+            .psql(
+                "postgres",
+                "SELECT count(*) FROM pg_database WHERE datname LIKE 'coffer_restore_test_%'",
+            )
+            .unwrap()
+    };
+
+    let out = case.run(&["verify", &name, "--restore-test"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    for line in [
+        "✓ database restored into coffer_restore_test_",
+        "✓ row counts: 9 tables, 7713 rows, as in the manifest",
+        "✓ workspace: ",
+        &format!("✓ alembic head matches manifest ({HEAD})"),
+        "restore test OK",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+    assert_eq!(databases(), "0", "the throw-away database was not dropped");
+    assert_eq!(
+        case.root_entries(),
+        [name.clone()],
+        "the drill left files in the root"
+    );
+    before.assert_unchanged(&case, "drill");
+
+    // A dump that verifies (gzip and trailer intact) but does not apply: only the drill
+    // finds out, and it still cleans up.
+    let legacy = case.root.join("2025-06-01-030000");
+    std::fs::create_dir(&legacy).unwrap();
+    let b = backup.display();
+    sh(&format!(
+        "gunzip -c {b}/postgres.sql.gz | sed 's/^-- PostgreSQL database dump complete/CREATE TABLE broken (a no_such_type);\\n&/' | gzip > {l}/postgres.sql.gz && \
+         cp {b}/workspace.tar.gz {l}/ && \
+         printf '{{\"timestamp\": \"2025-06-01T03:00:00Z\", \"alembic_head\": \"{HEAD}\", \"db_size\": 1, \"workspace_path\": \"/w\"}}' > {l}/manifest.json",
+        l = legacy.display()
+    ));
+    assert_success(&case.run(&["verify", "2025-06-01-030000"]));
+    let out = case.run(&["verify", "2025-06-01-030000", "--restore-test"]);
+    assert_exit(&out, 7);
+    assert!(stderr(&out).contains("no_such_type"), "{}", stderr(&out));
+    assert_eq!(databases(), "0", "the throw-away database was not dropped");
+}

@@ -91,7 +91,7 @@ struct LogLines {
 
 impl Progress for LogLines {
     fn start(&self, role: ArtifactRole, file: &str) {
-        eprintln!("{}: writing {file}", role.as_str());
+        eprintln!("{}: {file} started", role.as_str());
         if let Ok(mut s) = self.state.lock() {
             s.push((role, 0, Instant::now(), Instant::now()));
         }

@@ -21,6 +21,7 @@
 //! - [`artifact`]: reading an artifact back (age → gunzip) with both digests checked.
 //! - [`backup`]: the backup pipeline that ties the above together atomically.
 //! - [`restore`]: pre-flight checks, then database and workspace restored all or nothing.
+//! - [`drill`]: the restore drill into a throw-away database and directory.
 //! - [`workspace_swap`]: replacing the workspace by rename, undone after a crash.
 //! - [`catalog`]: the backups found in a backup root.
 //! - [`verify`]: checking a backup end to end without restoring it.
@@ -42,6 +43,7 @@ pub mod catalog;
 pub mod config;
 pub mod crypto;
 pub mod digest;
+pub mod drill;
 pub mod dump_scan;
 pub mod hooks;
 pub mod lock;

@@ -271,8 +271,8 @@ pub struct RestoreReport {
 pub struct DatabaseRestored {
     /// The database.
     pub name: String,
-    /// Tables with data in the dump.
-    pub tables: usize,
+    /// Rows per table, as counted in the dump while it was applied.
+    pub tables: std::collections::BTreeMap<String, u64>,
     /// Rows loaded.
     pub rows: u64,
     /// Bytes of SQL applied.
@@ -1089,7 +1089,7 @@ fn apply(
         report.alembic_head = facts.alembic_heads.clone();
         report.database = Some(DatabaseRestored {
             name: db.name.clone(),
-            tables: facts.tables.len(),
+            tables: facts.tables.clone(),
             rows,
             sql_bytes,
         });

@@ -2,7 +2,10 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use coffer_core::catalog::{self, BackupEntry};
+use coffer_core::drill::{self, DrillReport};
+use coffer_core::restore::{Event, RestoreSettings};
 use coffer_core::verify::{self, Outcome, VerifyReport};
 
 use crate::exit;
@@ -15,8 +18,13 @@ size and sha256; its size and sha256 after decrypting and decompressing to the e
 completeness and row counts; the tar listing against the manifest. Legacy shell-script backups \
 get every check that is possible and the report says what could not be checked.
 
-Exit codes: 0 every check passed, 5 a check failed (the backup is damaged), 1 the check could \
-not run, 2 bad configuration.")]
+With --restore-test the backup is also restored into a throw-away database (on the configured \
+server) and a temporary directory beside the backup, compared with its manifest (Alembic head, \
+every table's row count, workspace file count and sizes), and both are removed again.
+
+Exit codes: 0 every check passed, 5 a check failed (the backup is damaged or the restore test \
+found a difference), 1 the check could not run, 2 bad configuration; a restore test that could \
+not restore exits as `coffer restore` would.")]
 pub struct Args {
     /// The backup: a name in the backup root or a directory path [default: the newest]
     #[arg(value_name = "NAME|PATH", conflicts_with_all = ["latest", "all"])]
@@ -35,6 +43,13 @@ pub struct Args {
     /// are checked
     #[arg(long, value_name = "PATH")]
     identity: Option<std::path::PathBuf>,
+
+    /// After the checks, restore the backup into a throw-away database on the same server
+    /// and a temporary directory, compare the Alembic head, every table's row count and the
+    /// workspace's file count and sizes with the manifest, then drop both (the database
+    /// role needs CREATEDB)
+    #[arg(long)]
+    restore_test: bool,
 
     /// Print the reports as JSON
     #[arg(long)]
@@ -55,17 +70,32 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         eprintln!("no backups in {}", root.display());
     }
     let mut reports = Vec::new();
+    let mut drills = Vec::new();
+    let mut failed = 0;
     for entry in &entries {
         let report = verify::verify(entry, identities.as_ref());
         if !args.json {
             print_report(&report);
         }
+        let mut passed = report.passed();
+        if args.restore_test && passed {
+            let drill = restore_test(&config, entry, identities.as_ref(), args.json)?;
+            passed = drill.passed();
+            drills.push(drill);
+        }
+        if !passed {
+            failed += 1;
+        }
         reports.push(report);
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        let value = if args.restore_test {
+            serde_json::json!({ "verify": reports, "restore_test": drills })
+        } else {
+            serde_json::to_value(&reports)?
+        };
+        println!("{}", serde_json::to_string_pretty(&value)?);
     }
-    let failed = reports.iter().filter(|r| !r.passed()).count();
     if failed > 0 {
         eprintln!(
             "error: {failed} of {} backup(s) failed verification: do not restore from them; use another backup and check the storage",
@@ -100,4 +130,52 @@ pub fn print_report(report: &VerifyReport) {
             "FAILED: the backup is damaged"
         }
     );
+}
+
+/// Runs the restore drill for one backup and prints its findings.
+fn restore_test(
+    config: &coffer_core::config::Config,
+    entry: &BackupEntry,
+    identities: Option<&coffer_core::crypto::Identities>,
+    json: bool,
+) -> anyhow::Result<DrillReport> {
+    let settings = RestoreSettings::from_config(config)?;
+    let say = |line: String| {
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    say(format!("  restore test of {}:", entry.name));
+    let events = |e: Event| match e {
+        Event::Done(t) => say(format!("  ✓ {t}")),
+        Event::Note(t) => say(format!("  note: {t}")),
+    };
+    let cancel = super::cancel_on_signals().context("cannot install signal handlers")?;
+    let report = drill::run(
+        &settings,
+        entry,
+        identities,
+        &coffer_core::progress::Silent,
+        &events,
+        &cancel,
+    )?;
+    for c in &report.checks {
+        say(format!(
+            "  {} {}: {}",
+            if c.passed { "✓" } else { "✗" },
+            c.subject,
+            c.detail
+        ));
+    }
+    say(format!(
+        "  {}",
+        if report.passed() {
+            "restore test OK"
+        } else {
+            "restore test FAILED"
+        }
+    ));
+    Ok(report)
 }
