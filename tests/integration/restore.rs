@@ -699,7 +699,7 @@ fn restore_test_drill_restores_compares_and_cleans_up() {
     assert_eq!(databases(), "0", "the throw-away database was not dropped");
     assert_eq!(
         case.root_entries(),
-        [name.clone()],
+        [name.as_str()],
         "the drill left files in the root"
     );
     before.assert_unchanged(&case, "drill");
