@@ -721,3 +721,111 @@ fn restore_test_drill_restores_compares_and_cleans_up() {
     assert!(stderr(&out).contains("no_such_type"), "{}", stderr(&out));
     assert_eq!(databases(), "0", "the throw-away database was not dropped");
 }
+
+#[test]
+fn verify_all_and_json_and_encrypted_without_identity() {
+    let case = Case::new();
+    let key = case.dir.path().join("key.txt");
+    let out = case.run(&["keygen", "--output", key.to_str().unwrap()]);
+    let public = stdout(&out).trim().to_string();
+    let plain = name_of(&case.backup_ok(&[]));
+    case.write_config(
+        &case.db_section(),
+        &format!("[encryption]\nrecipients = [\"{public}\"]\n"),
+    );
+    let encrypted = name_of(&case.backup_ok(&["--kind", "auto"]));
+
+    // Without the identity the stored hashes are still checked; the rest is "not checked".
+    let out = case.run(&["verify", &encrypted]);
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("✓ postgres.sql.gz.age: stored size and sha256"),
+        "{text}"
+    );
+    assert!(
+        text.contains("– postgres.sql.gz.age: decrypt and decompress: not checked"),
+        "{text}"
+    );
+    let out = case.run(&["verify", &encrypted, "--identity", key.to_str().unwrap()]);
+    assert_success(&out);
+    assert!(!stdout(&out).contains("not checked"), "{}", stdout(&out));
+
+    // --all covers every entry; an incomplete one fails the run (exit 5).
+    std::fs::create_dir(case.root.join("auto-20250101T030000Z")).unwrap();
+    let out = case.run(&[
+        "verify",
+        "--all",
+        "--json",
+        "--identity",
+        key.to_str().unwrap(),
+    ]);
+    assert_exit(&out, 5);
+    let reports: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let by_name = |n: &str| {
+        reports
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == n)
+            .unwrap_or_else(|| panic!("{n} missing from {reports}"))
+            .clone()
+    };
+    for good in [&plain, &encrypted] {
+        let r = by_name(good);
+        assert!(
+            r["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["outcome"] == "pass"),
+            "{r}"
+        );
+    }
+    let bad = by_name("auto-20250101T030000Z");
+    assert_eq!(bad["checks"][0]["outcome"], "fail");
+}
+
+#[test]
+fn confirmation_on_a_terminal_needs_the_word_restore() {
+    let case = Case::new();
+    let name = name_of(&case.backup_ok(&[]));
+    damage_live_state(&case);
+    let before = Before::take(&case);
+    // `script` gives coffer a terminal; the answer is typed on it.
+    let run_on_tty = |answer: &str| {
+        let cmd = format!("{COFFER} --config {} restore {name}", case.config.display());
+        let mut child = Command::new("script")
+            .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+            .env_remove("COFFER_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("`script` (util-linux) is needed: apt-get install util-linux");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            std::thread::sleep(Duration::from_millis(1500));
+            stdin.write_all(answer.as_bytes()).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    };
+    let out = run_on_tty("yes\n");
+    assert_exit(&out, 6);
+    let text = stdout(&out);
+    assert!(
+        text.contains("This restore REPLACES") && text.contains(&case.db),
+        "{text}"
+    );
+    assert!(text.contains("not confirmed"), "{text}");
+    before.assert_unchanged(&case, "not confirmed");
+
+    let out = run_on_tty("restore\n");
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("✓ database restored"),
+        "{}",
+        stdout(&out)
+    );
+}
