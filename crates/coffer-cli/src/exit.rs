@@ -64,8 +64,12 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
             RestoreError::AfterRestore { .. } => AFTER_RESTORE,
         };
     }
-    if err.downcast_ref::<CryptoError>().is_some() {
-        return USAGE;
+    if let Some(e) = err.downcast_ref::<CryptoError>() {
+        // An identity or recipient that cannot be used is a configuration problem.
+        return match e {
+            CryptoError::Keygen { .. } | CryptoError::Decrypt { .. } => FAILED,
+            _ => USAGE,
+        };
     }
     if err.downcast_ref::<LockError>().is_some() {
         return LOCKED;
