@@ -378,3 +378,32 @@ pub fn archived_part(mut snap: BTreeMap<Vec<u8>, String>) -> BTreeMap<Vec<u8>, S
     snap.retain(|p, _| !p.starts_with(b"cache/") && p != b"run/app.fifo" && p != b"run/app.sock");
     snap
 }
+
+/// Unmounts on drop.
+pub struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Mounts a tmpfs of `size` (e.g. `256k`) on the existing directory `dir` (root only).
+pub fn mount_tmpfs(dir: &Path, size: &str) -> Unmount {
+    assert!(
+        is_root(),
+        "this test mounts a small tmpfs and must run as root (CI does)"
+    );
+    run_ok(
+        Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir),
+    );
+    Unmount(dir.to_path_buf())
+}

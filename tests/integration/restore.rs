@@ -829,3 +829,47 @@ fn confirmation_on_a_terminal_needs_the_word_restore() {
         stdout(&out)
     );
 }
+
+#[test]
+fn small_or_mounted_workspace_filesystems_are_refused_up_front() {
+    let case = Case::new();
+    let name = name_of(&case.backup_ok(&[]));
+    let small = case.dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let _guard = mount_tmpfs(&small, "128k");
+
+    let out = restore(
+        &case,
+        &[
+            &name,
+            "--yes",
+            "--workspace-only",
+            "--target-dir",
+            small.join("ws").to_str().unwrap(),
+        ],
+    );
+    assert_exit(&out, 6);
+    assert!(
+        error_line(&out).contains("not enough space"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!small.join("ws").exists());
+
+    let out = restore(
+        &case,
+        &[
+            &name,
+            "--yes",
+            "--workspace-only",
+            "--target-dir",
+            small.to_str().unwrap(),
+        ],
+    );
+    assert_exit(&out, 6);
+    assert!(
+        error_line(&out).contains("is a mount point"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -628,6 +628,13 @@ fn check_workspace(
         ));
         return None;
     }
+    if exists && is_mount_point(target, parent) {
+        problems.push(format!(
+            "workspace {} is a mount point, so it cannot be swapped in by rename; restore into a directory inside it with --target-dir, or mount its parent instead",
+            target.display()
+        ));
+        return None;
+    }
     let facts = match &entry.manifest {
         Some(AnyManifest::Coffer(m)) => m.workspace.clone(),
         _ => None,
@@ -662,6 +669,15 @@ fn check_workspace(
         exists,
         source,
     })
+}
+
+/// Whether `dir` is on another filesystem than its parent (renaming it would fail).
+fn is_mount_point(dir: &Path, parent: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(dir), std::fs::metadata(parent)) {
+        (Ok(d), Ok(p)) => d.dev() != p.dev(),
+        _ => false,
+    }
 }
 
 fn check_head(
