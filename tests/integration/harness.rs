@@ -407,3 +407,15 @@ pub fn mount_tmpfs(dir: &Path, size: &str) -> Unmount {
     );
     Unmount(dir.to_path_buf())
 }
+
+/// Polls `ready` every 20 ms until it holds; panics naming `what` after `limit`.
+pub fn wait_until(what: &str, limit: std::time::Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::harness::*;
 
@@ -48,7 +48,19 @@ impl Before {
         }
     }
 
+    /// The database and workspace are as before, and nothing is left beside the workspace.
     fn assert_unchanged(&self, case: &Case, context: &str) {
+        self.assert_state_unchanged(case, context);
+        let parent = case.workspace.parent().unwrap();
+        let leftovers: Vec<String> = std::fs::read_dir(parent)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("coffer-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{context}: left behind {leftovers:?}");
+    }
+
+    fn assert_state_unchanged(&self, case: &Case, context: &str) {
         assert_eq!(
             table_fingerprints(&case.db),
             self.tables,
@@ -59,13 +71,6 @@ impl Before {
             self.workspace,
             "{context}: workspace changed"
         );
-        let parent = case.workspace.parent().unwrap();
-        let leftovers: Vec<String> = std::fs::read_dir(parent)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.contains("coffer-"))
-            .collect();
-        assert!(leftovers.is_empty(), "{context}: left behind {leftovers:?}");
     }
 }
 
@@ -513,18 +518,15 @@ fn other_sessions_and_missing_confirmation_are_refused() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while cluster()
-        .psql(
-            &case.db,
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'portal-backend'",
-        )
-        .unwrap()
-        != "1"
-    {
-        assert!(Instant::now() < deadline, "session did not appear");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("the application session", Duration::from_secs(10), || {
+        cluster()
+            .psql(
+                &case.db,
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'portal-backend'",
+            )
+            .unwrap()
+            == "1"
+    });
     let out = restore(&case, &[&name, "--yes"]);
     assert_exit(&out, 6);
     let err = stderr(&out);
@@ -618,18 +620,13 @@ fn sigkill_mid_restore_leaves_everything_as_it_was() {
         "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND query LIKE 'CREATE INDEX slow_rows_idx%'",
         case.db
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while cluster().psql("postgres", &in_index_build).unwrap() != "1" {
-        assert!(
-            Instant::now() < deadline,
-            "the restore never reached the index build"
-        );
+    wait_until("the restore's index build", Duration::from_secs(60), || {
         assert!(
             child.try_wait().unwrap().is_none(),
             "the restore ended early"
         );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        cluster().psql("postgres", &in_index_build).unwrap() == "1"
+    });
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -639,24 +636,12 @@ fn sigkill_mid_restore_leaves_everything_as_it_was() {
         "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
         case.db
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while cluster().psql(&case.db, &sessions).unwrap() != "0" {
-        assert!(
-            Instant::now() < deadline,
-            "the restore's session did not end"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(
-        table_fingerprints(&case.db),
-        before.tables,
-        "database changed"
+    wait_until(
+        "the restore's session to end",
+        Duration::from_secs(60),
+        || cluster().psql(&case.db, &sessions).unwrap() == "0",
     );
-    assert_eq!(
-        snapshot(&case.workspace),
-        before.workspace,
-        "workspace changed"
-    );
+    before.assert_state_unchanged(&case, "killed");
 
     // The next run tidies what the killed one left (its staging directory) and says so.
     let out = restore(&case, &[&name, "--yes", "--expect-head", "0123456789ab"]);
