@@ -858,3 +858,90 @@ fn small_or_mounted_workspace_filesystems_are_refused_up_front() {
         stderr(&out)
     );
 }
+
+#[test]
+fn zstd_backups_are_read_by_the_zstd_cli_verified_and_restored() {
+    let case = Case::new();
+    let key = case.dir.path().join("key.txt");
+    let out = case.run(&["keygen", "--output", key.to_str().unwrap()]);
+    let public = stdout(&out).trim().to_string();
+    case.write_config(&case.db_section(), "[compression]\nalgorithm = \"zstd\"\n");
+    let tables = table_fingerprints(&case.db);
+    let workspace = archived_part(snapshot(&case.workspace));
+    let plain = case.backup_ok(&[]);
+    let mut files: Vec<String> = std::fs::read_dir(&plain)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "SHA256SUMS",
+            "manifest.json",
+            "postgres.sql.zst",
+            "workspace.tar.zst"
+        ]
+    );
+    assert_eq!(manifest(&plain)["artifacts"][0]["compression"], "zstd");
+    let p = plain.display();
+    sh(
+        "command -v zstd >/dev/null || { echo 'the zstd CLI is needed: apt-get install zstd' >&2; exit 1; }",
+    );
+    sh(&format!(
+        "cd {p} && sha256sum -c --strict SHA256SUMS && zstd -tq postgres.sql.zst workspace.tar.zst"
+    ));
+    let listed = sh(&format!(
+        "zstd -dc {p}/workspace.tar.zst | tar -tf - | wc -l"
+    ));
+    assert!(listed.trim().parse::<u32>().unwrap() > 10, "{listed}");
+    let copy = empty_database();
+    let env: String = cluster()
+        .env(&copy)
+        .iter()
+        .map(|(k, v)| format!("{k}='{v}' "))
+        .collect();
+    sh(&format!(
+        "zstd -dc {p}/postgres.sql.zst | {env} psql -X -q -v ON_ERROR_STOP=1 -1 >/dev/null"
+    ));
+    assert_eq!(table_fingerprints(&copy), tables);
+    assert_success(&case.run(&["verify", &name_of(&plain)]));
+
+    // Encrypted zstd: `age -d | zstd -d` reads it, and restore brings everything back.
+    case.write_config(
+        &case.db_section(),
+        &format!("[compression]\nalgorithm = \"zstd\"\nlevel = 5\n[encryption]\nrecipients = [\"{public}\"]\n"),
+    );
+    let encrypted = case.backup_ok(&[]);
+    let e = encrypted.display();
+    sh(&format!(
+        "age -d -i {} {e}/postgres.sql.zst.age | zstd -dc | grep -q 'dump complete'",
+        key.display()
+    ));
+    damage_live_state(&case);
+    let out = restore(
+        &case,
+        &[
+            &name_of(&encrypted),
+            "--yes",
+            "--identity",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    assert_eq!(table_fingerprints(&case.db), tables);
+    assert_eq!(snapshot(&case.workspace), workspace);
+
+    // Levels are checked against the algorithm's range.
+    case.write_config(
+        &case.db_section(),
+        "[compression]\nalgorithm = \"zstd\"\nlevel = 22\n",
+    );
+    let out = case.run(&["backup"]);
+    assert_exit(&out, 2);
+    assert!(
+        error_line(&out).contains("compression.level"),
+        "{}",
+        stderr(&out)
+    );
+}

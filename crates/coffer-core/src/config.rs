@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::manifest::Compression;
+
 /// Where the configuration file is looked for when neither `--config` nor
 /// `COFFER_CONFIG` names one.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/coffer/coffer.toml";
@@ -33,6 +35,8 @@ pub const DEFAULT_BACKUP_DIR: &str = "./backups";
 
 /// Default gzip level, the same as `gzip` and the shell scripts.
 pub const DEFAULT_COMPRESSION_LEVEL: u32 = 6;
+/// zstd level when `compression.level` is not set (the `zstd` CLI's default).
+pub const DEFAULT_ZSTD_LEVEL: u32 = 3;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -107,18 +111,24 @@ impl EncryptionConfig {
 }
 
 /// `[compression]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CompressionConfig {
-    /// gzip level, 1 (fastest) to 9 (smallest); default 6, as `gzip`.
-    pub level: u32,
+    /// `gzip` (the default: the shell-script-compatible layout) or `zstd` (faster and
+    /// smaller; `postgres.sql.zst`, `workspace.tar.zst`, read by the `zstd` CLI).
+    pub algorithm: Compression,
+    /// gzip 1 (fastest) to 9 (smallest), default 6 as `gzip`; zstd 1 to 19, default 3 as
+    /// `zstd`.
+    pub level: Option<u32>,
 }
 
-impl Default for CompressionConfig {
-    fn default() -> Self {
-        CompressionConfig {
-            level: DEFAULT_COMPRESSION_LEVEL,
-        }
+impl CompressionConfig {
+    /// The level to use: the configured one or the algorithm's default.
+    pub fn effective_level(&self) -> u32 {
+        self.level.unwrap_or(match self.algorithm {
+            Compression::Gzip => DEFAULT_COMPRESSION_LEVEL,
+            Compression::Zstd => DEFAULT_ZSTD_LEVEL,
+        })
     }
 }
 
@@ -254,10 +264,20 @@ impl Config {
 
     /// Checks values serde cannot: ranges, argv lists that are empty, globs that do not parse.
     fn validate(&self) -> Result<(), (String, String)> {
-        if !(1..=9).contains(&self.compression.level) {
+        let range = match self.compression.algorithm {
+            Compression::Gzip => 1..=9,
+            Compression::Zstd => 1..=19,
+        };
+        let level = self.compression.effective_level();
+        if !range.contains(&level) {
             return Err((
                 "compression.level".into(),
-                format!("{} is out of range 1..=9", self.compression.level),
+                format!(
+                    "{level} is out of range {}..={} for {}",
+                    range.start(),
+                    range.end(),
+                    self.compression.algorithm
+                ),
             ));
         }
         if let Some(exec) = &self.database.exec
@@ -429,7 +449,7 @@ versions_dir = "/opt/app/backend/alembic/versions"
             "t.toml",
         )
         .unwrap();
-        assert_eq!(c.compression.level, 3);
+        assert_eq!(c.compression.effective_level(), 3);
         assert_eq!(c.retention.keep_days, 14);
         assert_eq!(c.retention.keep_weekly, Some(4));
         assert!(c.encryption.enabled());
@@ -515,7 +535,7 @@ versions_dir = "/opt/app/backend/alembic/versions"
     fn defaults_match_the_documentation() {
         let c = Config::default();
         assert_eq!(c.backup_dir(), PathBuf::from("./backups"));
-        assert_eq!(c.compression.level, 6);
+        assert_eq!(c.compression.effective_level(), 6);
         assert_eq!(c.retention.keep_days, 7);
         assert!(!c.encryption.enabled());
         let loaded = Config::load(Some(Path::new("/nonexistent/coffer.toml")), &|_| None);
