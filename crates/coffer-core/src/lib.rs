@@ -40,10 +40,12 @@ pub mod dump_scan;
 pub mod hooks;
 pub mod lock;
 pub mod manifest;
+pub mod metrics;
 pub mod names;
 pub mod postgres;
 pub mod progress;
 pub mod retention;
+pub mod runlog;
 pub mod sandbox;
 
 pub(crate) mod fsutil;
