@@ -21,6 +21,10 @@
 //! - [`backup`]: the backup pipeline that ties the above together atomically.
 //! - [`catalog`]: the backups found in a backup root.
 //! - [`retention`]: which backups to keep.
+//! - [`prune`]: deleting what retention does not keep, and abandoned staging directories.
+//! - [`runlog`]: the run log of every attempt, and the status computed from it.
+//! - [`metrics`]: that status as a Prometheus textfile.
+//! - [`systemd`]: the nightly timer's unit files.
 //! - [`lock`]: the backup root's lock.
 //! - [`hooks`]: operator commands run around restores and after runs.
 //! - [`sandbox`]: throw-away PostgreSQL clusters for the demo, tests and benchmarks.
@@ -44,6 +48,7 @@ pub mod metrics;
 pub mod names;
 pub mod postgres;
 pub mod progress;
+pub mod prune;
 pub mod retention;
 pub mod runlog;
 pub mod sandbox;
