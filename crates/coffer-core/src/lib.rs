@@ -24,6 +24,7 @@
 //! - [`prune`]: deleting what retention does not keep, and abandoned staging directories.
 //! - [`runlog`]: the run log of every attempt, and the status computed from it.
 //! - [`metrics`]: that status as a Prometheus textfile.
+//! - [`notify`]: what follows every run: run log, metrics, `on_success`/`on_failure` hooks.
 //! - [`systemd`]: the nightly timer's unit files.
 //! - [`lock`]: the backup root's lock.
 //! - [`hooks`]: operator commands run around restores and after runs.
@@ -46,12 +47,14 @@ pub mod lock;
 pub mod manifest;
 pub mod metrics;
 pub mod names;
+pub mod notify;
 pub mod postgres;
 pub mod progress;
 pub mod prune;
 pub mod retention;
 pub mod runlog;
 pub mod sandbox;
+pub mod systemd;
 
 pub(crate) mod fsutil;
 
