@@ -26,6 +26,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     backup_dir: Option<PathBuf>,
 
+    /// Prometheus textfile rewritten after every backup and prune, overriding metrics_file
+    #[arg(long, global = true, value_name = "PATH")]
+    metrics_file: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -36,6 +40,12 @@ enum Command {
     Backup(cmd::backup::Args),
     /// List the backups in the backup root, newest first
     List(cmd::list::Args),
+    /// Delete the backups the retention policy does not keep (manual ones never)
+    Prune(cmd::prune::Args),
+    /// Show the last success, consecutive failures and size; exit 10/11 past a threshold
+    Status(cmd::status::Args),
+    /// Print or install the systemd units of the nightly backup timer
+    Systemd(cmd::systemd::Args),
     /// Write a new age identity file and print its public key
     Keygen(cmd::keygen::Args),
     /// Run a whole backup against a throw-away PostgreSQL cluster and the fixture workspace
@@ -47,6 +57,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Backup(ref a) => cmd::backup::run(&cli, a),
         Command::List(ref a) => cmd::list::run(&cli, a),
+        Command::Prune(ref a) => cmd::prune::run(&cli, a),
+        Command::Status(ref a) => cmd::status::run(&cli, a),
+        Command::Systemd(ref a) => cmd::systemd::run(&cli, a),
         Command::Keygen(ref a) => cmd::keygen::run(a),
         Command::Demo(ref a) => cmd::demo::run(a),
     };
@@ -67,6 +80,9 @@ impl Cli {
         let mut config = loaded.config;
         if let Some(dir) = &self.backup_dir {
             config.backup_dir = Some(dir.clone());
+        }
+        if let Some(path) = &self.metrics_file {
+            config.metrics_file = Some(path.clone());
         }
         Ok(config)
     }

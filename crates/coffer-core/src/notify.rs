@@ -37,24 +37,32 @@ impl Reporting {
     /// the root's listing at `now`), then runs the hooks for its outcome with
     /// [`runlog::hook_env`]. Returns one warning per step that failed.
     pub fn after_run(&self, record: &RunRecord, now: DateTime<Utc>) -> Vec<String> {
-        let mut warnings = Vec::new();
-        if let Err(e) = runlog::append(&self.root, record) {
-            warnings.push(format!("{e}; `coffer status` will not count this run"));
+        let mut warnings = self.record(record);
+        warnings.extend(self.write_metrics(now).err());
+        warnings.extend(self.run_hooks(record));
+        warnings
+    }
+
+    /// Appends `record` to the run log; the warning when that failed.
+    pub fn record(&self, record: &RunRecord) -> Vec<String> {
+        match runlog::append(&self.root, record) {
+            Ok(()) => Vec::new(),
+            Err(e) => vec![format!("{e}; `coffer status` will not count this run")],
         }
-        if let Err(e) = self.write_metrics(now) {
-            warnings.push(e);
-        }
+    }
+
+    /// Runs `hooks.on_success` or `hooks.on_failure`, as `record`'s outcome says, with
+    /// [`runlog::hook_env`]; one warning per command that failed.
+    pub fn run_hooks(&self, record: &RunRecord) -> Vec<String> {
         let (stage, list) = match record.outcome {
             Outcome::Success => (Stage::OnSuccess, &self.hooks.on_success),
             Outcome::Failure => (Stage::OnFailure, &self.hooks.on_failure),
         };
         let env = runlog::hook_env(record, &self.root);
-        warnings.extend(
-            hooks::run_all(stage, list, &env)
-                .into_iter()
-                .map(|e| e.to_string()),
-        );
-        warnings
+        hooks::run_all(stage, list, &env)
+            .into_iter()
+            .map(|e| format!("{e} (the {} itself is not affected)", record.operation))
+            .collect()
     }
 
     /// Rewrites the metrics file, if one is configured.

@@ -164,6 +164,17 @@ impl RunRecord {
         self
     }
 
+    /// Names the backup a finished backup made and records its artifact sizes.
+    pub fn with_backup_report(mut self, report: &crate::backup::BackupReport) -> Self {
+        let m = &report.manifest;
+        self.backup = Some(m.name.clone());
+        self.kind = Some(m.kind);
+        for a in &m.artifacts {
+            self.artifacts.insert(a.role.as_str().to_string(), a.size);
+        }
+        self
+    }
+
     /// Sets the kind (known before the backup has a name).
     pub fn with_kind(mut self, kind: BackupKind) -> Self {
         self.kind = Some(kind);

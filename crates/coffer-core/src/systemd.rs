@@ -272,7 +272,7 @@ pub enum Installed {
     Unchanged(PathBuf),
 }
 
-/// Writes `units` into `dir` (0644). An existing file that differs is an error unless
+/// Writes `units` into `dir` (0644; `dir` is created when missing). An existing file that differs is an error unless
 /// `force`; nothing is written unless every file can be.
 pub fn install(
     dir: &Path,
@@ -290,6 +290,10 @@ pub fn install(
             Err(source) => return Err(SystemdError::Io { path, source }),
         }
     }
+    fs::create_dir_all(dir).map_err(|source| SystemdError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let mut done = Vec::new();
     for (path, unit, write) in plan {
         if !write {

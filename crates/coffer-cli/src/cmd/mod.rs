@@ -4,6 +4,9 @@ pub mod backup;
 pub mod demo;
 pub mod keygen;
 pub mod list;
+pub mod prune;
+pub mod status;
+pub mod systemd;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -23,4 +26,11 @@ pub fn cancel_on_signals() -> std::io::Result<CancelFlag> {
         signal_hook::flag::register_usize(sig, flag.atomic(), sig as usize)?;
     }
     Ok(flag)
+}
+
+/// Prints the warnings of a run's reporting (run log, metrics, hooks) on stderr.
+pub fn print_warnings(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
 }
