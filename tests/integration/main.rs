@@ -4,3 +4,4 @@
 mod backup;
 mod harness;
 mod list;
+mod ops;

@@ -30,6 +30,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::names::BackupKind;
 
+/// The most of an error's detail lines a record keeps.
+const MAX_DETAIL: usize = 4096;
+
 /// File name of the run log inside the backup root.
 pub const RUN_LOG_FILE: &str = "coffer-runs.jsonl";
 
@@ -120,9 +123,12 @@ pub struct RunRecord {
     /// Its kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<BackupKind>,
-    /// The first line of the error, for failures.
+    /// The first line of the error, for failures: what failed and what to do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The error's further lines (e.g. the tail of pg_dump's stderr), at most 4 KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_detail: Option<String>,
     /// Bytes on disk per artifact (`database`, `workspace`) of the backup made.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub artifacts: BTreeMap<String, u64>,
@@ -150,6 +156,7 @@ impl RunRecord {
             backup: None,
             kind: None,
             error: None,
+            error_detail: None,
             artifacts: BTreeMap::new(),
             detail: None,
             pid: std::process::id(),
@@ -198,14 +205,34 @@ impl RunRecord {
         self.finish(Outcome::Success, None, ended)
     }
 
-    /// Ends the record as failed at `ended`; only the first non-empty line of `error` is kept.
-    pub fn failed(self, ended: DateTime<Utc>, error: &str) -> Self {
-        let first = error
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("unknown error");
-        self.finish(Outcome::Failure, Some(first.to_string()), ended)
+    /// Ends the record as failed at `ended`: the first non-empty line of `error` becomes
+    /// [`error`](Self::error), the other lines [`error_detail`](Self::error_detail).
+    pub fn failed(mut self, ended: DateTime<Utc>, error: &str) -> Self {
+        let mut lines = error.lines().map(str::trim).filter(|l| !l.is_empty());
+        let first = lines.next().unwrap_or("unknown error").to_string();
+        let mut detail = lines.collect::<Vec<_>>().join("\n");
+        if detail.len() > MAX_DETAIL {
+            let mut cut = MAX_DETAIL;
+            while !detail.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            detail.truncate(cut);
+            detail.push('…');
+        }
+        self.error_detail = (!detail.is_empty()).then_some(detail);
+        self.finish(Outcome::Failure, Some(first), ended)
+    }
+
+    /// The error's first line, and the first line of its detail when there is one: the
+    /// short form shown by `coffer status`.
+    pub fn error_summary(&self) -> Option<String> {
+        let error = self.error.as_deref()?;
+        Some(
+            match self.error_detail.as_deref().and_then(|d| d.lines().next()) {
+                Some(detail) => format!("{error} ({detail})"),
+                None => error.to_string(),
+            },
+        )
     }
 
     fn finish(mut self, outcome: Outcome, error: Option<String>, ended: DateTime<Utc>) -> Self {
@@ -577,7 +604,7 @@ impl Status {
             parts.push(format!(
                 "last error ({}): {}",
                 f.operation,
-                f.error.as_deref().unwrap_or("unknown")
+                f.error_summary().unwrap_or_else(|| "unknown".into())
             ));
         }
         parts.push(format!("{} backup(s)", self.backups.count));
@@ -605,7 +632,8 @@ pub fn human_age(seconds: i64) -> String {
 /// The environment variables given to `hooks.on_success` / `hooks.on_failure` (and any
 /// other hook run after an attempt) describing `record`:
 /// `COFFER_OPERATION`, `COFFER_OUTCOME`, `COFFER_BACKUP_NAME`, `COFFER_BACKUP_KIND`,
-/// `COFFER_BACKUP_PATH`, `COFFER_ERROR`, `COFFER_DATABASE_BYTES`, `COFFER_WORKSPACE_BYTES`,
+/// `COFFER_BACKUP_PATH`, `COFFER_BACKUP_ROOT`, `COFFER_ERROR` (first line),
+/// `COFFER_ERROR_DETAIL` (the other lines), `COFFER_DATABASE_BYTES`, `COFFER_WORKSPACE_BYTES`,
 /// `COFFER_DURATION_SECONDS`, `COFFER_STARTED`, `COFFER_ENDED`, `COFFER_DETAIL`.
 /// Variables without a value are set to the empty string, so a hook never sees one
 /// inherited from its parent.
@@ -636,6 +664,10 @@ pub fn hook_env(record: &RunRecord, root: &Path) -> Vec<(String, String)> {
         ("COFFER_BACKUP_PATH", path),
         ("COFFER_BACKUP_ROOT", root.display().to_string()),
         ("COFFER_ERROR", record.error.clone().unwrap_or_default()),
+        (
+            "COFFER_ERROR_DETAIL",
+            record.error_detail.clone().unwrap_or_default(),
+        ),
         ("COFFER_DATABASE_BYTES", bytes("database")),
         ("COFFER_WORKSPACE_BYTES", bytes("workspace")),
         (
@@ -688,6 +720,11 @@ mod tests {
     fn record_round_trips_and_keeps_the_first_error_line() {
         let r = backup(20, 3, false);
         assert_eq!(r.error.as_deref(), Some("pg_dump failed (exit code 1)"));
+        assert_eq!(r.error_detail.as_deref(), Some("tail"));
+        assert_eq!(
+            r.error_summary().as_deref(),
+            Some("pg_dump failed (exit code 1) (tail)")
+        );
         assert_eq!(r.duration_seconds, 5.0);
         let line = r.to_line();
         assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
@@ -908,7 +945,7 @@ mod tests {
         assert_eq!(
             bad.headline(&LIMITS),
             "CRITICAL: last backup auto-20261119T120000Z 23h58m ago; 3 consecutive failure(s) (limit 3); \
-             last error (backup): pg_dump failed (exit code 1); 0 backup(s)"
+             last error (backup): pg_dump failed (exit code 1) (tail); 0 backup(s)"
         );
         let old = summarize(&records, &BackupStats::default(), t(21, 12));
         assert!(

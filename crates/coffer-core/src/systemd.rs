@@ -159,11 +159,8 @@ fn command(opts: &UnitOptions, args: &[&str]) -> String {
 /// Renders the three unit files.
 pub fn render(opts: &UnitOptions) -> Result<Vec<UnitFile>, SystemdError> {
     check(opts)?;
-    let header = format!(
-        "# Written by `coffer systemd` (coffer {}). Change settings with a drop-in\n\
-         # (systemctl edit NAME) rather than here, so `coffer systemd install` can update it.\n",
-        crate::VERSION
-    );
+    let header = "# Written by `coffer systemd`. Change settings with a drop-in (systemctl edit NAME)\n\
+         # rather than here, so that `coffer systemd install` can update this file.\n";
     let mut writable = vec![format!("ReadWritePaths={}", path_word(&opts.backup_dir))];
     writable.extend(
         opts.writable

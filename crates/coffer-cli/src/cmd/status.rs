@@ -113,7 +113,7 @@ fn print_text(status: &Status, thresholds: &Thresholds) {
             "last error:           {} at {}: {}",
             f.operation,
             at(f.ended),
-            f.error.as_deref().unwrap_or("?")
+            f.error_summary().unwrap_or_else(|| "?".into())
         );
     }
     let kinds: Vec<String> = status
