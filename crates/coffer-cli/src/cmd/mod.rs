@@ -4,7 +4,10 @@ pub mod backup;
 pub mod demo;
 pub mod keygen;
 pub mod list;
+pub mod prune;
 pub mod restore;
+pub mod status;
+pub mod systemd;
 pub mod verify;
 
 use std::sync::Arc;
@@ -38,4 +41,11 @@ pub fn load_identities(
         Some(p) => Some(coffer_core::crypto::Identities::load(p)?),
         None => None,
     })
+}
+
+/// Prints the warnings of a run's reporting (run log, metrics, hooks) on stderr.
+pub fn print_warnings(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
 }
