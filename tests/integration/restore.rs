@@ -129,6 +129,15 @@ fn round_trip_restores_database_and_workspace_exactly() {
         std::fs::read_to_string(marker_dir.join("after")).unwrap(),
         format!("restore success {name}\n")
     );
+    // The attempt is in the run log that `coffer status` reads.
+    let log = std::fs::read_to_string(case.root.join("coffer-runs.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (last["operation"].as_str(), last["outcome"].as_str()),
+        (Some("restore"), Some("success")),
+        "{last}"
+    );
+    assert_eq!(last["backup"], name.as_str());
     // No staging, journal or previous copy is left beside the workspace.
     let parent: Vec<String> = std::fs::read_dir(case.dir.path())
         .unwrap()
@@ -475,6 +484,20 @@ fn after_hooks_run_when_the_restore_fails() {
     assert!(!out.status.success());
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "failure\n");
     before.assert_unchanged(&case, "after hooks");
+    let log = std::fs::read_to_string(case.root.join("coffer-runs.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (last["operation"].as_str(), last["outcome"].as_str()),
+        (Some("restore"), Some("failure")),
+        "{last}"
+    );
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap()
+            .contains("failed verification"),
+        "{last}"
+    );
 
     // A failing before-hook stops the restore, and the after-hooks still run.
     std::fs::remove_file(&marker).unwrap();
