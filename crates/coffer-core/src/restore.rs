@@ -1155,12 +1155,11 @@ fn kept_name(target: &Path) -> PathBuf {
 enum StreamFailure {
     /// The other stream failed, or a signal arrived.
     Aborted,
-    /// The artifact is damaged, truncated, or does not match the manifest.
+    /// The artifact is damaged, truncated, does not match the manifest, or holds an unsafe
+    /// tar entry: the backup cannot be trusted.
     Damaged(String),
     /// The database or filesystem refused it.
     Failed { what: &'static str, reason: String },
-    /// The backup stopped making sense (unsafe tar entry).
-    Refused(String),
 }
 
 impl StreamFailure {
@@ -1173,12 +1172,10 @@ impl StreamFailure {
                     reason: "stopped".into(),
                 },
             },
-            StreamFailure::Damaged(reason) | StreamFailure::Refused(reason) => {
-                RestoreError::Damaged {
-                    backup: backup.to_string(),
-                    reason,
-                }
-            }
+            StreamFailure::Damaged(reason) => RestoreError::Damaged {
+                backup: backup.to_string(),
+                reason,
+            },
             StreamFailure::Failed { what, reason } => RestoreError::RolledBack {
                 what: what.into(),
                 reason,
@@ -1407,7 +1404,7 @@ fn extract_workspace(
             return Err(artifact_failure(reader.damaged(source)));
         }
         Err(e @ archive::ArchiveError::UnsafeEntry { .. }) => {
-            return Err(StreamFailure::Refused(format!(
+            return Err(StreamFailure::Damaged(format!(
                 "{e} in {}",
                 ws.source.path.display()
             )));
