@@ -46,6 +46,51 @@ impl CancelFlag {
 }
 
 /// The I/O error pipelines fail with when cancelled.
+///
+/// Not `ErrorKind::Interrupted`: `write_all`, `read_exact` and most read loops retry on that
+/// kind (it means EINTR), so a cancelled stage would be called again forever.
 pub fn cancelled_error() -> io::Error {
-    io::Error::new(io::ErrorKind::Interrupted, "cancelled by signal")
+    io::Error::other(Cancelled)
+}
+
+/// Whether `e` is (or wraps) the error of [`cancelled_error`].
+pub fn is_cancelled(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Cancelled>())
+}
+
+/// The marker inside [`cancelled_error`].
+#[derive(Debug)]
+struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cancelled by signal")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A writer that fails with the cancellation error: `write_all` must give up at once.
+    struct Stopped;
+
+    impl Write for Stopped {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(cancelled_error())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn cancellation_is_not_retried_as_eintr() {
+        let err = Stopped.write_all(b"data").unwrap_err();
+        assert!(is_cancelled(&err));
+        assert!(!is_cancelled(&io::Error::other("x")));
+    }
 }

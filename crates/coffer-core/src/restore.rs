@@ -1397,9 +1397,7 @@ fn extract_workspace(
     }
     let stats = match extracted {
         Ok(stats) => stats,
-        Err(archive::ArchiveError::ReadTar { source, .. })
-            if source.kind() != io::ErrorKind::Interrupted =>
-        {
+        Err(archive::ArchiveError::ReadTar { source, .. }) => {
             // A decoder error surfaces through the tar reader: report it as damage.
             return Err(artifact_failure(reader.damaged(source)));
         }
