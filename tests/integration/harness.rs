@@ -143,6 +143,7 @@ impl Case {
             .map(|rd| {
                 rd.filter_map(Result::ok)
                     .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
                     .map(|e| e.path())
                     .collect()
             })
@@ -151,13 +152,13 @@ impl Case {
         v
     }
 
-    /// Every entry in the root except the lock file.
+    /// Every entry in the root except the lock file and the run log.
     pub fn root_entries(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(&self.root)
             .map(|rd| {
                 rd.filter_map(Result::ok)
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n != ".coffer.lock")
+                    .filter(|n| n != ".coffer.lock" && n != "coffer-runs.jsonl")
                     .collect()
             })
             .unwrap_or_default();

@@ -4,4 +4,5 @@
 mod backup;
 mod harness;
 mod list;
+mod ops;
 mod restore;

@@ -5,6 +5,8 @@ use coffer_core::config::ConfigError;
 use coffer_core::crypto::CryptoError;
 use coffer_core::lock::LockError;
 use coffer_core::restore::RestoreError;
+use coffer_core::prune::PruneError;
+use coffer_core::systemd::SystemdError;
 
 /// The operation failed (see the error message).
 pub const FAILED: u8 = 1;
@@ -25,6 +27,10 @@ pub const ROLLED_BACK: u8 = 7;
 pub const AFTER_RESTORE: u8 = 8;
 /// `restore` failed and the previous state could not be fully put back.
 pub const INCONSISTENT: u8 = 9;
+/// `status`: no successful backup within `--max-age` (or none at all).
+pub const STATUS_TOO_OLD: u8 = 10;
+/// `status`: `--max-failures` consecutive failed backups (and the last success is recent).
+pub const STATUS_FAILING: u8 = 11;
 
 /// The exit-code table shown at the end of `coffer --help`.
 pub const EXIT_CODES_HELP: &str = "\
@@ -39,6 +45,8 @@ Exit codes:
   7    restore failed and was rolled back (nothing changed)
   8    restore completed, but the Alembic head check or hooks.after_restore failed
   9    restore failed and the previous state could not be fully put back
+  10   status: no successful backup within --max-age (or none at all)
+  11   status: --max-failures consecutive backup failures (10 wins when both apply)
   130  interrupted by SIGINT (143: SIGTERM); nothing partial was left behind";
 
 /// Maps an error to its exit code.
@@ -73,6 +81,18 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
     }
     if err.downcast_ref::<LockError>().is_some() {
         return LOCKED;
+    }
+    if let Some(e) = err.downcast_ref::<PruneError>() {
+        return match e {
+            PruneError::Locked(_) => LOCKED,
+            _ => FAILED,
+        };
+    }
+    if let Some(e) = err.downcast_ref::<SystemdError>() {
+        return match e {
+            SystemdError::RelativePath { .. } | SystemdError::BadValue { .. } => USAGE,
+            _ => FAILED,
+        };
     }
     FAILED
 }

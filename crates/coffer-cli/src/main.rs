@@ -26,6 +26,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     backup_dir: Option<PathBuf>,
 
+    /// Prometheus textfile rewritten after every backup and prune, overriding metrics_file
+    #[arg(long, global = true, value_name = "PATH")]
+    metrics_file: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +44,12 @@ enum Command {
     Verify(cmd::verify::Args),
     /// Restore the database and the workspace from a backup, all or nothing
     Restore(cmd::restore::Args),
+    /// Delete the backups the retention policy does not keep (manual ones never)
+    Prune(cmd::prune::Args),
+    /// Show the last success, consecutive failures and size; exit 10/11 past a threshold
+    Status(cmd::status::Args),
+    /// Print or install the systemd units of the nightly backup timer
+    Systemd(cmd::systemd::Args),
     /// Write a new age identity file and print its public key
     Keygen(cmd::keygen::Args),
     /// Run a whole backup against a throw-away PostgreSQL cluster and the fixture workspace
@@ -53,6 +63,9 @@ fn main() -> ExitCode {
         Command::List(ref a) => cmd::list::run(&cli, a),
         Command::Verify(ref a) => cmd::verify::run(&cli, a),
         Command::Restore(ref a) => cmd::restore::run(&cli, a),
+        Command::Prune(ref a) => cmd::prune::run(&cli, a),
+        Command::Status(ref a) => cmd::status::run(&cli, a),
+        Command::Systemd(ref a) => cmd::systemd::run(&cli, a),
         Command::Keygen(ref a) => cmd::keygen::run(a),
         Command::Demo(ref a) => cmd::demo::run(a),
     };
@@ -73,6 +86,9 @@ impl Cli {
         let mut config = loaded.config;
         if let Some(dir) = &self.backup_dir {
             config.backup_dir = Some(dir.clone());
+        }
+        if let Some(path) = &self.metrics_file {
+            config.metrics_file = Some(path.clone());
         }
         Ok(config)
     }

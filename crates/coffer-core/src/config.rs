@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::retention::RetentionPolicy;
+
 /// Where the configuration file is looked for when neither `--config` nor
 /// `COFFER_CONFIG` names one.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/coffer/coffer.toml";
@@ -48,8 +50,8 @@ pub struct Config {
     pub encryption: EncryptionConfig,
     /// Compression of the artifacts.
     pub compression: CompressionConfig,
-    /// Which backups are kept.
-    pub retention: RetentionConfig,
+    /// `[retention]`: which auto and legacy backups are kept (manual ones always are).
+    pub retention: RetentionPolicy,
     /// Commands run around restores and after runs.
     pub hooks: HooksConfig,
     /// How the code's Alembic head is found before a restore.
@@ -118,38 +120,6 @@ impl Default for CompressionConfig {
     fn default() -> Self {
         CompressionConfig {
             level: DEFAULT_COMPRESSION_LEVEL,
-        }
-    }
-}
-
-/// `[retention]`: which automatic backups are kept. Manual backups are never pruned
-/// automatically.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetentionConfig {
-    /// Keep auto and legacy backups younger than this many days (default 7; 0 turns it off).
-    pub keep_days: u32,
-    /// Keep the newest N backups.
-    pub keep_last: Option<u32>,
-    /// Keep the newest backup of each of the last N days that have one.
-    pub keep_daily: Option<u32>,
-    /// Keep the newest backup of each of the last N ISO weeks that have one.
-    pub keep_weekly: Option<u32>,
-    /// Keep the newest backup of each of the last N months that have one.
-    pub keep_monthly: Option<u32>,
-    /// Keep the newest backup of each of the last N years that have one.
-    pub keep_yearly: Option<u32>,
-}
-
-impl Default for RetentionConfig {
-    fn default() -> Self {
-        RetentionConfig {
-            keep_days: 7,
-            keep_last: None,
-            keep_daily: None,
-            keep_weekly: None,
-            keep_monthly: None,
-            keep_yearly: None,
         }
     }
 }
@@ -362,11 +332,12 @@ impl Config {
             env,
             &["COFFER_RETENTION_KEEP_DAYS", "BACKUP_RETENTION_DAYS"],
         ) {
-            self.retention.keep_days = v.trim().parse().map_err(|_| ConfigError::Invalid {
+            let days = v.trim().parse().map_err(|_| ConfigError::Invalid {
                 path: "environment".into(),
                 key: name.into(),
                 reason: format!("`{v}` is not a whole number of days"),
             })?;
+            self.retention.keep_days = Some(days);
         }
         Ok(())
     }
@@ -430,7 +401,7 @@ versions_dir = "/opt/app/backend/alembic/versions"
         )
         .unwrap();
         assert_eq!(c.compression.level, 3);
-        assert_eq!(c.retention.keep_days, 14);
+        assert_eq!(c.retention.keep_days, Some(14));
         assert_eq!(c.retention.keep_weekly, Some(4));
         assert!(c.encryption.enabled());
         assert_eq!(c.database.exec.as_ref().unwrap()[0], "docker");
@@ -495,7 +466,7 @@ versions_dir = "/opt/app/backend/alembic/versions"
         c.apply_env(&env).unwrap();
         assert_eq!(c.backup_dir(), PathBuf::from("/legacy"));
         assert_eq!(c.workspace.path, Some(PathBuf::from("/ws")));
-        assert_eq!(c.retention.keep_days, 30);
+        assert_eq!(c.retention.keep_days, Some(30));
 
         let env2 = |k: &str| match k {
             "BACKUP_DIR" => Some("/legacy".to_string()),
@@ -516,7 +487,7 @@ versions_dir = "/opt/app/backend/alembic/versions"
         let c = Config::default();
         assert_eq!(c.backup_dir(), PathBuf::from("./backups"));
         assert_eq!(c.compression.level, 6);
-        assert_eq!(c.retention.keep_days, 7);
+        assert_eq!(c.retention.keep_days, Some(7));
         assert!(!c.encryption.enabled());
         let loaded = Config::load(Some(Path::new("/nonexistent/coffer.toml")), &|_| None);
         let e = loaded.unwrap_err().to_string();

@@ -26,6 +26,11 @@
 //! - [`catalog`]: the backups found in a backup root.
 //! - [`verify`]: checking a backup end to end without restoring it.
 //! - [`retention`]: which backups to keep.
+//! - [`prune`]: deleting what retention does not keep, and abandoned staging directories.
+//! - [`runlog`]: the run log of every attempt, and the status computed from it.
+//! - [`metrics`]: that status as a Prometheus textfile.
+//! - [`notify`]: what follows every run: run log, metrics, `on_success`/`on_failure` hooks.
+//! - [`systemd`]: the nightly timer's unit files.
 //! - [`lock`]: the backup root's lock.
 //! - [`hooks`]: operator commands run around restores and after runs.
 //! - [`sandbox`]: throw-away PostgreSQL clusters for the demo, tests and benchmarks.
@@ -48,12 +53,17 @@ pub mod dump_scan;
 pub mod hooks;
 pub mod lock;
 pub mod manifest;
+pub mod metrics;
 pub mod names;
+pub mod notify;
 pub mod postgres;
 pub mod progress;
+pub mod prune;
 pub mod restore;
 pub mod retention;
+pub mod runlog;
 pub mod sandbox;
+pub mod systemd;
 pub mod units;
 pub mod verify;
 pub mod workspace_swap;

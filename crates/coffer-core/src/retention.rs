@@ -843,6 +843,200 @@ mod tests {
         assert_eq!(kept(&first), ["2026-11-20-030000"]);
     }
 
+    /// A year as a migrated host sees it: shell-script (legacy) backups at 02:30 until the
+    /// switch to coffer, then auto backups at 03:00 with two outages, and manual backups on
+    /// the first of each month.
+    fn migrated_year() -> Vec<Candidate> {
+        let mut v: Vec<Candidate> = date(2025, 6, 1)
+            .iter_days()
+            .take_while(|d| *d <= date(2025, 9, 30))
+            .filter(|d| !(date(2025, 8, 10)..=date(2025, 8, 13)).contains(d))
+            .map(|d| {
+                cand(
+                    BackupKind::Legacy,
+                    d.and_hms_opt(2, 30, 0).unwrap().and_utc(),
+                    true,
+                )
+            })
+            .collect();
+        v.extend(nightly(
+            date(2025, 10, 1),
+            date(2026, 5, 31),
+            &[
+                (date(2025, 12, 20), date(2026, 1, 5)),
+                (date(2026, 3, 10), date(2026, 3, 12)),
+            ],
+        ));
+        for m in 0..12 {
+            let (y, mo) = if m < 7 { (2025, m + 6) } else { (2026, m - 6) };
+            v.push(cand(BackupKind::Manual, t(y, mo, 1, 10, 15, 0), true));
+        }
+        // A backup killed mid-way in the second outage, and one being written right now.
+        v.push(cand(BackupKind::Auto, t(2026, 3, 11, 3, 0, 0), false));
+        v.push(cand(BackupKind::Auto, t(2026, 5, 31, 23, 0, 0), false));
+        v
+    }
+
+    /// An independent formulation of the rules: for each rule, group the counted backups by
+    /// a period label, take the `n` most recent labels and keep the newest backup of each.
+    fn oracle(policy: &RetentionPolicy, backups: &[Candidate], now: DateTime<Utc>) -> Vec<String> {
+        let mut counted: Vec<&Candidate> = backups
+            .iter()
+            .filter(|c| c.kind != BackupKind::Manual && c.complete && c.time <= now)
+            .collect();
+        counted.sort_by(|a, b| b.time.cmp(&a.time).then(a.name.cmp(&b.name)));
+        let mut keep: std::collections::BTreeSet<String> = backups
+            .iter()
+            .filter(|c| {
+                c.kind == BackupKind::Manual
+                    || c.time > now
+                    || (!c.complete && now - c.time <= TimeDelta::hours(24))
+            })
+            .map(|c| c.name.clone())
+            .collect();
+        keep.extend(counted.first().map(|c| c.name.clone()));
+        if let Some(days) = policy.keep_days.filter(|&d| d > 0) {
+            let cutoff = now - TimeDelta::days(days.into());
+            keep.extend(
+                counted
+                    .iter()
+                    .filter(|c| c.time >= cutoff)
+                    .map(|c| c.name.clone()),
+            );
+        }
+        let n = |rule: Option<u32>| rule.unwrap_or(0) as usize;
+        keep.extend(
+            counted
+                .iter()
+                .take(n(policy.keep_last))
+                .map(|c| c.name.clone()),
+        );
+        let rules = [
+            (policy.keep_daily, "%F"),
+            (policy.keep_weekly, "%G-W%V"),
+            (policy.keep_monthly, "%Y-%m"),
+            (policy.keep_yearly, "%Y"),
+        ];
+        for (rule, label) in rules {
+            let mut seen = Vec::new();
+            for c in &counted {
+                let period = c.time.format(label).to_string();
+                if !seen.contains(&period) {
+                    seen.push(period);
+                    if seen.len() <= n(rule) {
+                        keep.insert(c.name.clone());
+                    }
+                }
+            }
+        }
+        keep.into_iter().collect()
+    }
+
+    #[test]
+    fn migrated_year_with_gaps_legacy_and_manual_matches_the_oracle() {
+        let backups = migrated_year();
+        assert_eq!(backups.len(), 118 + 223 + 12 + 2);
+        let clocks = [
+            t(2026, 5, 31, 23, 59, 59),
+            t(2026, 6, 1, 0, 0, 0),
+            t(2026, 6, 1, 2, 59, 59),
+            t(2026, 6, 3, 17, 42, 13),
+            // The clock set back into the second outage: later backups are future-dated.
+            t(2026, 3, 11, 4, 7, 31),
+            // Long after the timer stopped: only the safety rule keeps an auto backup.
+            t(2027, 2, 28, 12, 0, 0),
+        ];
+        let policies = [
+            RetentionPolicy::default(),
+            gfs(7, 4, 6, 2),
+            gfs(14, 0, 12, 0),
+            RetentionPolicy {
+                keep_days: Some(30),
+                keep_last: Some(10),
+                keep_weekly: Some(8),
+                ..RetentionPolicy::default()
+            },
+            RetentionPolicy {
+                keep_days: Some(0),
+                ..RetentionPolicy::default()
+            },
+        ];
+        for now in clocks {
+            for policy in &policies {
+                let decisions = decide(policy, &backups, now, true);
+                check_shape(&backups, &decisions);
+                let mut got: Vec<String> = kept(&decisions).iter().map(|s| s.to_string()).collect();
+                got.sort();
+                assert_eq!(
+                    got,
+                    oracle(policy, &backups, now),
+                    "now={now} policy={policy:?}"
+                );
+                // Every manual backup survives; nothing is deleted when the run failed.
+                assert!(
+                    decisions
+                        .iter()
+                        .filter(|d| d.kind == BackupKind::Manual)
+                        .all(|d| d.keep)
+                );
+                assert!(decide(policy, &backups, now, false).iter().all(|d| d.keep));
+            }
+        }
+    }
+
+    #[test]
+    fn migrated_year_hand_checked() {
+        let backups = migrated_year();
+        let now = t(2026, 6, 1, 0, 0, 0);
+        let decisions = decide(&gfs(7, 4, 6, 2), &backups, now, true);
+        let mut kept_auto_legacy: Vec<&str> = decisions
+            .iter()
+            .filter(|d| d.keep && d.kind != BackupKind::Manual)
+            .map(|d| d.name.as_str())
+            .collect();
+        kept_auto_legacy.reverse();
+        assert_eq!(
+            kept_auto_legacy,
+            [
+                // yearly #2 and monthly #6: the newest of 2025 and of December is the
+                // last one before the holiday outage.
+                "auto-20251219T030000Z",
+                // monthly #5..#2: the last backup of each month.
+                "auto-20260131T030000Z",
+                "auto-20260228T030000Z",
+                "auto-20260331T030000Z",
+                "auto-20260430T030000Z",
+                // weekly #4..#2 (2026-W19..W21; W22 is the week of the dailies).
+                "auto-20260510T030000Z",
+                "auto-20260517T030000Z",
+                "auto-20260524T030000Z",
+                // daily #7..#1.
+                "auto-20260525T030000Z",
+                "auto-20260526T030000Z",
+                "auto-20260527T030000Z",
+                "auto-20260528T030000Z",
+                "auto-20260529T030000Z",
+                "auto-20260530T030000Z",
+                "auto-20260531T030000Z",
+                // Incomplete and an hour old: may still be being written.
+                "auto-20260531T230000Z",
+            ]
+        );
+        // No legacy backup is old enough to matter to any rule any more, and the killed
+        // backup from the outage is removed.
+        let stale = decisions
+            .iter()
+            .find(|d| d.name == "auto-20260311T030000Z")
+            .unwrap();
+        assert_eq!(stale.reasons, [Reason::IncompleteStale]);
+        assert!(
+            decisions
+                .iter()
+                .filter(|d| d.kind == BackupKind::Legacy)
+                .all(|d| !d.keep)
+        );
+    }
+
     #[test]
     fn reason_texts() {
         let d = date(2026, 11, 20);

@@ -3,10 +3,14 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use chrono::Utc;
 use coffer_core::backup::{self, BackupReport, BackupRequest, BackupSettings};
 use coffer_core::config::Config;
 use coffer_core::manifest::ArtifactRole;
 use coffer_core::names::BackupKind;
+use coffer_core::notify::Reporting;
+use coffer_core::prune;
+use coffer_core::runlog::{Operation, RunRecord};
 
 use crate::exit;
 use crate::output;
@@ -14,7 +18,12 @@ use crate::output;
 /// Arguments of `coffer backup`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Exit codes: 0 success, 1 failed, 2 bad configuration, 3 locked, \
+    after_help = "After the attempt, successful or not, it is appended to the run log \
+(coffer-runs.jsonl in the backup root), the metrics file is rewritten and hooks.on_success or \
+hooks.on_failure run. After a success the root is pruned (see `coffer prune`) unless --no-prune; \
+a failed prune is a warning and does not change the exit code. After a failure nothing is pruned.
+
+Exit codes: 0 success, 1 failed, 2 bad configuration, 3 locked, \
 4 --strict and files changed, 130/143 interrupted. On any failure no backup directory is left."
 )]
 pub struct Args {
@@ -38,6 +47,10 @@ pub struct Args {
     /// No progress output on stderr
     #[arg(long, short)]
     quiet: bool,
+
+    /// Do not prune old backups after a successful backup
+    #[arg(long)]
+    no_prune: bool,
 }
 
 fn parse_kind(s: &str) -> Result<BackupKind, String> {
@@ -50,7 +63,22 @@ fn parse_kind(s: &str) -> Result<BackupKind, String> {
 /// Runs `coffer backup`.
 pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
-    let report = run_with_config(&config, args.kind, args.label.clone(), args.quiet)?;
+    let reporting = Reporting::from_config(&config);
+    let started = Utc::now();
+    let result = run_with_config(&config, args.kind, args.label.clone(), args.quiet);
+    let record = RunRecord::new(Operation::Backup, started).with_kind(args.kind);
+    let record = match &result {
+        Ok(report) => record.with_backup_report(report).succeeded(Utc::now()),
+        Err(e) => record.failed(Utc::now(), &format!("{e:#}")),
+    };
+    let mut warnings = reporting.record(&record);
+    if record.is_success() && !args.no_prune {
+        warnings.extend(prune_after_backup(&config, &reporting, args.quiet));
+    }
+    warnings.extend(reporting.write_metrics(Utc::now()).err());
+    warnings.extend(reporting.run_hooks(&record));
+    super::print_warnings(&warnings);
+    let report = result?;
     print_report(&report, args.json)?;
     if args.strict && !report.changed_files().is_empty() {
         eprintln!(
@@ -61,6 +89,43 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(exit::CHANGED_FILES));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prunes after a successful backup and logs it as a `prune` run (without hooks: the
+/// backup's hooks report the run). Returns warnings; a failed prune never fails the backup.
+fn prune_after_backup(config: &Config, reporting: &Reporting, quiet: bool) -> Vec<String> {
+    let started = Utc::now();
+    let record = RunRecord::new(Operation::Prune, started);
+    let (record, mut warnings) =
+        match prune::run(&reporting.root, &config.retention, started, false) {
+            Ok(report) => {
+                if !quiet {
+                    for name in &report.deleted {
+                        eprintln!("pruned {name}");
+                    }
+                }
+                let record = record.with_detail(report.summary());
+                match report.error() {
+                    None => (record.succeeded(Utc::now()), Vec::new()),
+                    Some(e) => {
+                        let text = e.to_string();
+                        (
+                            record.failed(Utc::now(), &text),
+                            vec![format!("prune: {text}")],
+                        )
+                    }
+                }
+            }
+            Err(e) => {
+                let text = e.to_string();
+                (
+                    record.failed(Utc::now(), &text),
+                    vec![format!("prune: {text}")],
+                )
+            }
+        };
+    warnings.extend(reporting.record(&record));
+    warnings
 }
 
 /// Runs a backup with a given configuration (shared with `coffer demo`).

@@ -6,6 +6,9 @@ pub mod keygen;
 pub mod list;
 pub mod restore;
 pub mod verify;
+pub mod prune;
+pub mod status;
+pub mod systemd;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -38,4 +41,11 @@ pub fn load_identities(
         Some(p) => Some(coffer_core::crypto::Identities::load(p)?),
         None => None,
     })
+}
+
+/// Prints the warnings of a run's reporting (run log, metrics, hooks) on stderr.
+pub fn print_warnings(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
 }

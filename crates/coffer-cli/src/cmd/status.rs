@@ -1,0 +1,141 @@
+//! `coffer status`: a health check for people and for monitoring (Nagios, cron, PagerDuty).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chrono::Utc;
+use coffer_core::runlog::{self, Alert, Status, Thresholds};
+use serde_json::json;
+
+use crate::exit;
+use crate::output;
+
+/// Arguments of `coffer status`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+The first line is for monitoring plugins: `OK: …` or `CRITICAL: …`. The last success comes \
+from the run log (coffer-runs.jsonl in the backup root), or from the newest usable backup when \
+that is newer (a root migrated from the shell scripts). Consecutive failures count failed backup \
+attempts (auto and manual) since the last success.
+
+Exit codes: 0 OK; 10 no successful backup within --max-age, or none at all; 11 --max-failures \
+consecutive failures (when both apply, 10); 1 the status could not be read.")]
+pub struct Args {
+    /// Alert when the last successful backup is older than this (e.g. 26h, 2d, 90m)
+    #[arg(long, default_value = "26h", value_parser = parse_duration, value_name = "DURATION")]
+    max_age: Duration,
+
+    /// Alert at this many consecutive failed backups (0: never)
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    max_failures: u32,
+
+    /// Print JSON instead of text (the exit code is the same)
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 26h, 2d, 90m)"))
+}
+
+/// Runs `coffer status`.
+pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    let config = cli.load_config()?;
+    let root = config.backup_dir();
+    let status = runlog::status(&root, Utc::now())?;
+    let thresholds = Thresholds {
+        max_age: args.max_age,
+        max_failures: args.max_failures,
+    };
+    let alert = status.check(&thresholds);
+    let code = match alert {
+        None => 0,
+        Some(Alert::TooOld) => exit::STATUS_TOO_OLD,
+        Some(Alert::TooManyFailures) => exit::STATUS_FAILING,
+    };
+    if args.json {
+        let v = json!({
+            "state": if alert.is_some() { "critical" } else { "ok" },
+            "alert": alert.map(|a| match a {
+                Alert::TooOld => "too_old",
+                Alert::TooManyFailures => "too_many_failures",
+            }),
+            "exit_code": code,
+            "headline": status.headline(&thresholds),
+            "max_age_seconds": args.max_age.as_secs(),
+            "max_failures": args.max_failures,
+            "backup_dir": root,
+            "status": status,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_text(&status, &thresholds);
+    }
+    Ok(ExitCode::from(code))
+}
+
+fn print_text(status: &Status, thresholds: &Thresholds) {
+    println!("{}", status.headline(thresholds));
+    let at = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%SZ").to_string();
+    match &status.last_success {
+        Some(s) => println!(
+            "last success:         {} ({}) at {}, {} ago{}",
+            s.backup.as_deref().unwrap_or("?"),
+            s.kind.map_or("?".into(), |k| k.to_string()),
+            at(s.at),
+            runlog::human_age(s.age_seconds),
+            match s.source {
+                runlog::SuccessSource::RunLog => "",
+                runlog::SuccessSource::Backups => " (from the backups; not in the run log)",
+            }
+        ),
+        None => println!("last success:         never"),
+    }
+    if let Some(a) = &status.last_attempt {
+        println!(
+            "last attempt:         {} at {}, {:.1}s",
+            a.outcome,
+            at(a.ended),
+            a.duration_seconds
+        );
+    }
+    println!(
+        "consecutive failures: {} (alert at {})",
+        status.consecutive_failures,
+        if thresholds.max_failures == 0 {
+            "never".to_string()
+        } else {
+            thresholds.max_failures.to_string()
+        }
+    );
+    if let Some(f) = &status.last_failure {
+        println!(
+            "last error:           {} at {}: {}",
+            f.operation,
+            at(f.ended),
+            f.error_summary().unwrap_or_else(|| "?".into())
+        );
+    }
+    let kinds: Vec<String> = status
+        .backups
+        .by_kind
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    println!(
+        "backups:              {} ({}), {}",
+        status.backups.count,
+        if kinds.is_empty() {
+            "none".to_string()
+        } else {
+            kinds.join(", ")
+        },
+        output::bytes(status.backups.total_bytes)
+    );
+    if status.bad_log_lines > 0 {
+        println!(
+            "note: {} line(s) of the run log could not be read and were ignored",
+            status.bad_log_lines
+        );
+    }
+}
