@@ -7,7 +7,9 @@ pub mod list;
 pub mod restore;
 pub mod verify;
 pub mod prune;
+pub mod pull;
 pub mod status;
+pub mod sync;
 pub mod systemd;
 
 use std::sync::Arc;
