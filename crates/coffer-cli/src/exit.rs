@@ -4,9 +4,9 @@ use coffer_core::backup::BackupError;
 use coffer_core::config::ConfigError;
 use coffer_core::crypto::CryptoError;
 use coffer_core::lock::LockError;
-use coffer_core::restore::RestoreError;
 use coffer_core::prune::PruneError;
 use coffer_core::remote::RemoteError;
+use coffer_core::restore::RestoreError;
 use coffer_core::systemd::SystemdError;
 
 /// The operation failed (see the error message).

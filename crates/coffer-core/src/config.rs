@@ -156,7 +156,11 @@ impl std::str::FromStr for ByteSize {
             "kb" => 1_000,
             "mb" => 1_000_000,
             "gb" => 1_000_000_000,
-            other => return Err(format!("unknown unit `{other}` in `{s}` (use B, KiB, MiB, GiB)")),
+            other => {
+                return Err(format!(
+                    "unknown unit `{other}` in `{s}` (use B, KiB, MiB, GiB)"
+                ));
+            }
         };
         n.checked_mul(mult)
             .map(ByteSize)
@@ -500,11 +504,13 @@ impl Config {
                 *field = Some(v);
             }
         }
-        self.remote.validate().map_err(|(key, reason)| ConfigError::Invalid {
-            path: "environment".into(),
-            key,
-            reason,
-        })?;
+        self.remote
+            .validate()
+            .map_err(|(key, reason)| ConfigError::Invalid {
+                path: "environment".into(),
+                key,
+                reason,
+            })?;
         if let Some((_, v)) = get(env, &["COFFER_AGE_IDENTITY_FILE"]) {
             self.encryption.identity_file = Some(PathBuf::from(v));
         }
@@ -711,7 +717,11 @@ versions_dir = "/opt/app/backend/alembic/versions"
         assert_eq!(c.remote.part_size, Some(ByteSize(8 << 20)));
         let r = c.remote.retention_or(&c.retention);
         assert_eq!((r.keep_last, r.keep_days), (Some(2), Some(0)));
-        for (text, n) in [("1 GiB", 1u64 << 30), ("100MB", 100_000_000), ("5m", 5 << 20)] {
+        for (text, n) in [
+            ("1 GiB", 1u64 << 30),
+            ("100MB", 100_000_000),
+            ("5m", 5 << 20),
+        ] {
             assert_eq!(text.parse::<ByteSize>().unwrap().0, n, "{text}");
         }
     }

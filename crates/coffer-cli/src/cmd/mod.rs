@@ -4,13 +4,13 @@ pub mod backup;
 pub mod demo;
 pub mod keygen;
 pub mod list;
-pub mod restore;
-pub mod verify;
 pub mod prune;
 pub mod pull;
+pub mod restore;
 pub mod status;
 pub mod sync;
 pub mod systemd;
+pub mod verify;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;

@@ -102,9 +102,7 @@ pub enum RemoteError {
         source: std::io::Error,
     },
     /// What was read or written does not match the manifest or what was sent.
-    #[error(
-        "{object} on remote {remote} does not match: {what} is {actual}, expected {expected}"
-    )]
+    #[error("{object} on remote {remote} does not match: {what} is {actual}, expected {expected}")]
     Mismatch {
         /// The remote.
         remote: String,
@@ -449,15 +447,9 @@ impl Remote {
     /// Reads and parses a remote backup's manifest.
     async fn read_manifest_async(&self, name: &str) -> Result<AnyManifest, RemoteError> {
         let path = self.object(name, manifest::MANIFEST_FILE);
-        let bytes = async {
-            self.store
-                .get(&path)
-                .await?
-                .bytes()
-                .await
-        }
-        .await
-        .map_err(|e| self.error("download", path.as_ref(), e))?;
+        let bytes = async { self.store.get(&path).await?.bytes().await }
+            .await
+            .map_err(|e| self.error("download", path.as_ref(), e))?;
         let text = String::from_utf8_lossy(&bytes);
         manifest::parse(&text, &format!("{}/{path}", self.display)).map_err(|e| {
             RemoteError::Store {

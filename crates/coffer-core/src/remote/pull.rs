@@ -135,13 +135,14 @@ fn choose<'a>(
                 remote: remote.display.clone(),
             }),
         Which::Name(name) => {
-            let b = listing
-                .iter()
-                .find(|b| b.name == *name)
-                .ok_or_else(|| RemoteError::NotFound {
-                    name: name.clone(),
-                    remote: remote.display.clone(),
-                })?;
+            let b =
+                listing
+                    .iter()
+                    .find(|b| b.name == *name)
+                    .ok_or_else(|| RemoteError::NotFound {
+                        name: name.clone(),
+                        remote: remote.display.clone(),
+                    })?;
             match &b.status {
                 EntryStatus::Complete | EntryStatus::Legacy => Ok(b),
                 EntryStatus::Incomplete(r) | EntryStatus::Unreadable(r) => {
@@ -193,52 +194,54 @@ fn download_and_check(
             .collect(),
     };
     let mut bytes = 0u64;
-    remote.runtime.block_on(async {
-        for (file, expect) in &expected {
-            events(format!("{}: downloading {file}", backup.name));
-            let dest = staging.join(file);
-            let (size, sha) = download(remote, &backup.name, file, &dest).await?;
-            if let Some((want_size, want_sha)) = expect {
-                let object = remote.object(&backup.name, file).to_string();
-                let mismatch = |what, expected: String, actual: String| RemoteError::Mismatch {
-                    remote: remote.display.clone(),
-                    object: object.clone(),
-                    what,
-                    expected,
-                    actual,
-                };
-                if size != *want_size {
-                    return Err(mismatch("size", want_size.to_string(), size.to_string()));
+    remote
+        .runtime
+        .block_on(async {
+            for (file, expect) in &expected {
+                events(format!("{}: downloading {file}", backup.name));
+                let dest = staging.join(file);
+                let (size, sha) = download(remote, &backup.name, file, &dest).await?;
+                if let Some((want_size, want_sha)) = expect {
+                    let object = remote.object(&backup.name, file).to_string();
+                    let mismatch = |what, expected: String, actual: String| RemoteError::Mismatch {
+                        remote: remote.display.clone(),
+                        object: object.clone(),
+                        what,
+                        expected,
+                        actual,
+                    };
+                    if size != *want_size {
+                        return Err(mismatch("size", want_size.to_string(), size.to_string()));
+                    }
+                    if !want_sha.is_empty() && sha != *want_sha {
+                        return Err(mismatch("sha256", want_sha.clone(), sha));
+                    }
                 }
-                if !want_sha.is_empty() && sha != *want_sha {
-                    return Err(mismatch("sha256", want_sha.clone(), sha));
-                }
+                bytes += size;
             }
-            bytes += size;
-        }
-        let (_, _) = download(
-            remote,
-            &backup.name,
-            manifest::MANIFEST_FILE,
-            &staging.join(manifest::MANIFEST_FILE),
-        )
-        .await?;
-        Ok::<_, RemoteError>(())
-    })
-    .map_err(|e| match e {
-        RemoteError::Mismatch {
-            object,
-            what,
-            expected,
-            actual,
-            ..
-        } => RemoteError::Damaged {
-            name: backup.name.clone(),
-            remote: remote.display.clone(),
-            detail: format!("{object}: {what} is {actual}, the manifest says {expected}"),
-        },
-        other => other,
-    })?;
+            let (_, _) = download(
+                remote,
+                &backup.name,
+                manifest::MANIFEST_FILE,
+                &staging.join(manifest::MANIFEST_FILE),
+            )
+            .await?;
+            Ok::<_, RemoteError>(())
+        })
+        .map_err(|e| match e {
+            RemoteError::Mismatch {
+                object,
+                what,
+                expected,
+                actual,
+                ..
+            } => RemoteError::Damaged {
+                name: backup.name.clone(),
+                remote: remote.display.clone(),
+                detail: format!("{object}: {what} is {actual}, the manifest says {expected}"),
+            },
+            other => other,
+        })?;
     fsutil::sync_dir(staging).map_err(|e| local_err("sync", staging, e))?;
     events(format!("{}: verifying the downloaded copy", backup.name));
     let mut entry = BackupEntry::read(staging);

@@ -78,7 +78,10 @@ impl RemoteUrl {
             }
         };
         if kind == StoreKind::Local {
-            if url.host_str().is_some_and(|h| !h.is_empty() && h != "localhost") {
+            if url
+                .host_str()
+                .is_some_and(|h| !h.is_empty() && h != "localhost")
+            {
                 return Err(format!(
                     "`{shown}` must be an absolute path: file:///srv/offsite (three slashes)"
                 ));

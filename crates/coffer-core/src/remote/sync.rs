@@ -441,9 +441,7 @@ async fn upload_file(
     }
     let settings = remote.settings;
     let part = part_size_for(size, settings.part_size, settings.max_parts);
-    let mut file = tokio::fs::File::open(&job.local)
-        .await
-        .map_err(local_err)?;
+    let mut file = tokio::fs::File::open(&job.local).await.map_err(local_err)?;
     let mut hasher = Sha256::new();
     let check_hash = |hasher: Sha256| -> Result<(), RemoteError> {
         let actual = hex::encode(hasher.finalize());
@@ -584,7 +582,10 @@ async fn verify_remote_file(
 
 impl Remote {
     /// Downloads an object to its end and returns its size and SHA-256.
-    pub(crate) async fn hash_object(&self, path: &ObjectPath) -> Result<(u64, String), RemoteError> {
+    pub(crate) async fn hash_object(
+        &self,
+        path: &ObjectPath,
+    ) -> Result<(u64, String), RemoteError> {
         let mut stream = self
             .store
             .get(path)
