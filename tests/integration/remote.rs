@@ -482,9 +482,11 @@ fn a_tampered_remote_artifact_is_caught_by_pull_and_nothing_is_put_in_place() {
 fn backup_sync_reports_a_failed_sync_without_failing_the_backup() {
     let case = Case::new();
     // Nothing listens on port 1.
+    let metrics = case.dir.path().join("coffer.prom");
     case.write_config(
         &case.db_section(),
-        "[remote]\nurl = \"s3://b/p\"\nendpoint = \"http://127.0.0.1:1\"\nallow_http = true\nregion = \"us-east-1\"\nmax_retries = 0\n",
+        &(format!("metrics_file = \"{}\"\n", metrics.display())
+            + "[remote]\nurl = \"s3://b/p\"\nendpoint = \"http://127.0.0.1:1\"\nallow_http = true\nregion = \"us-east-1\"\nmax_retries = 0\n"),
     );
     let mut cmd = case.coffer();
     with_s3_credentials(&mut cmd, S3_SECRET);
@@ -512,6 +514,15 @@ fn backup_sync_reports_a_failed_sync_without_failing_the_backup() {
         "{ops:?}"
     );
     assert!(ops.contains(&("sync".into(), "failure".into())), "{ops:?}");
+    // Status and metrics show it.
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(prom.contains("\ncoffer_last_sync_success 0\n"), "{prom}");
+    assert!(prom.contains("\ncoffer_last_run_success 1\n"), "{prom}");
+    let status = stdout(&case.run(&["status"]));
+    assert!(
+        status.contains("last sync:            failure at") && status.contains("never succeeded"),
+        "{status}"
+    );
 
     // remote.sync_after_backup with a reachable remote: the backup is on it afterwards.
     // (Backup names have one-second resolution.)
