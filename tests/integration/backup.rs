@@ -541,24 +541,9 @@ fn a_second_backup_is_refused_while_one_runs_naming_the_holder() {
 
 #[test]
 fn disk_full_fails_cleanly() {
-    assert!(
-        is_root(),
-        "this test mounts a small tmpfs and must run as root (CI does)"
-    );
     let case = Case::new();
     std::fs::create_dir(&case.root).unwrap();
-    run_ok(
-        Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs"])
-            .arg(&case.root),
-    );
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.0).status();
-        }
-    }
-    let _guard = Unmount(&case.root);
+    let _guard = mount_tmpfs(&case.root, "256k");
     let out = case.run(&["backup"]);
     assert_exit(&out, 1);
     let err = stderr(&out);

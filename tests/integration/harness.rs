@@ -527,3 +527,44 @@ pub fn random_file(path: &Path, size: usize) {
         path.display()
     ));
 }
+
+/// Unmounts on drop.
+pub struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Mounts a tmpfs of `size` (e.g. `256k`) on the existing directory `dir` (root only).
+pub fn mount_tmpfs(dir: &Path, size: &str) -> Unmount {
+    assert!(
+        is_root(),
+        "this test mounts a small tmpfs and must run as root (CI does)"
+    );
+    run_ok(
+        Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir),
+    );
+    Unmount(dir.to_path_buf())
+}
+
+/// Polls `ready` every 20 ms until it holds; panics naming `what` after `limit`.
+pub fn wait_until(what: &str, limit: std::time::Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::harness::*;
 
@@ -48,7 +48,19 @@ impl Before {
         }
     }
 
+    /// The database and workspace are as before, and nothing is left beside the workspace.
     fn assert_unchanged(&self, case: &Case, context: &str) {
+        self.assert_state_unchanged(case, context);
+        let parent = case.workspace.parent().unwrap();
+        let leftovers: Vec<String> = std::fs::read_dir(parent)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("coffer-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{context}: left behind {leftovers:?}");
+    }
+
+    fn assert_state_unchanged(&self, case: &Case, context: &str) {
         assert_eq!(
             table_fingerprints(&case.db),
             self.tables,
@@ -59,13 +71,6 @@ impl Before {
             self.workspace,
             "{context}: workspace changed"
         );
-        let parent = case.workspace.parent().unwrap();
-        let leftovers: Vec<String> = std::fs::read_dir(parent)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.contains("coffer-"))
-            .collect();
-        assert!(leftovers.is_empty(), "{context}: left behind {leftovers:?}");
     }
 }
 
@@ -124,6 +129,15 @@ fn round_trip_restores_database_and_workspace_exactly() {
         std::fs::read_to_string(marker_dir.join("after")).unwrap(),
         format!("restore success {name}\n")
     );
+    // The attempt is in the run log that `coffer status` reads.
+    let log = std::fs::read_to_string(case.root.join("coffer-runs.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (last["operation"].as_str(), last["outcome"].as_str()),
+        (Some("restore"), Some("success")),
+        "{last}"
+    );
+    assert_eq!(last["backup"], name.as_str());
     // No staging, journal or previous copy is left beside the workspace.
     let parent: Vec<String> = std::fs::read_dir(case.dir.path())
         .unwrap()
@@ -470,6 +484,20 @@ fn after_hooks_run_when_the_restore_fails() {
     assert!(!out.status.success());
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "failure\n");
     before.assert_unchanged(&case, "after hooks");
+    let log = std::fs::read_to_string(case.root.join("coffer-runs.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (last["operation"].as_str(), last["outcome"].as_str()),
+        (Some("restore"), Some("failure")),
+        "{last}"
+    );
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap()
+            .contains("failed verification"),
+        "{last}"
+    );
 
     // A failing before-hook stops the restore, and the after-hooks still run.
     std::fs::remove_file(&marker).unwrap();
@@ -513,18 +541,15 @@ fn other_sessions_and_missing_confirmation_are_refused() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while cluster()
-        .psql(
-            &case.db,
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'portal-backend'",
-        )
-        .unwrap()
-        != "1"
-    {
-        assert!(Instant::now() < deadline, "session did not appear");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("the application session", Duration::from_secs(10), || {
+        cluster()
+            .psql(
+                &case.db,
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'portal-backend'",
+            )
+            .unwrap()
+            == "1"
+    });
     let out = restore(&case, &[&name, "--yes"]);
     assert_exit(&out, 6);
     let err = stderr(&out);
@@ -618,18 +643,13 @@ fn sigkill_mid_restore_leaves_everything_as_it_was() {
         "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND query LIKE 'CREATE INDEX slow_rows_idx%'",
         case.db
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while cluster().psql("postgres", &in_index_build).unwrap() != "1" {
-        assert!(
-            Instant::now() < deadline,
-            "the restore never reached the index build"
-        );
+    wait_until("the restore's index build", Duration::from_secs(60), || {
         assert!(
             child.try_wait().unwrap().is_none(),
             "the restore ended early"
         );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        cluster().psql("postgres", &in_index_build).unwrap() == "1"
+    });
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -639,24 +659,12 @@ fn sigkill_mid_restore_leaves_everything_as_it_was() {
         "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
         case.db
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while cluster().psql(&case.db, &sessions).unwrap() != "0" {
-        assert!(
-            Instant::now() < deadline,
-            "the restore's session did not end"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(
-        table_fingerprints(&case.db),
-        before.tables,
-        "database changed"
+    wait_until(
+        "the restore's session to end",
+        Duration::from_secs(60),
+        || cluster().psql(&case.db, &sessions).unwrap() == "0",
     );
-    assert_eq!(
-        snapshot(&case.workspace),
-        before.workspace,
-        "workspace changed"
-    );
+    before.assert_state_unchanged(&case, "killed");
 
     // The next run tidies what the killed one left (its staging directory) and says so.
     let out = restore(&case, &[&name, "--yes", "--expect-head", "0123456789ab"]);
@@ -827,5 +835,136 @@ fn confirmation_on_a_terminal_needs_the_word_restore() {
         stdout(&out).contains("✓ database restored"),
         "{}",
         stdout(&out)
+    );
+}
+
+#[test]
+fn small_or_mounted_workspace_filesystems_are_refused_up_front() {
+    let case = Case::new();
+    let name = name_of(&case.backup_ok(&[]));
+    let small = case.dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let _guard = mount_tmpfs(&small, "128k");
+
+    let out = restore(
+        &case,
+        &[
+            &name,
+            "--yes",
+            "--workspace-only",
+            "--target-dir",
+            small.join("ws").to_str().unwrap(),
+        ],
+    );
+    assert_exit(&out, 6);
+    assert!(
+        error_line(&out).contains("not enough space"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!small.join("ws").exists());
+
+    let out = restore(
+        &case,
+        &[
+            &name,
+            "--yes",
+            "--workspace-only",
+            "--target-dir",
+            small.to_str().unwrap(),
+        ],
+    );
+    assert_exit(&out, 6);
+    assert!(
+        error_line(&out).contains("is a mount point"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn zstd_backups_are_read_by_the_zstd_cli_verified_and_restored() {
+    let case = Case::new();
+    let key = case.dir.path().join("key.txt");
+    let out = case.run(&["keygen", "--output", key.to_str().unwrap()]);
+    let public = stdout(&out).trim().to_string();
+    case.write_config(&case.db_section(), "[compression]\nalgorithm = \"zstd\"\n");
+    let tables = table_fingerprints(&case.db);
+    let workspace = archived_part(snapshot(&case.workspace));
+    let plain = case.backup_ok(&[]);
+    let mut files: Vec<String> = std::fs::read_dir(&plain)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "SHA256SUMS",
+            "manifest.json",
+            "postgres.sql.zst",
+            "workspace.tar.zst"
+        ]
+    );
+    assert_eq!(manifest(&plain)["artifacts"][0]["compression"], "zstd");
+    let p = plain.display();
+    sh(
+        "command -v zstd >/dev/null || { echo 'the zstd CLI is needed: apt-get install zstd' >&2; exit 1; }",
+    );
+    sh(&format!(
+        "cd {p} && sha256sum -c --strict SHA256SUMS && zstd -tq postgres.sql.zst workspace.tar.zst"
+    ));
+    let listed = sh(&format!(
+        "zstd -dc {p}/workspace.tar.zst | tar -tf - | wc -l"
+    ));
+    assert!(listed.trim().parse::<u32>().unwrap() > 10, "{listed}");
+    let copy = empty_database();
+    let env: String = cluster()
+        .env(&copy)
+        .iter()
+        .map(|(k, v)| format!("{k}='{v}' "))
+        .collect();
+    sh(&format!(
+        "zstd -dc {p}/postgres.sql.zst | {env} psql -X -q -v ON_ERROR_STOP=1 -1 >/dev/null"
+    ));
+    assert_eq!(table_fingerprints(&copy), tables);
+    assert_success(&case.run(&["verify", &name_of(&plain)]));
+
+    // Encrypted zstd: `age -d | zstd -d` reads it, and restore brings everything back.
+    case.write_config(
+        &case.db_section(),
+        &format!("[compression]\nalgorithm = \"zstd\"\nlevel = 5\n[encryption]\nrecipients = [\"{public}\"]\n"),
+    );
+    let encrypted = case.backup_ok(&[]);
+    let e = encrypted.display();
+    sh(&format!(
+        "age -d -i {} {e}/postgres.sql.zst.age | zstd -dc | grep -q 'dump complete'",
+        key.display()
+    ));
+    damage_live_state(&case);
+    let out = restore(
+        &case,
+        &[
+            &name_of(&encrypted),
+            "--yes",
+            "--identity",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    assert_eq!(table_fingerprints(&case.db), tables);
+    assert_eq!(snapshot(&case.workspace), workspace);
+
+    // Levels are checked against the algorithm's range.
+    case.write_config(
+        &case.db_section(),
+        "[compression]\nalgorithm = \"zstd\"\nlevel = 22\n",
+    );
+    let out = case.run(&["backup"]);
+    assert_exit(&out, 2);
+    assert!(
+        error_line(&out).contains("compression.level"),
+        "{}",
+        stderr(&out)
     );
 }

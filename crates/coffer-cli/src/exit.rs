@@ -68,6 +68,12 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
             _ => FAILED,
         };
     }
+    if err
+        .downcast_ref::<crate::cmd::restore::NotConfirmed>()
+        .is_some()
+    {
+        return REFUSED;
+    }
     if let Some(e) = err.downcast_ref::<RestoreError>() {
         return match e {
             RestoreError::Refused { .. } | RestoreError::BeforeHook(_) => REFUSED,

@@ -1,4 +1,5 @@
-//! Reading an artifact back in one pass: file → stored hash → (age) → gunzip → plain hash.
+//! Reading an artifact back in one pass: file → stored hash → (age) → gunzip or zstd →
+//! plain hash.
 //!
 //! Verify, restore and the restore drill all read artifacts through [`ArtifactReader`], so
 //! every byte a restore applies has been hashed on the way, and [`ArtifactReader::finish`]
@@ -14,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::crypto::{CryptoError, Identities};
 use crate::digest::{HashingReader, StreamDigest};
-use crate::manifest::Artifact;
+use crate::manifest::{Artifact, Compression};
 
 /// Read buffer for artifact files: large reads keep syscall overhead out of the profile.
 const READ_BUFFER: usize = 1 << 20;
@@ -121,15 +122,16 @@ impl ArtifactDigests {
 /// age chunk that fails authentication) come out of `read` as `io::Error`s;
 /// [`ArtifactReader::damaged`] wraps one with the file's path.
 pub struct ArtifactReader {
-    plain: HashingReader<MultiGzDecoder<Box<dyn Read + Send>>>,
+    plain: HashingReader<Box<dyn Read + Send>>,
     stored: Arc<Mutex<(Sha256, u64)>>,
     path: PathBuf,
 }
 
 impl ArtifactReader {
-    /// Opens `path`; `encrypted` says whether it is an age file. An encrypted file needs
-    /// `identities`, and its header is decrypted here, so a wrong key fails before any data
-    /// is read.
+    /// Opens `path`; `encrypted` says whether it is an age file; the compression follows
+    /// the file name (`.zst` is zstd, anything else gzip, see
+    /// [`Compression::of_file_name`]). An encrypted file needs `identities`, and its header
+    /// is decrypted here, so a wrong key fails before any data is read.
     pub fn open(
         path: &Path,
         encrypted: bool,
@@ -152,9 +154,24 @@ impl ArtifactReader {
         } else {
             Box::new(tap)
         };
-        // Multi-member: pigz and concatenated gzip files are valid gzip too.
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let decompressed: Box<dyn Read + Send> = match Compression::of_file_name(&name) {
+            // Multi-member: pigz and concatenated gzip files are valid gzip too.
+            Compression::Gzip => Box::new(MultiGzDecoder::new(compressed)),
+            Compression::Zstd => {
+                Box::new(zstd::stream::read::Decoder::new(compressed).map_err(|e| {
+                    ArtifactError::Damaged {
+                        path: path.to_path_buf(),
+                        source: e,
+                    }
+                })?)
+            }
+        };
         Ok(ArtifactReader {
-            plain: HashingReader::new(MultiGzDecoder::new(compressed)),
+            plain: HashingReader::new(decompressed),
             stored,
             path: path.to_path_buf(),
         })

@@ -19,7 +19,7 @@ use crate::archive::{self, ArchiveOptions, ArchiveStats};
 use crate::cancel::CancelFlag;
 use crate::config::Config;
 use crate::crypto::{CryptoError, Recipients};
-use crate::digest::{HashingWriter, StreamDigest};
+use crate::digest::HashingWriter;
 use crate::dump_scan::{DumpFacts, ScanningWriter};
 use crate::fsutil;
 use crate::lock::{LockError, RootLock};
@@ -130,7 +130,9 @@ pub struct BackupSettings {
     pub exclude: Vec<String>,
     /// Recipients when encryption is configured.
     pub recipients: Option<Recipients>,
-    /// gzip level.
+    /// gzip (default) or zstd.
+    pub compression: Compression,
+    /// Compression level for that algorithm.
     pub level: u32,
 }
 
@@ -152,7 +154,8 @@ impl BackupSettings {
             workspace: config.workspace.path.clone(),
             exclude: config.workspace.exclude.clone(),
             recipients,
-            level: config.compression.level,
+            compression: config.compression.algorithm,
+            level: config.compression.effective_level(),
         })
     }
 }
@@ -452,7 +455,8 @@ impl Taps<'_> {
 }
 
 struct ArtifactWriter<'a> {
-    inner: HashingWriter<flate2::write::GzEncoder<MaybeEncrypted<FileSink>>>,
+    inner: HashingWriter<Compressor<MaybeEncrypted<FileSink>>>,
+    compression: Compression,
     role: ArtifactRole,
     taps: &'a Taps<'a>,
     path: PathBuf,
@@ -468,7 +472,7 @@ impl<'a> ArtifactWriter<'a> {
         encryption: Option<Encryption>,
         taps: &'a Taps<'a>,
     ) -> Result<Self, BackupError> {
-        let file = manifest::artifact_file_name(role, Compression::Gzip, encryption);
+        let file = manifest::artifact_file_name(role, settings.compression, encryption);
         let path = staging.join(&file);
         let f = fsutil::create_private(&path).map_err(|e| BackupError::io("create", &path, e))?;
         let sink = HashingWriter::new(BufWriter::with_capacity(IO_BUFFER, f));
@@ -479,10 +483,12 @@ impl<'a> ArtifactWriter<'a> {
             ),
             None => MaybeEncrypted::Plain(sink),
         };
-        let gz = flate2::write::GzEncoder::new(enc, flate2::Compression::new(settings.level));
+        let compressor = Compressor::new(settings.compression, settings.level, enc)
+            .map_err(|e| BackupError::io("start compressing", &path, e))?;
         taps.progress.start(role, &file);
         Ok(ArtifactWriter {
-            inner: HashingWriter::new(gz),
+            inner: HashingWriter::new(compressor),
+            compression: settings.compression,
             role,
             taps,
             path,
@@ -495,38 +501,72 @@ impl<'a> ArtifactWriter<'a> {
     fn finish(self) -> Result<Artifact, BackupError> {
         let path = self.path;
         let io = |e| BackupError::io("write", &path, e);
-        let (gz, plain) = self.inner.finish();
-        let enc = gz.finish().map_err(io)?;
+        let (compressor, plain) = self.inner.finish();
+        let enc = compressor.finish().map_err(io)?;
         let sink = enc.finish().map_err(io)?;
         let (buffered, stored) = sink.finish();
         let file = buffered.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
-        Ok(artifact_record(
-            self.role,
-            self.file,
-            stored,
-            plain,
-            self.encryption,
-        ))
+        Ok(Artifact {
+            role: self.role,
+            file: self.file,
+            size: stored.size,
+            sha256: stored.sha256,
+            uncompressed_size: plain.size,
+            uncompressed_sha256: plain.sha256,
+            compression: self.compression,
+            encryption: self.encryption,
+        })
     }
 }
 
-fn artifact_record(
-    role: ArtifactRole,
-    file: String,
-    stored: StreamDigest,
-    plain: StreamDigest,
-    encryption: Option<Encryption>,
-) -> Artifact {
-    Artifact {
-        role,
-        file,
-        size: stored.size,
-        sha256: stored.sha256,
-        uncompressed_size: plain.size,
-        uncompressed_sha256: plain.sha256,
-        compression: Compression::Gzip,
-        encryption,
+/// The compression stage: gzip (one member, what `gunzip` reads) or zstd (multi-threaded
+/// frames, what `zstd -d` reads).
+enum Compressor<W: Write> {
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Compressor<W> {
+    fn new(compression: Compression, level: u32, inner: W) -> io::Result<Self> {
+        Ok(match compression {
+            Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(
+                inner,
+                flate2::Compression::new(level),
+            )),
+            Compression::Zstd => {
+                let mut e = zstd::stream::write::Encoder::new(inner, level as i32)?;
+                // zstd's own worker threads keep a core busy per artifact even when the
+                // other artifact has finished.
+                let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+                e.multithread(workers)?;
+                e.include_checksum(true)?;
+                Compressor::Zstd(e)
+            }
+        })
+    }
+
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Compressor::Gzip(e) => e.finish(),
+            Compressor::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::Gzip(e) => e.write(buf),
+            Compressor::Zstd(e) => e.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::Gzip(e) => e.flush(),
+            Compressor::Zstd(e) => e.flush(),
+        }
     }
 }
 

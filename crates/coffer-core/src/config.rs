@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::manifest::Compression;
 use crate::retention::RetentionPolicy;
 
 /// Where the configuration file is looked for when neither `--config` nor
@@ -40,6 +41,8 @@ pub const DEFAULT_BACKUP_DIR: &str = "./backups";
 
 /// Default gzip level, the same as `gzip` and the shell scripts.
 pub const DEFAULT_COMPRESSION_LEVEL: u32 = 6;
+/// zstd level when `compression.level` is not set (the `zstd` CLI's default).
+pub const DEFAULT_ZSTD_LEVEL: u32 = 3;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -279,18 +282,24 @@ impl EncryptionConfig {
 }
 
 /// `[compression]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CompressionConfig {
-    /// gzip level, 1 (fastest) to 9 (smallest); default 6, as `gzip`.
-    pub level: u32,
+    /// `gzip` (the default: the shell-script-compatible layout) or `zstd` (faster and
+    /// smaller; `postgres.sql.zst`, `workspace.tar.zst`, read by the `zstd` CLI).
+    pub algorithm: Compression,
+    /// gzip 1 (fastest) to 9 (smallest), default 6 as `gzip`; zstd 1 to 19, default 3 as
+    /// `zstd`.
+    pub level: Option<u32>,
 }
 
-impl Default for CompressionConfig {
-    fn default() -> Self {
-        CompressionConfig {
-            level: DEFAULT_COMPRESSION_LEVEL,
-        }
+impl CompressionConfig {
+    /// The level to use: the configured one or the algorithm's default.
+    pub fn effective_level(&self) -> u32 {
+        self.level.unwrap_or(match self.algorithm {
+            Compression::Gzip => DEFAULT_COMPRESSION_LEVEL,
+            Compression::Zstd => DEFAULT_ZSTD_LEVEL,
+        })
     }
 }
 
@@ -394,10 +403,20 @@ impl Config {
 
     /// Checks values serde cannot: ranges, argv lists that are empty, globs that do not parse.
     fn validate(&self) -> Result<(), (String, String)> {
-        if !(1..=9).contains(&self.compression.level) {
+        let range = match self.compression.algorithm {
+            Compression::Gzip => 1..=9,
+            Compression::Zstd => 1..=19,
+        };
+        let level = self.compression.effective_level();
+        if !range.contains(&level) {
             return Err((
                 "compression.level".into(),
-                format!("{} is out of range 1..=9", self.compression.level),
+                format!(
+                    "{level} is out of range {}..={} for {}",
+                    range.start(),
+                    range.end(),
+                    self.compression.algorithm
+                ),
             ));
         }
         if let Some(exec) = &self.database.exec
@@ -586,7 +605,7 @@ versions_dir = "/opt/app/backend/alembic/versions"
             "t.toml",
         )
         .unwrap();
-        assert_eq!(c.compression.level, 3);
+        assert_eq!(c.compression.effective_level(), 3);
         assert_eq!(c.retention.keep_days, Some(14));
         assert_eq!(c.retention.keep_weekly, Some(4));
         assert!(c.encryption.enabled());
@@ -730,7 +749,7 @@ versions_dir = "/opt/app/backend/alembic/versions"
     fn defaults_match_the_documentation() {
         let c = Config::default();
         assert_eq!(c.backup_dir(), PathBuf::from("./backups"));
-        assert_eq!(c.compression.level, 6);
+        assert_eq!(c.compression.effective_level(), 6);
         assert_eq!(c.retention.keep_days, Some(7));
         assert!(!c.encryption.enabled());
         let loaded = Config::load(Some(Path::new("/nonexistent/coffer.toml")), &|_| None);

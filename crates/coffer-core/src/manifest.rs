@@ -93,11 +93,14 @@ impl ArtifactRole {
 }
 
 /// Compression of an artifact.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
-    /// gzip (RFC 1952), what `gunzip` reads.
+    /// gzip (RFC 1952), what `gunzip` reads: the default and the shell scripts' format.
+    #[default]
     Gzip,
+    /// Zstandard (RFC 8878), what `zstd -d` reads.
+    Zstd,
 }
 
 impl Compression {
@@ -105,7 +108,28 @@ impl Compression {
     pub fn suffix(self) -> &'static str {
         match self {
             Compression::Gzip => ".gz",
+            Compression::Zstd => ".zst",
         }
+    }
+
+    /// The compression an artifact file name says (`….zst` or `….zst.age`: zstd; anything
+    /// else, as the shell scripts wrote: gzip).
+    pub fn of_file_name(name: &str) -> Compression {
+        let name = name.strip_suffix(".age").unwrap_or(name);
+        if name.ends_with(".zst") {
+            Compression::Zstd
+        } else {
+            Compression::Gzip
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        })
     }
 }
 

@@ -117,7 +117,7 @@ pub fn unit_failed(reporting: &Reporting, unit: &str, now: DateTime<Utc>) -> Uni
     UnitFailure::Reported(reporting.after_run(&record, now))
 }
 
-/// The path hooks and messages use for the metrics file's directory, if any.
+/// The metrics file's directory, which the systemd service must be able to write.
 pub fn metrics_dir(config: &Config) -> Option<&Path> {
     config
         .metrics_file

@@ -628,6 +628,13 @@ fn check_workspace(
         ));
         return None;
     }
+    if exists && is_mount_point(target, parent) {
+        problems.push(format!(
+            "workspace {} is a mount point, so it cannot be swapped in by rename; restore into a directory inside it with --target-dir, or mount its parent instead",
+            target.display()
+        ));
+        return None;
+    }
     let facts = match &entry.manifest {
         Some(AnyManifest::Coffer(m)) => m.workspace.clone(),
         _ => None,
@@ -662,6 +669,15 @@ fn check_workspace(
         exists,
         source,
     })
+}
+
+/// Whether `dir` is on another filesystem than its parent (renaming it would fail).
+fn is_mount_point(dir: &Path, parent: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(dir), std::fs::metadata(parent)) {
+        (Ok(d), Ok(p)) => d.dev() != p.dev(),
+        _ => false,
+    }
 }
 
 fn check_head(
@@ -1139,12 +1155,11 @@ fn kept_name(target: &Path) -> PathBuf {
 enum StreamFailure {
     /// The other stream failed, or a signal arrived.
     Aborted,
-    /// The artifact is damaged, truncated, or does not match the manifest.
+    /// The artifact is damaged, truncated, does not match the manifest, or holds an unsafe
+    /// tar entry: the backup cannot be trusted.
     Damaged(String),
     /// The database or filesystem refused it.
     Failed { what: &'static str, reason: String },
-    /// The backup stopped making sense (unsafe tar entry).
-    Refused(String),
 }
 
 impl StreamFailure {
@@ -1157,12 +1172,10 @@ impl StreamFailure {
                     reason: "stopped".into(),
                 },
             },
-            StreamFailure::Damaged(reason) | StreamFailure::Refused(reason) => {
-                RestoreError::Damaged {
-                    backup: backup.to_string(),
-                    reason,
-                }
-            }
+            StreamFailure::Damaged(reason) => RestoreError::Damaged {
+                backup: backup.to_string(),
+                reason,
+            },
             StreamFailure::Failed { what, reason } => RestoreError::RolledBack {
                 what: what.into(),
                 reason,
@@ -1391,7 +1404,7 @@ fn extract_workspace(
             return Err(artifact_failure(reader.damaged(source)));
         }
         Err(e @ archive::ArchiveError::UnsafeEntry { .. }) => {
-            return Err(StreamFailure::Refused(format!(
+            return Err(StreamFailure::Damaged(format!(
                 "{e} in {}",
                 ws.source.path.display()
             )));

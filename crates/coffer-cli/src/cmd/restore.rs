@@ -5,9 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use chrono::Utc;
 use coffer_core::catalog::{self, BackupEntry};
+use coffer_core::config::Config;
 use coffer_core::lock::RootLock;
+use coffer_core::notify::Reporting;
 use coffer_core::restore::{self, Event, Plan, RestoreOptions, RestoreSettings};
+use coffer_core::runlog::{Operation, RunRecord};
 
 use crate::output;
 
@@ -108,19 +112,49 @@ pub struct Args {
     quiet: bool,
 }
 
-/// Runs `coffer restore`.
+/// The operator did not confirm (or could not, without a terminal): nothing happened.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotConfirmed(String);
+
+/// Runs `coffer restore` and records the attempt in the run log (metrics and
+/// `hooks.on_success` / `hooks.on_failure` follow), unless it was never confirmed.
 pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
+    let reporting = Reporting::from_config(&config);
+    let started = Utc::now();
+    let mut backup = None;
+    let result = restore(&config, args, &mut backup);
+    if result
+        .as_ref()
+        .err()
+        .is_none_or(|e| e.downcast_ref::<NotConfirmed>().is_none())
+    {
+        let mut record = RunRecord::new(Operation::Restore, started);
+        if let Some(entry) = &backup {
+            record = record.with_backup(entry.name.clone(), entry.kind);
+        }
+        let record = match &result {
+            Ok(()) => record.succeeded(Utc::now()),
+            Err(e) => record.failed(Utc::now(), &format!("{e:#}")),
+        };
+        super::print_warnings(&reporting.after_run(&record, Utc::now()));
+    }
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+fn restore(config: &Config, args: &Args, backup: &mut Option<BackupEntry>) -> anyhow::Result<()> {
     let root = config.backup_dir();
-    let settings = RestoreSettings::from_config(&config)?;
-    let identities = super::load_identities(&config, args.identity.as_deref())?;
+    let settings = RestoreSettings::from_config(config)?;
+    let identities = super::load_identities(config, args.identity.as_deref())?;
     let name = if args.from_remote {
-        Some(pull_first(&config, args, identities.as_ref())?)
+        Some(pull_first(config, args, identities.as_ref())?)
     } else {
         args.name.clone()
     };
     // The pull's lock is released here; restore takes its own below.
     let entry = catalog::resolve(&root, name.as_deref())?;
+    *backup = Some(entry.clone());
     // Keep prune and other runs away from a backup being restored from the root.
     let _lock = lock_if_in_root(&root, &entry)?;
     let options = RestoreOptions {
@@ -181,7 +215,7 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
             report.backup, report.duration_seconds
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// `--from-remote`: the backup's name in the root after pulling it (or finding it complete
@@ -246,12 +280,10 @@ fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
-        return Err(restore::RestoreError::Refused {
-            problems: vec![
-                "stdin is not a terminal, so the restore cannot be confirmed: pass --yes to restore without confirmation"
-                    .into(),
-            ],
-        }
+        return Err(NotConfirmed(
+            "restore refused, nothing was changed: stdin is not a terminal, so the restore cannot be confirmed; pass --yes to restore without confirmation"
+                .into(),
+        )
         .into());
     }
     let mut err = std::io::stderr();
@@ -302,9 +334,10 @@ fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     if answer.trim() != "restore" {
-        return Err(restore::RestoreError::Refused {
-            problems: vec!["not confirmed (the answer was not `restore`)".into()],
-        }
+        return Err(NotConfirmed(
+            "restore refused, nothing was changed: not confirmed (the answer was not `restore`)"
+                .into(),
+        )
         .into());
     }
     Ok(())
