@@ -135,6 +135,13 @@ pub fn run(
     events: &dyn Fn(String),
 ) -> Result<SyncReport, RemoteError> {
     let started = Instant::now();
+    if !root.is_dir() {
+        return Err(catalog::CatalogError::ReadRoot {
+            path: root.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
+        }
+        .into());
+    }
     let _lock = RootLock::acquire(root, "sync")?;
     let local: Vec<BackupEntry> = catalog::list(root)?
         .into_iter()
