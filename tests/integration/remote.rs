@@ -531,3 +531,42 @@ fn backup_sync_reports_a_failed_sync_without_failing_the_backup() {
     let name = name_of(&case.backup_ok(&[]));
     assert!(offsite.join(&name).join("manifest.json").is_file());
 }
+
+#[test]
+fn legacy_shell_script_backups_are_synced_manifest_last_and_pulled_back() {
+    let case = Case::new();
+    // The remote keeps everything (a 2025 legacy backup is older than keep_days).
+    let offsite = file_remote(&case, "retention = { keep_days = 0, keep_last = 10 }");
+    let name = "2025-06-01-030000";
+    let dir = case.root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let env: String = cluster()
+        .env(&case.db)
+        .iter()
+        .map(|(k, v)| format!("{k}='{v}' "))
+        .collect();
+    sh(&format!(
+        "cd {d} && {env} pg_dump --clean --if-exists {db} | gzip > postgres.sql.gz && \
+         printf '{{\"timestamp\": \"2025-06-01T03:00:00Z\", \"alembic_head\": \"{HEAD}\", \"db_size\": \"12 MB\"}}' > manifest.json",
+        d = dir.display(),
+        db = case.db,
+    ));
+    let out = case.run(&["sync", "--verify"]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("1 uploaded"), "{}", stdout(&out));
+    let list = remote_list(&case, S3_SECRET);
+    assert_eq!(remote_status(&list, name).as_deref(), Some("legacy"));
+    assert_eq!(
+        std::fs::read(offsite.join(name).join("postgres.sql.gz")).unwrap(),
+        std::fs::read(dir.join("postgres.sql.gz")).unwrap()
+    );
+    std::fs::remove_dir_all(&case.root).unwrap();
+    let out = case.run(&["pull", name]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("note: not checked"),
+        "{}",
+        stdout(&out)
+    );
+    assert_success(&case.run(&["verify", name]));
+}
