@@ -1,16 +1,20 @@
-//! Throughput of each backup stage on in-memory data, so a regression in one stage shows up
-//! on its own. Run: `cargo bench -p coffer-core --bench stages`.
+//! Throughput of each stage on in-memory data (criterion), so a regression in one stage
+//! shows up on its own: sha256, the dump scanner, gzip and zstd both ways, age both ways,
+//! and tar build/extract of a small tree. Run: `cargo bench -p coffer-core --bench stages`
+//! (add `-- gzip` to run one group).
 //!
-//! Data: SQL-like text (what pg_dump emits), 64 MiB. Each stage is timed alone, best of 3.
+//! Data: 16 MiB of SQL-like text (what pg_dump emits); the tree is 512 files of 8 KiB.
 
 use std::hint::black_box;
 use std::io::{Read, Write};
-use std::time::Instant;
 
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+use coffer_core::archive::{self, ArchiveOptions};
 use coffer_core::digest::HashingWriter;
 use coffer_core::dump_scan::DumpScanner;
 
-const SIZE: usize = 64 << 20;
+const SIZE: usize = 16 << 20;
 
 fn sql_like() -> Vec<u8> {
     let mut out = Vec::with_capacity(SIZE + 256);
@@ -31,74 +35,130 @@ fn sql_like() -> Vec<u8> {
     out
 }
 
-fn measure(name: &str, bytes: usize, mut f: impl FnMut()) {
-    let best = (0..3)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .min()
-        .unwrap();
-    println!(
-        "{name:<28} {:>8.1} MB/s  ({:.3} s for {} MB)",
-        bytes as f64 / 1e6 / best.as_secs_f64(),
-        best.as_secs_f64(),
-        bytes / 1_000_000
-    );
+fn gzip(data: &[u8], level: u32) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
 }
 
-fn main() {
+fn text_stages(c: &mut Criterion) {
     let data = sql_like();
-    let n = data.len();
-    measure("sha256 (HashingWriter)", n, || {
-        let mut w = HashingWriter::new(std::io::sink());
-        w.write_all(&data).unwrap();
-        black_box(w.finish());
+    let n = data.len() as u64;
+
+    let mut g = c.benchmark_group("hash_scan");
+    g.throughput(Throughput::Bytes(n)).sample_size(10);
+    g.bench_function("sha256", |b| {
+        b.iter(|| {
+            let mut w = HashingWriter::new(std::io::sink());
+            w.write_all(&data).unwrap();
+            black_box(w.finish())
+        })
     });
-    measure("dump scan", n, || {
-        let mut s = DumpScanner::new();
-        for chunk in data.chunks(1 << 20) {
-            s.feed(chunk);
-        }
-        black_box(s.finish());
+    g.bench_function("dump_scan", |b| {
+        b.iter(|| {
+            let mut s = DumpScanner::new();
+            for chunk in data.chunks(1 << 20) {
+                s.feed(chunk);
+            }
+            black_box(s.finish())
+        })
     });
-    let mut gz = Vec::new();
-    measure("gzip -6 compress", n, || {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-        e.write_all(&data).unwrap();
-        gz = e.finish().unwrap();
+    g.finish();
+
+    let mut g = c.benchmark_group("gzip");
+    g.throughput(Throughput::Bytes(n)).sample_size(10);
+    for level in [1, 6] {
+        g.bench_function(format!("compress_{level}"), |b| {
+            b.iter(|| black_box(gzip(&data, level)))
+        });
+    }
+    let gz = gzip(&data, 6);
+    g.bench_function("decompress", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(data.len());
+            flate2::read::MultiGzDecoder::new(&gz[..])
+                .read_to_end(&mut out)
+                .unwrap();
+            black_box(out)
+        })
     });
-    println!(
-        "{:<28} {:>8.1} %",
-        "gzip -6 ratio",
-        100.0 * gz.len() as f64 / n as f64
-    );
-    measure("gzip decompress", n, || {
-        let mut out = Vec::with_capacity(n);
-        flate2::read::MultiGzDecoder::new(&gz[..])
-            .read_to_end(&mut out)
-            .unwrap();
-        black_box(out);
+    g.finish();
+
+    let mut g = c.benchmark_group("zstd");
+    g.throughput(Throughput::Bytes(n)).sample_size(10);
+    g.bench_function("compress_3", |b| {
+        b.iter(|| black_box(zstd::bulk::compress(&data, 3).unwrap()))
     });
+    let zst = zstd::bulk::compress(&data, 3).unwrap();
+    g.bench_function("decompress", |b| {
+        b.iter(|| black_box(zstd::stream::decode_all(&zst[..]).unwrap()))
+    });
+    g.finish();
+
     let key = age::x25519::Identity::generate();
     let recipient = key.to_public();
-    let mut sealed = Vec::new();
-    measure("age encrypt", n, || {
+    let encrypt = |data: &[u8]| {
         let enc =
             age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
                 .unwrap();
-        let mut w = enc.wrap_output(Vec::with_capacity(n + 4096)).unwrap();
-        w.write_all(&data).unwrap();
-        sealed = w.finish().unwrap();
-    });
-    measure("age decrypt", n, || {
-        let dec = age::Decryptor::new(&sealed[..]).unwrap();
-        let mut r = dec
-            .decrypt(std::iter::once(&key as &dyn age::Identity))
+        let mut w = enc
+            .wrap_output(Vec::with_capacity(data.len() + 4096))
             .unwrap();
-        let mut out = Vec::with_capacity(n);
-        r.read_to_end(&mut out).unwrap();
-        black_box(out);
+        w.write_all(data).unwrap();
+        w.finish().unwrap()
+    };
+    let mut g = c.benchmark_group("age");
+    g.throughput(Throughput::Bytes(n)).sample_size(10);
+    g.bench_function("encrypt", |b| b.iter(|| black_box(encrypt(&data))));
+    let sealed = encrypt(&data);
+    g.bench_function("decrypt", |b| {
+        b.iter(|| {
+            let dec = age::Decryptor::new(&sealed[..]).unwrap();
+            let mut r = dec
+                .decrypt(std::iter::once(&key as &dyn age::Identity))
+                .unwrap();
+            let mut out = Vec::with_capacity(data.len());
+            r.read_to_end(&mut out).unwrap();
+            black_box(out)
+        })
     });
+    g.finish();
 }
+
+fn tar_stages(c: &mut Criterion) {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    let mut bytes = 0u64;
+    for d in 0..16 {
+        let dir = tree.join(format!("dir{d:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..32 {
+            let content: Vec<u8> = (0..8192u32).map(|i| (i * 31 + f * 7 + d) as u8).collect();
+            bytes += content.len() as u64;
+            std::fs::write(dir.join(format!("file{f:02}.bin")), content).unwrap();
+        }
+    }
+    let build = || {
+        archive::write_workspace_tar(&tree, &ArchiveOptions::default(), Vec::new())
+            .unwrap()
+            .0
+    };
+    let tarball = build();
+    let mut g = c.benchmark_group("tar");
+    g.throughput(Throughput::Bytes(bytes)).sample_size(10);
+    g.bench_function("build_512_files", |b| b.iter(|| black_box(build())));
+    let mut n = 0;
+    g.bench_function("extract_512_files", |b| {
+        b.iter(|| {
+            n += 1;
+            let dest = tmp.path().join(format!("x{n}"));
+            std::fs::create_dir(&dest).unwrap();
+            black_box(archive::extract_tar(&tarball[..], &dest).unwrap());
+            std::fs::remove_dir_all(&dest).unwrap();
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(stages, text_stages, tar_stages);
+criterion_main!(stages);
