@@ -470,6 +470,16 @@ fn a_tampered_remote_artifact_is_caught_by_pull_and_nothing_is_put_in_place() {
         "{line}"
     );
     assert!(case.root_entries().is_empty(), "{:?}", case.root_entries());
+    // A remote artifact of another size than its manifest says is damage too.
+    std::fs::write(&artifact, &bytes[..mid]).unwrap();
+    let out = case.run(&["pull", &name]);
+    assert_exit(&out, 5);
+    assert!(
+        error_line(&out).contains(&format!("size is {mid}")),
+        "{}",
+        error_line(&out)
+    );
+    assert!(case.root_entries().is_empty(), "{:?}", case.root_entries());
     // restore --from-remote stops there too, changing nothing.
     let tables = table_fingerprints(&case.db);
     let out = case.run(&["restore", "--from-remote", &name, "--yes"]);

@@ -231,6 +231,9 @@ pub struct UploadSettings {
 const MIB: u64 = 1 << 20;
 /// The smallest part size chosen automatically.
 pub const MIN_AUTO_PART_SIZE: u64 = 8 * MIB;
+/// Bytes fetched by one ranged `GET` when downloading: each request stays short (well inside
+/// `remote.timeout`) however large the artifact, and a retry repeats only one range.
+pub const DOWNLOAD_CHUNK: u64 = 32 * MIB;
 
 /// The part size for a file of `size` bytes: the configured one (or 8 MiB), raised when
 /// needed so that the file fits in `max_parts - 1` parts, rounded up to a whole MiB.
@@ -474,6 +477,31 @@ impl Remote {
             }
         }
         Ok(())
+    }
+
+    /// Fetches `[start, min(start + DOWNLOAD_CHUNK, size))` of an object.
+    pub(crate) async fn get_chunk(
+        &self,
+        path: &ObjectPath,
+        start: u64,
+        size: u64,
+    ) -> Result<impl AsRef<[u8]> + use<>, RemoteError> {
+        let end = (start + DOWNLOAD_CHUNK).min(size);
+        let bytes = self
+            .store
+            .get_range(path, start..end)
+            .await
+            .map_err(|e| self.error("download", path.as_ref(), e))?;
+        if bytes.len() as u64 != end - start {
+            return Err(RemoteError::Mismatch {
+                remote: self.display.clone(),
+                object: path.to_string(),
+                what: "size of a downloaded range",
+                expected: (end - start).to_string(),
+                actual: bytes.len().to_string(),
+            });
+        }
+        Ok(bytes)
     }
 
     async fn delete_object(&self, name: &str, file: &str) -> Result<(), RemoteError> {

@@ -10,8 +10,6 @@
 
 use std::path::{Path, PathBuf};
 
-use futures::TryStreamExt;
-use object_store::ObjectStoreExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -143,6 +141,25 @@ fn choose<'a>(
                         name: name.clone(),
                         remote: remote.display.clone(),
                     })?;
+            if let Some(AnyManifest::Coffer(m)) = &b.manifest {
+                // The manifest is uploaded last and deleted first: an artifact of another
+                // size next to it was changed on the remote, not left half-way by a sync.
+                for a in &m.artifacts {
+                    if let Some(&found) = b.objects.get(&a.file)
+                        && found != a.size
+                    {
+                        return Err(RemoteError::Damaged {
+                            name: name.clone(),
+                            remote: remote.display.clone(),
+                            detail: format!(
+                                "{}: size is {found}, the manifest says {}",
+                                remote.object(name, &a.file),
+                                a.size
+                            ),
+                        });
+                    }
+                }
+            }
             match &b.status {
                 EntryStatus::Complete | EntryStatus::Legacy => Ok(b),
                 EntryStatus::Incomplete(r) | EntryStatus::Unreadable(r) => {
@@ -200,7 +217,8 @@ fn download_and_check(
             for (file, expect) in &expected {
                 events(format!("{}: downloading {file}", backup.name));
                 let dest = staging.join(file);
-                let (size, sha) = download(remote, &backup.name, file, &dest).await?;
+                let listed = backup.objects.get(file).copied().unwrap_or(0);
+                let (size, sha) = download(remote, &backup.name, file, listed, &dest).await?;
                 if let Some((want_size, want_sha)) = expect {
                     let object = remote.object(&backup.name, file).to_string();
                     let mismatch = |what, expected: String, actual: String| RemoteError::Mismatch {
@@ -219,10 +237,16 @@ fn download_and_check(
                 }
                 bytes += size;
             }
-            let (_, _) = download(
+            let manifest_size = backup
+                .objects
+                .get(manifest::MANIFEST_FILE)
+                .copied()
+                .unwrap_or(0);
+            download(
                 remote,
                 &backup.name,
                 manifest::MANIFEST_FILE,
+                manifest_size,
                 &staging.join(manifest::MANIFEST_FILE),
             )
             .await?;
@@ -275,11 +299,13 @@ fn download_and_check(
     })
 }
 
-/// Streams one object into a new 0600 file, fsynced; returns its size and SHA-256.
+/// Streams one object of `size` bytes (as listed) into a new 0600 file, in ranged requests,
+/// fsynced; returns the size and SHA-256 written.
 async fn download(
     remote: &Remote,
     name: &str,
     file: &str,
+    size: u64,
     dest: &Path,
 ) -> Result<(u64, String), RemoteError> {
     let object = remote.object(name, file);
@@ -295,24 +321,16 @@ async fn download(
         .open(dest)
         .await
         .map_err(local_err)?;
-    let mut stream = remote
-        .store
-        .get(&object)
-        .await
-        .map_err(|e| remote.error("download", object.as_ref(), e))?
-        .into_stream();
     let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    while let Some(chunk) = stream
-        .try_next()
-        .await
-        .map_err(|e| remote.error("download", object.as_ref(), e))?
-    {
-        hasher.update(&chunk);
-        size += chunk.len() as u64;
-        out.write_all(&chunk).await.map_err(local_err)?;
+    let mut done = 0u64;
+    while done < size {
+        let chunk = remote.get_chunk(&object, done, size).await?;
+        let chunk = chunk.as_ref();
+        hasher.update(chunk);
+        done += chunk.len() as u64;
+        out.write_all(chunk).await.map_err(local_err)?;
     }
     out.flush().await.map_err(local_err)?;
     out.sync_all().await.map_err(local_err)?;
-    Ok((size, hex::encode(hasher.finalize())))
+    Ok((done, hex::encode(hasher.finalize())))
 }

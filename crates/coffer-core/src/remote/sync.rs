@@ -574,7 +574,13 @@ async fn verify_remote_file(
         }
     };
     let dest = remote.object(&entry.name, &job.name);
-    let (got_size, got_sha) = remote.hash_object(&dest).await?;
+    let stored = remote
+        .store
+        .head(&dest)
+        .await
+        .map_err(|e| remote.error("check the size of", dest.as_ref(), e))?
+        .size;
+    let (got_size, got_sha) = remote.hash_object(&dest, stored).await?;
     if got_size != size || got_sha != sha {
         return Err(RemoteError::Mismatch {
             remote: remote.display.clone(),
@@ -588,27 +594,19 @@ async fn verify_remote_file(
 }
 
 impl Remote {
-    /// Downloads an object to its end and returns its size and SHA-256.
+    /// Downloads an object of `size` bytes in ranges and returns its size and SHA-256.
     pub(crate) async fn hash_object(
         &self,
         path: &ObjectPath,
+        size: u64,
     ) -> Result<(u64, String), RemoteError> {
-        let mut stream = self
-            .store
-            .get(path)
-            .await
-            .map_err(|e| self.error("download", path.as_ref(), e))?
-            .into_stream();
         let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        while let Some(chunk) = stream
-            .try_next()
-            .await
-            .map_err(|e| self.error("download", path.as_ref(), e))?
-        {
-            hasher.update(&chunk);
-            size += chunk.len() as u64;
+        let mut done = 0u64;
+        while done < size {
+            let chunk = self.get_chunk(path, done, size).await?;
+            hasher.update(chunk.as_ref());
+            done += chunk.as_ref().len() as u64;
         }
-        Ok((size, hex::encode(hasher.finalize())))
+        Ok((done, hex::encode(hasher.finalize())))
     }
 }
