@@ -380,6 +380,154 @@ pub fn archived_part(mut snap: BTreeMap<Vec<u8>, String>) -> BTreeMap<Vec<u8>, S
     snap
 }
 
+/// Access key of the test S3 servers.
+pub const S3_KEY: &str = "cofferTestKey";
+/// Secret key of the test S3 servers (must never appear in coffer's output).
+pub const S3_SECRET: &str = "cofferTestSecret0123456789";
+/// The bucket every test uses on the shared server.
+pub const S3_BUCKET: &str = "coffer-tests";
+
+static S3: OnceLock<S3Server> = OnceLock::new();
+
+/// A real S3-protocol server (s3s-fs, which checks SigV4 signatures) on 127.0.0.1 over a
+/// temporary directory; a bucket is a directory in it. A watchdog stops it when the test
+/// process is gone.
+pub struct S3Server {
+    child: Mutex<Option<std::process::Child>>,
+    pub port: u16,
+    pub data: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// The server shared by the tests of this binary.
+pub fn s3() -> &'static S3Server {
+    S3.get_or_init(|| {
+        let s = S3Server::start();
+        s.create_bucket(S3_BUCKET);
+        s
+    })
+}
+
+impl S3Server {
+    /// Starts a server on a free port; fails the test when s3s-fs is not installed.
+    pub fn start() -> S3Server {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let s = S3Server {
+            child: Mutex::new(None),
+            port,
+            data,
+            _dir: dir,
+        };
+        s.restart();
+        s
+    }
+
+    /// (Re)starts the server process on the same port and data directory.
+    pub fn restart(&self) {
+        let child = Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", S3_KEY, "--secret-key", S3_SECRET])
+            .arg(&self.data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start s3s-fs ({e}): the remote tests need it. Install it with \
+                     `cargo install s3s-fs@0.14.1 --locked --features binary` (.ci/run does)"
+                )
+            });
+        let script = format!(
+            "while kill -0 {} 2>/dev/null; do sleep 1; done; kill {} 2>/dev/null",
+            std::process::id(),
+            child.id()
+        );
+        let _ = Command::new("setsid")
+            .args(["sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        *self.child.lock().unwrap() = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "s3s-fs did not listen on port {}",
+                self.port
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Stops the server process.
+    pub fn stop(&self) {
+        if let Some(mut c) = self.child.lock().unwrap().take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn create_bucket(&self, name: &str) {
+        std::fs::create_dir_all(self.data.join(name)).unwrap();
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A `[remote]` section for this server, bucket and prefix, plus `extra` lines.
+    pub fn remote_section(&self, bucket: &str, prefix: &str, extra: &str) -> String {
+        format!(
+            "[remote]\nurl = \"s3://{bucket}/{prefix}\"\nendpoint = \"{}\"\nallow_http = true\nregion = \"us-east-1\"\n{extra}\n",
+            self.endpoint()
+        )
+    }
+
+    /// Whether a multipart upload is in progress (s3s-fs keeps its parts at the top).
+    pub fn upload_in_progress(&self) -> bool {
+        std::fs::read_dir(&self.data)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().starts_with(".upload_id-"))
+            })
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Sets the S3 credentials on a command (and removes any inherited AWS_* settings).
+pub fn with_s3_credentials(cmd: &mut Command, secret: &str) {
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AWS_") {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.env("AWS_ACCESS_KEY_ID", S3_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", secret);
+}
+
+/// `size` bytes of random (incompressible) data in `path`.
+pub fn random_file(path: &Path, size: usize) {
+    sh(&format!(
+        "head -c {size} /dev/urandom > '{}'",
+        path.display()
+    ));
+}
+
 /// Unmounts on drop.
 pub struct Unmount(PathBuf);
 

@@ -5,4 +5,5 @@ mod backup;
 mod harness;
 mod list;
 mod ops;
+mod remote;
 mod restore;

@@ -5,6 +5,7 @@ use coffer_core::config::ConfigError;
 use coffer_core::crypto::CryptoError;
 use coffer_core::lock::LockError;
 use coffer_core::prune::PruneError;
+use coffer_core::remote::RemoteError;
 use coffer_core::restore::RestoreError;
 use coffer_core::systemd::SystemdError;
 
@@ -16,10 +17,6 @@ pub const USAGE: u8 = 2;
 pub const LOCKED: u8 = 3;
 /// `backup --strict`: the backup is complete but files changed while they were archived.
 pub const CHANGED_FILES: u8 = 4;
-/// `status`: no successful backup within `--max-age` (or none at all).
-pub const STATUS_TOO_OLD: u8 = 10;
-/// `status`: `--max-failures` consecutive failed backups (and the last success is recent).
-pub const STATUS_FAILING: u8 = 11;
 
 /// `verify` found a damaged backup, or `restore` refused one that failed verification.
 pub const VERIFY_FAILED: u8 = 5;
@@ -31,6 +28,13 @@ pub const ROLLED_BACK: u8 = 7;
 pub const AFTER_RESTORE: u8 = 8;
 /// `restore` failed and the previous state could not be fully put back.
 pub const INCONSISTENT: u8 = 9;
+/// `status`: no successful backup within `--max-age` (or none at all).
+pub const STATUS_TOO_OLD: u8 = 10;
+/// `status`: `--max-failures` consecutive failed backups (and the last success is recent).
+pub const STATUS_FAILING: u8 = 11;
+/// `sync`, `pull`, `list --remote`, `restore --from-remote`: the remote is unreachable,
+/// refuses the credentials or permissions, or the bucket does not exist.
+pub const REMOTE_UNAVAILABLE: u8 = 12;
 
 /// The exit-code table shown at the end of `coffer --help`.
 pub const EXIT_CODES_HELP: &str = "\
@@ -40,13 +44,15 @@ Exit codes:
   2    invalid command line or configuration
   3    another coffer run holds the backup root's lock
   4    backup --strict: backup complete, but files changed while being archived
-  5    verify/restore: the backup is damaged (restore changed nothing)
+  5    verify/restore/pull: the backup is damaged (restore and pull changed nothing)
   6    restore refused by pre-flight checks or confirmation (nothing changed)
   7    restore failed and was rolled back (nothing changed)
   8    restore completed, but the Alembic head check or hooks.after_restore failed
   9    restore failed and the previous state could not be fully put back
   10   status: no successful backup within --max-age (or none at all)
   11   status: --max-failures consecutive backup failures (10 wins when both apply)
+  12   sync/pull/--remote: the remote is unreachable, refuses the credentials or
+       permissions, or the bucket does not exist (the message names the remote)
   130  interrupted by SIGINT (143: SIGTERM); nothing partial was left behind";
 
 /// Maps an error to its exit code.
@@ -87,6 +93,15 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
     }
     if err.downcast_ref::<LockError>().is_some() {
         return LOCKED;
+    }
+    if let Some(e) = err.downcast_ref::<RemoteError>() {
+        return match e {
+            RemoteError::NotConfigured | RemoteError::Config { .. } => USAGE,
+            RemoteError::Locked(_) => LOCKED,
+            e if e.is_unavailable() => REMOTE_UNAVAILABLE,
+            e if e.is_damage() => VERIFY_FAILED,
+            _ => FAILED,
+        };
     }
     if let Some(e) = err.downcast_ref::<PruneError>() {
         return match e {

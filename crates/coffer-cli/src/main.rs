@@ -46,6 +46,10 @@ enum Command {
     Restore(cmd::restore::Args),
     /// Delete the backups the retention policy does not keep (manual ones never)
     Prune(cmd::prune::Args),
+    /// Copy complete local backups to the remote (remote.url), then apply remote retention
+    Sync(cmd::sync::Args),
+    /// Download a backup from the remote into the backup root, verified, all or nothing
+    Pull(cmd::pull::Args),
     /// Show the last success, consecutive failures and size; exit 10/11 past a threshold
     Status(cmd::status::Args),
     /// Print or install the systemd units of the nightly backup timer
@@ -64,6 +68,8 @@ fn main() -> ExitCode {
         Command::Verify(ref a) => cmd::verify::run(&cli, a),
         Command::Restore(ref a) => cmd::restore::run(&cli, a),
         Command::Prune(ref a) => cmd::prune::run(&cli, a),
+        Command::Sync(ref a) => cmd::sync::run(&cli, a),
+        Command::Pull(ref a) => cmd::pull::run(&cli, a),
         Command::Status(ref a) => cmd::status::run(&cli, a),
         Command::Systemd(ref a) => cmd::systemd::run(&cli, a),
         Command::Keygen(ref a) => cmd::keygen::run(a),

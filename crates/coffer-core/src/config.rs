@@ -15,6 +15,11 @@
 //! | `BACKUP_RETENTION_DAYS`, `COFFER_RETENTION_KEEP_DAYS` | `retention.keep_days` |
 //! | `COFFER_DATABASE_URL` | `database.url` |
 //! | `COFFER_AGE_IDENTITY_FILE` | `encryption.identity_file` |
+//! | `COFFER_REMOTE_URL` | `remote.url` |
+//! | `COFFER_REMOTE_ENDPOINT` | `remote.endpoint` |
+//!
+//! Credentials for the remote are never part of the configuration: each object store reads
+//! them from the environment the way its own tools do (`AWS_ACCESS_KEY_ID`, …).
 //!
 //! The `COFFER_*` name wins over the legacy one when both are set.
 
@@ -61,6 +66,171 @@ pub struct Config {
     pub alembic: AlembicConfig,
     /// Prometheus textfile written after every run.
     pub metrics_file: Option<PathBuf>,
+    /// The off-host copy: an object store that `coffer sync` uploads to.
+    pub remote: RemoteConfig,
+}
+
+/// Default number of parts one multipart upload may have (the S3 limit).
+pub const DEFAULT_MAX_PARTS: u32 = 10_000;
+/// Default number of parts of one file uploaded at the same time.
+pub const DEFAULT_REMOTE_CONCURRENCY: usize = 4;
+/// Default time limit of one request to the remote, body included, in seconds.
+pub const DEFAULT_REMOTE_TIMEOUT: u64 = 600;
+/// Default number of retries of a failed request to the remote.
+pub const DEFAULT_REMOTE_MAX_RETRIES: usize = 10;
+/// Default time after which a failing request is no longer retried, in seconds.
+pub const DEFAULT_REMOTE_RETRY_TIMEOUT: u64 = 180;
+
+/// `[remote]`: the object store backups are copied to (`coffer sync`) and pulled from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteConfig {
+    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix` or
+    /// `file:///absolute/path`. Without it there is no remote.
+    pub url: Option<String>,
+    /// The service endpoint, for S3-compatible stores (MinIO, Ceph, R2, …) and Azurite,
+    /// e.g. `https://s3.eu-central-003.backblazeb2.com`.
+    pub endpoint: Option<String>,
+    /// The region (S3); default: `AWS_REGION`/`AWS_DEFAULT_REGION`, else `us-east-1`.
+    pub region: Option<String>,
+    /// Virtual-hosted-style requests (`bucket.endpoint`) instead of path style (S3).
+    pub virtual_hosted_style: Option<bool>,
+    /// Allow plain `http://` endpoints (local test servers only).
+    pub allow_http: bool,
+    /// Part size of multipart uploads (bytes, or `"64MiB"`); default chosen per artifact:
+    /// at least 8 MiB, and large enough to stay within `max_parts`.
+    pub part_size: Option<ByteSize>,
+    /// Most parts one upload may have: 10000 for S3, 1000 for stricter providers.
+    pub max_parts: u32,
+    /// Parts of one file in flight at once (two files are uploaded at a time).
+    pub concurrency: usize,
+    /// Run `coffer sync` after every successful backup.
+    pub sync_after_backup: bool,
+    /// Which backups the remote keeps; default: the `[retention]` rules.
+    pub retention: Option<RetentionPolicy>,
+    /// Time limit of one request, body included, in seconds (default 600).
+    pub timeout: u64,
+    /// Retries of a request that failed for a transient reason (default 10, with backoff).
+    pub max_retries: usize,
+    /// No retry is started this many seconds after the first attempt (default 180).
+    pub retry_timeout: u64,
+}
+
+impl Default for RemoteConfig {
+    fn default() -> Self {
+        RemoteConfig {
+            url: None,
+            endpoint: None,
+            region: None,
+            virtual_hosted_style: None,
+            allow_http: false,
+            part_size: None,
+            max_parts: DEFAULT_MAX_PARTS,
+            concurrency: DEFAULT_REMOTE_CONCURRENCY,
+            sync_after_backup: false,
+            retention: None,
+            timeout: DEFAULT_REMOTE_TIMEOUT,
+            max_retries: DEFAULT_REMOTE_MAX_RETRIES,
+            retry_timeout: DEFAULT_REMOTE_RETRY_TIMEOUT,
+        }
+    }
+}
+
+/// A size in bytes, written in the configuration as a number or as text with a binary or
+/// decimal unit: `8388608`, `"64MiB"`, `"1 GiB"`, `"100MB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a size (e.g. 67108864 or \"64MiB\")"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kib" => 1 << 10,
+            "m" | "mib" => 1 << 20,
+            "g" | "gib" => 1 << 30,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            other => {
+                return Err(format!(
+                    "unknown unit `{other}` in `{s}` (use B, KiB, MiB, GiB)"
+                ));
+            }
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("`{s}` is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl RemoteConfig {
+    /// The retention rules for the remote: `remote.retention`, else the local ones.
+    pub fn retention_or<'a>(&'a self, local: &'a RetentionPolicy) -> &'a RetentionPolicy {
+        self.retention.as_ref().unwrap_or(local)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        if let Some(url) = &self.url {
+            crate::remote::RemoteUrl::parse(url).map_err(|e| ("remote.url".to_string(), e))?;
+        }
+        if let Some(ep) = &self.endpoint {
+            let u = url::Url::parse(ep)
+                .map_err(|e| ("remote.endpoint".to_string(), format!("`{ep}`: {e}")))?;
+            if !matches!(u.scheme(), "http" | "https") {
+                return Err((
+                    "remote.endpoint".into(),
+                    format!("`{ep}` must be an http:// or https:// URL"),
+                ));
+            }
+        }
+        if let Some(ByteSize(p)) = self.part_size
+            && !((1 << 20)..=(5u64 << 30)).contains(&p)
+        {
+            return Err((
+                "remote.part_size".into(),
+                format!("{p} bytes is out of range 1MiB..=5GiB (S3 needs at least 5MiB)"),
+            ));
+        }
+        if !(2..=10_000).contains(&self.max_parts) {
+            return Err((
+                "remote.max_parts".into(),
+                format!("{} is out of range 2..=10000", self.max_parts),
+            ));
+        }
+        if !(1..=64).contains(&self.concurrency) {
+            return Err((
+                "remote.concurrency".into(),
+                format!("{} is out of range 1..=64", self.concurrency),
+            ));
+        }
+        if self.timeout == 0 {
+            return Err(("remote.timeout".into(), "must be at least 1 second".into()));
+        }
+        Ok(())
+    }
 }
 
 /// `[database]`: which database, and how to run `pg_dump` / `psql` against it.
@@ -284,6 +454,7 @@ impl Config {
                 "an empty command (argv list)".into(),
             ));
         }
+        self.remote.validate()?;
         Ok(())
     }
 
@@ -344,6 +515,21 @@ impl Config {
             })?;
             self.database.url = Some(v);
         }
+        for (var, field) in [
+            ("COFFER_REMOTE_URL", &mut self.remote.url),
+            ("COFFER_REMOTE_ENDPOINT", &mut self.remote.endpoint),
+        ] {
+            if let Some((_, v)) = get(env, &[var]) {
+                *field = Some(v);
+            }
+        }
+        self.remote
+            .validate()
+            .map_err(|(key, reason)| ConfigError::Invalid {
+                path: "environment".into(),
+                key,
+                reason,
+            })?;
         if let Some((_, v)) = get(env, &["COFFER_AGE_IDENTITY_FILE"]) {
             self.encryption.identity_file = Some(PathBuf::from(v));
         }
@@ -461,6 +647,36 @@ versions_dir = "/opt/app/backend/alembic/versions"
                 "postgres",
             ),
             ("backup_dir = ", "key `(syntax)`", "TOML parse error"),
+            (
+                "[remote]\nurl = \"ftp://host/x\"",
+                "key `remote.url`",
+                "s3://",
+            ),
+            (
+                "[remote]\nurl = \"file://relative\"",
+                "key `remote.url`",
+                "absolute",
+            ),
+            (
+                "[remote]\npart_size = \"64 parsecs\"",
+                "key `remote.part_size`",
+                "unknown unit",
+            ),
+            (
+                "[remote]\npart_size = 1000",
+                "key `remote.part_size`",
+                "out of range",
+            ),
+            (
+                "[remote]\nmax_parts = 1",
+                "key `remote.max_parts`",
+                "out of range",
+            ),
+            (
+                "[remote]\nretention = { keep_dayz = 3 }",
+                "key `remote.retention.keep_dayz`",
+                "unknown field",
+            ),
         ];
         for (text, key, reason) in cases {
             let e = err(text);
@@ -499,6 +715,34 @@ versions_dir = "/opt/app/backend/alembic/versions"
             "{e}"
         );
         assert_eq!(c.backup_dir(), PathBuf::from("/new"));
+    }
+
+    #[test]
+    fn remote_section_parses_sizes_and_defaults_retention_to_local() {
+        let c = Config::from_toml(
+            "[retention]\nkeep_days = 3\n[remote]\nurl = \"s3://bucket/coffer/portal\"\npart_size = \"64MiB\"\nmax_parts = 1000\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.remote.part_size, Some(ByteSize(64 << 20)));
+        assert_eq!(c.remote.max_parts, 1000);
+        assert_eq!(c.remote.concurrency, DEFAULT_REMOTE_CONCURRENCY);
+        assert_eq!(c.remote.retention_or(&c.retention).keep_days, Some(3));
+        let c = Config::from_toml(
+            "[remote]\nurl = \"file:///srv/offsite\"\npart_size = 8388608\nretention = { keep_last = 2, keep_days = 0 }\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.remote.part_size, Some(ByteSize(8 << 20)));
+        let r = c.remote.retention_or(&c.retention);
+        assert_eq!((r.keep_last, r.keep_days), (Some(2), Some(0)));
+        for (text, n) in [
+            ("1 GiB", 1u64 << 30),
+            ("100MB", 100_000_000),
+            ("5m", 5 << 20),
+        ] {
+            assert_eq!(text.parse::<ByteSize>().unwrap().0, n, "{text}");
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //! - [`catalog`]: the backups found in a backup root.
 //! - [`verify`]: checking a backup end to end without restoring it.
 //! - [`retention`]: which backups to keep.
+//! - [`remote`]: the off-host copy on an object store: sync, pull, remote retention.
 //! - [`prune`]: deleting what retention does not keep, and abandoned staging directories.
 //! - [`runlog`]: the run log of every attempt, and the status computed from it.
 //! - [`metrics`]: that status as a Prometheus textfile.
@@ -59,6 +60,7 @@ pub mod notify;
 pub mod postgres;
 pub mod progress;
 pub mod prune;
+pub mod remote;
 pub mod restore;
 pub mod retention;
 pub mod runlog;

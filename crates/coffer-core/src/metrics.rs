@@ -15,6 +15,8 @@
 //! | `coffer_last_run_duration_seconds` | gauge | wall time of the last backup attempt |
 //! | `coffer_backups{kind}` | gauge | backups in the root, per kind (`auto`, `manual`, `legacy`) |
 //! | `coffer_backups_size_bytes` | gauge | bytes of all backups in the root |
+//! | `coffer_last_sync_timestamp_seconds` | gauge | end of the last successful sync to the remote (0: never; only once a sync was recorded) |
+//! | `coffer_last_sync_success` | gauge | 1 if the last sync succeeded, else 0 (only once a sync was recorded) |
 //!
 //! An alert for the runbook's "auto-backup failed 3 days in a row":
 //! `coffer_consecutive_failures >= 3 or time() - coffer_last_success_timestamp_seconds > 26 * 3600`.
@@ -114,6 +116,19 @@ pub fn render(status: &Status) -> String {
         "Bytes of all backups in the backup root.",
         &[("", status.backups.total_bytes as f64)],
     );
+    // Only once a sync was ever recorded, so hosts without a remote get no sync series.
+    if let Some(sync) = &status.last_sync {
+        gauge(
+            "coffer_last_sync_timestamp_seconds",
+            "Unix time the last successful sync to the remote ended (0: never).",
+            &[("", ts(status.last_sync_success))],
+        );
+        gauge(
+            "coffer_last_sync_success",
+            "1 if the last sync to the remote succeeded, 0 if it failed.",
+            &[("", if sync.is_success() { 1.0 } else { 0.0 })],
+        );
+    }
     out
 }
 

@@ -431,6 +431,12 @@ pub struct Status {
     pub consecutive_failures: u32,
     /// The newest failed attempt of any operation, for its error.
     pub last_failure: Option<RunRecord>,
+    /// The newest sync to the remote, successful or not (`None`: never synced).
+    #[serde(default)]
+    pub last_sync: Option<RunRecord>,
+    /// When the newest successful sync ended, if any.
+    #[serde(default)]
+    pub last_sync_success: Option<DateTime<Utc>>,
     /// What the backup root holds.
     pub backups: BackupStats,
     /// Run log lines that did not parse.
@@ -503,6 +509,14 @@ pub fn summarize(records: &[RunRecord], backups: &BackupStats, now: DateTime<Utc
             .iter()
             .rfind(|r| !r.is_success())
             .map(|r| (*r).clone()),
+        last_sync: by_time
+            .iter()
+            .rfind(|r| r.operation == Operation::Sync)
+            .map(|r| (*r).clone()),
+        last_sync_success: by_time
+            .iter()
+            .rfind(|r| r.operation == Operation::Sync && r.is_success())
+            .map(|r| r.ended),
         backups: backups.clone(),
         bad_log_lines: 0,
     }

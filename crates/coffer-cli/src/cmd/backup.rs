@@ -23,6 +23,11 @@ use crate::output;
 hooks.on_failure run. After a success the root is pruned (see `coffer prune`) unless --no-prune; \
 a failed prune is a warning and does not change the exit code. After a failure nothing is pruned.
 
+With --sync or remote.sync_after_backup, a successful backup is then copied to the remote \
+(`coffer sync`, remote retention included). A failed sync is recorded in the run log (so \
+`coffer status` and the metrics show it) and printed as a warning; the backup itself stays \
+successful and the exit code is not changed.
+
 Exit codes: 0 success, 1 failed, 2 bad configuration, 3 locked, \
 4 --strict and files changed, 130/143 interrupted. On any failure no backup directory is left."
 )]
@@ -51,6 +56,11 @@ pub struct Args {
     /// Do not prune old backups after a successful backup
     #[arg(long)]
     no_prune: bool,
+
+    /// After a successful backup, sync the backup root to the remote (as
+    /// remote.sync_after_backup does)
+    #[arg(long)]
+    sync: bool,
 }
 
 fn parse_kind(s: &str) -> Result<BackupKind, String> {
@@ -74,6 +84,9 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let mut warnings = reporting.record(&record);
     if record.is_success() && !args.no_prune {
         warnings.extend(prune_after_backup(&config, &reporting, args.quiet));
+    }
+    if record.is_success() && (args.sync || config.remote.sync_after_backup) {
+        warnings.extend(sync_after_backup(&config, &reporting, args.quiet));
     }
     warnings.extend(reporting.write_metrics(Utc::now()).err());
     warnings.extend(reporting.run_hooks(&record));
@@ -124,6 +137,27 @@ fn prune_after_backup(config: &Config, reporting: &Reporting, quiet: bool) -> Ve
                 )
             }
         };
+    warnings.extend(reporting.record(&record));
+    warnings
+}
+
+/// Syncs after a successful backup and logs it as a `sync` run (the backup's hooks report
+/// the run). Returns warnings; a failed sync never fails the backup.
+fn sync_after_backup(config: &Config, reporting: &Reporting, quiet: bool) -> Vec<String> {
+    let started = Utc::now();
+    let result = super::sync::sync_with_config(config, false, true, quiet);
+    let record = super::sync::record_for(started, &result);
+    let mut warnings = Vec::new();
+    match &result {
+        Ok(report) => {
+            if !quiet {
+                eprintln!("synced to {}: {}", report.remote, report.summary());
+            }
+        }
+        Err(e) => warnings.push(format!(
+            "sync failed (the backup itself succeeded and is kept): {e:#}"
+        )),
+    }
     warnings.extend(reporting.record(&record));
     warnings
 }

@@ -13,11 +13,19 @@ pub struct Args {
     /// Print JSON instead of a table
     #[arg(long)]
     json: bool,
+
+    /// List the backups on the remote (remote.url) instead of the backup root; complete
+    /// means the manifest exists and every artifact it lists has the recorded size
+    #[arg(long)]
+    remote: bool,
 }
 
 /// Runs `coffer list`.
 pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
+    if args.remote {
+        return list_remote(&config, args.json);
+    }
     let root = config.backup_dir();
     let entries = catalog::list(&root)?;
     if args.json {
@@ -43,6 +51,51 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
             output::bytes(e.size_bytes),
             e.alembic_head().unwrap_or_else(|| "-".into()),
             status_text(&e.status)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list_remote(config: &coffer_core::config::Config, json: bool) -> anyhow::Result<ExitCode> {
+    let remote = coffer_core::remote::Remote::from_config(&config.remote)?;
+    let backups = remote.list()?;
+    if json {
+        let rows: Vec<_> = backups
+            .iter()
+            .map(|b| {
+                json!({
+                    "name": b.name,
+                    "kind": b.kind,
+                    "created": b.created,
+                    "size_bytes": b.size_bytes(),
+                    "alembic_head": b.manifest.as_ref().and_then(|m| m.alembic_head()),
+                    "status": b.status,
+                    "objects": b.objects,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if backups.is_empty() {
+        eprintln!("no backups on {}", remote.url());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("remote {}", remote.url());
+    println!(
+        "{:<28} {:<7} {:<20} {:>10}  {:<14} STATUS",
+        "NAME", "KIND", "CREATED", "SIZE", "DB REVISION"
+    );
+    for b in &backups {
+        println!(
+            "{:<28} {:<7} {:<20} {:>10}  {:<14} {}",
+            b.name,
+            b.kind.map_or("?".into(), |k| k.to_string()),
+            b.created
+                .map_or("?".into(), |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string()),
+            output::bytes(b.size_bytes()),
+            b.alembic_head().unwrap_or_else(|| "-".into()),
+            status_text(&b.status)
         );
     }
     Ok(ExitCode::SUCCESS)

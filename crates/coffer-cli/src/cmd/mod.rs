@@ -5,8 +5,10 @@ pub mod demo;
 pub mod keygen;
 pub mod list;
 pub mod prune;
+pub mod pull;
 pub mod restore;
 pub mod status;
+pub mod sync;
 pub mod systemd;
 pub mod verify;
 

@@ -33,16 +33,30 @@ Exit codes: 0 restored; 5 the backup failed verification (nothing changed); 6 re
 pre-flight or confirmation (nothing changed); 7 failed and rolled back (nothing changed); \
 8 restored, but the head check or hooks.after_restore failed afterwards; 9 failed and the \
 previous state could not be fully put back (read the message); 1 other failure before any \
-change; 2 bad configuration; 3 locked; 130/143 interrupted and rolled back.")]
+change; 2 bad configuration; 3 locked; 12 --from-remote: the remote is unreachable, refuses \
+the credentials or permissions, or the bucket does not exist; 130/143 interrupted and rolled \
+back.
+
+Disaster recovery on a fresh host: with only the binary, a configuration holding [remote], \
+[database] and [workspace], the remote's credentials in the environment and the age identity, \
+`coffer restore --from-remote --latest --yes` pulls the newest complete remote backup into the \
+backup root (verified, all or nothing) and restores it.")]
 pub struct Args {
     /// The backup: a name in the backup root or a directory path (legacy
     /// YYYY-MM-DD-HHMMSS ones too)
     #[arg(value_name = "NAME|PATH", required_unless_present = "latest")]
     name: Option<String>,
 
-    /// Restore the newest usable backup in the backup root
+    /// Restore the newest usable backup in the backup root (with --from-remote: the newest
+    /// complete backup on the remote)
     #[arg(long, conflicts_with = "name")]
     latest: bool,
+
+    /// Disaster recovery: pull the backup from the remote (remote.url) into the backup root
+    /// first, verified, unless it is already complete there; then restore it with every
+    /// check of a local restore
+    #[arg(long)]
+    from_remote: bool,
 
     /// Do not ask for confirmation (required when stdin is not a terminal)
     #[arg(long, short = 'y')]
@@ -133,7 +147,13 @@ fn restore(config: &Config, args: &Args, backup: &mut Option<BackupEntry>) -> an
     let root = config.backup_dir();
     let settings = RestoreSettings::from_config(config)?;
     let identities = super::load_identities(config, args.identity.as_deref())?;
-    let entry = catalog::resolve(&root, args.name.as_deref())?;
+    let name = if args.from_remote {
+        Some(pull_first(config, args, identities.as_ref())?)
+    } else {
+        args.name.clone()
+    };
+    // The pull's lock is released here; restore takes its own below.
+    let entry = catalog::resolve(&root, name.as_deref())?;
     *backup = Some(entry.clone());
     // Keep prune and other runs away from a backup being restored from the root.
     let _lock = lock_if_in_root(&root, &entry)?;
@@ -196,6 +216,47 @@ fn restore(config: &Config, args: &Args, backup: &mut Option<BackupEntry>) -> an
         );
     }
     Ok(())
+}
+
+/// `--from-remote`: the backup's name in the root after pulling it (or finding it complete
+/// there already).
+fn pull_first(
+    config: &coffer_core::config::Config,
+    args: &Args,
+    identities: Option<&coffer_core::crypto::Identities>,
+) -> anyhow::Result<String> {
+    use coffer_core::remote::pull::Which;
+    if let Some(name) = &args.name {
+        if name.contains('/') {
+            anyhow::bail!(coffer_core::config::ConfigError::Invalid {
+                path: "command line".into(),
+                key: "NAME".into(),
+                reason: format!(
+                    "--from-remote takes a backup name (see `coffer list --remote`), not the path `{name}`"
+                ),
+            });
+        }
+        let local = config.backup_dir().join(name);
+        if local.is_dir() && BackupEntry::read(&local).status.is_usable() {
+            if !args.quiet {
+                eprintln!("note: {name} is already complete in the backup root; not pulling it");
+            }
+            return Ok(name.clone());
+        }
+    }
+    let which = match &args.name {
+        Some(n) => Which::Name(n.clone()),
+        None => Which::Latest,
+    };
+    let report = super::pull::pull_with_config(config, &which, identities, args.quiet)?;
+    if !args.quiet {
+        eprintln!(
+            "✓ pulled {} from the remote and verified it: {}",
+            report.name,
+            report.path.display()
+        );
+    }
+    Ok(report.name)
 }
 
 fn lock_if_in_root(

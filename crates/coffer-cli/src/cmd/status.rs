@@ -108,6 +108,18 @@ fn print_text(status: &Status, thresholds: &Thresholds) {
             thresholds.max_failures.to_string()
         }
     );
+    if let Some(s) = &status.last_sync {
+        println!(
+            "last sync:            {} at {}{}",
+            s.outcome,
+            at(s.ended),
+            match status.last_sync_success {
+                Some(t) if !s.is_success() => format!(" (last successful sync {})", at(t)),
+                None if !s.is_success() => " (never succeeded)".to_string(),
+                _ => String::new(),
+            }
+        );
+    }
     if let Some(f) = &status.last_failure {
         println!(
             "last error:           {} at {}: {}",

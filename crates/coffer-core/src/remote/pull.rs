@@ -1,0 +1,336 @@
+//! `coffer pull`: a remote backup downloaded into the backup root, all or nothing.
+//!
+//! The files are streamed into `<root>/.coffer-staging-pull-<name>` (a staging name, so
+//! listings ignore it and prune removes it once abandoned) as 0600 files, hashed while they
+//! are written and compared with the remote manifest's sizes and SHA-256; then the manifest
+//! is written and the whole staging directory is verified as `coffer verify` would (with
+//! the identity, encrypted artifacts are decrypted and decompressed to the end). Only then
+//! is it renamed into place. On any failure the staging directory is removed and nothing
+//! appears in the root.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::{Remote, RemoteBackup, RemoteError};
+use crate::catalog::{BackupEntry, EntryStatus};
+use crate::crypto::Identities;
+use crate::fsutil;
+use crate::lock::RootLock;
+use crate::manifest::{self, AnyManifest};
+use crate::names::STAGING_PREFIX;
+use crate::verify::{self, Outcome};
+
+/// What [`run`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PullReport {
+    /// The backup's name.
+    pub name: String,
+    /// Where it is now.
+    pub path: PathBuf,
+    /// `false` when a complete copy was already in the backup root (nothing downloaded).
+    pub downloaded: bool,
+    /// Bytes downloaded.
+    pub bytes: u64,
+    /// Checks that could not be made (e.g. encrypted content without an identity).
+    pub not_checked: Vec<String>,
+}
+
+/// Which remote backup to pull.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Which {
+    /// The one with this name.
+    Name(String),
+    /// The newest complete one.
+    Latest,
+}
+
+/// The staging directory a pull of `name` writes into.
+pub fn staging_dir(root: &Path, name: &str) -> PathBuf {
+    root.join(format!("{STAGING_PREFIX}pull-{name}"))
+}
+
+/// Pulls a remote backup into `root` (created if missing), holding the root's lock.
+/// `identities` lets verification check encrypted content.
+pub fn run(
+    remote: &Remote,
+    root: &Path,
+    which: &Which,
+    identities: Option<&Identities>,
+    events: &dyn Fn(String),
+) -> Result<PullReport, RemoteError> {
+    fsutil::create_private_dir_all(root).map_err(|source| RemoteError::Local {
+        operation: "create the backup root",
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let _lock = RootLock::acquire(root, "pull")?;
+    let listing = remote.list()?;
+    let backup = choose(remote, &listing, which)?;
+    let target = root.join(&backup.name);
+    if target.exists() {
+        let local = BackupEntry::read(&target);
+        return match local.status {
+            EntryStatus::Complete | EntryStatus::Legacy => {
+                events(format!(
+                    "{}: already in {} (complete); nothing downloaded",
+                    backup.name,
+                    root.display()
+                ));
+                Ok(PullReport {
+                    name: backup.name.clone(),
+                    path: target,
+                    downloaded: false,
+                    bytes: 0,
+                    not_checked: Vec::new(),
+                })
+            }
+            EntryStatus::Incomplete(reason) | EntryStatus::Unreadable(reason) => {
+                Err(RemoteError::LocalExists {
+                    path: target,
+                    reason,
+                })
+            }
+        };
+    }
+    let staging = staging_dir(root, &backup.name);
+    let result = download_and_check(remote, backup, &staging, identities, events);
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    let local_err = |operation, source| RemoteError::Local {
+        operation,
+        path: target.clone(),
+        source,
+    };
+    if let Err(e) = std::fs::rename(&staging, &target) {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(local_err("rename the pulled backup to", e));
+    }
+    fsutil::sync_dir(root).map_err(|e| local_err("sync", e))?;
+    Ok(PullReport {
+        path: target,
+        ..report
+    })
+}
+
+fn choose<'a>(
+    remote: &Remote,
+    listing: &'a [RemoteBackup],
+    which: &Which,
+) -> Result<&'a RemoteBackup, RemoteError> {
+    match which {
+        Which::Latest => listing
+            .iter()
+            .find(|b| b.status.is_usable())
+            .ok_or_else(|| RemoteError::NoneComplete {
+                remote: remote.display.clone(),
+            }),
+        Which::Name(name) => {
+            let b =
+                listing
+                    .iter()
+                    .find(|b| b.name == *name)
+                    .ok_or_else(|| RemoteError::NotFound {
+                        name: name.clone(),
+                        remote: remote.display.clone(),
+                    })?;
+            if let Some(AnyManifest::Coffer(m)) = &b.manifest {
+                // The manifest is uploaded last and deleted first: an artifact of another
+                // size next to it was changed on the remote, not left half-way by a sync.
+                for a in &m.artifacts {
+                    if let Some(&found) = b.objects.get(&a.file)
+                        && found != a.size
+                    {
+                        return Err(RemoteError::Damaged {
+                            name: name.clone(),
+                            remote: remote.display.clone(),
+                            detail: format!(
+                                "{}: size is {found}, the manifest says {}",
+                                remote.object(name, &a.file),
+                                a.size
+                            ),
+                        });
+                    }
+                }
+            }
+            match &b.status {
+                EntryStatus::Complete | EntryStatus::Legacy => Ok(b),
+                EntryStatus::Incomplete(r) | EntryStatus::Unreadable(r) => {
+                    Err(RemoteError::Incomplete {
+                        name: name.clone(),
+                        remote: remote.display.clone(),
+                        reason: r.clone(),
+                    })
+                }
+            }
+        }
+    }
+}
+
+fn download_and_check(
+    remote: &Remote,
+    backup: &RemoteBackup,
+    staging: &Path,
+    identities: Option<&Identities>,
+    events: &dyn Fn(String),
+) -> Result<PullReport, RemoteError> {
+    let local_err = |operation, path: &Path, source| RemoteError::Local {
+        operation,
+        path: path.to_path_buf(),
+        source,
+    };
+    if staging.exists() {
+        // Left by a pull that was killed; we hold the lock, so nobody is writing it.
+        std::fs::remove_dir_all(staging).map_err(|e| local_err("remove", staging, e))?;
+    }
+    fsutil::create_private_dir(staging).map_err(|e| local_err("create", staging, e))?;
+    let expected: Vec<(String, Option<(u64, String)>)> = match &backup.manifest {
+        Some(AnyManifest::Coffer(m)) => {
+            let mut v: Vec<_> = m
+                .artifacts
+                .iter()
+                .map(|a| (a.file.clone(), Some((a.size, a.sha256.clone()))))
+                .collect();
+            if backup.objects.contains_key(manifest::SUMS_FILE) {
+                v.push((manifest::SUMS_FILE.to_string(), None));
+            }
+            v
+        }
+        _ => backup
+            .objects
+            .iter()
+            .filter(|(f, _)| f.as_str() != manifest::MANIFEST_FILE)
+            .map(|(f, &size)| (f.clone(), Some((size, String::new()))))
+            .collect(),
+    };
+    let mut bytes = 0u64;
+    remote
+        .runtime
+        .block_on(async {
+            for (file, expect) in &expected {
+                events(format!("{}: downloading {file}", backup.name));
+                let dest = staging.join(file);
+                let listed = backup.objects.get(file).copied().unwrap_or(0);
+                let (size, sha) = download(remote, &backup.name, file, listed, &dest).await?;
+                if let Some((want_size, want_sha)) = expect {
+                    let object = remote.object(&backup.name, file).to_string();
+                    let mismatch = |what, expected: String, actual: String| RemoteError::Mismatch {
+                        remote: remote.display.clone(),
+                        object: object.clone(),
+                        what,
+                        expected,
+                        actual,
+                    };
+                    if size != *want_size {
+                        return Err(mismatch("size", want_size.to_string(), size.to_string()));
+                    }
+                    if !want_sha.is_empty() && sha != *want_sha {
+                        return Err(mismatch("sha256", want_sha.clone(), sha));
+                    }
+                }
+                bytes += size;
+            }
+            let manifest_size = backup
+                .objects
+                .get(manifest::MANIFEST_FILE)
+                .copied()
+                .unwrap_or(0);
+            download(
+                remote,
+                &backup.name,
+                manifest::MANIFEST_FILE,
+                manifest_size,
+                &staging.join(manifest::MANIFEST_FILE),
+            )
+            .await?;
+            Ok::<_, RemoteError>(())
+        })
+        .map_err(|e| match e {
+            RemoteError::Mismatch {
+                object,
+                what,
+                expected,
+                actual,
+                ..
+            } => RemoteError::Damaged {
+                name: backup.name.clone(),
+                remote: remote.display.clone(),
+                detail: format!("{object}: {what} is {actual}, the manifest says {expected}"),
+            },
+            other => other,
+        })?;
+    fsutil::sync_dir(staging).map_err(|e| local_err("sync", staging, e))?;
+    events(format!("{}: verifying the downloaded copy", backup.name));
+    let mut entry = BackupEntry::read(staging);
+    entry.name = backup.name.clone();
+    let report = verify::verify(&entry, identities);
+    let failed: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::Fail)
+        .map(|c| format!("{}: {}", c.subject, c.detail))
+        .collect();
+    if !failed.is_empty() {
+        return Err(RemoteError::Damaged {
+            name: backup.name.clone(),
+            remote: remote.display.clone(),
+            detail: failed.join("; "),
+        });
+    }
+    let not_checked = report
+        .checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::NotChecked)
+        .map(|c| format!("{}: {}", c.subject, c.detail))
+        .collect();
+    Ok(PullReport {
+        name: backup.name.clone(),
+        path: staging.to_path_buf(),
+        downloaded: true,
+        bytes,
+        not_checked,
+    })
+}
+
+/// Streams one object of `size` bytes (as listed) into a new 0600 file, in ranged requests,
+/// fsynced; returns the size and SHA-256 written.
+async fn download(
+    remote: &Remote,
+    name: &str,
+    file: &str,
+    size: u64,
+    dest: &Path,
+) -> Result<(u64, String), RemoteError> {
+    let object = remote.object(name, file);
+    let local_err = |source| RemoteError::Local {
+        operation: "write",
+        path: dest.to_path_buf(),
+        source,
+    };
+    let mut out = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(fsutil::FILE_MODE)
+        .open(dest)
+        .await
+        .map_err(local_err)?;
+    let mut hasher = Sha256::new();
+    let mut done = 0u64;
+    while done < size {
+        let chunk = remote.get_chunk(&object, done, size).await?;
+        let chunk = chunk.as_ref();
+        hasher.update(chunk);
+        done += chunk.len() as u64;
+        out.write_all(chunk).await.map_err(local_err)?;
+    }
+    out.flush().await.map_err(local_err)?;
+    out.sync_all().await.map_err(local_err)?;
+    Ok((done, hex::encode(hasher.finalize())))
+}

@@ -1,0 +1,460 @@
+//! Building the object store from `[remote]`, and turning its errors into messages an
+//! operator can act on.
+//!
+//! Credentials come from the environment, read by each store's builder the way the cloud's
+//! own tools read them:
+//!
+//! | URL | builder | variables |
+//! |---|---|---|
+//! | `s3://bucket/prefix` | `AmazonS3Builder::from_env` | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`/`AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`, container and web-identity credentials |
+//! | `gs://bucket/prefix` | `GoogleCloudStorageBuilder::from_env` | `GOOGLE_SERVICE_ACCOUNT` (a key file), `GOOGLE_APPLICATION_CREDENTIALS`, else the metadata server |
+//! | `az://container/prefix` | `MicrosoftAzureBuilder::from_env` | `AZURE_STORAGE_ACCOUNT_NAME`, `AZURE_STORAGE_ACCOUNT_KEY` or `AZURE_STORAGE_SAS_KEY`, `AZURE_CLIENT_ID`/`AZURE_CLIENT_SECRET`/`AZURE_TENANT_ID`, managed identity |
+//! | `file:///path` | `LocalFileSystem::new_with_prefix` | none |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+
+use super::RemoteError;
+use crate::config::RemoteConfig;
+
+/// Which kind of object store a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Amazon S3 or an S3-compatible store.
+    S3,
+    /// Google Cloud Storage.
+    Gcs,
+    /// Azure Blob Storage.
+    Azure,
+    /// A directory on this machine (a mounted disk, NFS, …).
+    Local,
+}
+
+/// A parsed `remote.url`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteUrl {
+    /// The store.
+    pub kind: StoreKind,
+    /// The URL as configured.
+    pub url: String,
+    /// The bucket or container (empty for `file://`).
+    pub bucket: String,
+    /// The key prefix below the bucket (for `file://`: empty; the directory is the root).
+    pub prefix: ObjectPath,
+    /// For `file://`: the directory.
+    pub local_dir: Option<std::path::PathBuf>,
+}
+
+impl RemoteUrl {
+    /// Parses and checks a remote URL; the error says what is accepted.
+    pub fn parse(text: &str) -> Result<RemoteUrl, String> {
+        let shown = display_url(text);
+        let url = url::Url::parse(text).map_err(|e| {
+            format!(
+                "`{shown}` is not a URL ({e}); use s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or file:///absolute/path"
+            )
+        })?;
+        if url.query().is_some() || url.password().is_some() || !url.username().is_empty() {
+            return Err(format!(
+                "`{shown}` carries credentials or options in the URL: set them in the environment (AWS_ACCESS_KEY_ID, …) and [remote] instead"
+            ));
+        }
+        let kind = match url.scheme() {
+            "s3" | "s3a" => StoreKind::S3,
+            "gs" => StoreKind::Gcs,
+            "az" | "azure" | "abfs" | "abfss" => StoreKind::Azure,
+            "file" => StoreKind::Local,
+            other => {
+                return Err(format!(
+                    "scheme `{other}` in `{shown}` is not supported; use s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or file:///absolute/path"
+                ));
+            }
+        };
+        if kind == StoreKind::Local {
+            if url
+                .host_str()
+                .is_some_and(|h| !h.is_empty() && h != "localhost")
+            {
+                return Err(format!(
+                    "`{shown}` must be an absolute path: file:///srv/offsite (three slashes)"
+                ));
+            }
+            let dir = url
+                .to_file_path()
+                .map_err(|()| format!("`{shown}` must be an absolute path: file:///srv/offsite"))?;
+            return Ok(RemoteUrl {
+                kind,
+                url: text.to_string(),
+                bucket: String::new(),
+                prefix: ObjectPath::default(),
+                local_dir: Some(dir),
+            });
+        }
+        let bucket = url.host_str().unwrap_or("").to_string();
+        if bucket.is_empty() {
+            return Err(format!("`{shown}` names no bucket: s3://bucket/prefix"));
+        }
+        let prefix = ObjectPath::parse(url.path().trim_matches('/'))
+            .map_err(|e| format!("invalid prefix in `{shown}`: {e}"))?;
+        Ok(RemoteUrl {
+            kind,
+            url: text.to_string(),
+            bucket,
+            prefix,
+            local_dir: None,
+        })
+    }
+
+    /// The URL without user information or query: safe for messages.
+    pub fn display(&self) -> String {
+        display_url(&self.url)
+    }
+}
+
+/// A URL with user information, query and fragment removed, for messages.
+pub fn display_url(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => text
+            .split(['?', '#'])
+            .next()
+            .map(|s| match s.split_once('@') {
+                Some((scheme_user, host)) => match scheme_user.split_once("://") {
+                    Some((scheme, _)) => format!("{scheme}://{host}"),
+                    None => host.to_string(),
+                },
+                None => s.to_string(),
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// Builds the store. For `file://` the directory must exist unless `create_local` (sync)
+/// says to create it.
+pub(crate) fn build(
+    url: &RemoteUrl,
+    config: &RemoteConfig,
+    create_local: bool,
+) -> Result<Arc<dyn ObjectStore>, RemoteError> {
+    let display = url.display();
+    let invalid = |e: object_store::Error| RemoteError::Config {
+        remote: display.clone(),
+        reason: scrub(&e.to_string()),
+    };
+    let mut client = ClientOptions::new()
+        .with_timeout(Duration::from_secs(config.timeout))
+        .with_connect_timeout(Duration::from_secs(10));
+    if config.allow_http {
+        client = client.with_allow_http(true);
+    }
+    let retry = RetryConfig {
+        backoff: BackoffConfig::default(),
+        max_retries: config.max_retries,
+        retry_timeout: Duration::from_secs(config.retry_timeout),
+    };
+    let store: Arc<dyn ObjectStore> = match url.kind {
+        StoreKind::S3 => {
+            let mut b = AmazonS3Builder::from_env()
+                .with_url(url.url.as_str())
+                .with_client_options(client)
+                .with_retry(retry);
+            if let Some(ep) = &config.endpoint {
+                b = b.with_endpoint(ep);
+            }
+            if let Some(region) = &config.region {
+                b = b.with_region(region);
+            }
+            if let Some(v) = config.virtual_hosted_style {
+                b = b.with_virtual_hosted_style_request(v);
+            }
+            if config.allow_http {
+                b = b.with_allow_http(true);
+            }
+            Arc::new(b.build().map_err(invalid)?)
+        }
+        StoreKind::Gcs => Arc::new(
+            GoogleCloudStorageBuilder::from_env()
+                .with_url(url.url.as_str())
+                .with_client_options(client)
+                .with_retry(retry)
+                .build()
+                .map_err(invalid)?,
+        ),
+        StoreKind::Azure => {
+            let mut b = MicrosoftAzureBuilder::from_env()
+                .with_url(url.url.as_str())
+                .with_client_options(client)
+                .with_retry(retry);
+            if let Some(ep) = &config.endpoint {
+                b = b.with_endpoint(ep.clone());
+            }
+            if config.allow_http {
+                b = b.with_allow_http(true);
+            }
+            Arc::new(b.build().map_err(invalid)?)
+        }
+        StoreKind::Local => {
+            let dir = url.local_dir.as_ref().expect("file URL has a directory");
+            if create_local && !dir.exists() {
+                crate::fsutil::create_private_dir_all(dir).map_err(|source| {
+                    RemoteError::Local {
+                        operation: "create the remote directory",
+                        path: dir.clone(),
+                        source,
+                    }
+                })?;
+            }
+            if !dir.is_dir() {
+                return Err(RemoteError::Unavailable {
+                    remote: display.clone(),
+                    operation: "open",
+                    object: dir.display().to_string(),
+                    problem: "the directory does not exist".into(),
+                    hint: "create it (mkdir -p, or mount the disk) or check remote.url".into(),
+                });
+            }
+            Arc::new(
+                LocalFileSystem::new_with_prefix(dir)
+                    .map_err(invalid)?
+                    .with_automatic_cleanup(true),
+            )
+        }
+    };
+    Ok(store)
+}
+
+/// Environment variables whose values must never appear in a message.
+const SECRET_VARS: &[&str] = &[
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_STORAGE_SAS_KEY",
+    "AZURE_CLIENT_SECRET",
+    "GOOGLE_SERVICE_ACCOUNT_KEY",
+];
+
+/// Replaces the values of the credential variables in `text` with `***`.
+pub fn scrub(text: &str) -> String {
+    let mut out = text.to_string();
+    for var in SECRET_VARS {
+        if let Ok(v) = std::env::var(var)
+            && v.len() >= 4
+        {
+            out = out.replace(&v, "***");
+        }
+    }
+    out
+}
+
+fn credentials_hint(kind: StoreKind) -> &'static str {
+    match kind {
+        StoreKind::S3 => {
+            "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), remote.region, and that the key may list, read, write and delete under the prefix"
+        }
+        StoreKind::Gcs => {
+            "check GOOGLE_SERVICE_ACCOUNT / GOOGLE_APPLICATION_CREDENTIALS and the service account's roles on the bucket"
+        }
+        StoreKind::Azure => {
+            "check AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY (or the SAS / client credentials) and the role on the container"
+        }
+        StoreKind::Local => "check the directory's owner and permissions",
+    }
+}
+
+/// The whole chain of an error as one line.
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let t = s.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        source = s.source();
+    }
+    text.replace('\n', " ")
+}
+
+/// Classifies an object store error: credentials, permissions, a missing bucket and an
+/// unreachable endpoint become [`RemoteError::Unavailable`] with what to check.
+pub(crate) fn classify(
+    remote: &str,
+    kind: StoreKind,
+    operation: &'static str,
+    object: &str,
+    e: object_store::Error,
+) -> RemoteError {
+    let text = scrub(&chain_text(&e));
+    let unavailable = |problem: &str, hint: &str| RemoteError::Unavailable {
+        remote: remote.to_string(),
+        operation,
+        object: object.to_string(),
+        problem: problem.to_string(),
+        hint: hint.to_string(),
+    };
+    let lower = text.to_ascii_lowercase();
+    match &e {
+        object_store::Error::Unauthenticated { .. } => {
+            return unavailable(
+                "authentication failed (credentials missing, wrong or expired)",
+                credentials_hint(kind),
+            );
+        }
+        object_store::Error::PermissionDenied { .. } => {
+            let problem = if lower.contains("signature") || lower.contains("invalidaccesskeyid") {
+                "authentication failed (the access key or secret is wrong)"
+            } else {
+                "permission denied"
+            };
+            return unavailable(problem, credentials_hint(kind));
+        }
+        object_store::Error::NotFound { .. } if operation == "list" => {
+            return unavailable(
+                "the bucket (or container) does not exist",
+                "create it, or correct remote.url (and remote.endpoint / remote.region)",
+            );
+        }
+        _ => {}
+    }
+    if lower.contains("nosuchbucket") || lower.contains("containernotfound") {
+        return unavailable(
+            "the bucket (or container) does not exist",
+            "create it, or correct remote.url (and remote.endpoint / remote.region)",
+        );
+    }
+    if lower.contains("accessdenied") || lower.contains("forbidden") {
+        return unavailable("permission denied", credentials_hint(kind));
+    }
+    let network = [
+        "error sending request",
+        "connection refused",
+        "connection reset",
+        "connect error",
+        "dns error",
+        "timed out",
+        "operation timed out",
+        "broken pipe",
+        "connection closed",
+        "unexpected eof",
+        "incompletemessage",
+        "error trying to connect",
+    ];
+    if network.iter().any(|n| lower.contains(n)) {
+        return unavailable(
+            &format!("cannot reach the endpoint ({})", shorten(&text)),
+            "check remote.endpoint / remote.url, the network, and that the service is up; requests were retried with backoff",
+        );
+    }
+    RemoteError::Store {
+        remote: remote.to_string(),
+        operation,
+        object: object.to_string(),
+        reason: text,
+    }
+}
+
+fn shorten(text: &str) -> String {
+    const MAX: usize = 300;
+    if text.len() <= MAX {
+        return text.to_string();
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_into_store_bucket_and_prefix() {
+        let u = RemoteUrl::parse("s3://my-bucket/coffer/portal/").unwrap();
+        assert_eq!(u.kind, StoreKind::S3);
+        assert_eq!(u.bucket, "my-bucket");
+        assert_eq!(u.prefix.as_ref(), "coffer/portal");
+        let u = RemoteUrl::parse("gs://b").unwrap();
+        assert_eq!((u.kind, u.prefix.as_ref()), (StoreKind::Gcs, ""));
+        let u = RemoteUrl::parse("az://container/x").unwrap();
+        assert_eq!(u.kind, StoreKind::Azure);
+        let u = RemoteUrl::parse("file:///srv/offsite").unwrap();
+        assert_eq!(u.local_dir.unwrap(), std::path::Path::new("/srv/offsite"));
+        for (bad, why) in [
+            ("ftp://h/x", "not supported"),
+            ("s3:///prefix", "no bucket"),
+            ("file://srv/offsite", "absolute"),
+            ("s3://AKIA:secret@bucket/x", "credentials"),
+            ("s3://bucket/x?secret=1", "credentials"),
+            ("bucket/x", "not a URL"),
+        ] {
+            let e = RemoteUrl::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(!e.contains("secret@") && !e.contains("secret=1"), "{e}");
+        }
+    }
+
+    #[test]
+    fn display_drops_user_info_and_query() {
+        assert_eq!(
+            display_url("s3://key:secret@bucket/p?token=x"),
+            "s3://bucket/p"
+        );
+        assert_eq!(display_url("not a url?x=1"), "not a url");
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        let e = classify(
+            "s3://b/p",
+            StoreKind::S3,
+            "list",
+            "p/",
+            object_store::Error::NotFound {
+                path: "p".into(),
+                source: "NoSuchBucket".into(),
+            },
+        );
+        assert!(e.is_unavailable(), "{e}");
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        let e = classify(
+            "s3://b/p",
+            StoreKind::S3,
+            "upload",
+            "p/x",
+            object_store::Error::PermissionDenied {
+                path: "p/x".into(),
+                source: "SignatureDoesNotMatch".into(),
+            },
+        );
+        assert!(e.to_string().contains("AWS_SECRET_ACCESS_KEY"), "{e}");
+        let e = classify(
+            "s3://b/p",
+            StoreKind::S3,
+            "upload",
+            "p/x",
+            object_store::Error::Generic {
+                store: "S3",
+                source: "error sending request: Connection refused".into(),
+            },
+        );
+        assert!(e.to_string().contains("cannot reach"), "{e}");
+    }
+}

@@ -1,0 +1,582 @@
+//! `coffer sync`, `pull`, `list --remote` and `restore --from-remote` against a real
+//! S3-protocol server (s3s-fs on 127.0.0.1, checking signatures) and a `file://` remote.
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+fn name_of(backup: &Path) -> String {
+    backup.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// Runs coffer with the test server's credentials (or another secret).
+fn run_s3(case: &Case, secret: &str, args: &[&str]) -> Output {
+    let mut cmd = case.coffer();
+    with_s3_credentials(&mut cmd, secret);
+    cmd.args(args).output().unwrap()
+}
+
+fn remote_list(case: &Case, secret: &str) -> serde_json::Value {
+    let out = run_s3(case, secret, &["list", "--remote", "--json"]);
+    assert_success(&out);
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+/// The status of `name` in a `list --remote --json` listing, if it is listed.
+fn remote_status(list: &serde_json::Value, name: &str) -> Option<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name)
+        .map(|b| b["status"]["status"].as_str().unwrap().to_string())
+}
+
+/// Changes the database and the workspace after a backup.
+fn damage(case: &Case) {
+    cluster()
+        .psql(
+            &case.db,
+            "UPDATE users SET display_name = 'changed' WHERE id <= 10; DROP TABLE attachments",
+        )
+        .unwrap();
+    std::fs::write(
+        case.workspace.join("uploads/2025/06/report-1.txt"),
+        b"edited\n",
+    )
+    .unwrap();
+    std::fs::write(case.workspace.join("added-after-backup.txt"), b"new\n").unwrap();
+}
+
+/// Files below `dir` (recursively) named `name`.
+fn find_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    walk(dir)
+        .into_iter()
+        .map(|rel| dir.join(std::ffi::OsStr::new(&String::from_utf8(rel).unwrap())))
+        .filter(|p| p.file_name().is_some_and(|n| n == name))
+        .collect()
+}
+
+fn file_remote(case: &Case, extra: &str) -> PathBuf {
+    let dir = case.dir.path().join("offsite");
+    case.write_config(
+        &case.db_section(),
+        &format!("[remote]\nurl = \"file://{}\"\n{extra}\n", dir.display()),
+    );
+    dir
+}
+
+#[test]
+fn s3_sync_then_restore_from_remote_on_a_fresh_root_reproduces_the_original() {
+    let server = s3();
+    let case = Case::new();
+    case.write_config(
+        &case.db_section(),
+        &server.remote_section(S3_BUCKET, "dr/portal", ""),
+    );
+    let tables = table_fingerprints(&case.db);
+    let workspace = archived_part(snapshot(&case.workspace));
+    let name = name_of(&case.backup_ok(&[]));
+
+    let out = run_s3(&case, S3_SECRET, &["sync", "--verify"]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("1 uploaded"), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("read back and verified"),
+        "{}",
+        stderr(&out)
+    );
+    // Idempotent: nothing to do the second time.
+    let out = run_s3(&case, S3_SECRET, &["sync"]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("0 uploaded") && stdout(&out).contains("1 already complete"),
+        "{}",
+        stdout(&out)
+    );
+    let list = remote_list(&case, S3_SECRET);
+    assert_eq!(remote_status(&list, &name).as_deref(), Some("complete"));
+    let remote_dir = server.data.join(S3_BUCKET).join("dr/portal").join(&name);
+    assert!(remote_dir.join("manifest.json").is_file());
+    let text = stdout(&run_s3(&case, S3_SECRET, &["list", "--remote"]));
+    assert!(text.contains(&name) && text.contains("complete"), "{text}");
+
+    // The host is lost: no backup root, the live state differs.
+    std::fs::remove_dir_all(&case.root).unwrap();
+    damage(&case);
+    let out = run_s3(
+        &case,
+        S3_SECRET,
+        &["restore", "--from-remote", "--latest", "--yes"],
+    );
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains(&format!("✓ pulled {name}")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(table_fingerprints(&case.db), tables);
+    assert_eq!(snapshot(&case.workspace), workspace);
+    assert_success(&case.run(&["verify", &name]));
+    assert!(
+        !case
+            .root_entries()
+            .iter()
+            .any(|e| e.starts_with(".coffer-staging")),
+        "{:?}",
+        case.root_entries()
+    );
+}
+
+#[test]
+fn file_remote_sync_pull_verify_restore_with_many_small_parts() {
+    let case = Case::new();
+    random_file(&case.workspace.join("random.bin"), 6 << 20);
+    let offsite = file_remote(&case, "part_size = \"1MiB\"\nconcurrency = 2");
+    let tables = table_fingerprints(&case.db);
+    let workspace = archived_part(snapshot(&case.workspace));
+    let backup = case.backup_ok(&[]);
+    let name = name_of(&backup);
+    let out = case.run(&["sync", "--verify"]);
+    assert_success(&out);
+    let err = stderr(&out);
+    let parts: u64 = err
+        .lines()
+        .find(|l| l.contains("workspace.tar.gz") && l.contains(" part(s) of 1.0 MiB"))
+        .and_then(|l| l.split(" in ").nth(1)?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no multipart line in:\n{err}"));
+    assert!(parts >= 6, "{parts} parts:\n{err}");
+    for f in [
+        "postgres.sql.gz",
+        "workspace.tar.gz",
+        "SHA256SUMS",
+        "manifest.json",
+    ] {
+        assert_eq!(
+            std::fs::read(offsite.join(&name).join(f)).unwrap(),
+            std::fs::read(backup.join(f)).unwrap(),
+            "{f} differs on the remote"
+        );
+    }
+
+    let original = std::fs::read(backup.join("workspace.tar.gz")).unwrap();
+    std::fs::remove_dir_all(&case.root).unwrap();
+    let out = case.run(&["pull", &name]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains(&format!("pulled {name}")),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        std::fs::read(case.root.join(&name).join("workspace.tar.gz")).unwrap(),
+        original
+    );
+    // A second pull finds it complete and downloads nothing.
+    let out = case.run(&["pull", "--latest"]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("already complete"),
+        "{}",
+        stdout(&out)
+    );
+    assert_success(&case.run(&["verify", &name]));
+    damage(&case);
+    assert_success(&case.run(&["restore", &name, "--yes"]));
+    assert_eq!(table_fingerprints(&case.db), tables);
+    assert_eq!(snapshot(&case.workspace), workspace);
+}
+
+#[test]
+fn s3_multipart_upload_with_many_parts_round_trips_byte_exact() {
+    let server = s3();
+    let case = Case::new();
+    random_file(&case.workspace.join("random.bin"), 23 << 20);
+    case.write_config(
+        &case.db_section(),
+        &server.remote_section(S3_BUCKET, "multipart", "part_size = \"5MiB\""),
+    );
+    let backup = case.backup_ok(&[]);
+    let name = name_of(&backup);
+    let out = run_s3(&case, S3_SECRET, &["sync", "--verify"]);
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("workspace.tar.gz (23.")
+            && stderr(&out).contains("in 5 part(s) of 5.0 MiB"),
+        "{}",
+        stderr(&out)
+    );
+    let other_root = case.dir.path().join("other-root");
+    let other = other_root.to_str().unwrap();
+    let out = run_s3(&case, S3_SECRET, &["--backup-dir", other, "pull", &name]);
+    assert_success(&out);
+    for f in [
+        "postgres.sql.gz",
+        "workspace.tar.gz",
+        "SHA256SUMS",
+        "manifest.json",
+    ] {
+        assert_eq!(
+            std::fs::read(other_root.join(&name).join(f)).unwrap(),
+            std::fs::read(backup.join(f)).unwrap(),
+            "{f} differs after the round trip"
+        );
+    }
+}
+
+#[test]
+fn sync_killed_mid_upload_leaves_nothing_complete_and_the_next_sync_finishes() {
+    let server = s3();
+    let case = Case::new();
+    random_file(&case.workspace.join("random.bin"), 40 << 20);
+    case.write_config(
+        &case.db_section(),
+        &server.remote_section(S3_BUCKET, "killed", "part_size = \"5MiB\"\nconcurrency = 1"),
+    );
+    let name = name_of(&case.backup_ok(&[]));
+    let mut cmd = case.coffer();
+    with_s3_credentials(&mut cmd, S3_SECRET);
+    let mut child = cmd
+        .arg("sync")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !server.upload_in_progress() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "sync finished before it could be killed"
+        );
+        assert!(Instant::now() < deadline, "no multipart upload started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let remote_dir = server.data.join(S3_BUCKET).join("killed").join(&name);
+    assert!(!remote_dir.join("manifest.json").exists());
+    assert!(!remote_dir.join("workspace.tar.gz").exists());
+    let list = remote_list(&case, S3_SECRET);
+    assert_ne!(remote_status(&list, &name).as_deref(), Some("complete"));
+
+    let out = run_s3(&case, S3_SECRET, &["sync"]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("1 uploaded"), "{}", stdout(&out));
+    let list = remote_list(&case, S3_SECRET);
+    assert_eq!(remote_status(&list, &name).as_deref(), Some("complete"));
+    std::fs::remove_dir_all(&case.root).unwrap();
+    assert_success(&run_s3(&case, S3_SECRET, &["pull", "--latest"]));
+    assert_success(&case.run(&["verify", &name]));
+}
+
+#[test]
+fn server_stopped_mid_upload_fails_clearly_and_nothing_looks_complete() {
+    let server = S3Server::start();
+    server.create_bucket("stopped");
+    let case = Case::new();
+    random_file(&case.workspace.join("random.bin"), 40 << 20);
+    case.write_config(
+        &case.db_section(),
+        &server.remote_section(
+            "stopped",
+            "p",
+            "part_size = \"5MiB\"\nconcurrency = 1\nmax_retries = 2\nretry_timeout = 5\ntimeout = 20",
+        ),
+    );
+    let name = name_of(&case.backup_ok(&[]));
+    let mut cmd = case.coffer();
+    with_s3_credentials(&mut cmd, S3_SECRET);
+    let child = cmd
+        .arg("sync")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !server.upload_in_progress() {
+        assert!(Instant::now() < deadline, "no multipart upload started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    server.stop();
+    let out = child.wait_with_output().unwrap();
+    assert_exit(&out, 12);
+    let line = error_line(&out);
+    assert!(
+        line.contains("remote s3://stopped/p is unavailable") && line.contains("cannot reach"),
+        "{line}"
+    );
+    assert!(!stderr(&out).contains(S3_SECRET));
+    let remote_dir = server.data.join("stopped").join("p").join(&name);
+    assert!(!remote_dir.join("manifest.json").exists());
+    // The run log records the failed sync.
+    let log = std::fs::read_to_string(case.root.join("coffer-runs.jsonl")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"operation\":\"sync\"") && l.contains("\"failure\"")),
+        "{log}"
+    );
+    // Back up again: the listing shows nothing complete, and a sync finishes the job.
+    server.restart();
+    let list = remote_list(&case, S3_SECRET);
+    assert_ne!(remote_status(&list, &name).as_deref(), Some("complete"));
+    assert_success(&run_s3(&case, S3_SECRET, &["sync"]));
+    let list = remote_list(&case, S3_SECRET);
+    assert_eq!(remote_status(&list, &name).as_deref(), Some("complete"));
+}
+
+#[test]
+fn wrong_credentials_and_a_missing_bucket_get_one_clear_line_and_exit_12() {
+    let server = s3();
+    let case = Case::new();
+    case.write_config(
+        &case.db_section(),
+        &server.remote_section(S3_BUCKET, "auth", "max_retries = 0"),
+    );
+    case.backup_ok(&[]);
+    let wrong = "WrongSecretValue-987654321";
+    let out = run_s3(&case, wrong, &["sync"]);
+    assert_exit(&out, 12);
+    let line = error_line(&out);
+    assert!(
+        line.contains(&format!("remote s3://{S3_BUCKET}/auth is unavailable"))
+            && line.contains("AWS_SECRET_ACCESS_KEY"),
+        "{line}"
+    );
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!all.contains(wrong) && !all.contains(S3_SECRET), "{all}");
+    assert!(find_named(&server.data.join(S3_BUCKET), "auth").is_empty());
+
+    case.write_config(
+        &case.db_section(),
+        &server.remote_section("no-such-bucket", "x", "max_retries = 0"),
+    );
+    let out = run_s3(&case, S3_SECRET, &["list", "--remote"]);
+    assert_exit(&out, 12);
+    assert!(
+        error_line(&out).contains("does not exist"),
+        "{}",
+        error_line(&out)
+    );
+
+    // No remote configured: a configuration error.
+    case.write_config(&case.db_section(), "");
+    let out = case.run(&["sync"]);
+    assert_exit(&out, 2);
+    assert!(
+        error_line(&out).contains("remote.url"),
+        "{}",
+        error_line(&out)
+    );
+}
+
+#[test]
+fn remote_retention_deletes_what_the_policy_says_and_never_the_newest() {
+    let case = Case::new();
+    let offsite = file_remote(&case, "retention = { keep_days = 0, keep_last = 2 }");
+    let newest = case.backup_ok(&["--kind", "auto"]);
+    let newest_name = name_of(&newest);
+    // Older backups: copies under older names (kind and time come from the name).
+    let old = [
+        "auto-20200101T000000Z",
+        "auto-20200102T000000Z",
+        "auto-20200103T000000Z",
+        "manual-20200101T000000Z",
+    ];
+    for n in old {
+        sh(&format!(
+            "cp -a '{}' '{}'",
+            newest.display(),
+            case.root.join(n).display()
+        ));
+    }
+    // Without retention, everything goes up.
+    let out = case.run(&["sync", "--no-retention"]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("5 uploaded"), "{}", stdout(&out));
+    let remote_names = || {
+        let mut v: Vec<String> = std::fs::read_dir(&offsite)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(remote_names().len(), 5);
+    // keep_last = 2: the newest auto backups stay, manual ones always; 0101 and 0102 go.
+    let out = case.run(&["sync"]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("2 deleted from the remote"),
+        "{}",
+        stdout(&out)
+    );
+    let mut want = vec![
+        "auto-20200103T000000Z".to_string(),
+        "manual-20200101T000000Z".to_string(),
+        newest_name.clone(),
+    ];
+    want.sort();
+    assert_eq!(remote_names(), want);
+    // A local backup the remote rules would delete at once is not uploaded.
+    let out = case.run(&["sync"]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("2 outside remote retention"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(remote_names(), want);
+
+    // Every rule off: only the newest complete auto backup (and manual ones) are kept.
+    file_remote(&case, "retention = { keep_days = 0 }");
+    assert_success(&case.run(&["sync"]));
+    let mut want = vec!["manual-20200101T000000Z".to_string(), newest_name.clone()];
+    want.sort();
+    assert_eq!(remote_names(), want);
+    // An incomplete remote backup (no manifest) is never deleted by retention.
+    std::fs::create_dir(offsite.join("auto-20190101T000000Z")).unwrap();
+    std::fs::write(offsite.join("auto-20190101T000000Z/postgres.sql.gz"), b"x").unwrap();
+    assert_success(&case.run(&["sync"]));
+    assert!(
+        offsite
+            .join("auto-20190101T000000Z/postgres.sql.gz")
+            .exists()
+    );
+}
+
+#[test]
+fn a_tampered_remote_artifact_is_caught_by_pull_and_nothing_is_put_in_place() {
+    let case = Case::new();
+    let offsite = file_remote(&case, "");
+    let name = name_of(&case.backup_ok(&[]));
+    assert_success(&case.run(&["sync"]));
+    // Same size, one byte changed, in the middle of the dump.
+    let artifact = offsite.join(&name).join("postgres.sql.gz");
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&artifact, &bytes).unwrap();
+    std::fs::remove_dir_all(&case.root).unwrap();
+
+    let out = case.run(&["pull", &name]);
+    assert_exit(&out, 5);
+    let line = error_line(&out);
+    assert!(
+        line.contains(&format!("backup {name} pulled from"))
+            && line.contains("sha256")
+            && line.contains("nothing was put into the backup root"),
+        "{line}"
+    );
+    assert!(case.root_entries().is_empty(), "{:?}", case.root_entries());
+    // A remote artifact of another size than its manifest says is damage too.
+    std::fs::write(&artifact, &bytes[..mid]).unwrap();
+    let out = case.run(&["pull", &name]);
+    assert_exit(&out, 5);
+    assert!(
+        error_line(&out).contains(&format!("size is {mid}")),
+        "{}",
+        error_line(&out)
+    );
+    assert!(case.root_entries().is_empty(), "{:?}", case.root_entries());
+    // restore --from-remote stops there too, changing nothing.
+    let tables = table_fingerprints(&case.db);
+    let out = case.run(&["restore", "--from-remote", &name, "--yes"]);
+    assert_exit(&out, 5);
+    assert_eq!(table_fingerprints(&case.db), tables);
+    assert!(case.root_entries().is_empty(), "{:?}", case.root_entries());
+}
+
+#[test]
+fn backup_sync_reports_a_failed_sync_without_failing_the_backup() {
+    let case = Case::new();
+    // Nothing listens on port 1.
+    let metrics = case.dir.path().join("coffer.prom");
+    case.write_config(
+        &case.db_section(),
+        &(format!("metrics_file = \"{}\"\n", metrics.display())
+            + "[remote]\nurl = \"s3://b/p\"\nendpoint = \"http://127.0.0.1:1\"\nallow_http = true\nregion = \"us-east-1\"\nmax_retries = 0\n"),
+    );
+    let mut cmd = case.coffer();
+    with_s3_credentials(&mut cmd, S3_SECRET);
+    let out = cmd.args(["backup", "--sync"]).output().unwrap();
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("warning: sync failed (the backup itself succeeded"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(case.backups().len(), 1);
+    let log = std::fs::read_to_string(case.root.join("coffer-runs.jsonl")).unwrap();
+    let ops: Vec<(String, String)> = log
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["operation"].as_str().unwrap().to_string(),
+                v["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        ops.contains(&("backup".into(), "success".into())),
+        "{ops:?}"
+    );
+    assert!(ops.contains(&("sync".into(), "failure".into())), "{ops:?}");
+    // Status and metrics show it.
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(prom.contains("\ncoffer_last_sync_success 0\n"), "{prom}");
+    assert!(prom.contains("\ncoffer_last_run_success 1\n"), "{prom}");
+    let status = stdout(&case.run(&["status"]));
+    assert!(
+        status.contains("last sync:            failure at") && status.contains("never succeeded"),
+        "{status}"
+    );
+
+    // remote.sync_after_backup with a reachable remote: the backup is on it afterwards.
+    // (Backup names have one-second resolution.)
+    std::thread::sleep(Duration::from_millis(1100));
+    let offsite = file_remote(&case, "sync_after_backup = true");
+    let name = name_of(&case.backup_ok(&[]));
+    assert!(offsite.join(&name).join("manifest.json").is_file());
+}
+
+#[test]
+fn legacy_shell_script_backups_are_synced_manifest_last_and_pulled_back() {
+    let case = Case::new();
+    // The remote keeps everything (a 2025 legacy backup is older than keep_days).
+    let offsite = file_remote(&case, "retention = { keep_days = 0, keep_last = 10 }");
+    let name = "2025-06-01-030000";
+    let dir = case.root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let env: String = cluster()
+        .env(&case.db)
+        .iter()
+        .map(|(k, v)| format!("{k}='{v}' "))
+        .collect();
+    sh(&format!(
+        "cd {d} && {env} pg_dump --clean --if-exists {db} | gzip > postgres.sql.gz && \
+         printf '{{\"timestamp\": \"2025-06-01T03:00:00Z\", \"alembic_head\": \"{HEAD}\", \"db_size\": \"12 MB\"}}' > manifest.json",
+        d = dir.display(),
+        db = case.db,
+    ));
+    let out = case.run(&["sync", "--verify"]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("1 uploaded"), "{}", stdout(&out));
+    let list = remote_list(&case, S3_SECRET);
+    assert_eq!(remote_status(&list, name).as_deref(), Some("legacy"));
+    assert_eq!(
+        std::fs::read(offsite.join(name).join("postgres.sql.gz")).unwrap(),
+        std::fs::read(dir.join("postgres.sql.gz")).unwrap()
+    );
+    std::fs::remove_dir_all(&case.root).unwrap();
+    let out = case.run(&["pull", name]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("note: not checked"),
+        "{}",
+        stdout(&out)
+    );
+    assert_success(&case.run(&["verify", name]));
+}
