@@ -56,7 +56,7 @@ pub struct RevisionGraph {
 
 impl RevisionGraph {
     /// Reads the migration scripts under `dir` (an Alembic `versions` directory), recursively
-    /// as Alembic's `version_locations` allow, skipping `__pycache__`.
+    /// as Alembic's `version_locations` allow, ignoring `__pycache__`.
     ///
     /// A `*.py` file is a migration when it assigns `revision` at the start of a line; others
     /// (`__init__.py`, helpers) are ignored. Both assignments may carry a type annotation

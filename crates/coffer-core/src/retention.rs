@@ -412,7 +412,7 @@ mod tests {
         cand(BackupKind::Auto, time, true)
     }
 
-    /// Auto backups at 03:00 every day from `first` to `last` inclusive, skipping `skip`.
+    /// Auto backups at 03:00 every day from `first` to `last` inclusive, except the days in `skip`.
     fn nightly(
         first: NaiveDate,
         last: NaiveDate,
