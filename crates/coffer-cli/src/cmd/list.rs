@@ -37,23 +37,44 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         eprintln!("no backups in {}", root.display());
         return Ok(ExitCode::SUCCESS);
     }
+    print_table(entries.iter().map(|e| Row {
+        name: &e.name,
+        kind: e.kind,
+        created: e.created,
+        size: e.size_bytes,
+        head: e.alembic_head(),
+        status: &e.status,
+    }));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line of the table, local or remote.
+struct Row<'a> {
+    name: &'a str,
+    kind: Option<coffer_core::names::BackupKind>,
+    created: Option<chrono::DateTime<chrono::Utc>>,
+    size: u64,
+    head: Option<String>,
+    status: &'a EntryStatus,
+}
+
+fn print_table<'a>(rows: impl Iterator<Item = Row<'a>>) {
     println!(
         "{:<28} {:<7} {:<20} {:>10}  {:<14} STATUS",
         "NAME", "KIND", "CREATED", "SIZE", "DB REVISION"
     );
-    for e in &entries {
+    for r in rows {
         println!(
             "{:<28} {:<7} {:<20} {:>10}  {:<14} {}",
-            e.name,
-            e.kind.map_or("?".into(), |k| k.to_string()),
-            e.created
+            r.name,
+            r.kind.map_or("?".into(), |k| k.to_string()),
+            r.created
                 .map_or("?".into(), |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string()),
-            output::bytes(e.size_bytes),
-            e.alembic_head().unwrap_or_else(|| "-".into()),
-            status_text(&e.status)
+            output::bytes(r.size),
+            r.head.unwrap_or_else(|| "-".into()),
+            status_text(r.status)
         );
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn list_remote(config: &coffer_core::config::Config, json: bool) -> anyhow::Result<ExitCode> {
@@ -82,22 +103,14 @@ fn list_remote(config: &coffer_core::config::Config, json: bool) -> anyhow::Resu
         return Ok(ExitCode::SUCCESS);
     }
     println!("remote {}", remote.url());
-    println!(
-        "{:<28} {:<7} {:<20} {:>10}  {:<14} STATUS",
-        "NAME", "KIND", "CREATED", "SIZE", "DB REVISION"
-    );
-    for b in &backups {
-        println!(
-            "{:<28} {:<7} {:<20} {:>10}  {:<14} {}",
-            b.name,
-            b.kind.map_or("?".into(), |k| k.to_string()),
-            b.created
-                .map_or("?".into(), |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string()),
-            output::bytes(b.size_bytes()),
-            b.alembic_head().unwrap_or_else(|| "-".into()),
-            status_text(&b.status)
-        );
-    }
+    print_table(backups.iter().map(|b| Row {
+        name: &b.name,
+        kind: b.kind,
+        created: b.created,
+        size: b.size_bytes(),
+        head: b.alembic_head(),
+        status: &b.status,
+    }));
     Ok(ExitCode::SUCCESS)
 }
 
