@@ -24,11 +24,7 @@ fn plain_backup_is_complete_and_readable_with_standard_tools() {
     );
 
     // Layout and permissions.
-    let mut files: Vec<String> = std::fs::read_dir(&backup)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    files.sort();
+    let files = file_names(&backup);
     assert_eq!(
         files,
         [
@@ -238,11 +234,7 @@ fn encrypted_backup_writes_no_plaintext_and_age_cli_decrypts_it() {
         &format!("[encryption]\nrecipients = [\"{public}\"]\n"),
     );
     let backup = case.backup_ok(&[]);
-    let mut files: Vec<String> = std::fs::read_dir(&backup)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    files.sort();
+    let files = file_names(&backup);
     assert_eq!(
         files,
         [

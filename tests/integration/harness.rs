@@ -568,3 +568,24 @@ pub fn wait_until(what: &str, limit: std::time::Duration, mut ready: impl FnMut(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// The names in a directory, sorted.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+impl Case {
+    /// `coffer keygen` into this case's directory as `file`; the identity's path and its
+    /// public key.
+    pub fn keygen(&self, file: &str) -> (PathBuf, String) {
+        let key = self.dir.path().join(file);
+        let out = self.run(&["keygen", "--output", key.to_str().unwrap()]);
+        assert_success(&out);
+        (key, stdout(&out).trim().to_string())
+    }
+}

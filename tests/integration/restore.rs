@@ -202,16 +202,8 @@ fn legacy_shell_script_backup_restores() {
 #[test]
 fn encrypted_backup_restores_with_its_identity_only() {
     let case = Case::new();
-    let key = case.dir.path().join("key.txt");
-    let out = case.run(&["keygen", "--output", key.to_str().unwrap()]);
-    assert_success(&out);
-    let public = stdout(&out)
-        .lines()
-        .find(|l| l.starts_with("age1"))
-        .unwrap()
-        .to_string();
-    let wrong = case.dir.path().join("wrong.txt");
-    assert_success(&case.run(&["keygen", "--output", wrong.to_str().unwrap()]));
+    let (key, public) = case.keygen("key.txt");
+    let (wrong, _) = case.keygen("wrong.txt");
     case.write_config(
         &case.db_section(),
         &format!("[encryption]\nrecipients = [\"{public}\"]\n"),
@@ -733,9 +725,7 @@ fn restore_test_drill_restores_compares_and_cleans_up() {
 #[test]
 fn verify_all_and_json_and_encrypted_without_identity() {
     let case = Case::new();
-    let key = case.dir.path().join("key.txt");
-    let out = case.run(&["keygen", "--output", key.to_str().unwrap()]);
-    let public = stdout(&out).trim().to_string();
+    let (key, public) = case.keygen("key.txt");
     let plain = name_of(&case.backup_ok(&[]));
     case.write_config(
         &case.db_section(),
@@ -885,18 +875,12 @@ fn small_or_mounted_workspace_filesystems_are_refused_up_front() {
 #[test]
 fn zstd_backups_are_read_by_the_zstd_cli_verified_and_restored() {
     let case = Case::new();
-    let key = case.dir.path().join("key.txt");
-    let out = case.run(&["keygen", "--output", key.to_str().unwrap()]);
-    let public = stdout(&out).trim().to_string();
+    let (key, public) = case.keygen("key.txt");
     case.write_config(&case.db_section(), "[compression]\nalgorithm = \"zstd\"\n");
     let tables = table_fingerprints(&case.db);
     let workspace = archived_part(snapshot(&case.workspace));
     let plain = case.backup_ok(&[]);
-    let mut files: Vec<String> = std::fs::read_dir(&plain)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    files.sort();
+    let files = file_names(&plain);
     assert_eq!(
         files,
         [
