@@ -1,7 +1,7 @@
 //! Throughput of each stage on in-memory data (criterion), so a regression in one stage
-//! shows up on its own: sha256, the dump scanner, gzip and zstd both ways, age both ways,
-//! and tar build/extract of a small tree. Run: `cargo bench -p coffer-core --bench stages`
-//! (add `-- gzip` to run one group).
+//! shows up on its own: sha256, the dump scanner, gzip (single-stream and block-parallel)
+//! and zstd both ways, age both ways, and tar build/extract of a small tree.
+//! Run: `cargo bench -p coffer-core --bench stages` (add `-- gzip` to run one group).
 //!
 //! Data: 16 MiB of SQL-like text (what pg_dump emits); the tree is 512 files of 8 KiB.
 
@@ -13,6 +13,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use coffer_core::archive::{self, ArchiveOptions};
 use coffer_core::digest::HashingWriter;
 use coffer_core::dump_scan::DumpScanner;
+use coffer_core::parallel_gzip::ParallelGzipWriter;
 
 const SIZE: usize = 16 << 20;
 
@@ -72,6 +73,14 @@ fn text_stages(c: &mut Criterion) {
             b.iter(|| black_box(gzip(&data, level)))
         });
     }
+    // What `coffer backup` runs: the same level, block-parallel on every core.
+    g.bench_function("compress_6_parallel", |b| {
+        b.iter(|| {
+            let mut w = ParallelGzipWriter::new(Vec::with_capacity(data.len() / 3), 6);
+            w.write_all(&data).unwrap();
+            black_box(w.finish().unwrap())
+        })
+    });
     let gz = gzip(&data, 6);
     g.bench_function("decompress", |b| {
         b.iter(|| {

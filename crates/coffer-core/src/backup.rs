@@ -28,6 +28,7 @@ use crate::manifest::{
     WorkspaceFacts,
 };
 use crate::names::{self, BackupKind};
+use crate::parallel_gzip::ParallelGzipWriter;
 use crate::postgres::{ClientVersion, Database, PgError, ServerInfo};
 use crate::progress::Progress;
 
@@ -520,20 +521,17 @@ impl<'a> ArtifactWriter<'a> {
     }
 }
 
-/// The compression stage: gzip (one member, what `gunzip` reads) or zstd (multi-threaded
-/// frames, what `zstd -d` reads).
+/// The compression stage: gzip (one member, what `gunzip` reads, compressed block-parallel
+/// on every core) or zstd (multi-threaded frames, what `zstd -d` reads).
 enum Compressor<W: Write> {
-    Gzip(flate2::write::GzEncoder<W>),
+    Gzip(ParallelGzipWriter<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
 impl<W: Write> Compressor<W> {
     fn new(compression: Compression, level: u32, inner: W) -> io::Result<Self> {
         Ok(match compression {
-            Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(
-                inner,
-                flate2::Compression::new(level),
-            )),
+            Compression::Gzip => Compressor::Gzip(ParallelGzipWriter::new(inner, level)),
             Compression::Zstd => {
                 let mut e = zstd::stream::write::Encoder::new(inner, level as i32)?;
                 // zstd's own worker threads keep a core busy per artifact even when the

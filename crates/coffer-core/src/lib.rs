@@ -18,6 +18,7 @@
 //! - [`dump_scan`]: facts read from a plain-format dump as it streams (row counts, Alembic head).
 //! - [`alembic`]: the backup's Alembic heads against the ones the code expects.
 //! - [`archive`]: the workspace as a tar stream, and safe extraction of one.
+//! - [`parallel_gzip`]: gzip compressed block-parallel on every core, as one standard member.
 //! - [`artifact`]: reading an artifact back (age → gunzip) with both digests checked.
 //! - [`backup`]: the backup pipeline that ties the above together atomically.
 //! - [`restore`]: pre-flight checks, then database and workspace restored all or nothing.
@@ -57,6 +58,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod names;
 pub mod notify;
+pub mod parallel_gzip;
 pub mod postgres;
 pub mod progress;
 pub mod prune;
