@@ -246,6 +246,12 @@ impl TempCluster {
         &self.dir
     }
 
+    /// The cluster's data directory (`PGDATA`). Its `postmaster.pid` names the server process,
+    /// which the end-to-end benchmark reads to measure the server's CPU time.
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
     /// `PG*` variables that reach database `db` on this cluster as the `postgres` superuser.
     pub fn env(&self, db: &str) -> Vec<(String, String)> {
         vec![
