@@ -12,8 +12,9 @@
 //! `--many-files N` (200000, 0 = off) sizes the many-small-files workspace; `--dir DIR`
 //! (`<workspace root>/target/coffer-bench`) holds the generated data and the run's files;
 //! `--out FILE` (`<dir>/results.md`) receives the table; `--only LIST` runs some of the
-//! scenarios `baseline`, `coffer`, `age`, `many-files` (e.g. `--only coffer` at `--scale 4` to
-//! look at coffer's memory alone). Relative paths are taken from the workspace root, because
+//! scenarios `baseline`, `coffer`, `age`, `zstd`, `many-files` (e.g. `--only coffer` at `--scale 4` to
+//! look at coffer's memory alone); `--keep` leaves the backups and restored copies in
+//! `<dir>/run` instead of deleting them at the end. Relative paths are taken from the workspace root, because
 //! cargo runs benchmarks in the package's directory. Without cargo bench's `--bench`
 //! argument (as `cargo test --all-targets` runs it) the binary does nothing.
 //!
@@ -28,7 +29,7 @@
 //!
 //! Each round runs every row once, in the table's order, so slow drifts of the machine hit
 //! every row alike: the shell script's backup (`pg_dump | gzip`, then `tar -czf`), coffer's
-//! backup, plain and age-encrypted; the script's restore (`CREATE DATABASE`, `gunzip | psql`,
+//! backup, plain, age-encrypted and with zstd; the script's restore (`CREATE DATABASE`, `gunzip | psql`,
 //! `tar -xzf`), coffer's restore of its backups; `tar -czf` and `coffer backup` of the
 //! many-files workspace. Before every row: `sync`, a `CHECKPOINT`, and every input file read
 //! once (this VM evicts page cache idle for a minute, so otherwise a "warm" figure is cold).
@@ -70,7 +71,7 @@ use coffer_core::sandbox::TempCluster;
 const COFFER: &str = env!("CARGO_BIN_EXE_coffer");
 
 const USAGE: &str = "usage: cargo bench -p coffer-cli --bench e2e -- [--scale F] [--rounds N] \
-[--many-files N] [--dir DIR] [--out FILE] [--only baseline,coffer,age,many-files]";
+[--many-files N] [--dir DIR] [--out FILE] [--only baseline,coffer,age,zstd,many-files] [--keep]";
 
 /// What a restored `portal` must hold: row counts and the Alembic head.
 const ROW_COUNTS: &str = "SELECT concat_ws(' ', (SELECT count(*) FROM users), \
@@ -121,14 +122,16 @@ enum Scenario {
     Baseline,
     Coffer,
     Age,
+    Zstd,
     ManyFiles,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 4] = [
+    const ALL: [Scenario; 5] = [
         Scenario::Baseline,
         Scenario::Coffer,
         Scenario::Age,
+        Scenario::Zstd,
         Scenario::ManyFiles,
     ];
 
@@ -137,6 +140,7 @@ impl Scenario {
             Scenario::Baseline => "baseline",
             Scenario::Coffer => "coffer",
             Scenario::Age => "age",
+            Scenario::Zstd => "zstd",
             Scenario::ManyFiles => "many-files",
         }
     }
@@ -150,6 +154,8 @@ struct Args {
     dir: PathBuf,
     out: PathBuf,
     only: Vec<Scenario>,
+    /// Leave the run's backups and restored copies in `<dir>/run` for inspection.
+    keep: bool,
     /// As given, for the report.
     command_line: String,
 }
@@ -174,11 +180,17 @@ fn parse_args() -> Result<Args> {
     let mut out = None;
     let mut only = Scenario::ALL.to_vec();
     let mut given = Vec::new();
+    let mut keep = false;
 
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         if arg == "--bench" {
             continue; // cargo adds it for harness = false benchmarks
+        }
+        if arg == "--keep" {
+            keep = true;
+            given.push(arg);
+            continue;
         }
         if arg == "-h" || arg == "--help" {
             println!("{USAGE}");
@@ -241,6 +253,7 @@ fn parse_args() -> Result<Args> {
         dir,
         out,
         only,
+        keep,
         command_line,
     })
 }
@@ -250,9 +263,14 @@ fn parse_args() -> Result<Args> {
 
 fn run() -> Result<()> {
     let args = parse_args()?;
-    let main_rows = [Scenario::Baseline, Scenario::Coffer, Scenario::Age]
-        .into_iter()
-        .any(|s| args.wants(s));
+    let main_rows = [
+        Scenario::Baseline,
+        Scenario::Coffer,
+        Scenario::Age,
+        Scenario::Zstd,
+    ]
+    .into_iter()
+    .any(|s| args.wants(s));
     let many = args.many_files > 0 && args.wants(Scenario::ManyFiles);
     if !main_rows && !many {
         bail!(
@@ -349,20 +367,19 @@ fn run() -> Result<()> {
     };
 
     // Configuration files; --backup-dir gives every backup a fresh root.
-    let config = |name: &str, db: &str, ws: &Path, recipient: Option<&str>| -> Result<PathBuf> {
+    let config = |name: &str, db: &str, ws: &Path, extra: &str| -> Result<PathBuf> {
         let mut toml = format!(
             "backup_dir = {}\n[database]\nurl = {}\n[workspace]\npath = {}\n",
             toml_str(&run_dir.join("unused-root"))?,
-            serde_json::to_string(&cluster.url(db))?,
+            // Over the Unix socket, like the baseline's pg_dump and psql (cluster.env).
+            serde_json::to_string(&format!(
+                "postgres:///{db}?host={}&port={}&user=postgres",
+                cluster.socket_dir().display(),
+                cluster.port()
+            ))?,
             toml_str(ws)?,
         );
-        if let Some(r) = recipient {
-            writeln!(
-                toml,
-                "[encryption]\nrecipients = [{}]",
-                serde_json::to_string(r)?
-            )?;
-        }
+        toml.push_str(extra);
         let path = run_dir.join(name);
         fs::write(&path, toml).with_context(|| format!("cannot write {}", path.display()))?;
         Ok(path)
@@ -370,16 +387,25 @@ fn run() -> Result<()> {
     let identity = args.dir.join("id.txt");
     let mut plain_cfg = None;
     let mut age_cfg = None;
+    let mut zstd_cfg = None;
     if let Some(ws) = &workspace {
-        let cfg = config("coffer.toml", "portal", ws, None)?;
+        let cfg = config("coffer.toml", "portal", ws, "")?;
         if args.wants(Scenario::Age) {
             let public = age_public_key(&identity, &cfg)?;
-            age_cfg = Some(config("coffer-age.toml", "portal", ws, Some(&public))?);
+            let extra = format!(
+                "[encryption]\nrecipients = [{}]\n",
+                serde_json::to_string(&public)?
+            );
+            age_cfg = Some(config("coffer-age.toml", "portal", ws, &extra)?);
+        }
+        if args.wants(Scenario::Zstd) {
+            let extra = "[compression]\nalgorithm = \"zstd\"\n";
+            zstd_cfg = Some(config("coffer-zstd.toml", "portal", ws, extra)?);
         }
         plain_cfg = Some(cfg);
     }
     let many_cfg = match &many_ws {
-        Some(ws) => Some(config("coffer-many.toml", "tiny", ws, None)?),
+        Some(ws) => Some(config("coffer-many.toml", "tiny", ws, "")?),
         None => None,
     };
     let many_label = format!("({} files)", thousands(args.many_files as u64));
@@ -391,6 +417,7 @@ fn run() -> Result<()> {
         let data_dir = cluster.data_dir().to_path_buf();
         let mut coffer_backup = None;
         let mut age_backup = None;
+        let mut zstd_backup = None;
         let mut base_backup = None;
 
         if let Some(ws) = &workspace {
@@ -432,6 +459,16 @@ fn run() -> Result<()> {
                 bench.set_output(row, &b)?;
                 age_backup = Some(b);
             }
+            if let Some(cfg) = &zstd_cfg {
+                let root = round.join("coffer-zstd-backup");
+                let cmd = coffer_backup_cmd(cfg, &root);
+                bench.prepare(&[ws, &data_dir])?;
+                let row = "coffer backup (zstd)";
+                bench.measure(row, Some("baseline backup"), cmd, None, false)?;
+                let b = only_backup(&root)?;
+                bench.set_output(row, &b)?;
+                zstd_backup = Some(b);
+            }
 
             if let Some(backup) = &base_backup {
                 let db = format!("r_base_{r}");
@@ -467,6 +504,14 @@ fn run() -> Result<()> {
                 bench.measure(row, Some("baseline restore"), cmd, None, false)?;
                 check_restore(&db, &target)?;
             }
+            if let (Some(cfg), Some(backup)) = (&zstd_cfg, &zstd_backup) {
+                let (db, target) = (format!("r_zstd_{r}"), round.join("coffer-zstd-restored"));
+                let cmd = coffer_restore_cmd(cfg, backup, &db, &target, None);
+                bench.prepare(&[backup, &data_dir])?;
+                let row = "coffer restore (zstd)";
+                bench.measure(row, Some("baseline restore"), cmd, None, false)?;
+                check_restore(&db, &target)?;
+            }
         }
 
         if let (Some(ws), Some(cfg)) = (&many_ws, &many_cfg) {
@@ -493,7 +538,7 @@ fn run() -> Result<()> {
             bench.note_artifacts("many-coffer", &b);
         }
 
-        for db in ["r_base", "r_coffer", "r_age"] {
+        for db in ["r_base", "r_coffer", "r_age", "r_zstd"] {
             cluster.psql("postgres", &format!("DROP DATABASE IF EXISTS {db}_{r}"))?;
         }
     }
@@ -518,6 +563,10 @@ fn run() -> Result<()> {
     eprintln!("results written to {}", args.out.display());
 
     drop(cluster);
+    if args.keep {
+        eprintln!("kept {} (backups and restored copies)", run_dir.display());
+        return Ok(());
+    }
     eprintln!(
         "removing {} (backups and restored copies)…",
         run_dir.display()
