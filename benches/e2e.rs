@@ -1323,7 +1323,7 @@ CREATE TABLE documents (
 );
 INSERT INTO documents
 SELECT md5('doc-' || i)::uuid,
-       md5('user-' || (1 + (i * 7919) % {users}))::uuid,
+       md5('user-' || (1 + (i::bigint * 7919) % {users}))::uuid,
        initcap(pg_temp.words(3 + floor(random() * 8)::int)),
        pg_temp.words(150 + floor(random() * 330)::int),
        jsonb_build_object(
@@ -1371,7 +1371,7 @@ CREATE TABLE attachments (
 -- 1–8 KB of md5 output per row: incompressible, like the PDFs and images it stands for.
 INSERT INTO attachments
 SELECT md5('att-' || i)::uuid,
-       md5('doc-' || (1 + (i * 104729) % {documents}))::uuid,
+       md5('doc-' || (1 + (i::bigint * 104729) % {documents}))::uuid,
        replace(pg_temp.words(2), ' ', '_') || (ARRAY['.pdf','.png','.docx','.xlsx','.zip'])[1 + i % 5],
        (ARRAY['application/pdf','image/png',
               'application/vnd.openxmlformats-officedocument.wordprocessingml.document',

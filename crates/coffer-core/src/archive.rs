@@ -19,9 +19,10 @@
 //! truncated or corrupted stream is an error, never a short listing or a partial tree that
 //! looks complete. [`extract_tar`] refuses anything that could write outside its destination.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File, Metadata, OpenOptions};
+use std::hash::{BuildHasher, RandomState};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -950,6 +951,8 @@ pub fn extract_tar<R: Read>(input: R, dest: &Path) -> Result<ExtractStats, Archi
         dest,
         as_root: rustix::process::geteuid().is_root(),
         nodes: HashMap::new(),
+        files: HashSet::new(),
+        file_keys: RandomState::new(),
         root_meta: None,
         stats: ExtractStats::default(),
     };
@@ -999,14 +1002,42 @@ enum Kind {
 struct Extractor<'d> {
     dest: &'d Path,
     as_root: bool,
-    /// Every path created under `dest`, relative, normalized (`a/b`). Invariant: all
-    /// ancestors of a path in the map are in it as directories.
+    /// Every directory and symlink created under `dest`, relative, normalized (`a/b`).
+    /// Invariant: all ancestors of a path in the map, or in `files`, are in it as directories.
     nodes: HashMap<Vec<u8>, Node>,
+    /// Regular files (hard links included) created under `dest`, as keyed hashes of their
+    /// relative paths: memory stays small however many files a workspace holds (a few
+    /// bytes per file instead of the path). The per-process random key means an archive
+    /// cannot be crafted to collide; a collision could only make extraction fail.
+    files: HashSet<u64>,
+    file_keys: RandomState,
     root_meta: Option<Meta>,
     stats: ExtractStats,
 }
 
 impl Extractor<'_> {
+    /// What extraction created at `rel`, if anything.
+    fn node(&self, rel: &[u8]) -> Option<Node> {
+        match self.nodes.get(rel) {
+            Some(node) => Some(*node),
+            None => self
+                .files
+                .contains(&self.file_keys.hash_one(rel))
+                .then_some(Node::File),
+        }
+    }
+
+    fn insert(&mut self, rel: Vec<u8>, node: Node) {
+        match node {
+            Node::File => {
+                self.files.insert(self.file_keys.hash_one(rel.as_slice()));
+            }
+            _ => {
+                self.nodes.insert(rel, node);
+            }
+        }
+    }
+
     fn entry<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
@@ -1051,7 +1082,7 @@ impl Extractor<'_> {
         }
 
         // What already exists at this path decides whether the entry may proceed.
-        let replace = match (self.nodes.get(rel.as_slice()), kind) {
+        let replace = match (self.node(&rel), kind) {
             (None, _) => false,
             (Some(Node::File), Kind::File | Kind::HardLink) => true,
             (Some(Node::Dir(_)), Kind::Dir) => false,
@@ -1098,16 +1129,16 @@ impl Extractor<'_> {
                 if let Some(time) = system_time(meta.mtime) {
                     file.set_modified(time).map_err(fail)?;
                 }
-                self.nodes.insert(rel, Node::File);
+                self.insert(rel, Node::File);
                 self.stats.files += 1;
                 self.stats.file_bytes += size;
             }
             Kind::Dir => {
                 let meta = meta_of(header, raw)?;
-                if !matches!(self.nodes.get(rel.as_slice()), Some(Node::Dir(_))) {
+                if !matches!(self.node(&rel), Some(Node::Dir(_))) {
                     create_dir(&path).map_err(fail)?;
                 }
-                self.nodes.insert(rel, Node::Dir(Some(meta)));
+                self.insert(rel, Node::Dir(Some(meta)));
                 self.stats.directories += 1;
             }
             Kind::Symlink => {
@@ -1140,7 +1171,7 @@ impl Extractor<'_> {
                     )
                     .map_err(|e| fail(e.into()))?;
                 }
-                self.nodes.insert(rel, Node::Symlink);
+                self.insert(rel, Node::Symlink);
                 self.stats.symlinks += 1;
             }
             Kind::HardLink => {
@@ -1153,7 +1184,16 @@ impl Extractor<'_> {
                         lossy_bytes(&raw_target)
                     ))
                 })?;
-                if target == rel || !matches!(self.nodes.get(target.as_slice()), Some(Node::File)) {
+                // The target's parent must be a directory extracted here too, so the link is
+                // never made through a symlink whatever the file lookup answered.
+                let parent_is_dir = match target.iter().rposition(|b| *b == b'/') {
+                    Some(slash) => matches!(self.node(&target[..slash]), Some(Node::Dir(_))),
+                    None => true,
+                };
+                if target == rel
+                    || !parent_is_dir
+                    || !matches!(self.node(&target), Some(Node::File))
+                {
                     return Err(unsafe_entry(format!(
                         "hard link target `{}` is not a regular file extracted earlier",
                         lossy_bytes(&raw_target)
@@ -1162,7 +1202,7 @@ impl Extractor<'_> {
                 let from = self.dest.join(OsStr::from_bytes(&target));
                 // linkat without AT_SYMLINK_FOLLOW: links the target itself, never through it.
                 fs::hard_link(&from, &path).map_err(fail)?;
-                self.nodes.insert(rel, Node::File);
+                self.insert(rel, Node::File);
                 self.stats.hardlinks += 1;
             }
         }
@@ -1175,7 +1215,7 @@ impl Extractor<'_> {
             return Ok(());
         };
         let parent = &rel[..slash];
-        match self.nodes.get(parent) {
+        match self.node(parent) {
             Some(Node::Dir(_)) => Ok(()),
             Some(Node::Symlink) => Err(ArchiveError::UnsafeEntry {
                 entry: lossy_bytes(raw),
@@ -1193,7 +1233,7 @@ impl Extractor<'_> {
                     path,
                     source,
                 })?;
-                self.nodes.insert(parent.to_vec(), Node::Dir(None));
+                self.insert(parent.to_vec(), Node::Dir(None));
                 Ok(())
             }
         }
