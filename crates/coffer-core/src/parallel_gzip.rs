@@ -13,8 +13,8 @@
 //! last end with a sync flush (an empty stored block), which byte-aligns them so they can be
 //! concatenated. The CRC-32 is computed per block by the workers and combined in order.
 //!
-//! Memory is bounded: at most [`ParallelGzipWriter::in_flight`] blocks of one writer are
-//! queued or being compressed at a time, and writing waits for the oldest to finish.
+//! Memory is bounded: at most two blocks per core of one writer are queued or being
+//! compressed at a time, and writing waits for the oldest to finish.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -72,11 +72,6 @@ impl<W: Write> ParallelGzipWriter<W> {
         }
     }
 
-    /// How many blocks of this writer may be queued or compressing at once.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight
-    }
-
     /// Compresses what is left, writes the gzip trailer and returns the inner writer (not
     /// flushed: the caller owns what comes after).
     pub fn finish(mut self) -> io::Result<W> {
@@ -120,10 +115,7 @@ impl<W: Write> ParallelGzipWriter<W> {
         let block = result
             .recv()
             .map_err(|_| io::Error::other("a gzip worker thread stopped unexpectedly"))??;
-        self.write_header()?;
-        self.inner.write_all(&block.data)?;
-        self.crc.combine(&block.crc);
-        Ok(())
+        self.write_block(block)
     }
 
     /// Writes finished blocks without waiting, so output flows while input arrives.
@@ -132,10 +124,7 @@ impl<W: Write> ParallelGzipWriter<W> {
             match result.try_recv() {
                 Ok(block) => {
                     self.pending.pop_front();
-                    let block = block?;
-                    self.write_header()?;
-                    self.inner.write_all(&block.data)?;
-                    self.crc.combine(&block.crc);
+                    self.write_block(block?)?;
                 }
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => return self.write_oldest(),
@@ -144,10 +133,17 @@ impl<W: Write> ParallelGzipWriter<W> {
         Ok(())
     }
 
-    fn write_header(&mut self) -> io::Result<()> {
-        if self.header_written {
-            return Ok(());
+    /// Writes the next block in order (after the header, the first time).
+    fn write_block(&mut self, block: Deflated) -> io::Result<()> {
+        if !self.header_written {
+            self.write_header()?;
         }
+        self.inner.write_all(&block.data)?;
+        self.crc.combine(&block.crc);
+        Ok(())
+    }
+
+    fn write_header(&mut self) -> io::Result<()> {
         // RFC 1952: magic, deflate, no flags, no mtime, XFL as gzip sets it, OS = Unix.
         let xfl = match self.level.level() {
             9 => 2,
