@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `coffer` binary against a real PostgreSQL server, checked
 //! with the standard tools (gunzip, tar, age, psql, sha256sum).
 
+mod adversarial;
 mod backup;
 mod harness;
 mod list;

@@ -1,0 +1,7 @@
+//! Hostile and damaged inputs, one module per rule of the trust issue: every test runs the
+//! real binary against a real PostgreSQL server and checks what an operator would see.
+
+mod catalog;
+mod dump;
+mod filesystem;
+mod signing;

@@ -1,0 +1,1 @@
+//! Adversarial tests: catalog (filled in by the trust work).

@@ -1,0 +1,1 @@
+//! Adversarial tests: dump (filled in by the trust work).

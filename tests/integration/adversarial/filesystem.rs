@@ -1,0 +1,1 @@
+//! Adversarial tests: filesystem (filled in by the trust work).

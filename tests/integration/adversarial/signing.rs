@@ -1,0 +1,1 @@
+//! Adversarial tests: signing (filled in by the trust work).
