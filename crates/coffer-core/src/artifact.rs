@@ -5,7 +5,6 @@
 //! every byte a restore applies has been hashed on the way, and [`ArtifactReader::finish`]
 //! compares both digests with the manifest before the caller commits anything.
 
-use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -23,13 +22,14 @@ const READ_BUFFER: usize = 1 << 20;
 /// Why an artifact could not be read back, or did not match its manifest.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
-    /// The file could not be opened.
-    #[error("cannot open artifact {path}: {source}")]
+    /// The file could not be opened: missing, unreadable, a symlink or not a regular file
+    /// (coffer opens artifacts with `O_NOFOLLOW` and refuses fifos and devices).
+    #[error("cannot open artifact {path}: it {source}")]
     Open {
         /// The artifact file.
         path: PathBuf,
-        /// The I/O error.
-        source: io::Error,
+        /// Why.
+        source: crate::fsutil::BoundedReadError,
     },
     /// The file is encrypted and no identity was given.
     #[error(
@@ -137,7 +137,7 @@ impl ArtifactReader {
         encrypted: bool,
         identities: Option<&Identities>,
     ) -> Result<ArtifactReader, ArtifactError> {
-        let file = File::open(path).map_err(|source| ArtifactError::Open {
+        let file = crate::fsutil::open_regular(path).map_err(|source| ArtifactError::Open {
             path: path.to_path_buf(),
             source,
         })?;

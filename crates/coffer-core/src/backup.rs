@@ -231,7 +231,7 @@ pub fn run(
     let staging = settings
         .root
         .join(format!("{}{name}", names::STAGING_PREFIX));
-    fsutil::create_private_dir(&staging)
+    fsutil::create_staging_dir(&staging)
         .map_err(|e| BackupError::io("create staging directory", &staging, e))?;
 
     let result = write_backup(
@@ -245,7 +245,8 @@ pub fn run(
         }
     };
     let final_path = settings.root.join(&name);
-    let publish = fs::rename(&staging, &final_path).and_then(|()| fsutil::sync_dir(&settings.root));
+    let publish = fsutil::publish_staging(&staging, &final_path)
+        .and_then(|()| fsutil::sync_dir(&settings.root));
     if let Err(e) = publish {
         let _ = fs::remove_dir_all(&staging);
         return Err(BackupError::io(

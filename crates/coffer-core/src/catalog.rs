@@ -1,9 +1,11 @@
 //! The backups found in a backup root.
 //!
 //! A listing never fails because one entry is damaged: an entry whose manifest is missing
-//! or unreadable, or whose artifacts are gone, is reported with that status so the operator
-//! sees it, and the rest are listed. Staging directories (backups in progress or killed)
-//! are not backups and are left out.
+//! or unreadable (a symlink, a fifo, a device or a giant file in its place), or whose
+//! artifacts are gone, is reported with that status so the operator sees it, and the rest
+//! are listed. Staging directories (backups in progress or killed) are not backups and are
+//! left out. [`scan`] also sorts out what is not coffer's: every other entry of the root is
+//! an [`UnknownEntry`], which nothing in coffer deletes.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -38,6 +40,16 @@ pub enum CatalogError {
     NoneComplete {
         /// The root searched.
         root: PathBuf,
+    },
+    /// `--latest` found only complete backups dated in the future.
+    #[error(
+        "no complete backup in {root} that is not dated in the future: {names} (clock skew?); check the clock, or name the backup explicitly if you trust it"
+    )]
+    OnlyFuture {
+        /// The root searched.
+        root: PathBuf,
+        /// The future-dated backups.
+        names: String,
     },
 }
 
@@ -95,9 +107,7 @@ impl BackupEntry {
                 let status = status_of(path, &m);
                 (Some(m), status)
             }
-            Err(manifest::ManifestError::Read { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
+            Err(manifest::ManifestError::Read { source, .. }) if source.is_not_found() => {
                 (None, EntryStatus::Incomplete("no manifest.json".into()))
             }
             Err(e) => (None, EntryStatus::Unreadable(e.to_string())),
@@ -128,6 +138,98 @@ impl BackupEntry {
             .and_then(AnyManifest::alembic_head)
             .map(ToString::to_string)
     }
+
+    /// Whether the backup is dated in the future of `now` (beyond
+    /// [`names::FUTURE_TOLERANCE`]): by its name, or by its manifest's time.
+    pub fn is_future(&self, now: DateTime<Utc>) -> bool {
+        let manifest_time = self.manifest.as_ref().and_then(AnyManifest::created_at);
+        self.created
+            .into_iter()
+            .chain(manifest_time)
+            .any(|t| names::is_future(t, now))
+    }
+
+    /// `None` when coffer positively knows this directory is one of its complete backups
+    /// (which prune may then delete when retention says so); otherwise why not.
+    ///
+    /// Known means: a real directory named like a backup; a valid coffer manifest naming this
+    /// directory with every artifact present as a regular file, or a shell-script manifest
+    /// in a `YYYY-MM-DD-HHMMSS` directory with its `postgres.sql.gz`; and nothing else in
+    /// it but the files coffer or the scripts write.
+    pub fn unproven(&self) -> Option<String> {
+        let Some(parsed) = names::parse_name(&self.name) else {
+            return Some("not named like a backup".into());
+        };
+        if !self.status.is_usable() {
+            return Some(match &self.status {
+                EntryStatus::Incomplete(r) => format!("incomplete: {r}"),
+                EntryStatus::Unreadable(r) => format!("unreadable: {r}"),
+                _ => unreachable!("usable statuses are handled above"),
+            });
+        }
+        let expected: Vec<String> = match &self.manifest {
+            Some(AnyManifest::Coffer(m)) => {
+                if m.name != self.name || m.kind != parsed.kind {
+                    return Some(format!(
+                        "its manifest describes {} backup `{}`, not this directory",
+                        m.kind, m.name
+                    ));
+                }
+                m.artifacts.iter().map(|a| a.file.clone()).collect()
+            }
+            Some(AnyManifest::Legacy(_)) => {
+                if parsed.kind != BackupKind::Legacy {
+                    return Some(
+                        "a shell-script manifest in a directory not named YYYY-MM-DD-HHMMSS".into(),
+                    );
+                }
+                [ArtifactRole::Database, ArtifactRole::Workspace]
+                    .iter()
+                    .flat_map(|r| {
+                        [".gz", ".gz.age"].map(|suffix| format!("{}{suffix}", r.base_name()))
+                    })
+                    .collect()
+            }
+            None => return Some("no manifest".into()),
+        };
+        let rd = match fs::read_dir(&self.path) {
+            Ok(rd) => rd,
+            Err(e) => return Some(format!("cannot be read: {e}")),
+        };
+        let mut foreign = Vec::new();
+        for dirent in rd {
+            let Ok(dirent) = dirent else {
+                return Some("cannot be read to the end".into());
+            };
+            let file = dirent.file_name().to_string_lossy().into_owned();
+            let regular = dirent.file_type().is_ok_and(|t| t.is_file());
+            let known = names::RESERVED_FILES.contains(&file.as_str())
+                || file == crate::fsutil::STAGING_MARKER
+                || expected.contains(&file);
+            if !known || !regular {
+                foreign.push(file);
+            }
+        }
+        if foreign.is_empty() {
+            return None;
+        }
+        foreign.sort();
+        let shown: Vec<String> = foreign.iter().take(5).map(|f| format!("{f:?}")).collect();
+        Some(format!(
+            "holds what coffer did not write: {}{}",
+            shown.join(", "),
+            if foreign.len() > 5 {
+                format!(" (and {} more)", foreign.len() - 5)
+            } else {
+                String::new()
+            }
+        ))
+    }
+}
+
+/// Whether `path` is a regular file itself (a symlink, even to a regular file, is not).
+fn is_regular(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
 }
 
 fn status_of(dir: &Path, m: &AnyManifest) -> EntryStatus {
@@ -136,11 +238,14 @@ fn status_of(dir: &Path, m: &AnyManifest) -> EntryStatus {
             let missing: Vec<&str> = m
                 .artifacts
                 .iter()
-                .filter(|a| !dir.join(&a.file).is_file())
+                .filter(|a| !is_regular(&dir.join(&a.file)))
                 .map(|a| a.file.as_str())
                 .collect();
             if !missing.is_empty() {
-                EntryStatus::Incomplete(format!("missing {}", missing.join(", ")))
+                EntryStatus::Incomplete(format!(
+                    "missing (or not a regular file) {}",
+                    missing.join(", ")
+                ))
             } else if m.artifact(ArtifactRole::Database).is_none() {
                 EntryStatus::Incomplete("manifest lists no database artifact".into())
             } else {
@@ -157,16 +262,17 @@ fn status_of(dir: &Path, m: &AnyManifest) -> EntryStatus {
     }
 }
 
-/// The artifact file of a legacy backup for `role`, if present (`.gz`, or `.gz.age` when the
-/// script encrypted).
+/// The artifact file of a legacy backup for `role`, if present as a regular file (`.gz`, or
+/// `.gz.age` when the script encrypted).
 pub fn legacy_artifact(dir: &Path, role: ArtifactRole) -> Option<PathBuf> {
     [".gz", ".gz.age"]
         .iter()
         .map(|suffix| dir.join(format!("{}{suffix}", role.base_name())))
-        .find(|p| p.is_file())
+        .find(|p| is_regular(p))
 }
 
 fn dir_size(dir: &Path) -> u64 {
+    // DirEntry::metadata does not follow symlinks: a link to a device counts nothing.
     fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(Result::ok)
@@ -178,73 +284,197 @@ fn dir_size(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Lists the backups in `root`, newest first. Staging directories and plain files are left
-/// out; directories that are neither named like a backup nor hold a manifest are ignored.
-pub fn list(root: &Path) -> Result<Vec<BackupEntry>, CatalogError> {
+/// An entry of the backup root that is not a backup or staging directory coffer knows:
+/// listed so the operator sees it, never deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnknownEntry {
+    /// Its name in the root.
+    pub name: String,
+    /// Full path.
+    pub path: PathBuf,
+    /// What it is and why coffer does not take it for its own.
+    pub reason: String,
+}
+
+/// A staging directory of coffer's: named like one and holding coffer's marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagingEntry {
+    /// Its name in the root.
+    pub name: String,
+    /// Full path.
+    pub path: PathBuf,
+}
+
+/// Everything in a backup root, sorted into what coffer knows and what it does not.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    /// The root.
+    pub root: PathBuf,
+    /// Real directories named like backups (complete or not), newest first.
+    pub backups: Vec<BackupEntry>,
+    /// coffer's staging directories (named like one, with the marker).
+    pub staging: Vec<StagingEntry>,
+    /// Everything else except coffer's lock and run log, by name.
+    pub unknown: Vec<UnknownEntry>,
+}
+
+/// Files coffer keeps in the root itself.
+const ROOT_FILES: &[&str] = &[crate::lock::LOCK_FILE, crate::runlog::RUN_LOG_FILE];
+
+/// Sorts every entry of `root` into backups, coffer's staging directories and unknown
+/// entries. Nothing is followed: a symlink in the root is unknown, whatever it points to.
+pub fn scan(root: &Path) -> Result<Catalog, CatalogError> {
     let rd = fs::read_dir(root).map_err(|source| CatalogError::ReadRoot {
         path: root.to_path_buf(),
         source,
     })?;
-    let mut entries = Vec::new();
-    for dirent in rd.filter_map(Result::ok) {
+    let mut catalog = Catalog {
+        root: root.to_path_buf(),
+        backups: Vec::new(),
+        staging: Vec::new(),
+        unknown: Vec::new(),
+    };
+    for dirent in rd {
+        let dirent = dirent.map_err(|source| CatalogError::ReadRoot {
+            path: root.to_path_buf(),
+            source,
+        })?;
         let name = dirent.file_name().to_string_lossy().into_owned();
-        if names::is_staging(&name) || name.starts_with('.') {
-            continue;
-        }
         let path = dirent.path();
-        if !dirent.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+        let file_type = dirent.file_type().ok();
+        let is_dir = file_type.is_some_and(|t| t.is_dir());
+        if ROOT_FILES.contains(&name.as_str()) && file_type.is_some_and(|t| t.is_file()) {
             continue;
         }
-        if names::parse_name(&name).is_none() && !path.join(manifest::MANIFEST_FILE).exists() {
+        let unknown = |reason: String| UnknownEntry {
+            name: name.clone(),
+            path: path.clone(),
+            reason,
+        };
+        if !is_dir {
+            let what = file_type.map_or("unreadable", crate::fsutil::kind_of);
+            catalog.unknown.push(unknown(format!("{what}, not a backup directory")));
             continue;
         }
-        entries.push(BackupEntry::read(&path));
+        if names::is_staging(&name) {
+            if !names::is_staging_name(&name) {
+                catalog
+                    .unknown
+                    .push(unknown("not a name coffer gives staging directories".into()));
+            } else if !crate::fsutil::has_staging_marker(&path) {
+                catalog.unknown.push(unknown(
+                    "named like a staging directory but without coffer's marker".into(),
+                ));
+            } else {
+                catalog.staging.push(StagingEntry { name, path });
+            }
+            continue;
+        }
+        if names::parse_name(&name).is_none() {
+            let hint = if path.join(manifest::MANIFEST_FILE).exists() {
+                " (it holds a manifest.json)"
+            } else {
+                ""
+            };
+            catalog
+                .unknown
+                .push(unknown(format!("directory not named like a backup{hint}")));
+            continue;
+        }
+        catalog.backups.push(BackupEntry::read(&path));
     }
-    sort_newest_first(&mut entries);
-    Ok(entries)
+    sort_newest_first(&mut catalog.backups);
+    catalog.staging.sort_by(|a, b| a.name.cmp(&b.name));
+    catalog.unknown.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(catalog)
+}
+
+/// Lists the backups in `root`, newest first: the real directories named like backups
+/// (see [`scan`] for everything else).
+pub fn list(root: &Path) -> Result<Vec<BackupEntry>, CatalogError> {
+    scan(root).map(|c| c.backups)
 }
 
 fn sort_newest_first(entries: &mut [BackupEntry]) {
     entries.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.name.cmp(&a.name)));
 }
 
-/// Staging directories in `root` (backups or pulls in progress, or left by a killed run).
-pub fn staging_dirs(root: &Path) -> Vec<PathBuf> {
-    fs::read_dir(root)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .filter(|e| names::is_staging(&e.file_name().to_string_lossy()))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default()
+/// A backup found by [`resolve_at`], with what the operator should be told about the choice.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The backup.
+    pub entry: BackupEntry,
+    /// Warnings, e.g. the future-dated backups `--latest` passed over.
+    pub warnings: Vec<String>,
 }
 
-/// Finds the backup a user named: a directory path (anywhere), a name in `root`, or the
-/// newest usable backup when `name` is `None`.
+/// Finds the backup a user named (see [`resolve_at`]) at the current time.
 pub fn resolve(root: &Path, name: Option<&str>) -> Result<BackupEntry, CatalogError> {
+    resolve_at(root, name, Utc::now()).map(|r| r.entry)
+}
+
+/// Finds the backup a user named: a directory path (anywhere), a name in `root`, or, when
+/// `name` is `None`, the newest usable backup that is not dated in the future of `now`
+/// (future-dated ones are passed over with a warning naming them; when only future-dated
+/// usable backups exist, it refuses rather than pick one silently).
+pub fn resolve_at(
+    root: &Path,
+    name: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Resolved, CatalogError> {
     match name {
         Some(n) => {
-            // A name with a slash is a directory anywhere; a bare name lives in the root.
-            let path = if n.contains('/') {
-                PathBuf::from(n)
+            // A name with a slash is a directory anywhere (the user's choice, followed); a
+            // bare name lives in the root and must be a real directory there.
+            let found = if n.contains('/') {
+                let path = PathBuf::from(n);
+                path.is_dir().then_some(path)
             } else {
-                root.join(n)
+                let path = root.join(n);
+                (!n.is_empty() && n != "." && n != ".."
+                    && fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()))
+                .then_some(path)
             };
-            if path.is_dir() {
-                Ok(BackupEntry::read(&path))
-            } else {
-                Err(CatalogError::NotFound {
-                    name: n.to_string(),
-                    root: root.to_path_buf(),
-                })
-            }
-        }
-        None => list(root)?
-            .into_iter()
-            .find(|e| e.status.is_usable())
-            .ok_or_else(|| CatalogError::NoneComplete {
+            let path = found.ok_or_else(|| CatalogError::NotFound {
+                name: n.to_string(),
                 root: root.to_path_buf(),
-            }),
+            })?;
+            Ok(Resolved {
+                entry: BackupEntry::read(&path),
+                warnings: Vec::new(),
+            })
+        }
+        None => {
+            let usable: Vec<BackupEntry> = list(root)?
+                .into_iter()
+                .filter(|e| e.status.is_usable())
+                .collect();
+            let (future, present): (Vec<BackupEntry>, Vec<BackupEntry>) =
+                usable.into_iter().partition(|e| e.is_future(now));
+            let future_names: Vec<String> = future.into_iter().map(|e| e.name).collect();
+            let Some(entry) = present.into_iter().next() else {
+                return Err(if future_names.is_empty() {
+                    CatalogError::NoneComplete {
+                        root: root.to_path_buf(),
+                    }
+                } else {
+                    CatalogError::OnlyFuture {
+                        root: root.to_path_buf(),
+                        names: future_names.join(", "),
+                    }
+                });
+            };
+            let warnings = if future_names.is_empty() {
+                Vec::new()
+            } else {
+                vec![format!(
+                    "passed over {} backup(s) dated in the future (clock skew?): {}; using {}, the newest that is not; name one explicitly to use it",
+                    future_names.len(),
+                    future_names.join(", "),
+                    entry.name
+                )]
+            };
+            Ok(Resolved { entry, warnings })
+        }
     }
 }

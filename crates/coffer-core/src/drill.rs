@@ -71,7 +71,7 @@ pub fn run(
         names::STAGING_PREFIX,
         std::process::id()
     ));
-    crate::fsutil::create_private_dir(&container).map_err(|e| RestoreError::Refused {
+    crate::fsutil::create_staging_dir(&container).map_err(|e| RestoreError::Refused {
         problems: vec![format!(
             "cannot create the drill directory {}: {e}",
             container.display()

@@ -67,12 +67,15 @@ pub mod restore;
 pub mod retention;
 pub mod runlog;
 pub mod sandbox;
+pub mod sums;
 pub mod systemd;
 pub mod units;
 pub mod verify;
 pub mod workspace_swap;
 
-pub(crate) mod fsutil;
+pub mod fsutil;
+#[cfg(test)]
+mod test_corpus;
 
 /// The version of coffer that wrote a backup, recorded in its manifest.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -23,6 +23,9 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// File name of the checksum list inside a backup directory.
 pub const SUMS_FILE: &str = "SHA256SUMS";
 
+/// The largest `manifest.json` coffer reads (a real one is a few KiB).
+pub const MANIFEST_CAP: u64 = 1 << 20;
+
 /// The Alembic revision(s) recorded in a backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -318,13 +321,14 @@ impl AnyManifest {
 /// Why a manifest could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    /// The file could not be read.
-    #[error("cannot read manifest {path}: {source}")]
+    /// The file could not be read: missing, unreadable, a symlink, not a regular file, or
+    /// larger than [`MANIFEST_CAP`].
+    #[error("cannot read manifest {path}: it {source}")]
     Read {
         /// The file.
         path: String,
-        /// The I/O error.
-        source: std::io::Error,
+        /// Why.
+        source: crate::fsutil::BoundedReadError,
     },
     /// The file is not valid JSON or does not follow the schema.
     #[error("invalid manifest {path}: {reason}")]
@@ -351,6 +355,7 @@ pub fn parse(text: &str, origin: &str) -> Result<AnyManifest, ManifestError> {
         Some(serde_json::Value::Number(n)) if n.as_u64() == Some(u64::from(FORMAT)) => {
             let m: Manifest = serde_path_to_error::deserialize(value)
                 .map_err(|e| invalid(format!("key `{}`: {}", e.path(), e.inner())))?;
+            check_artifact_names(&m).map_err(invalid)?;
             Ok(AnyManifest::Coffer(Box::new(m)))
         }
         Some(other) => Err(invalid(format!(
@@ -394,14 +399,45 @@ pub fn parse(text: &str, origin: &str) -> Result<AnyManifest, ManifestError> {
     }
 }
 
-/// Reads and parses `dir/manifest.json`.
+/// Every artifact must be a plain file name inside the backup directory, and no two
+/// artifacts may share one: otherwise the manifest could make coffer read, verify or upload
+/// a file outside the backup.
+fn check_artifact_names(m: &Manifest) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, a) in m.artifacts.iter().enumerate() {
+        crate::names::check_artifact_file_name(&a.file)
+            .map_err(|e| format!("key `artifacts[{i}].file`: {e}"))?;
+        if !seen.insert(a.file.as_str()) {
+            return Err(format!(
+                "key `artifacts[{i}].file`: {:?} is listed twice",
+                a.file
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads and parses `dir/manifest.json`: a regular file (a symlink is not followed, a fifo
+/// or device is refused) of at most [`MANIFEST_CAP`] bytes, in UTF-8.
 pub fn read(dir: &Path) -> Result<AnyManifest, ManifestError> {
     let path = dir.join(MANIFEST_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Read {
-        path: path.display().to_string(),
-        source,
+    let origin = path.display().to_string();
+    let bytes = crate::fsutil::read_bounded(&path, MANIFEST_CAP).map_err(|source| {
+        ManifestError::Read {
+            path: origin.clone(),
+            source,
+        }
     })?;
-    parse(&text, &path.display().to_string())
+    parse_bytes(&bytes, &origin)
+}
+
+/// Parses manifest bytes (which must be UTF-8); `origin` names the file in errors.
+pub fn parse_bytes(bytes: &[u8], origin: &str) -> Result<AnyManifest, ManifestError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| ManifestError::Invalid {
+        path: origin.to_string(),
+        reason: format!("not UTF-8 text: {e}"),
+    })?;
+    parse(text, origin)
 }
 
 /// Parses the time formats the shell scripts are known to have written.

@@ -97,10 +97,75 @@ pub fn parse_name(name: &str) -> Option<ParsedName> {
     })
 }
 
-/// Whether `name` is a staging directory left by a backup or pull in progress (or killed).
+/// Whether `name` starts like a staging directory (`.coffer-staging-…`). Whether it really
+/// is one of coffer's is [`is_staging_name`] plus the marker inside.
 pub fn is_staging(name: &str) -> bool {
     name.starts_with(STAGING_PREFIX)
 }
+
+/// Whether `name` is exactly a name coffer gives its staging directories:
+/// `.coffer-staging-<backup>` (backup), `.coffer-staging-pull-<backup>` (pull),
+/// `.coffer-staging-prune-<backup>` (a backup being deleted) or
+/// `.coffer-staging-restore-test-<pid>-<YYYYMMDDHHMMSS>` (restore drill).
+pub fn is_staging_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(STAGING_PREFIX) else {
+        return false;
+    };
+    if let Some(test) = rest.strip_prefix("restore-test-") {
+        return test.split_once('-').is_some_and(|(pid, stamp)| {
+            !pid.is_empty()
+                && pid.len() <= 10
+                && pid.bytes().all(|b| b.is_ascii_digit())
+                && stamp.len() == 14
+                && NaiveDateTime::parse_from_str(stamp, "%Y%m%d%H%M%S").is_ok()
+        });
+    }
+    let backup = rest
+        .strip_prefix("pull-")
+        .or_else(|| rest.strip_prefix("prune-"))
+        .unwrap_or(rest);
+    parse_name(backup).is_some()
+}
+
+/// How far in the future a backup's time may be before it counts as future-dated (clock
+/// skew): a little slack for clocks that differ by seconds between hosts.
+pub const FUTURE_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// Whether `time` is in the future of `now` beyond [`FUTURE_TOLERANCE`].
+pub fn is_future(time: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now.checked_add_signed(FUTURE_TOLERANCE)
+        .is_some_and(|limit| time > limit)
+}
+
+/// Checks that `name` is a plain file name inside a backup directory, as every artifact and
+/// checksum entry must be: not empty, no `/`, not `.` or `..`, no control characters (NUL,
+/// newline, …), at most 255 bytes, and not one of the backup's own metadata files.
+pub fn check_artifact_file_name(name: &str) -> Result<(), String> {
+    let reason = if name.is_empty() {
+        "is empty"
+    } else if name.contains('/') {
+        "contains `/` (artifact names are plain file names inside the backup directory)"
+    } else if name == "." || name == ".." {
+        "is `.` or `..`"
+    } else if name.chars().any(char::is_control) {
+        "contains a control character"
+    } else if name.len() > 255 {
+        "is longer than 255 bytes"
+    } else if RESERVED_FILES.contains(&name) {
+        "is one of the backup's metadata files"
+    } else {
+        return Ok(());
+    };
+    Err(format!("file name {name:?} {reason}"))
+}
+
+/// Files of a backup directory that are not artifacts.
+pub const RESERVED_FILES: &[&str] = &[
+    "manifest.json",
+    "SHA256SUMS",
+    "manifest.json.minisig",
+    "SHA256SUMS.minisig",
+];
 
 #[cfg(test)]
 mod tests {
@@ -154,7 +219,75 @@ mod tests {
         assert_eq!(format_name(BackupKind::Legacy, time), "2026-01-02-030405");
     }
 
+    #[test]
+    fn staging_names_table() {
+        let cases = [
+            (".coffer-staging-auto-20261123T030000Z", true),
+            (".coffer-staging-manual-20261123T030000Z", true),
+            (".coffer-staging-pull-auto-20261123T030000Z", true),
+            (".coffer-staging-prune-2025-01-31-041500", true),
+            (".coffer-staging-restore-test-4242-20261123030000", true),
+            (".coffer-staging-", false),
+            (".coffer-staging-exports", false),
+            (".coffer-staging-auto-20261123T030000Z-x", false),
+            (".coffer-staging-pull-", false),
+            (".coffer-staging-restore-test--20261123030000", false),
+            (".coffer-staging-restore-test-12-2026112303000", false),
+            ("auto-20261123T030000Z", false),
+            (".coffer-staging-../auto-20261123T030000Z", false),
+        ];
+        for (name, want) in cases {
+            assert_eq!(is_staging_name(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn artifact_file_names_table() {
+        let ok = ["postgres.sql.gz", "workspace.tar.zst.age", "a b", "..x", "x..", "é"];
+        for name in ok {
+            assert_eq!(check_artifact_file_name(name), Ok(()), "{name}");
+        }
+        let bad = [
+            "",
+            ".",
+            "..",
+            "../x",
+            "/etc/passwd",
+            "a/b",
+            "x\ny",
+            "nul\0",
+            "tab\t",
+            "manifest.json",
+            "SHA256SUMS",
+            "SHA256SUMS.minisig",
+        ];
+        for name in bad {
+            assert!(check_artifact_file_name(name).is_err(), "{name:?}");
+        }
+        assert!(check_artifact_file_name(&"a".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn future_has_a_tolerance() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 2, 8, 0, 0).unwrap();
+        assert!(!is_future(now, now));
+        assert!(!is_future(now + chrono::TimeDelta::minutes(5), now));
+        assert!(is_future(now + chrono::TimeDelta::minutes(5) + chrono::TimeDelta::seconds(1), now));
+        assert!(!is_future(DateTime::<Utc>::MAX_UTC, DateTime::<Utc>::MAX_UTC));
+    }
+
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn plain_names_never_escape(name in "\\PC{0,40}") {
+            if check_artifact_file_name(&name).is_ok() {
+                let joined = std::path::Path::new("/b").join(&name);
+                proptest::prop_assert_eq!(joined.parent(), Some(std::path::Path::new("/b")));
+                proptest::prop_assert!(!name.contains('\n') && !name.contains('\0'));
+            }
+        }
+
         #[test]
         fn any_second_round_trips(secs in 0i64..4_102_444_800, auto in proptest::bool::ANY) {
             let time = DateTime::from_timestamp(secs, 0).unwrap();

@@ -2,16 +2,22 @@
 //! about it, plus the staging directories left by killed runs; [`execute`] deletes what the
 //! plan says to delete, and nothing else.
 //!
-//! Safety, on top of the retention rules (the newest complete backup is always kept, manual
-//! backups never pruned):
+//! Prune deletes only what it positively knows is coffer's. On top of the retention rules
+//! (the newest complete backup is always kept, manual backups never pruned):
 //! - [`run`] holds the backup root's lock while planning and deleting, so a backup cannot
 //!   be published in between and prune never sees a backup in progress;
-//! - entries whose manifest cannot be parsed, or whose kind or time is unknown, are kept
-//!   and reported: they may hold data, and a person should look at them;
-//! - a backup is first renamed to a hidden staging name, then removed, so an interrupted
-//!   delete never leaves a directory that looks like a backup; the leftover is removed as a
-//!   stale staging directory by a later prune;
-//! - staging directories are removed only when nothing in them changed for a day.
+//! - only complete backups coffer can identify ([`BackupEntry::unproven`]) are given to
+//!   retention; everything else in the root — incomplete or unreadable backups, directories
+//!   not named like backups, symlinks, files, staging-named directories without coffer's
+//!   marker — is listed as unknown and left alone: it may hold data, and a person should
+//!   look at it;
+//! - at deletion time each entry is checked again to still be what it was judged to be;
+//!   nothing is followed through a symlink;
+//! - a backup is first marked and renamed to a hidden staging name, then removed, so an
+//!   interrupted delete never leaves a directory that looks like a backup; the leftover
+//!   carries the marker and is removed as a stale staging directory by a later prune;
+//! - staging directories are removed only when they carry the marker coffer wrote when it
+//!   created them and nothing in them changed for a day.
 //!
 //! Pruning after a failed backup does not happen at all: the caller does not call it (and
 //! [`retention::decide`] with `last_run_succeeded = false` would keep everything anyway).
@@ -23,7 +29,7 @@ use std::time::SystemTime;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
-use crate::catalog::{self, CatalogError, EntryStatus};
+use crate::catalog::{self, BackupEntry, CatalogError, UnknownEntry};
 use crate::lock::{LockError, RootLock};
 use crate::names::{self, BackupKind};
 use crate::retention::{self, Candidate, RetentionPolicy};
@@ -95,6 +101,8 @@ pub struct PrunePlan {
     pub backups: Vec<PruneItem>,
     /// Every staging directory.
     pub staging: Vec<StagingItem>,
+    /// Everything in the root coffer does not positively know as its own: left alone.
+    pub unknown: Vec<UnknownEntry>,
 }
 
 impl PrunePlan {
@@ -158,6 +166,13 @@ impl PruneReport {
             self.plan.bytes_to_free(),
             self.plan.backups.len() - backups
         );
+        if !self.plan.unknown.is_empty() {
+            s.push_str(&format!(
+                "; left alone {} unknown entr{}",
+                self.plan.unknown.len(),
+                if self.plan.unknown.len() == 1 { "y" } else { "ies" }
+            ));
+        }
         if !self.failed.is_empty() {
             s.push_str(&format!("; {} deletion(s) failed", self.failed.len()));
         }
@@ -171,40 +186,32 @@ pub fn plan(
     policy: &RetentionPolicy,
     now: DateTime<Utc>,
 ) -> Result<PrunePlan, PruneError> {
-    let entries = catalog::list(root)?;
+    let catalog = catalog::scan(root)?;
     let mut candidates = Vec::new();
-    let mut backups = Vec::new();
-    for e in &entries {
-        match (e.kind, e.created, &e.status) {
-            (Some(kind), Some(time), status) if !matches!(status, EntryStatus::Unreadable(_)) => {
+    let mut known: Vec<&BackupEntry> = Vec::new();
+    let mut unknown = catalog.unknown.clone();
+    for e in &catalog.backups {
+        match (e.unproven(), e.kind, e.created) {
+            (None, Some(kind), Some(time)) => {
                 candidates.push(Candidate {
                     name: e.name.clone(),
                     kind,
                     time,
-                    complete: status.is_usable(),
+                    complete: true,
                 });
+                known.push(e);
             }
-            (kind, time, status) => {
-                let why = match status {
-                    EntryStatus::Unreadable(r) => format!("manifest unreadable ({r})"),
-                    _ => "kind or time unknown".to_string(),
-                };
-                backups.push(PruneItem {
-                    name: e.name.clone(),
-                    path: e.path.clone(),
-                    kind,
-                    time,
-                    size_bytes: e.size_bytes,
-                    keep: true,
-                    reasons: vec![format!(
-                        "{why}: never pruned automatically, inspect by hand"
-                    )],
-                });
-            }
+            (why, _, _) => unknown.push(UnknownEntry {
+                name: e.name.clone(),
+                path: e.path.clone(),
+                reason: why.unwrap_or_else(|| "kind or time unknown".into()),
+            }),
         }
     }
+    unknown.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut backups = Vec::new();
     for d in retention::decide(policy, &candidates, now, true) {
-        let e = entries
+        let e = known
             .iter()
             .find(|e| e.name == d.name)
             .expect("every decision is about a listed entry");
@@ -220,29 +227,30 @@ pub fn plan(
     }
     backups.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| a.name.cmp(&b.name)));
 
-    let stale_before = now - STALE_STAGING_AFTER;
-    let mut staging: Vec<StagingItem> = catalog::staging_dirs(root)
+    let staging: Vec<StagingItem> = catalog
+        .staging
         .into_iter()
-        .map(|path| {
-            let modified = last_change(&path);
+        .map(|s| {
+            let modified = last_change(&s.path);
             StagingItem {
-                name: path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                keep: modified >= stale_before,
+                name: s.name,
+                keep: !is_stale(modified, now),
                 modified,
-                path,
+                path: s.path,
             }
         })
         .collect();
-    staging.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(PrunePlan {
         root: root.to_path_buf(),
         now,
         backups,
         staging,
+        unknown,
     })
+}
+
+fn is_stale(modified: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    modified < now - STALE_STAGING_AFTER
 }
 
 /// The newest modification time of a directory and its direct entries (a directory being
@@ -261,28 +269,26 @@ fn last_change(dir: &Path) -> DateTime<Utc> {
 }
 
 /// Deletes what `plan` marks for deletion. Never fails as a whole: failures are listed in
-/// the report.
+/// the report. Each entry is checked again just before it is deleted (still a real
+/// directory, still a complete backup coffer identifies with the same name, kind and time,
+/// or still a marked stale staging directory); one that changed is not deleted.
 pub fn execute(plan: PrunePlan) -> PruneReport {
     let mut deleted = Vec::new();
     let mut failed = Vec::new();
     let mut freed_bytes = 0;
     for item in plan.to_delete() {
-        // Hide it first: an interrupted delete must not leave a half backup in view.
-        let hidden = plan
-            .root
-            .join(format!("{}prune-{}", names::STAGING_PREFIX, item.name));
-        match fs::rename(&item.path, &hidden).and_then(|()| fs::remove_dir_all(&hidden)) {
+        match delete_backup(&plan.root, item) {
             Ok(()) => {
                 deleted.push(item.name.clone());
                 freed_bytes += item.size_bytes;
             }
-            Err(e) => failed.push((item.name.clone(), e.to_string())),
+            Err(e) => failed.push((item.name.clone(), e)),
         }
     }
     for item in plan.stale_staging() {
-        match fs::remove_dir_all(&item.path) {
+        match delete_staging(item, plan.now) {
             Ok(()) => deleted.push(item.name.clone()),
-            Err(e) => failed.push((item.name.clone(), e.to_string())),
+            Err(e) => failed.push((item.name.clone(), e)),
         }
     }
     let _ = crate::fsutil::sync_dir(&plan.root);
@@ -293,6 +299,46 @@ pub fn execute(plan: PrunePlan) -> PruneReport {
         freed_bytes,
         failed,
     }
+}
+
+fn is_real_dir(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_dir())
+}
+
+fn delete_backup(root: &Path, item: &PruneItem) -> Result<(), String> {
+    if !is_real_dir(&item.path) {
+        return Err("changed since it was planned: no longer a directory; left alone".into());
+    }
+    let now = BackupEntry::read(&item.path);
+    if let Some(why) = now.unproven() {
+        return Err(format!("changed since it was planned ({why}); left alone"));
+    }
+    if now.kind != item.kind || now.created != item.time {
+        return Err("changed since it was planned (kind or time); left alone".into());
+    }
+    // Mark it, then hide it: an interrupted delete leaves a marked staging directory that a
+    // later prune removes, never a half backup in view.
+    crate::fsutil::mark_staging(&item.path).map_err(|e| e.to_string())?;
+    let hidden = root.join(format!("{}prune-{}", names::STAGING_PREFIX, item.name));
+    if let Err(e) = fs::rename(&item.path, &hidden) {
+        let _ = fs::remove_file(item.path.join(crate::fsutil::STAGING_MARKER));
+        return Err(e.to_string());
+    }
+    // remove_dir_all does not follow symlinks inside the directory.
+    fs::remove_dir_all(&hidden).map_err(|e| e.to_string())
+}
+
+fn delete_staging(item: &StagingItem, now: DateTime<Utc>) -> Result<(), String> {
+    if !is_real_dir(&item.path)
+        || !names::is_staging_name(&item.name)
+        || !crate::fsutil::has_staging_marker(&item.path)
+    {
+        return Err("changed since it was planned: no longer a marked staging directory; left alone".into());
+    }
+    if !is_stale(last_change(&item.path), now) {
+        return Err("changed since it was planned: written to again; left alone".into());
+    }
+    fs::remove_dir_all(&item.path).map_err(|e| e.to_string())
 }
 
 /// Prunes `root`: takes its lock (unless `dry_run`, which changes nothing), plans at `now`,

@@ -128,7 +128,9 @@ fn verify_coffer(
     let artifacts: Vec<&Artifact> = m
         .artifacts
         .iter()
-        .filter(|a| entry.path.join(&a.file).is_file())
+        .filter(|a| {
+            fs::symlink_metadata(entry.path.join(&a.file)).is_ok_and(|m| m.file_type().is_file())
+        })
         .collect();
     let results: Vec<Vec<Check>> = std::thread::scope(|s| {
         let handles: Vec<_> = artifacts
@@ -166,7 +168,14 @@ fn verify_legacy(entry: &BackupEntry, identities: Option<&Identities>, checks: &
         Outcome::Pass,
         "legacy shell-script manifest (timestamp, alembic_head, db_size, workspace_path)",
     ));
-    let sums = read_sums(&entry.path);
+    let sums = match crate::sums::read(&entry.path) {
+        Ok(sums) => Some(sums),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => {
+            checks.push(Check::new(manifest::SUMS_FILE, Outcome::Fail, e.to_string()));
+            None
+        }
+    };
     if sums.is_none() {
         checks.push(Check::new(
             "hashes",
@@ -231,27 +240,12 @@ fn verify_legacy(entry: &BackupEntry, identities: Option<&Identities>, checks: &
     }
 }
 
-/// `SHA256SUMS` parsed as file → hex digest, or `None` when absent or unreadable.
-fn read_sums(dir: &Path) -> Option<BTreeMap<String, String>> {
-    let text = fs::read_to_string(dir.join(manifest::SUMS_FILE)).ok()?;
-    Some(parse_sums(&text))
-}
-
-/// Parses `sha256sum` output: `<hex>  <file>` or `<hex> *<file>` per line.
-fn parse_sums(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|line| {
-            let (hash, rest) = line.split_once(' ')?;
-            let file = rest.strip_prefix(' ').or_else(|| rest.strip_prefix('*'))?;
-            Some((file.to_string(), hash.to_ascii_lowercase()))
-        })
-        .collect()
-}
-
 fn check_sums_file(dir: &Path, m: &Manifest) -> Check {
     let subject = manifest::SUMS_FILE;
-    let Some(sums) = read_sums(dir) else {
-        return Check::new(subject, Outcome::Fail, "missing or unreadable");
+    let sums = match crate::sums::read(dir) {
+        Ok(sums) => sums,
+        Err(e) if e.is_not_found() => return Check::new(subject, Outcome::Fail, "missing"),
+        Err(e) => return Check::new(subject, Outcome::Fail, e.to_string()),
     };
     let expected: BTreeMap<String, String> = m
         .artifacts
@@ -293,7 +287,7 @@ fn check_artifact(
     let path = dir.join(file);
     let mut checks = Vec::new();
     if let Some(a) = expected.artifact {
-        let actual = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let actual = fs::symlink_metadata(&path).map(|m| m.len()).unwrap_or(0);
         if actual != a.size {
             checks.push(Check::new(
                 format!("{file}: stored size"),
@@ -309,7 +303,9 @@ fn check_artifact(
     }
     if encrypted && identities.is_none() {
         // The stored hash needs no key: check what can be checked.
-        let digest = fs::File::open(&path).and_then(digest::digest_reader);
+        let digest = crate::fsutil::open_regular(&path)
+            .map_err(|e| std::io::Error::other(format!("{}: it {e}", path.display())))
+            .and_then(digest::digest_reader);
         match (digest, expected.artifact) {
             (Ok(d), Some(a)) => checks.push(stored_check(file, &d, a)),
             (Ok(_), None) => {}
@@ -538,17 +534,4 @@ fn tar_check(file: &str, l: &TarListing, manifest: Option<&Manifest>) -> Check {
         );
     }
     Check::new(subject, Outcome::Pass, format!("lists cleanly: {summary}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sums_file_formats() {
-        let s = parse_sums("abc  postgres.sql.gz\nDEF *workspace.tar.gz\nbroken\n");
-        assert_eq!(s.get("postgres.sql.gz").unwrap(), "abc");
-        assert_eq!(s.get("workspace.tar.gz").unwrap(), "def");
-        assert_eq!(s.len(), 2);
-    }
 }

@@ -109,7 +109,7 @@ pub fn run(
         path: target.clone(),
         source,
     };
-    if let Err(e) = std::fs::rename(&staging, &target) {
+    if let Err(e) = fsutil::publish_staging(&staging, &target) {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(local_err("rename the pulled backup to", e));
     }
@@ -186,11 +186,21 @@ fn download_and_check(
         path: path.to_path_buf(),
         source,
     };
-    if staging.exists() {
-        // Left by a pull that was killed; we hold the lock, so nobody is writing it.
+    if std::fs::symlink_metadata(staging).is_ok() {
+        // Left by a pull that was killed (we hold the lock, so nobody is writing it): only
+        // removed when it carries coffer's marker, anything else is not ours to delete.
+        if !std::fs::symlink_metadata(staging).is_ok_and(|m| m.is_dir())
+            || !fsutil::has_staging_marker(staging)
+        {
+            return Err(local_err(
+                "use (it exists and is not a staging directory coffer marked; move it away)",
+                staging,
+                std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+            ));
+        }
         std::fs::remove_dir_all(staging).map_err(|e| local_err("remove", staging, e))?;
     }
-    fsutil::create_private_dir(staging).map_err(|e| local_err("create", staging, e))?;
+    fsutil::create_staging_dir(staging).map_err(|e| local_err("create", staging, e))?;
     let expected: Vec<(String, Option<(u64, String)>)> = match &backup.manifest {
         Some(AnyManifest::Coffer(m)) => {
             let mut v: Vec<_> = m
