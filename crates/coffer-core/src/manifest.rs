@@ -577,4 +577,111 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn artifact_names_must_be_plain() {
+        for file in ["../x", "/etc/passwd", "a/b", "..", "", "x\ny", "manifest.json", "SHA256SUMS"] {
+            let mut m = sample();
+            m.artifacts[0].file = file.into();
+            let e = parse(&m.to_json(), "/b/manifest.json").unwrap_err().to_string();
+            assert!(e.contains("artifacts[0].file"), "{file:?}: {e}");
+        }
+        let mut m = sample();
+        m.artifacts.push(m.artifacts[0].clone());
+        let e = parse(&m.to_json(), "m").unwrap_err().to_string();
+        assert!(e.contains("listed twice"), "{e}");
+    }
+
+    #[test]
+    fn read_is_bounded_and_refuses_special_files() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(MANIFEST_FILE);
+        let cases: [(&str, &dyn Fn()); 4] = [
+            ("symbolic link", &|| symlink("/dev/zero", &path).unwrap()),
+            ("symbolic link", &|| symlink("/etc/hostname", &path).unwrap()),
+            ("a fifo", &|| {
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &path,
+                    rustix::fs::FileType::Fifo,
+                    rustix::fs::Mode::from_raw_mode(0o600),
+                    0,
+                )
+                .unwrap()
+            }),
+            ("larger than", &|| {
+                let f = std::fs::File::create(&path).unwrap();
+                f.set_len(MANIFEST_CAP + 1).unwrap();
+            }),
+        ];
+        for (want, make) in cases {
+            make();
+            let started = std::time::Instant::now();
+            let e = read(dir.path()).unwrap_err().to_string();
+            assert!(e.contains(want) && e.contains("manifest.json"), "{want}: {e}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(2));
+            std::fs::remove_file(&path).unwrap();
+        }
+        std::fs::create_dir(&path).unwrap();
+        let e = read(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("a directory"), "{e}");
+    }
+
+    #[test]
+    fn corpus_replays() {
+        crate::test_corpus::replay("manifest", |bytes| {
+            if let Ok(AnyManifest::Coffer(m)) = parse_bytes(bytes, "corpus") {
+                check_artifact_names(&m).unwrap();
+            }
+        });
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+            let _ = parse_bytes(&bytes, "p");
+        }
+
+        #[test]
+        fn coffer_manifests_round_trip_and_only_plain_names_pass(
+            file in "\\PC{0,20}",
+            size in proptest::prelude::any::<u64>(),
+            label in proptest::option::of("\\PC{0,20}"),
+        ) {
+            let mut m = sample();
+            m.artifacts[0].file = file.clone();
+            m.artifacts[0].size = size;
+            m.label = label;
+            let plain = crate::names::check_artifact_file_name(&file).is_ok();
+            match parse(&m.to_json(), "p") {
+                Ok(parsed) => {
+                    proptest::prop_assert!(plain, "{file:?} accepted");
+                    proptest::prop_assert_eq!(parsed, AnyManifest::Coffer(Box::new(m)));
+                }
+                Err(_) => proptest::prop_assert!(!plain, "{file:?} refused"),
+            }
+        }
+
+        #[test]
+        fn legacy_manifests_keep_their_keys(
+            ts in "\\PC{0,30}",
+            head in "[0-9a-f]{1,12}",
+            size in "\\PC{0,10}",
+            ws in "\\PC{0,30}",
+        ) {
+            let json = serde_json::json!({
+                "timestamp": ts, "alembic_head": head, "db_size": size, "workspace_path": ws,
+            });
+            let AnyManifest::Legacy(l) = parse(&json.to_string(), "p").unwrap() else {
+                panic!("not legacy");
+            };
+            proptest::prop_assert_eq!(l.timestamp_raw.as_deref(), Some(ts.as_str()));
+            proptest::prop_assert_eq!(l.alembic_head, Some(AlembicHead::Single(head)));
+            proptest::prop_assert_eq!(l.db_size.as_deref(), Some(size.as_str()));
+            proptest::prop_assert_eq!(l.workspace_path.as_deref(), Some(ws.as_str()));
+        }
+    }
 }

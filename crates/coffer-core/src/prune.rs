@@ -400,7 +400,7 @@ mod tests {
         write_backup(root, "auto-20261001T030000Z", false);
         fs::write(root.join("auto-20261001T030000Z/manifest.json"), "{oops").unwrap();
         let staging = root.join(".coffer-staging-auto-20261110T030000Z");
-        fs::create_dir(&staging).unwrap();
+        crate::fsutil::create_staging_dir(&staging).unwrap();
         let now = Utc.with_ymd_and_hms(2026, 11, 10, 12, 0, 0).unwrap();
         let written = now - TimeDelta::hours(9);
         fs::File::open(&staging)
@@ -425,16 +425,26 @@ mod tests {
                 "2026-11-03-030000",
                 "2026-11-02-030000",
                 "2026-11-01-030000",
-                "auto-20261005T030000Z",
             ]
         );
         let unreadable = dry
             .plan
-            .backups
+            .unknown
             .iter()
             .find(|b| b.name == "auto-20261001T030000Z")
             .unwrap();
-        assert!(unreadable.keep && unreadable.reasons[0].starts_with("manifest unreadable"));
+        assert!(unreadable.reason.starts_with("unreadable: "), "{unreadable:?}");
+        let unknown: Vec<&str> = dry.plan.unknown.iter().map(|u| u.name.as_str()).collect();
+        // Unreadable manifest, no manifest (not known as a complete backup), a scripts'
+        // manifest in a directory not named like the scripts': left alone.
+        assert_eq!(
+            unknown,
+            [
+                "auto-20261001T030000Z",
+                "auto-20261005T030000Z",
+                "manual-20260101T000000Z"
+            ]
+        );
         // The staging directory was written to 9 hours ago: not stale.
         assert_eq!(dry.plan.stale_staging().count(), 0);
         assert_eq!(fs::read_dir(root).unwrap().count(), 14);
@@ -456,6 +466,7 @@ mod tests {
                 "2026-11-09-030000",
                 "2026-11-10-030000",
                 "auto-20261001T030000Z",
+                "auto-20261005T030000Z",
                 "manual-20260101T000000Z",
             ]
         );

@@ -25,8 +25,9 @@
 //!   rule would delete it (say `keep_days = 1` and the nightly timer stopped ten days ago).
 //! - **Incomplete** backups never count toward any rule and are never the newest complete
 //!   one: kept while less than 24 h old (one may still be being written), deleted after.
-//! - **Future-dated** backups (clock skew) are kept and, like manual ones, not counted, so
-//!   one dated next year cannot take the `keep_last` slot of the backup just made.
+//! - **Future-dated** backups (clock skew: dated more than [`crate::names::FUTURE_TOLERANCE`]
+//!   after now) are kept, flagged and, like manual ones, not counted, so one dated next year
+//!   cannot take the `keep_last` or "newest complete" slot of the backup just made.
 //! - When the triggering backup **failed**, nothing is deleted: the backups the rules would
 //!   delete are kept with [`Reason::PruningSuspended`] added after their delete reason.
 //!
@@ -186,7 +187,7 @@ impl fmt::Display for Reason {
         match *self {
             Reason::Manual => f.write_str("manual (never pruned automatically)"),
             Reason::NewestComplete => f.write_str("newest complete backup"),
-            Reason::FutureDated => f.write_str("dated in the future (clock skew?)"),
+            Reason::FutureDated => f.write_str("future-dated — clock skew? (kept, not counted)"),
             Reason::WithinDays(days) => write!(f, "within keep_days={days}"),
             Reason::Last(pos) => write!(f, "keep_last #{pos}"),
             Reason::Daily { rank, date } => write!(f, "daily #{rank} ({})", date.format("%F")),
@@ -255,7 +256,7 @@ pub fn decide(
                 } else {
                     Reason::IncompleteRecent
                 });
-            } else if c.time > now {
+            } else if crate::names::is_future(c.time, now) {
                 reasons.push(Reason::FutureDated);
             } else {
                 if !newest_seen {
@@ -1043,7 +1044,7 @@ mod tests {
         let cases = [
             (Reason::Manual, "manual (never pruned automatically)"),
             (Reason::NewestComplete, "newest complete backup"),
-            (Reason::FutureDated, "dated in the future (clock skew?)"),
+            (Reason::FutureDated, "future-dated — clock skew? (kept, not counted)"),
             (Reason::WithinDays(7), "within keep_days=7"),
             (Reason::Last(2), "keep_last #2"),
             (Reason::Daily { rank: 3, date: d }, "daily #3 (2026-11-20)"),

@@ -30,8 +30,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::names::BackupKind;
 
-/// The most of an error's detail lines a record keeps.
+mod read;
+pub use read::{LINE_CAP, READ_WINDOW, RunLog, parse, read};
+
+/// The most of an error's first line, and of its detail lines, a record keeps.
 const MAX_DETAIL: usize = 4096;
+
+/// The most characters of an error [`RunRecord::error_summary`] returns.
+pub const MAX_SUMMARY: usize = 500;
+
+/// `text` cut to at most `max` characters, with `… (N more bytes)` when cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}… ({} more bytes)", &text[..cut], text.len() - cut),
+    }
+}
 
 /// File name of the run log inside the backup root.
 pub const RUN_LOG_FILE: &str = "coffer-runs.jsonl";
@@ -209,30 +223,22 @@ impl RunRecord {
     /// [`error`](Self::error), the other lines [`error_detail`](Self::error_detail).
     pub fn failed(mut self, ended: DateTime<Utc>, error: &str) -> Self {
         let mut lines = error.lines().map(str::trim).filter(|l| !l.is_empty());
-        let first = lines.next().unwrap_or("unknown error").to_string();
-        let mut detail = lines.collect::<Vec<_>>().join("\n");
-        if detail.len() > MAX_DETAIL {
-            let mut cut = MAX_DETAIL;
-            while !detail.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            detail.truncate(cut);
-            detail.push('…');
-        }
+        let first = truncate(lines.next().unwrap_or("unknown error"), MAX_DETAIL);
+        let detail = truncate(&lines.collect::<Vec<_>>().join("\n"), MAX_DETAIL);
         self.error_detail = (!detail.is_empty()).then_some(detail);
         self.finish(Outcome::Failure, Some(first), ended)
     }
 
     /// The error's first line, and the first line of its detail when there is one: the
-    /// short form shown by `coffer status`.
+    /// short form shown by `coffer status`, at most [`MAX_SUMMARY`] characters (a log
+    /// written by anyone may hold a 50 MB error).
     pub fn error_summary(&self) -> Option<String> {
         let error = self.error.as_deref()?;
-        Some(
-            match self.error_detail.as_deref().and_then(|d| d.lines().next()) {
-                Some(detail) => format!("{error} ({detail})"),
-                None => error.to_string(),
-            },
-        )
+        let full = match self.error_detail.as_deref().and_then(|d| d.lines().next()) {
+            Some(detail) => format!("{error} ({detail})"),
+            None => error.to_string(),
+        };
+        Some(truncate(&full, MAX_SUMMARY))
     }
 
     fn finish(mut self, outcome: Outcome, error: Option<String>, ended: DateTime<Utc>) -> Self {
@@ -272,6 +278,14 @@ pub enum RunLogError {
         /// The I/O error.
         source: io::Error,
     },
+    /// The file in the run log's place is not one coffer reads or appends to.
+    #[error("cannot use run log {path}: it {source}; move it away (coffer starts a new one)")]
+    Refused {
+        /// The run log.
+        path: PathBuf,
+        /// Why: a symlink, not a regular file, …
+        source: crate::fsutil::BoundedReadError,
+    },
 }
 
 /// Appends one record to the run log in `root` (creating the root, 0700, and the log, 0600,
@@ -284,12 +298,27 @@ pub fn append(root: &Path, record: &RunRecord) -> Result<(), RunLogError> {
         source,
     };
     crate::fsutil::create_private_dir_all(root).map_err(io)?;
+    // No symlink followed, no blocking on a fifo, and only a regular file appended to.
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
     let mut file = OpenOptions::new()
         .append(true)
         .create(true)
         .mode(crate::fsutil::FILE_MODE)
+        .custom_flags(flags.bits() as i32)
         .open(&path)
-        .map_err(io)?;
+        .map_err(|e| RunLogError::Refused {
+            path: path.clone(),
+            source: crate::fsutil::BoundedReadError::Io(e),
+        })?;
+    let file_type = file.metadata().map_err(io)?.file_type();
+    if !file_type.is_file() {
+        return Err(RunLogError::Refused {
+            path,
+            source: crate::fsutil::BoundedReadError::NotRegular {
+                kind: crate::fsutil::kind_of(file_type),
+            },
+        });
+    }
     let mut line = record.to_line();
     // A torn last line (a run killed mid-write) must not swallow this record.
     let len = file.metadata().map_err(io)?.len();
@@ -308,48 +337,14 @@ pub fn append(root: &Path, record: &RunRecord) -> Result<(), RunLogError> {
 fn ends_with_newline(path: &Path, len: u64) -> bool {
     use std::io::{Read, Seek, SeekFrom};
     let mut last = [0u8; 1];
-    std::fs::File::open(path)
+    crate::fsutil::open_regular(path)
+        .map_err(|e| io::Error::other(e.to_string()))
         .and_then(|mut f| {
             f.seek(SeekFrom::Start(len - 1))?;
             f.read_exact(&mut last)
         })
         .map(|()| last[0] == b'\n')
         .unwrap_or(true)
-}
-
-/// The records of a run log, oldest first, and how many lines could not be parsed.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RunLog {
-    /// The records that parsed, in file order.
-    pub records: Vec<RunRecord>,
-    /// Lines that did not parse (a torn last line, or damage), ignored.
-    pub bad_lines: usize,
-}
-
-/// Reads the run log in `root`. A missing log is an empty one.
-pub fn read(root: &Path) -> Result<RunLog, RunLogError> {
-    let path = path(root);
-    match std::fs::read(&path) {
-        Ok(bytes) => Ok(parse(&String::from_utf8_lossy(&bytes))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(RunLog::default()),
-        Err(source) => Err(RunLogError::Io {
-            op: "read",
-            path,
-            source,
-        }),
-    }
-}
-
-/// Parses run log text, ignoring blank lines and counting those that do not parse.
-pub fn parse(text: &str) -> RunLog {
-    let mut log = RunLog::default();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        match serde_json::from_str(line) {
-            Ok(r) => log.records.push(r),
-            Err(_) => log.bad_lines += 1,
-        }
-    }
-    log
 }
 
 /// What the backup root holds, as [`summarize`] needs it (from [`crate::catalog::list`]).
@@ -361,13 +356,18 @@ pub struct BackupStats {
     pub count: usize,
     /// Bytes of all backup entries.
     pub total_bytes: u64,
-    /// The newest usable auto, manual or legacy backup: name, kind and time.
+    /// The newest usable auto, manual or legacy backup that is not dated in the future:
+    /// name, kind and time.
     pub newest_usable: Option<(String, BackupKind, DateTime<Utc>)>,
+    /// Backups dated in the future (clock skew), by name.
+    #[serde(default)]
+    pub future_dated: Vec<String>,
 }
 
 impl BackupStats {
-    /// Computes the statistics of a listing.
-    pub fn of(entries: &[crate::catalog::BackupEntry]) -> BackupStats {
+    /// Computes the statistics of a listing at `now`: a backup dated in the future of `now`
+    /// (clock skew) is counted but is never the newest usable one.
+    pub fn of(entries: &[crate::catalog::BackupEntry], now: DateTime<Utc>) -> BackupStats {
         let mut stats = BackupStats {
             count: entries.len(),
             ..BackupStats::default()
@@ -376,6 +376,10 @@ impl BackupStats {
             stats.total_bytes += e.size_bytes;
             if let Some(kind) = e.kind {
                 *stats.by_kind.entry(kind).or_default() += 1;
+            }
+            if e.is_future(now) {
+                stats.future_dated.push(e.name.clone());
+                continue;
             }
             if let (Some(kind), Some(time)) = (e.kind, e.created)
                 && e.status.is_usable()
@@ -441,23 +445,48 @@ pub struct Status {
     pub backups: BackupStats,
     /// Run log lines that did not parse.
     pub bad_log_lines: usize,
+    /// Run log lines longer than [`LINE_CAP`], skipped.
+    #[serde(default)]
+    pub long_log_lines: usize,
+    /// Whether the run log is longer than [`READ_WINDOW`] and only its end was read.
+    #[serde(default)]
+    pub log_truncated: bool,
+    /// Whether the backup root does not exist.
+    #[serde(default)]
+    pub root_missing: bool,
+    /// When the last successful backup in the run log (in append order) is dated in the
+    /// future of `now`: its recorded end. It does not count as a success (clock skew).
+    #[serde(default)]
+    pub future_success: Option<DateTime<Utc>>,
 }
 
 /// Summarizes a run log and a listing into a [`Status`]. Pure: the caller reads the clock.
 ///
-/// - The last success is the newer of the last successful `backup` record and the newest
-///   usable backup in the root (so a root migrated from the shell scripts, with no run log,
-///   is not reported as never backed up).
-/// - Consecutive failures are failed `backup` records that started after that success, of
-///   any kind; failed prunes, syncs and restores are not backup failures (but the newest one
-///   is still [`Status::last_failure`]).
+/// Records are taken in log (append) order, which is the order the runs happened; their
+/// timestamps are only as good as the clock that wrote them.
+/// - The last success is the newer of the last successful `backup` record not dated in the
+///   future and the newest usable backup in the root not dated in the future (so a root
+///   migrated from the shell scripts, with no run log, is not reported as never backed up).
+/// - When the last successful `backup` record is dated in the future of `now`, it is
+///   [`Status::future_success`] (clock skew) and [`Status::check`] does not report OK.
+/// - Consecutive failures are the failed `backup` records after the last successful one in
+///   log order (of any kind; and after the root's newer backup, when that is the last
+///   success); failed prunes, syncs and restores are not backup failures (but the newest
+///   one is still [`Status::last_failure`]).
 pub fn summarize(records: &[RunRecord], backups: &BackupStats, now: DateTime<Utc>) -> Status {
-    let mut by_time: Vec<&RunRecord> = records.iter().collect();
-    by_time.sort_by_key(|r| r.ended);
-    let backup_runs = || by_time.iter().filter(|r| r.operation == Operation::Backup);
+    let backup_runs: Vec<&RunRecord> = records
+        .iter()
+        .filter(|r| r.operation == Operation::Backup)
+        .collect();
+    let last_ok = backup_runs.iter().rposition(|r| r.is_success());
+    let future_success = last_ok
+        .map(|i| backup_runs[i])
+        .filter(|r| crate::names::is_future(r.ended, now))
+        .map(|r| r.ended);
 
-    let from_log = backup_runs()
-        .rfind(|r| r.is_success())
+    let from_log = backup_runs
+        .iter()
+        .rfind(|r| r.is_success() && !crate::names::is_future(r.ended, now))
         .map(|r| LastSuccess {
             backup: r.backup.clone(),
             kind: r.kind,
@@ -496,47 +525,58 @@ pub fn summarize(records: &[RunRecord], backups: &BackupStats, now: DateTime<Utc
     if let Some(s) = &mut last_success {
         s.age_seconds = (now - s.at).num_seconds();
     }
-    let since = last_success.as_ref().map(|s| s.at);
-    let consecutive_failures = backup_runs()
-        .filter(|r| !r.is_success() && since.is_none_or(|at| r.started > at))
+    let root_since = last_success
+        .as_ref()
+        .filter(|s| s.source == SuccessSource::Backups)
+        .map(|s| s.at);
+    let consecutive_failures = backup_runs
+        .iter()
+        .skip(last_ok.map_or(0, |i| i + 1))
+        .filter(|r| !r.is_success() && root_since.is_none_or(|at| r.started > at))
         .count() as u32;
     Status {
         now,
         last_success,
-        last_attempt: backup_runs().next_back().map(|r| (*r).clone()),
+        last_attempt: backup_runs.last().map(|r| (*r).clone()),
         consecutive_failures,
-        last_failure: by_time
-            .iter()
-            .rfind(|r| !r.is_success())
-            .map(|r| (*r).clone()),
-        last_sync: by_time
+        last_failure: records.iter().rfind(|r| !r.is_success()).cloned(),
+        last_sync: records
             .iter()
             .rfind(|r| r.operation == Operation::Sync)
-            .map(|r| (*r).clone()),
-        last_sync_success: by_time
+            .cloned(),
+        last_sync_success: records
             .iter()
             .rfind(|r| r.operation == Operation::Sync && r.is_success())
             .map(|r| r.ended),
         backups: backups.clone(),
         bad_log_lines: 0,
+        long_log_lines: 0,
+        log_truncated: false,
+        root_missing: false,
+        future_success,
     }
 }
 
 /// Reads the run log and the listing of `root` and summarizes them at `now`.
 pub fn status(root: &Path, now: DateTime<Utc>) -> Result<Status, StatusError> {
     let log = read(root)?;
+    let mut root_missing = false;
     let entries = match crate::catalog::list(root) {
         Ok(entries) => entries,
-        // A root that does not exist yet holds no backups; status then says so.
+        // A root that does not exist holds no backups; status then says it is missing.
         Err(crate::catalog::CatalogError::ReadRoot { source, .. })
             if source.kind() == io::ErrorKind::NotFound =>
         {
+            root_missing = true;
             Vec::new()
         }
         Err(e) => return Err(e.into()),
     };
-    let mut status = summarize(&log.records, &BackupStats::of(&entries), now);
+    let mut status = summarize(&log.records, &BackupStats::of(&entries, now), now);
     status.bad_log_lines = log.bad_lines;
+    status.long_log_lines = log.long_lines;
+    status.log_truncated = log.truncated;
+    status.root_missing = root_missing;
     Ok(status)
 }
 
@@ -574,10 +614,12 @@ impl Status {
     /// recent backup is the graver fact (and implies the failures are not new).
     pub fn check(&self, thresholds: &Thresholds) -> Option<Alert> {
         let max_age = i64::try_from(thresholds.max_age.as_secs()).unwrap_or(i64::MAX);
-        let too_old = self
-            .last_success
-            .as_ref()
-            .is_none_or(|s| s.age_seconds > max_age);
+        // A last success dated in the future proves nothing about the last day.
+        let too_old = self.future_success.is_some()
+            || self
+                .last_success
+                .as_ref()
+                .is_none_or(|s| s.age_seconds > max_age);
         if too_old {
             Some(Alert::TooOld)
         } else if thresholds.max_failures > 0
@@ -593,6 +635,15 @@ impl Status {
     pub fn headline(&self, thresholds: &Thresholds) -> String {
         let alert = self.check(thresholds);
         let mut parts = Vec::new();
+        if self.root_missing {
+            parts.push("the backup root does not exist (check backup_dir)".to_string());
+        }
+        if let Some(at) = self.future_success {
+            parts.push(format!(
+                "last successful backup is dated in the future ({}; clock skew?)",
+                at.format("%Y-%m-%d %H:%M:%SZ")
+            ));
+        }
         match &self.last_success {
             Some(s) => parts.push(format!(
                 "last backup {} {} ago",
@@ -622,6 +673,12 @@ impl Status {
             ));
         }
         parts.push(format!("{} backup(s)", self.backups.count));
+        if !self.backups.future_dated.is_empty() {
+            parts.push(format!(
+                "{} dated in the future (clock skew?)",
+                self.backups.future_dated.len()
+            ));
+        }
         let level = if alert.is_some() { "CRITICAL" } else { "OK" };
         format!("{level}: {}", parts.join("; "))
     }
@@ -746,7 +803,7 @@ mod tests {
         assert_eq!(v["operation"], "backup");
         assert_eq!(v["outcome"], "failure");
         assert_eq!(v["started"], "2026-11-20T03:00:00Z");
-        assert_eq!(parse(&line).records, [r]);
+        assert_eq!(parse(line.as_bytes()).records, [r]);
         // A restore record, as the restore command will write it.
         let r = RunRecord::new(Operation::Restore, t(21, 9))
             .with_backup("manual-20261120T100000Z", Some(BackupKind::Manual))
@@ -886,7 +943,8 @@ mod tests {
                 3,
                 Some(Alert::TooManyFailures),
             ),
-            // A success resets the count; input order does not matter.
+            // Log (append) order counts, not timestamps: failures appended after a success
+            // follow it even when a clock put them earlier.
             (
                 vec![
                     backup(20, 9, true),
@@ -894,6 +952,44 @@ mod tests {
                     backup(20, 5, false),
                     backup(20, 7, false),
                 ],
+                none.clone(),
+                t(20, 12),
+                Some("auto-20261120T090000Z"),
+                3,
+                Some(Alert::TooManyFailures),
+            ),
+            // A success resets the count.
+            (
+                vec![
+                    backup(20, 3, false),
+                    backup(20, 5, false),
+                    backup(20, 7, false),
+                    backup(20, 9, true),
+                ],
+                none.clone(),
+                t(20, 12),
+                Some("auto-20261120T090000Z"),
+                0,
+                None,
+            ),
+            // A success dated in the future (clock skew) is not a success: the failures
+            // after it count, and status is not OK even with an older success in reach.
+            (
+                vec![
+                    backup(20, 3, true),
+                    backup(29, 3, true),
+                    backup(20, 5, false),
+                    backup(20, 7, false),
+                ],
+                none.clone(),
+                t(20, 12),
+                Some("auto-20261120T030000Z"),
+                2,
+                Some(Alert::TooOld),
+            ),
+            // A future success followed by a real one: the real one is the last success.
+            (
+                vec![backup(29, 3, true), backup(20, 5, false), backup(20, 9, true)],
                 none.clone(),
                 t(20, 12),
                 Some("auto-20261120T090000Z"),
