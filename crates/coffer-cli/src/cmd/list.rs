@@ -27,24 +27,33 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         return list_remote(&config, args.json);
     }
     let root = config.backup_dir();
-    let entries = catalog::list(&root)?;
+    let scanned = catalog::scan(&root)?;
+    let entries = &scanned.backups;
+    let now = chrono::Utc::now();
     if args.json {
-        let rows: Vec<_> = entries.iter().map(entry_json).collect();
+        let rows: Vec<_> = entries.iter().map(|e| entry_json(e, now)).collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     if entries.is_empty() {
         eprintln!("no backups in {}", root.display());
-        return Ok(ExitCode::SUCCESS);
+    } else {
+        print_table(entries.iter().map(|e| Row {
+            name: &e.name,
+            kind: e.kind,
+            created: e.created,
+            size: e.size_bytes,
+            head: e.alembic_head(),
+            status: &e.status,
+            future: e.is_future(now),
+        }));
     }
-    print_table(entries.iter().map(|e| Row {
-        name: &e.name,
-        kind: e.kind,
-        created: e.created,
-        size: e.size_bytes,
-        head: e.alembic_head(),
-        status: &e.status,
-    }));
+    for u in &scanned.unknown {
+        eprintln!(
+            "note: {:?} in the backup root is unknown — left alone: {}",
+            u.name, u.reason
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -56,6 +65,7 @@ struct Row<'a> {
     size: u64,
     head: Option<String>,
     status: &'a EntryStatus,
+    future: bool,
 }
 
 fn print_table<'a>(rows: impl Iterator<Item = Row<'a>>) {
@@ -73,6 +83,11 @@ fn print_table<'a>(rows: impl Iterator<Item = Row<'a>>) {
             output::bytes(r.size),
             r.head.unwrap_or_else(|| "-".into()),
             status_text(r.status)
+                + if r.future {
+                    " (future-dated — clock skew?)"
+                } else {
+                    ""
+                }
         );
     }
 }
@@ -110,6 +125,9 @@ fn list_remote(config: &coffer_core::config::Config, json: bool) -> anyhow::Resu
         size: b.size_bytes(),
         head: b.alembic_head(),
         status: &b.status,
+        future: b
+            .created
+            .is_some_and(|t| coffer_core::names::is_future(t, chrono::Utc::now())),
     }));
     Ok(ExitCode::SUCCESS)
 }
@@ -123,7 +141,7 @@ fn status_text(s: &EntryStatus) -> String {
     }
 }
 
-fn entry_json(e: &BackupEntry) -> serde_json::Value {
+fn entry_json(e: &BackupEntry, now: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
     let label = match &e.manifest {
         Some(coffer_core::manifest::AnyManifest::Coffer(m)) => m.label.clone(),
         _ => None,
@@ -137,5 +155,6 @@ fn entry_json(e: &BackupEntry) -> serde_json::Value {
         "alembic_head": e.manifest.as_ref().and_then(|m| m.alembic_head()),
         "label": label,
         "status": e.status,
+        "future_dated": e.is_future(now),
     })
 }

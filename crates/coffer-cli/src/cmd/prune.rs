@@ -16,8 +16,12 @@ Rules ([retention] in the configuration): keep_days (default 7; env BACKUP_RETEN
 keep_last, keep_daily, keep_weekly, keep_monthly, keep_yearly, with restic's semantics: a backup \
 kept by any rule is kept; periods are UTC. They apply to auto and legacy backups; manual backups \
 are never pruned automatically, and the newest complete backup is always kept. Incomplete \
-backups and staging directories untouched for a day are removed; entries with an unreadable \
-manifest are kept and shown.
+Only what coffer positively knows is deleted: complete backups it identifies (a coffer \
+manifest naming the directory with its artifacts, or the scripts' manifest, artifacts and \
+YYYY-MM-DD-HHMMSS name, and nothing else inside) and its own staging directories (with the \
+marker coffer writes) untouched for a day. Everything else — incomplete or unreadable \
+backups, other directories, symlinks, files — is listed as \"unknown — left alone\". \
+Future-dated backups are kept and flagged (clock skew?).
 
 prune holds the backup root's lock (exit 3 while a backup runs); --dry-run changes nothing and \
 takes no lock. A prune that deletes is appended to the run log, rewrites the metrics file and \
@@ -65,7 +69,7 @@ fn print(report: &PruneReport, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(report)?);
         return Ok(());
     }
-    if plan.backups.is_empty() && plan.staging.is_empty() {
+    if plan.backups.is_empty() && plan.staging.is_empty() && plan.unknown.is_empty() {
         eprintln!("no backups in {}", plan.root.display());
         return Ok(());
     }
@@ -99,6 +103,17 @@ fn print(report: &PruneReport, json: bool) -> anyhow::Result<()> {
             } else {
                 "stale staging directory (unchanged for over a day)"
             }
+        );
+    }
+    for u in &plan.unknown {
+        println!(
+            "{:<7} {:<28} {:<7} {:<20} {:>10}  unknown — left alone: {}",
+            "keep",
+            format!("{:?}", u.name).trim_matches('"'),
+            "?",
+            "?",
+            "",
+            u.reason
         );
     }
     println!("{}", report.summary());

@@ -153,7 +153,9 @@ fn restore(config: &Config, args: &Args, backup: &mut Option<BackupEntry>) -> an
         args.name.clone()
     };
     // The pull's lock is released here; restore takes its own below.
-    let entry = catalog::resolve(&root, name.as_deref())?;
+    let resolved = catalog::resolve_at(&root, name.as_deref(), Utc::now())?;
+    super::print_warnings(&resolved.warnings);
+    let entry = resolved.entry;
     *backup = Some(entry.clone());
     // Keep prune and other runs away from a backup being restored from the root.
     let _lock = lock_if_in_root(&root, &entry)?;

@@ -18,8 +18,12 @@ from the run log (coffer-runs.jsonl in the backup root), or from the newest usab
 that is newer (a root migrated from the shell scripts). Consecutive failures count failed backup \
 attempts (auto and manual) since the last success.
 
-Exit codes: 0 OK; 10 no successful backup within --max-age, or none at all; 11 --max-failures \
-consecutive failures (when both apply, 10); 1 the status could not be read.")]
+Failures are counted in the run log's append order, not by timestamp. A last success dated in \
+the future (clock skew) does not count as a success. A missing backup root is named as such.
+
+Exit codes: 0 OK; 10 no successful backup within --max-age, or none at all (also when the root \
+is missing, or the last success is dated in the future); 11 --max-failures consecutive \
+failures (when both apply, 10); 1 the status could not be read.")]
 pub struct Args {
     /// Alert when the last successful backup is older than this (e.g. 26h, 2d, 90m)
     #[arg(long, default_value = "26h", value_parser = parse_duration, value_name = "DURATION")]
@@ -120,7 +124,8 @@ fn print_text(status: &Status, thresholds: &Thresholds) {
             }
         );
     }
-    if let Some(f) = &status.last_failure {
+    // The headline already carries the last error while backups are failing: once is enough.
+    if let Some(f) = status.last_failure.as_ref().filter(|_| status.consecutive_failures == 0) {
         println!(
             "last error:           {} at {}: {}",
             f.operation,
@@ -144,6 +149,28 @@ fn print_text(status: &Status, thresholds: &Thresholds) {
         },
         output::bytes(status.backups.total_bytes)
     );
+    if status.root_missing {
+        println!("note: the backup root does not exist; check backup_dir");
+    }
+    if !status.backups.future_dated.is_empty() {
+        println!(
+            "note: dated in the future (clock skew?): {}",
+            runlog::truncate(&status.backups.future_dated.join(", "), 500)
+        );
+    }
+    if status.long_log_lines > 0 {
+        println!(
+            "note: {} line(s) of the run log are longer than {} bytes and were skipped",
+            status.long_log_lines,
+            runlog::LINE_CAP
+        );
+    }
+    if status.log_truncated {
+        println!(
+            "note: the run log is longer than {} bytes; only its end was read",
+            runlog::READ_WINDOW
+        );
+    }
     if status.bad_log_lines > 0 {
         println!(
             "note: {} line(s) of the run log could not be read and were ignored",

@@ -64,7 +64,9 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let entries: Vec<BackupEntry> = if args.all {
         catalog::list(&root)?
     } else {
-        vec![catalog::resolve(&root, args.name.as_deref())?]
+        let resolved = catalog::resolve_at(&root, args.name.as_deref(), chrono::Utc::now())?;
+        super::print_warnings(&resolved.warnings);
+        vec![resolved.entry]
     };
     if entries.is_empty() {
         eprintln!("no backups in {}", root.display());

@@ -34,7 +34,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
+
+/// The most objects a remote listing reads (a backup is at most six objects).
+pub const MAX_LISTED_OBJECTS: usize = 100_000;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
@@ -384,12 +387,24 @@ impl Remote {
 
     async fn list_async(&self) -> Result<Vec<RemoteBackup>, RemoteError> {
         let prefix_text = self.prefix.to_string();
+        // Bounded: a bucket holding millions of objects is refused, not held in memory.
         let metas: Vec<object_store::ObjectMeta> = self
             .store
             .list(Some(&self.prefix))
+            .take(MAX_LISTED_OBJECTS + 1)
             .try_collect()
             .await
             .map_err(|e| self.error("list", &format!("{prefix_text}/"), e))?;
+        if metas.len() > MAX_LISTED_OBJECTS {
+            return Err(RemoteError::Store {
+                remote: self.display.clone(),
+                operation: "list",
+                object: format!("{prefix_text}/"),
+                reason: format!(
+                    "more than {MAX_LISTED_OBJECTS} objects under the prefix; coffer lists at most that many: point remote.url at a prefix holding only coffer's backups"
+                ),
+            });
+        }
         let depth = self.prefix.parts().count();
         let mut groups: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         for meta in metas {
@@ -450,11 +465,34 @@ impl Remote {
     /// Reads and parses a remote backup's manifest.
     async fn read_manifest_async(&self, name: &str) -> Result<AnyManifest, RemoteError> {
         let path = self.object(name, manifest::MANIFEST_FILE);
-        let bytes = async { self.store.get(&path).await?.bytes().await }
+        let too_large = || RemoteError::Store {
+            remote: self.display.clone(),
+            operation: "download",
+            object: path.to_string(),
+            reason: format!(
+                "larger than {} bytes, more than any manifest coffer writes",
+                manifest::MANIFEST_CAP
+            ),
+        };
+        // Read in chunks and stop past the cap, whatever size the listing claimed.
+        let mut stream = self
+            .store
+            .get(&path)
             .await
-            .map_err(|e| self.error("download", path.as_ref(), e))?;
-        let text = String::from_utf8_lossy(&bytes);
-        manifest::parse(&text, &format!("{}/{path}", self.display)).map_err(|e| {
+            .map_err(|e| self.error("download", path.as_ref(), e))?
+            .into_stream();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream
+            .try_next()
+            .await
+            .map_err(|e| self.error("download", path.as_ref(), e))?
+        {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > manifest::MANIFEST_CAP {
+                return Err(too_large());
+            }
+        }
+        manifest::parse_bytes(&bytes, &format!("{}/{path}", self.display)).map_err(|e| {
             RemoteError::Store {
                 remote: self.display.clone(),
                 operation: "parse",

@@ -208,17 +208,40 @@ fn download_and_check(
                 .iter()
                 .map(|a| (a.file.clone(), Some((a.size, a.sha256.clone()))))
                 .collect();
-            if backup.objects.contains_key(manifest::SUMS_FILE) {
+            if let Some(&size) = backup.objects.get(manifest::SUMS_FILE) {
+                // Bounded like every metadata read: a giant object is not downloaded.
+                if size > crate::sums::SUMS_CAP {
+                    return Err(RemoteError::Damaged {
+                        name: backup.name.clone(),
+                        remote: remote.url().to_string(),
+                        detail: format!(
+                            "{} is {size} bytes, more than the {} coffer reads",
+                            manifest::SUMS_FILE,
+                            crate::sums::SUMS_CAP
+                        ),
+                    });
+                }
                 v.push((manifest::SUMS_FILE.to_string(), None));
             }
             v
         }
-        _ => backup
-            .objects
-            .iter()
-            .filter(|(f, _)| f.as_str() != manifest::MANIFEST_FILE)
-            .map(|(f, &size)| (f.clone(), Some((size, String::new()))))
-            .collect(),
+        _ => {
+            let mut v = Vec::new();
+            for (f, &size) in &backup.objects {
+                if f.as_str() == manifest::MANIFEST_FILE {
+                    continue;
+                }
+                crate::names::check_artifact_file_name(f).map_err(|reason| {
+                    RemoteError::Damaged {
+                        name: backup.name.clone(),
+                        remote: remote.url().to_string(),
+                        detail: format!("object {reason}"),
+                    }
+                })?;
+                v.push((f.clone(), Some((size, String::new()))));
+            }
+            v
+        }
     };
     let mut bytes = 0u64;
     remote

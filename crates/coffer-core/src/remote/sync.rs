@@ -143,10 +143,16 @@ pub fn run(
         .into());
     }
     let _lock = RootLock::acquire(root, "sync")?;
-    let local: Vec<BackupEntry> = catalog::list(root)?
+    let (local, refused): (Vec<BackupEntry>, Vec<BackupEntry>) = catalog::list(root)?
         .into_iter()
-        .filter(|e| e.status.is_usable())
-        .collect();
+        .partition(|e| e.status.is_usable());
+    // A damaged or invalid backup (e.g. a manifest naming files outside the directory) is
+    // never uploaded: say so rather than skip it silently.
+    for e in &refused {
+        if let crate::catalog::EntryStatus::Incomplete(r) | crate::catalog::EntryStatus::Unreadable(r) = &e.status {
+            events(format!("{}: not uploaded, the backup is damaged or invalid: {r}", e.name));
+        }
+    }
     remote.runtime.block_on(async {
         let remote_list = remote.list_async().await?;
         let by_name: BTreeMap<&str, &RemoteBackup> =
