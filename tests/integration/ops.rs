@@ -72,7 +72,8 @@ fn prune_dry_run_deletes_nothing_and_prune_deletes_exactly_what_it_listed() {
     copy_backup(&real, root, "2025-01-03-030000");
     // Manual: never pruned, however old.
     copy_backup(&real, root, "manual-20240101T100000Z");
-    // Incomplete and old: deleted. Unreadable manifest: kept for a person to look at.
+    // Incomplete and unreadable: not known as coffer's complete backups, so left alone for a
+    // person to look at (issue #11: prune deletes only what it positively knows).
     std::fs::create_dir(root.join("auto-20250104T030000Z")).unwrap();
     let unreadable = copy_backup(&real, root, "auto-20250105T030000Z");
     std::fs::write(unreadable.join("manifest.json"), "{damaged").unwrap();
@@ -80,9 +81,16 @@ fn prune_dry_run_deletes_nothing_and_prune_deletes_exactly_what_it_listed() {
     let stale = root.join(".coffer-staging-auto-20250106T030000Z");
     std::fs::create_dir(&stale).unwrap();
     std::fs::write(stale.join("postgres.sql.gz"), b"partial").unwrap();
+    // The marker coffer writes into every staging directory it creates.
+    std::fs::write(
+        stale.join(coffer_core::fsutil::STAGING_MARKER),
+        coffer_core::fsutil::STAGING_MARKER_TEXT,
+    )
+    .unwrap();
     sh(&format!(
-        "touch -d '2 days ago' {s}/postgres.sql.gz {s}",
-        s = stale.display()
+        "touch -d '2 days ago' {s}/postgres.sql.gz {s}/{m} {s}",
+        s = stale.display(),
+        m = coffer_core::fsutil::STAGING_MARKER
     ));
     std::fs::create_dir(root.join(".coffer-staging-manual-20990101T000000Z")).unwrap();
     let before = entries(root);
@@ -112,12 +120,13 @@ fn prune_dry_run_deletes_nothing_and_prune_deletes_exactly_what_it_listed() {
         "{text}"
     );
     assert!(
-        line("auto-20250104T030000Z").contains("incomplete and older than 24 h"),
+        line("auto-20250104T030000Z").starts_with("keep")
+            && line("auto-20250104T030000Z").contains("unknown — left alone: incomplete"),
         "{text}"
     );
     assert!(
         line("auto-20250105T030000Z").starts_with("keep")
-            && line("auto-20250105T030000Z").contains("manifest unreadable"),
+            && line("auto-20250105T030000Z").contains("unknown — left alone: unreadable"),
         "{text}"
     );
     assert!(
@@ -128,7 +137,7 @@ fn prune_dry_run_deletes_nothing_and_prune_deletes_exactly_what_it_listed() {
         line("staging-manual-20990101").starts_with("keep"),
         "{text}"
     );
-    assert!(text.contains("would delete 4 backup(s)"), "{text}");
+    assert!(text.contains("would delete 3 backup(s)"), "{text}");
     assert_eq!(entries(root), before, "--dry-run changed the root");
 
     let out = case.run(&["prune", "--dry-run", "--json"]);
@@ -143,7 +152,6 @@ fn prune_dry_run_deletes_nothing_and_prune_deletes_exactly_what_it_listed() {
             "2025-01-03-030000",
             "auto-20250101T030000Z",
             "auto-20250102T030000Z",
-            "auto-20250104T030000Z",
         ]
     );
     assert_eq!(entries(root), before);
@@ -167,7 +175,7 @@ fn prune_dry_run_deletes_nothing_and_prune_deletes_exactly_what_it_listed() {
         last["detail"]
             .as_str()
             .unwrap()
-            .starts_with("deleted 4 backup(s)"),
+            .starts_with("deleted 3 backup(s)"),
         "{last}"
     );
 

@@ -152,8 +152,8 @@ impl BackupEntry {
     /// `None` when coffer positively knows this directory is one of its complete backups
     /// (which prune may then delete when retention says so); otherwise why not.
     ///
-    /// Known means: a real directory named like a backup; a valid coffer manifest naming this
-    /// directory with every artifact present as a regular file, or a shell-script manifest
+    /// Known means: a real directory named like a backup; a valid coffer manifest with every
+    /// artifact present as a regular file, or a shell-script manifest
     /// in a `YYYY-MM-DD-HHMMSS` directory with its `postgres.sql.gz`; and nothing else in
     /// it but the files coffer or the scripts write.
     pub fn unproven(&self) -> Option<String> {
@@ -168,15 +168,7 @@ impl BackupEntry {
             });
         }
         let expected: Vec<String> = match &self.manifest {
-            Some(AnyManifest::Coffer(m)) => {
-                if m.name != self.name || m.kind != parsed.kind {
-                    return Some(format!(
-                        "its manifest describes {} backup `{}`, not this directory",
-                        m.kind, m.name
-                    ));
-                }
-                m.artifacts.iter().map(|a| a.file.clone()).collect()
-            }
+            Some(AnyManifest::Coffer(m)) => m.artifacts.iter().map(|a| a.file.clone()).collect(),
             Some(AnyManifest::Legacy(_)) => {
                 if parsed.kind != BackupKind::Legacy {
                     return Some(
