@@ -28,7 +28,8 @@ pub const ROLLED_BACK: u8 = 7;
 pub const AFTER_RESTORE: u8 = 8;
 /// `restore` failed and the previous state could not be fully put back.
 pub const INCONSISTENT: u8 = 9;
-/// `status`: no successful backup within `--max-age` (or none at all).
+/// `status`: no successful backup within `--max-age` (or none at all, the backup root is
+/// missing, or the last success is dated in the future).
 pub const STATUS_TOO_OLD: u8 = 10;
 /// `status`: `--max-failures` consecutive failed backups (and the last success is recent).
 pub const STATUS_FAILING: u8 = 11;
@@ -49,7 +50,8 @@ Exit codes:
   7    restore failed and was rolled back (nothing changed)
   8    restore completed, but the Alembic head check or hooks.after_restore failed
   9    restore failed and the previous state could not be fully put back
-  10   status: no successful backup within --max-age (or none at all)
+  10   status: no successful backup within --max-age (or none at all, the root is
+       missing, or the last success is dated in the future)
   11   status: --max-failures consecutive backup failures (10 wins when both apply)
   12   sync/pull/--remote: the remote is unreachable, refuses the credentials or
        permissions, or the bucket does not exist (the message names the remote)

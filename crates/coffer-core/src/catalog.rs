@@ -345,14 +345,16 @@ pub fn scan(root: &Path) -> Result<Catalog, CatalogError> {
         };
         if !is_dir {
             let what = file_type.map_or("unreadable", crate::fsutil::kind_of);
-            catalog.unknown.push(unknown(format!("{what}, not a backup directory")));
+            catalog
+                .unknown
+                .push(unknown(format!("{what}, not a backup directory")));
             continue;
         }
         if names::is_staging(&name) {
             if !names::is_staging_name(&name) {
-                catalog
-                    .unknown
-                    .push(unknown("not a name coffer gives staging directories".into()));
+                catalog.unknown.push(unknown(
+                    "not a name coffer gives staging directories".into(),
+                ));
             } else if !crate::fsutil::has_staging_marker(&path) {
                 catalog.unknown.push(unknown(
                     "named like a staging directory but without coffer's marker".into(),
@@ -423,7 +425,9 @@ pub fn resolve_at(
                 path.is_dir().then_some(path)
             } else {
                 let path = root.join(n);
-                (!n.is_empty() && n != "." && n != ".."
+                (!n.is_empty()
+                    && n != "."
+                    && n != ".."
                     && fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()))
                 .then_some(path)
             };

@@ -195,7 +195,10 @@ pub fn read_tail(path: &Path, window: u64) -> Result<(Vec<u8>, bool), BoundedRea
         .read_to_end(&mut bytes)
         .map_err(BoundedReadError::Io)?;
     if cut {
-        let first_line_end = bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| i + 1);
+        let first_line_end = bytes
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |i| i + 1);
         bytes.drain(..first_line_end);
     }
     Ok((bytes, cut))

@@ -422,12 +422,11 @@ fn check_artifact_names(m: &Manifest) -> Result<(), String> {
 pub fn read(dir: &Path) -> Result<AnyManifest, ManifestError> {
     let path = dir.join(MANIFEST_FILE);
     let origin = path.display().to_string();
-    let bytes = crate::fsutil::read_bounded(&path, MANIFEST_CAP).map_err(|source| {
-        ManifestError::Read {
+    let bytes =
+        crate::fsutil::read_bounded(&path, MANIFEST_CAP).map_err(|source| ManifestError::Read {
             path: origin.clone(),
             source,
-        }
-    })?;
+        })?;
     parse_bytes(&bytes, &origin)
 }
 
@@ -580,10 +579,21 @@ mod tests {
 
     #[test]
     fn artifact_names_must_be_plain() {
-        for file in ["../x", "/etc/passwd", "a/b", "..", "", "x\ny", "manifest.json", "SHA256SUMS"] {
+        for file in [
+            "../x",
+            "/etc/passwd",
+            "a/b",
+            "..",
+            "",
+            "x\ny",
+            "manifest.json",
+            "SHA256SUMS",
+        ] {
             let mut m = sample();
             m.artifacts[0].file = file.into();
-            let e = parse(&m.to_json(), "/b/manifest.json").unwrap_err().to_string();
+            let e = parse(&m.to_json(), "/b/manifest.json")
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("artifacts[0].file"), "{file:?}: {e}");
         }
         let mut m = sample();
@@ -599,7 +609,9 @@ mod tests {
         let path = dir.path().join(MANIFEST_FILE);
         let cases: [(&str, &dyn Fn()); 4] = [
             ("symbolic link", &|| symlink("/dev/zero", &path).unwrap()),
-            ("symbolic link", &|| symlink("/etc/hostname", &path).unwrap()),
+            ("symbolic link", &|| {
+                symlink("/etc/hostname", &path).unwrap()
+            }),
             ("a fifo", &|| {
                 rustix::fs::mknodat(
                     rustix::fs::CWD,
@@ -619,7 +631,10 @@ mod tests {
             make();
             let started = std::time::Instant::now();
             let e = read(dir.path()).unwrap_err().to_string();
-            assert!(e.contains(want) && e.contains("manifest.json"), "{want}: {e}");
+            assert!(
+                e.contains(want) && e.contains("manifest.json"),
+                "{want}: {e}"
+            );
             assert!(started.elapsed() < std::time::Duration::from_secs(2));
             std::fs::remove_file(&path).unwrap();
         }

@@ -243,7 +243,14 @@ mod tests {
 
     #[test]
     fn artifact_file_names_table() {
-        let ok = ["postgres.sql.gz", "workspace.tar.zst.age", "a b", "..x", "x..", "é"];
+        let ok = [
+            "postgres.sql.gz",
+            "workspace.tar.zst.age",
+            "a b",
+            "..x",
+            "x..",
+            "é",
+        ];
         for name in ok {
             assert_eq!(check_artifact_file_name(name), Ok(()), "{name}");
         }
@@ -272,8 +279,14 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 12, 2, 8, 0, 0).unwrap();
         assert!(!is_future(now, now));
         assert!(!is_future(now + chrono::TimeDelta::minutes(5), now));
-        assert!(is_future(now + chrono::TimeDelta::minutes(5) + chrono::TimeDelta::seconds(1), now));
-        assert!(!is_future(DateTime::<Utc>::MAX_UTC, DateTime::<Utc>::MAX_UTC));
+        assert!(is_future(
+            now + chrono::TimeDelta::minutes(5) + chrono::TimeDelta::seconds(1),
+            now
+        ));
+        assert!(!is_future(
+            DateTime::<Utc>::MAX_UTC,
+            DateTime::<Utc>::MAX_UTC
+        ));
     }
 
     proptest::proptest! {

@@ -170,7 +170,11 @@ impl PruneReport {
             s.push_str(&format!(
                 "; left alone {} unknown entr{}",
                 self.plan.unknown.len(),
-                if self.plan.unknown.len() == 1 { "y" } else { "ies" }
+                if self.plan.unknown.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                }
             ));
         }
         if !self.failed.is_empty() {
@@ -333,7 +337,9 @@ fn delete_staging(item: &StagingItem, now: DateTime<Utc>) -> Result<(), String> 
         || !names::is_staging_name(&item.name)
         || !crate::fsutil::has_staging_marker(&item.path)
     {
-        return Err("changed since it was planned: no longer a marked staging directory; left alone".into());
+        return Err(
+            "changed since it was planned: no longer a marked staging directory; left alone".into(),
+        );
     }
     if !is_stale(last_change(&item.path), now) {
         return Err("changed since it was planned: written to again; left alone".into());
@@ -433,7 +439,10 @@ mod tests {
             .iter()
             .find(|b| b.name == "auto-20261001T030000Z")
             .unwrap();
-        assert!(unreadable.reason.starts_with("unreadable: "), "{unreadable:?}");
+        assert!(
+            unreadable.reason.starts_with("unreadable: "),
+            "{unreadable:?}"
+        );
         let unknown: Vec<&str> = dry.plan.unknown.iter().map(|u| u.name.as_str()).collect();
         // Unreadable manifest, no manifest (not known as a complete backup), a scripts'
         // manifest in a directory not named like the scripts': left alone.

@@ -1044,7 +1044,10 @@ mod tests {
         let cases = [
             (Reason::Manual, "manual (never pruned automatically)"),
             (Reason::NewestComplete, "newest complete backup"),
-            (Reason::FutureDated, "future-dated — clock skew? (kept, not counted)"),
+            (
+                Reason::FutureDated,
+                "future-dated — clock skew? (kept, not counted)",
+            ),
             (Reason::WithinDays(7), "within keep_days=7"),
             (Reason::Last(2), "keep_last #2"),
             (Reason::Daily { rank: 3, date: d }, "daily #3 (2026-11-20)"),

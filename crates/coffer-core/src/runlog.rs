@@ -989,7 +989,11 @@ mod tests {
             ),
             // A future success followed by a real one: the real one is the last success.
             (
-                vec![backup(29, 3, true), backup(20, 5, false), backup(20, 9, true)],
+                vec![
+                    backup(29, 3, true),
+                    backup(20, 5, false),
+                    backup(20, 9, true),
+                ],
                 none.clone(),
                 t(20, 12),
                 Some("auto-20261120T090000Z"),

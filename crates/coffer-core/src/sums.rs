@@ -69,7 +69,11 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<BTreeMap<String, String>, Sum
         let file = rest
             .strip_prefix(' ')
             .or_else(|| rest.strip_prefix('*'))
-            .ok_or_else(|| invalid(format!("line {n}: expected two spaces or ` *` after the hash")))?;
+            .ok_or_else(|| {
+                invalid(format!(
+                    "line {n}: expected two spaces or ` *` after the hash"
+                ))
+            })?;
         crate::names::check_artifact_file_name(file)
             .map_err(|e| invalid(format!("line {n}: {e}")))?;
         if sums
@@ -104,7 +108,11 @@ mod tests {
 
     #[test]
     fn formats_table() {
-        let text = format!("{}  postgres.sql.gz\n{} *workspace.tar.gz\n\n", h('A'), h('b'));
+        let text = format!(
+            "{}  postgres.sql.gz\n{} *workspace.tar.gz\n\n",
+            h('A'),
+            h('b')
+        );
         let sums = parse(text.as_bytes(), "S").unwrap();
         assert_eq!(sums.len(), 2);
         assert_eq!(sums["postgres.sql.gz"], h('a'));
@@ -127,8 +135,13 @@ mod tests {
             (format!("{}  \n", h('a')), "is empty"),
         ];
         for (text, want) in cases {
-            let e = parse(text.as_bytes(), "/b/SHA256SUMS").unwrap_err().to_string();
-            assert!(e.contains("/b/SHA256SUMS") && e.contains(want), "{text:?}: {e}");
+            let e = parse(text.as_bytes(), "/b/SHA256SUMS")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("/b/SHA256SUMS") && e.contains(want),
+                "{text:?}: {e}"
+            );
         }
         let e = parse(b"\xff\xfe", "S").unwrap_err().to_string();
         assert!(e.contains("not UTF-8"), "{e}");

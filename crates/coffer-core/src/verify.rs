@@ -172,7 +172,11 @@ fn verify_legacy(entry: &BackupEntry, identities: Option<&Identities>, checks: &
         Ok(sums) => Some(sums),
         Err(e) if e.is_not_found() => None,
         Err(e) => {
-            checks.push(Check::new(manifest::SUMS_FILE, Outcome::Fail, e.to_string()));
+            checks.push(Check::new(
+                manifest::SUMS_FILE,
+                Outcome::Fail,
+                e.to_string(),
+            ));
             None
         }
     };

@@ -85,17 +85,28 @@ fn prune_deletes_only_what_it_positively_knows_and_lists_the_rest_as_unknown() {
     copy_dir(&real, &root.join("auto-20200111T030000Z"));
     let legacy_ok = root.join("2020-01-10-030000");
     std::fs::create_dir(&legacy_ok).unwrap();
-    std::fs::copy(real.join("postgres.sql.gz"), legacy_ok.join("postgres.sql.gz")).unwrap();
+    std::fs::copy(
+        real.join("postgres.sql.gz"),
+        legacy_ok.join("postgres.sql.gz"),
+    )
+    .unwrap();
     write_json(&legacy_ok.join("manifest.json"), &legacy_manifest);
 
     // Not coffer's, or not positively known: every one must survive.
     let exports = root.join("exports");
     std::fs::create_dir(&exports).unwrap();
-    write_json(&exports.join("manifest.json"), &serde_json::json!({"timestamp": "2020-01-01T00:00:00Z"}));
+    write_json(
+        &exports.join("manifest.json"),
+        &serde_json::json!({"timestamp": "2020-01-01T00:00:00Z"}),
+    );
     std::fs::write(exports.join("report.csv"), "a,b\n1,2\n").unwrap();
     let no_manifest = root.join("2020-01-02-030000");
     std::fs::create_dir(&no_manifest).unwrap();
-    std::fs::copy(real.join("postgres.sql.gz"), no_manifest.join("postgres.sql.gz")).unwrap();
+    std::fs::copy(
+        real.join("postgres.sql.gz"),
+        no_manifest.join("postgres.sql.gz"),
+    )
+    .unwrap();
     let incomplete_legacy = root.join("2020-01-03-030000");
     std::fs::create_dir(&incomplete_legacy).unwrap();
     write_json(&incomplete_legacy.join("manifest.json"), &legacy_manifest);
@@ -149,7 +160,11 @@ fn prune_deletes_only_what_it_positively_knows_and_lists_the_rest_as_unknown() {
         .iter()
         .map(|n| {
             let p = root.join(n);
-            let listing = if p.is_dir() { dir_listing(&p) } else { Vec::new() };
+            let listing = if p.is_dir() {
+                dir_listing(&p)
+            } else {
+                Vec::new()
+            };
             (n.to_string(), listing)
         })
         .collect();
@@ -187,9 +202,17 @@ fn prune_deletes_only_what_it_positively_knows_and_lists_the_rest_as_unknown() {
             assert_eq!(&dir_listing(&p), listing, "{name} was changed");
         }
     }
-    assert_eq!(dir_listing(&elsewhere), dir_listing(&real), "followed the symlink");
+    assert_eq!(
+        dir_listing(&elsewhere),
+        dir_listing(&real),
+        "followed the symlink"
+    );
     // What coffer knows is gone: the expired backups and the marked stale staging dir.
-    for gone in ["auto-20200111T030000Z", "2020-01-10-030000", ".coffer-staging-auto-20200109T030000Z"] {
+    for gone in [
+        "auto-20200111T030000Z",
+        "2020-01-10-030000",
+        ".coffer-staging-auto-20200109T030000Z",
+    ] {
         assert!(!root.join(gone).exists(), "{gone} was not deleted:\n{text}");
     }
     assert!(real.is_dir());
@@ -197,7 +220,10 @@ fn prune_deletes_only_what_it_positively_knows_and_lists_the_rest_as_unknown() {
     // The prune after a backup leaves them alone too.
     case.backup_ok(&["--kind", "auto"]);
     for (name, _) in &contents {
-        assert!(std::fs::symlink_metadata(root.join(name)).is_ok(), "{name} was deleted");
+        assert!(
+            std::fs::symlink_metadata(root.join(name)).is_ok(),
+            "{name} was deleted"
+        );
     }
 }
 
@@ -219,7 +245,11 @@ fn a_killed_backup_leaves_a_marked_staging_dir_that_prune_removes_when_stale() {
         std::fs::read_dir(&case.root)
             .ok()?
             .filter_map(Result::ok)
-            .find(|e| e.file_name().to_string_lossy().starts_with(".coffer-staging-"))
+            .find(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".coffer-staging-")
+            })
             .map(|e| e.path())
     };
     wait_until("the staging directory", Duration::from_secs(30), || {
@@ -246,9 +276,11 @@ fn a_killed_backup_leaves_a_marked_staging_dir_that_prune_removes_when_stale() {
     assert!(!backup.join(STAGING_MARKER).exists());
 }
 
+/// Puts one kind of hostile file at a path.
+type MakeHostile = Box<dyn Fn(&Path)>;
+
 /// The kinds of file put in place of a metadata file.
-fn hostile_variants(dir: &Path) -> Vec<(&'static str, Box<dyn Fn(&Path)>)> {
-    let _ = dir;
+fn hostile_variants() -> Vec<(&'static str, MakeHostile)> {
     vec![
         (
             "symlink to /dev/zero",
@@ -276,7 +308,7 @@ fn special_or_giant_metadata_files_are_clear_errors_within_seconds() {
     let good_name = good.file_name().unwrap().to_string_lossy().into_owned();
     let mut damaged = Vec::new();
     for (i, file) in ["manifest.json", "SHA256SUMS"].iter().enumerate() {
-        for (j, (what, make)) in hostile_variants(&case.root).into_iter().enumerate() {
+        for (j, (what, make)) in hostile_variants().into_iter().enumerate() {
             // Manual: never pruned, so every one must still be listed at the end.
             let name = format!("manual-2020010{}T0{j}0000Z", i + 1);
             let dir = case.root.join(&name);
@@ -304,7 +336,8 @@ fn special_or_giant_metadata_files_are_clear_errors_within_seconds() {
     assert_success(&out);
     let text = stdout(&out);
     assert!(
-        text.lines().any(|l| l.starts_with(&good_name) && l.contains("complete")),
+        text.lines()
+            .any(|l| l.starts_with(&good_name) && l.contains("complete")),
         "{text}"
     );
     for (name, file, _) in &damaged {
@@ -335,7 +368,7 @@ fn a_hostile_run_log_is_a_clear_error_or_read_bounded() {
     let case = Case::new();
     case.backup_ok(&["--kind", "auto"]);
     let log = case.root.join("coffer-runs.jsonl");
-    for (what, make) in hostile_variants(&case.root) {
+    for (what, make) in hostile_variants() {
         std::fs::remove_file(&log).unwrap();
         make(&log);
         let out = run_within(&case, &["status"], QUICK);
@@ -348,7 +381,10 @@ fn a_hostile_run_log_is_a_clear_error_or_read_bounded() {
             }
             "fifo" => {
                 assert_exit(&out, 1);
-                assert!(text.contains("coffer-runs.jsonl") && text.contains("a fifo"), "{text}");
+                assert!(
+                    text.contains("coffer-runs.jsonl") && text.contains("a fifo"),
+                    "{text}"
+                );
             }
             _ => {
                 assert_exit(&out, 1);
@@ -359,7 +395,11 @@ fn a_hostile_run_log_is_a_clear_error_or_read_bounded() {
             }
         }
         // A backup never blocks on it, and its prune still runs.
-        let out = run_within(&case, &["backup", "--kind", "auto"], Duration::from_secs(120));
+        let out = run_within(
+            &case,
+            &["backup", "--kind", "auto"],
+            Duration::from_secs(120),
+        );
         assert_success(&out);
         let out = run_within(&case, &["prune"], QUICK);
         assert!(out.status.success(), "{what}: {}", stderr(&out));
@@ -381,7 +421,10 @@ fn artifact_names_outside_the_backup_directory_are_refused() {
     // A copy of the real dump outside the backup, with matching hashes in both lists.
     let outside = case.root.join(format!("outside-{db_file}"));
     std::fs::copy(real.join(&db_file), &outside).unwrap();
-    let hash = real_m["artifacts"][0]["sha256"].as_str().unwrap().to_string();
+    let hash = real_m["artifacts"][0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let names = [
         format!("../outside-{db_file}"),
         outside.display().to_string(),
@@ -395,7 +438,10 @@ fn artifact_names_outside_the_backup_directory_are_refused() {
         copy_dir(&real, &dir);
         rewrite_manifest(&dir, |m| m["artifacts"][0]["file"] = file.clone().into());
         let mut sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
-        sums = sums.replace(&format!("  {db_file}\n"), &format!("  {}\n", file.replace('\n', "")));
+        sums = sums.replace(
+            &format!("  {db_file}\n"),
+            &format!("  {}\n", file.replace('\n', "")),
+        );
         std::fs::write(dir.join("SHA256SUMS"), sums).unwrap();
         std::fs::remove_file(dir.join(&db_file)).unwrap();
         bad.push(name);
@@ -414,7 +460,18 @@ fn artifact_names_outside_the_backup_directory_are_refused() {
         assert_exit(&out, 5);
         let text = format!("{}{}", stdout(&out), stderr(&out));
         assert!(text.contains("artifacts[0].file"), "{name}: {text}");
-        let out = run_within(&case, &["restore", name, "--yes", "--db-only", "--target-db", "never_made"], QUICK);
+        let out = run_within(
+            &case,
+            &[
+                "restore",
+                name,
+                "--yes",
+                "--db-only",
+                "--target-db",
+                "never_made",
+            ],
+            QUICK,
+        );
         assert_exit(&out, 5);
     }
     let out = run_within(&case, &["verify", "manual-20200109T000000Z"], QUICK);
@@ -422,8 +479,15 @@ fn artifact_names_outside_the_backup_directory_are_refused() {
     assert!(stdout(&out).contains("contains `/`"), "{}", stdout(&out));
     let out = run_within(&case, &["list"], QUICK);
     for name in &bad {
-        let line = stdout(&out).lines().find(|l| l.starts_with(name.as_str())).map(String::from);
-        assert!(line.is_some_and(|l| l.contains("UNREADABLE")), "{}", stdout(&out));
+        let line = stdout(&out)
+            .lines()
+            .find(|l| l.starts_with(name.as_str()))
+            .map(String::from);
+        assert!(
+            line.is_some_and(|l| l.contains("UNREADABLE")),
+            "{}",
+            stdout(&out)
+        );
     }
     // sync uploads none of them and says so.
     let offsite = case.dir.path().join("offsite");
@@ -466,20 +530,40 @@ fn future_dated_backups_are_never_latest_silently() {
     let target = case.dir.path().join("restored");
     let out = run_within(
         &case,
-        &["restore", "--latest", "--workspace-only", "--target-dir", target.to_str().unwrap(), "--yes"],
+        &[
+            "restore",
+            "--latest",
+            "--workspace-only",
+            "--target-dir",
+            target.to_str().unwrap(),
+            "--yes",
+        ],
         Duration::from_secs(120),
     );
     assert_success(&out);
     let all = format!("{}{}", stdout(&out), stderr(&out));
-    assert!(all.contains(&real_name) && all.contains(&format!("passed over 1 backup(s) dated in the future (clock skew?): {future}")), "{all}");
+    assert!(
+        all.contains(&real_name)
+            && all.contains(&format!(
+                "passed over 1 backup(s) dated in the future (clock skew?): {future}"
+            )),
+        "{all}"
+    );
 
     let out = run_within(&case, &["list"], QUICK);
-    let line = stdout(&out).lines().find(|l| l.starts_with(future)).unwrap().to_string();
+    let line = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with(future))
+        .unwrap()
+        .to_string();
     assert!(line.contains("future-dated — clock skew?"), "{line}");
     let out = run_within(&case, &["prune", "--dry-run"], QUICK);
     let text = stdout(&out);
     let line = text.lines().find(|l| l.contains(future)).unwrap();
-    assert!(line.starts_with("keep") && line.contains("future-dated — clock skew?"), "{text}");
+    assert!(
+        line.starts_with("keep") && line.contains("future-dated — clock skew?"),
+        "{text}"
+    );
     let line = text.lines().find(|l| l.contains(&real_name)).unwrap();
     assert!(line.contains("newest complete backup"), "{text}");
 
@@ -528,12 +612,18 @@ fn status_counts_failures_in_log_order_and_reports_a_future_success_as_skew() {
     let text = stdout(&out);
     let headline = text.lines().next().unwrap();
     assert!(headline.starts_with("CRITICAL: "), "{headline}");
-    assert!(headline.contains("dated in the future (2099-12-31 23:59:59Z; clock skew?)"), "{headline}");
+    assert!(
+        headline.contains("dated in the future (2099-12-31 23:59:59Z; clock skew?)"),
+        "{headline}"
+    );
     assert!(headline.contains("3 consecutive failure(s)"), "{headline}");
     assert!(text.contains("… (59516 more bytes)"), "{text}");
     assert_eq!(text.matches("pg_dump failed: xxx").count(), 1, "{text}");
     assert!(text.len() < 4096, "{} bytes of status", text.len());
-    assert!(text.contains("1 line(s) of the run log are longer than"), "{text}");
+    assert!(
+        text.contains("1 line(s) of the run log are longer than"),
+        "{text}"
+    );
 }
 
 #[test]

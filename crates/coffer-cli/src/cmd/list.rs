@@ -118,16 +118,18 @@ fn list_remote(config: &coffer_core::config::Config, json: bool) -> anyhow::Resu
         return Ok(ExitCode::SUCCESS);
     }
     println!("remote {}", remote.url());
-    print_table(backups.iter().map(|b| Row {
-        name: &b.name,
-        kind: b.kind,
-        created: b.created,
-        size: b.size_bytes(),
-        head: b.alembic_head(),
-        status: &b.status,
-        future: b
-            .created
-            .is_some_and(|t| coffer_core::names::is_future(t, chrono::Utc::now())),
+    print_table(backups.iter().map(|b| {
+        Row {
+            name: &b.name,
+            kind: b.kind,
+            created: b.created,
+            size: b.size_bytes(),
+            head: b.alembic_head(),
+            status: &b.status,
+            future: b
+                .created
+                .is_some_and(|t| coffer_core::names::is_future(t, chrono::Utc::now())),
+        }
     }));
     Ok(ExitCode::SUCCESS)
 }

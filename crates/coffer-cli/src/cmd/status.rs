@@ -125,7 +125,11 @@ fn print_text(status: &Status, thresholds: &Thresholds) {
         );
     }
     // The headline already carries the last error while backups are failing: once is enough.
-    if let Some(f) = status.last_failure.as_ref().filter(|_| status.consecutive_failures == 0) {
+    if let Some(f) = status
+        .last_failure
+        .as_ref()
+        .filter(|_| status.consecutive_failures == 0)
+    {
         println!(
             "last error:           {} at {}: {}",
             f.operation,

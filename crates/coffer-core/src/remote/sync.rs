@@ -149,8 +149,13 @@ pub fn run(
     // A damaged or invalid backup (e.g. a manifest naming files outside the directory) is
     // never uploaded: say so rather than skip it silently.
     for e in &refused {
-        if let crate::catalog::EntryStatus::Incomplete(r) | crate::catalog::EntryStatus::Unreadable(r) = &e.status {
-            events(format!("{}: not uploaded, the backup is damaged or invalid: {r}", e.name));
+        if let crate::catalog::EntryStatus::Incomplete(r)
+        | crate::catalog::EntryStatus::Unreadable(r) = &e.status
+        {
+            events(format!(
+                "{}: not uploaded, the backup is damaged or invalid: {r}",
+                e.name
+            ));
         }
     }
     remote.runtime.block_on(async {
