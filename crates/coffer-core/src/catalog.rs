@@ -474,3 +474,181 @@ pub fn resolve_at(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fsutil::{STAGING_MARKER, STAGING_MARKER_TEXT};
+    use proptest::prelude::*;
+    use std::os::unix::fs::symlink;
+
+    const LEGACY: &str = r#"{"timestamp":"2020-01-01-030000","alembic_head":"abc"}"#;
+
+    fn dir(root: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let d = root.join(name);
+        fs::create_dir(&d).unwrap();
+        for (f, content) in files {
+            fs::write(d.join(f), content).unwrap();
+        }
+        d
+    }
+
+    /// What prune may delete, and what it must leave alone, by construction.
+    #[test]
+    fn classification_table() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let legacy = [("manifest.json", LEGACY), ("postgres.sql.gz", "x")];
+        dir(root, "2020-01-01-030000", &legacy);
+        dir(root, "2020-01-02-030000", &[("postgres.sql.gz", "x")]);
+        dir(root, "2020-01-03-030000", &[("manifest.json", LEGACY)]);
+        let foreign = dir(root, "2020-01-04-030000", &legacy);
+        fs::write(foreign.join("report.csv"), "x").unwrap();
+        let linked = dir(root, "2020-01-05-030000", &[("manifest.json", LEGACY)]);
+        symlink("/etc/hostname", linked.join("postgres.sql.gz")).unwrap();
+        dir(root, "auto-20200106T030000Z", &legacy);
+        dir(root, "exports", &legacy);
+        symlink(
+            root.join("2020-01-01-030000"),
+            root.join("2020-01-07-030000"),
+        )
+        .unwrap();
+        fs::write(root.join("2020-01-08-030000"), "file").unwrap();
+        dir(
+            root,
+            ".coffer-staging-auto-20200109T030000Z",
+            &[(STAGING_MARKER, STAGING_MARKER_TEXT)],
+        );
+        dir(root, ".coffer-staging-auto-20200110T030000Z", &[]);
+        dir(
+            root,
+            ".coffer-staging-auto-20200111T030000Z",
+            &[(STAGING_MARKER, "forged")],
+        );
+        dir(
+            root,
+            ".coffer-staging-x",
+            &[(STAGING_MARKER, STAGING_MARKER_TEXT)],
+        );
+        fs::write(root.join(crate::lock::LOCK_FILE), "").unwrap();
+        fs::write(root.join(crate::runlog::RUN_LOG_FILE), "").unwrap();
+
+        let c = scan(root).unwrap();
+        let proven: Vec<(&str, Option<String>)> = c
+            .backups
+            .iter()
+            .map(|b| (b.name.as_str(), b.unproven()))
+            .collect();
+        let deletable: Vec<&str> = proven
+            .iter()
+            .filter(|(_, why)| why.is_none())
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(deletable, ["2020-01-01-030000"], "{proven:#?}");
+        let why = |name: &str| {
+            proven
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap()
+                .1
+                .clone()
+                .unwrap()
+        };
+        assert!(why("2020-01-02-030000").contains("no manifest.json"));
+        assert!(why("2020-01-03-030000").contains("missing postgres.sql.gz"));
+        assert!(why("2020-01-04-030000").contains("\"report.csv\""));
+        assert!(why("2020-01-05-030000").contains("missing postgres.sql.gz"));
+        assert!(why("auto-20200106T030000Z").contains("not named YYYY-MM-DD-HHMMSS"));
+        let staging: Vec<&str> = c.staging.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(staging, [".coffer-staging-auto-20200109T030000Z"]);
+        let unknown: Vec<&str> = c.unknown.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(
+            unknown,
+            [
+                ".coffer-staging-auto-20200110T030000Z",
+                ".coffer-staging-auto-20200111T030000Z",
+                ".coffer-staging-x",
+                "2020-01-07-030000",
+                "2020-01-08-030000",
+                "exports",
+            ]
+        );
+        assert!(
+            c.unknown[3].reason.contains("a symbolic link"),
+            "{:?}",
+            c.unknown[3]
+        );
+    }
+
+    #[test]
+    fn latest_passes_over_future_dated_backups() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let legacy = [("manifest.json", LEGACY), ("postgres.sql.gz", "x")];
+        dir(root, "2099-12-31-235959", &legacy);
+        let now = DateTime::parse_from_rfc3339("2026-12-02T08:00:00Z")
+            .unwrap()
+            .to_utc();
+        let e = resolve_at(root, None, now).unwrap_err().to_string();
+        assert!(
+            e.contains("2099-12-31-235959") && e.contains("clock skew"),
+            "{e}"
+        );
+        dir(root, "2026-12-01-030000", &legacy);
+        // Within the tolerance: not future-dated.
+        dir(root, "2026-12-02-080400", &legacy);
+        let r = resolve_at(root, None, now).unwrap();
+        assert_eq!(r.entry.name, "2026-12-02-080400");
+        assert_eq!(r.warnings.len(), 1);
+        assert!(
+            r.warnings[0].contains("2099-12-31-235959"),
+            "{:?}",
+            r.warnings
+        );
+        // Named explicitly, it is the user's choice.
+        let r = resolve_at(root, Some("2099-12-31-235959"), now).unwrap();
+        assert!(r.warnings.is_empty() && r.entry.is_future(now));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// A legacy-named directory is deletable exactly when it holds the scripts' manifest
+        /// and a regular postgres.sql.gz, and nothing but the scripts' files.
+        #[test]
+        fn deletable_exactly_when_complete_and_nothing_foreign(
+            manifest in any::<bool>(),
+            dump in 0u8..3,
+            workspace in any::<bool>(),
+            sums in any::<bool>(),
+            foreign in any::<bool>(),
+            subdir in any::<bool>(),
+        ) {
+            let tmp = tempfile::tempdir().unwrap();
+            let d = dir(tmp.path(), "2020-01-01-030000", &[]);
+            if manifest {
+                fs::write(d.join("manifest.json"), LEGACY).unwrap();
+            }
+            match dump {
+                1 => fs::write(d.join("postgres.sql.gz"), "x").unwrap(),
+                2 => symlink("/dev/zero", d.join("postgres.sql.gz")).unwrap(),
+                _ => {}
+            }
+            if workspace {
+                fs::write(d.join("workspace.tar.gz"), "x").unwrap();
+            }
+            if sums {
+                fs::write(d.join("SHA256SUMS"), "").unwrap();
+            }
+            if foreign {
+                fs::write(d.join("report.csv"), "x").unwrap();
+            }
+            if subdir {
+                fs::create_dir(d.join("postgres.sql.gz.age")).unwrap();
+            }
+            let entry = BackupEntry::read(&d);
+            let want = manifest && dump == 1 && !foreign && !subdir;
+            prop_assert_eq!(entry.unproven().is_none(), want, "{:?}", entry.unproven());
+        }
+    }
+}

@@ -1208,6 +1208,15 @@ mod tests {
                 if !ok {
                     prop_assert!(d.keep);
                 }
+                // A future-dated backup is always kept and flagged, never "newest complete"
+                // and never a rule's slot.
+                if d.kind != BackupKind::Manual
+                    && candidates.iter().filter(|c| c.name == d.name).all(|c| c.complete)
+                    && crate::names::is_future(d.time, now)
+                {
+                    prop_assert!(d.keep);
+                    prop_assert_eq!(&d.reasons, &[Reason::FutureDated]);
+                }
                 if !d.keep {
                     prop_assert!(
                         d.reasons == [Reason::Expired] || d.reasons == [Reason::IncompleteStale],
