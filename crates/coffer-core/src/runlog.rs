@@ -635,9 +635,6 @@ impl Status {
     pub fn headline(&self, thresholds: &Thresholds) -> String {
         let alert = self.check(thresholds);
         let mut parts = Vec::new();
-        if self.root_missing {
-            parts.push("the backup root does not exist (check backup_dir)".to_string());
-        }
         if let Some(at) = self.future_success {
             parts.push(format!(
                 "last successful backup is dated in the future ({}; clock skew?)",
@@ -651,6 +648,9 @@ impl Status {
                 human_age(s.age_seconds)
             )),
             None => parts.push("no successful backup".to_string()),
+        }
+        if self.root_missing {
+            parts.push("the backup root does not exist (check backup_dir)".to_string());
         }
         if alert == Some(Alert::TooOld) && self.last_success.is_some() {
             parts[0].push_str(&format!(

@@ -633,7 +633,9 @@ fn status_on_a_missing_root_says_the_root_is_missing() {
     let out = run_within(&case, &["status"], QUICK);
     assert_exit(&out, 10);
     assert!(
-        stdout(&out).starts_with("CRITICAL: the backup root does not exist (check backup_dir)"),
+        stdout(&out).starts_with(
+            "CRITICAL: no successful backup; the backup root does not exist (check backup_dir);"
+        ),
         "{}",
         stdout(&out)
     );

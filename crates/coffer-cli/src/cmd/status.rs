@@ -153,9 +153,6 @@ fn print_text(status: &Status, thresholds: &Thresholds) {
         },
         output::bytes(status.backups.total_bytes)
     );
-    if status.root_missing {
-        println!("note: the backup root does not exist; check backup_dir");
-    }
     if !status.backups.future_dated.is_empty() {
         println!(
             "note: dated in the future (clock skew?): {}",
