@@ -567,6 +567,29 @@ fn future_dated_backups_are_never_latest_silently() {
     let line = text.lines().find(|l| l.contains(&real_name)).unwrap();
     assert!(line.contains("newest complete backup"), "{text}");
 
+    // On a remote too: list flags it, pull --latest passes over it.
+    let offsite = case.dir.path().join("offsite");
+    case.write_config(
+        &case.db_section(),
+        &format!("[remote]\nurl = \"file://{}\"\n", offsite.display()),
+    );
+    assert_success(&run_within(&case, &["sync"], Duration::from_secs(120)));
+    let out = run_within(&case, &["list", "--remote"], QUICK);
+    let line = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with(future))
+        .unwrap()
+        .to_string();
+    assert!(line.contains("future-dated — clock skew?"), "{line}");
+    let out = run_within(&case, &["pull", "--latest"], Duration::from_secs(120));
+    assert_success(&out);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        all.contains(&format!("{real_name}: already in"))
+            && all.contains(&format!("dated in the future (clock skew?): {future}")),
+        "{all}"
+    );
+
     // Only future-dated backups: refused with a clear message, not picked.
     std::fs::rename(&real, case.dir.path().join("moved-away")).unwrap();
     let out = run_within(&case, &["verify", "--latest"], QUICK);

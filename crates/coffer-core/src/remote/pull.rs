@@ -69,6 +69,21 @@ pub fn run(
     let _lock = RootLock::acquire(root, "pull")?;
     let listing = remote.list()?;
     let backup = choose(remote, &listing, which)?;
+    if *which == Which::Latest {
+        let future: Vec<&str> = listing
+            .iter()
+            .filter(|b| b.status.is_usable() && is_future(b))
+            .map(|b| b.name.as_str())
+            .collect();
+        if !future.is_empty() {
+            events(format!(
+                "warning: passed over {} backup(s) dated in the future (clock skew?): {}; using {}",
+                future.len(),
+                future.join(", "),
+                backup.name
+            ));
+        }
+    }
     let target = root.join(&backup.name);
     if target.exists() {
         let local = BackupEntry::read(&target);
@@ -120,15 +135,26 @@ pub fn run(
     })
 }
 
+/// Whether a remote backup is dated in the future, by its name or its manifest.
+fn is_future(b: &RemoteBackup) -> bool {
+    let now = chrono::Utc::now();
+    let manifest_time = b.manifest.as_ref().and_then(AnyManifest::created_at);
+    b.created
+        .into_iter()
+        .chain(manifest_time)
+        .any(|t| crate::names::is_future(t, now))
+}
+
 fn choose<'a>(
     remote: &Remote,
     listing: &'a [RemoteBackup],
     which: &Which,
 ) -> Result<&'a RemoteBackup, RemoteError> {
     match which {
+        // A backup dated in the future (clock skew) is never the latest silently.
         Which::Latest => listing
             .iter()
-            .find(|b| b.status.is_usable())
+            .find(|b| b.status.is_usable() && !is_future(b))
             .ok_or_else(|| RemoteError::NoneComplete {
                 remote: remote.display.clone(),
             }),
