@@ -213,3 +213,94 @@ pub fn publish_staging(staging: &Path, target: &Path) -> io::Result<()> {
     }
     fs::rename(staging, target)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+    use std::time::{Duration, Instant};
+
+    fn fifo(path: &Path) {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn bounded_reads_refuse_what_is_not_a_small_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        fs::write(&p, b"0123456789").unwrap();
+        assert_eq!(read_bounded(&p, 10).unwrap(), b"0123456789");
+        let e = read_bounded(&p, 9).unwrap_err();
+        assert!(
+            matches!(e, BoundedReadError::TooLarge { cap: 9, .. }),
+            "{e}"
+        );
+        let link = dir.path().join("link");
+        symlink(&p, &link).unwrap();
+        assert!(
+            read_bounded(&link, 100)
+                .unwrap_err()
+                .to_string()
+                .contains("symbolic link")
+        );
+        let zero = dir.path().join("zero");
+        symlink("/dev/zero", &zero).unwrap();
+        assert!(read_bounded(&zero, 100).is_err());
+        let f = dir.path().join("fifo");
+        fifo(&f);
+        let started = Instant::now();
+        let e = read_bounded(&f, 100).unwrap_err().to_string();
+        assert!(e.contains("a fifo"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(
+            read_bounded(dir.path(), 100)
+                .unwrap_err()
+                .to_string()
+                .contains("a directory")
+        );
+        assert!(
+            read_bounded(&dir.path().join("none"), 1)
+                .unwrap_err()
+                .is_not_found()
+        );
+        assert!(read_tail(&f, 100).is_err());
+    }
+
+    #[test]
+    fn tail_reads_whole_lines_of_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        fs::write(&p, b"first line\nsecond\nthird\n").unwrap();
+        assert_eq!(
+            read_tail(&p, 100).unwrap(),
+            (b"first line\nsecond\nthird\n".to_vec(), false)
+        );
+        assert_eq!(read_tail(&p, 10).unwrap(), (b"third\n".to_vec(), true));
+        assert_eq!(read_tail(&p, 3).unwrap(), (Vec::new(), true));
+    }
+
+    #[test]
+    fn staging_marker_round_trip_and_publish_removes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join(".coffer-staging-auto-20261202T080000Z");
+        create_staging_dir(&staging).unwrap();
+        assert!(has_staging_marker(&staging));
+        fs::write(staging.join(STAGING_MARKER), "forged").unwrap();
+        assert!(!has_staging_marker(&staging));
+        fs::remove_file(staging.join(STAGING_MARKER)).unwrap();
+        symlink("/dev/zero", staging.join(STAGING_MARKER)).unwrap();
+        assert!(!has_staging_marker(&staging));
+        fs::remove_file(staging.join(STAGING_MARKER)).unwrap();
+        mark_staging(&staging).unwrap();
+        let target = dir.path().join("auto-20261202T080000Z");
+        publish_staging(&staging, &target).unwrap();
+        assert!(!target.join(STAGING_MARKER).exists() && !staging.exists());
+    }
+}
