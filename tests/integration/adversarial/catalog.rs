@@ -667,3 +667,55 @@ fn status_on_a_missing_root_says_the_root_is_missing() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["status"]["root_missing"], true);
 }
+
+#[test]
+fn giant_metadata_objects_on_the_remote_are_refused_without_downloading_them() {
+    let case = Case::new();
+    let real = case.backup_ok(&["--kind", "manual"]);
+    let name = real.file_name().unwrap().to_string_lossy().into_owned();
+    let offsite = case.dir.path().join("offsite");
+    case.write_config(
+        &case.db_section(),
+        &format!("[remote]\nurl = \"file://{}\"\n", offsite.display()),
+    );
+    let giant = "manual-20200101T000000Z";
+    copy_dir(&real, &case.root.join(giant));
+    assert_success(&run_within(&case, &["sync"], Duration::from_secs(120)));
+    // On the remote: a 50 MB manifest for one backup, a 50 MB SHA256SUMS for the other.
+    let set_len = |p: PathBuf| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_len(50 << 20)
+            .unwrap()
+    };
+    set_len(offsite.join(giant).join("manifest.json"));
+    set_len(offsite.join(&name).join("SHA256SUMS"));
+    let out = run_within(&case, &["list", "--remote"], QUICK);
+    assert_success(&out);
+    let text = stdout(&out);
+    let line = text.lines().find(|l| l.starts_with(giant)).unwrap();
+    assert!(
+        line.contains("UNREADABLE") && line.contains("larger than"),
+        "{text}"
+    );
+    // Pulling into a fresh root: the giant SHA256SUMS is refused before it is downloaded.
+    let fresh = case.dir.path().join("fresh-root");
+    std::fs::write(
+        &case.config,
+        std::fs::read_to_string(&case.config).unwrap().replace(
+            &case.root.display().to_string(),
+            &fresh.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let out = run_within(&case, &["pull", &name], QUICK);
+    assert_exit(&out, 5);
+    assert!(
+        error_line(&out).contains("SHA256SUMS is 52428800 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!fresh.join(&name).exists());
+}
