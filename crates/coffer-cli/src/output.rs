@@ -7,18 +7,21 @@ use std::time::{Duration, Instant};
 
 use coffer_core::manifest::ArtifactRole;
 use coffer_core::progress::Progress;
+use coffer_core::redact::redact;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// Prints an error: the first line says what failed and what to do; details follow.
+/// Every line is redacted: a cause may quote a URL or a command's stderr.
 pub fn print_error(err: &anyhow::Error) {
     let text = err.to_string();
+    let text = redact(&text);
     let mut lines = text.lines();
     eprintln!("error: {}", lines.next().unwrap_or("unknown error"));
     for line in lines.filter(|l| !l.trim().is_empty()) {
         eprintln!("  {line}");
     }
     for cause in err.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        eprintln!("  caused by: {}", redact(&cause.to_string()));
     }
 }
 

@@ -351,6 +351,21 @@ pub enum ConfigError {
     },
 }
 
+/// A TOML syntax error as `line L, column C: message`. toml's own rendering quotes the
+/// offending line, which may be the `url` line with its password: never shown.
+fn syntax_reason(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim().replace('\n', " ");
+    match err.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
+}
+
 /// Where a setting came from, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -381,17 +396,14 @@ pub struct LoadedConfig {
 impl Config {
     /// Parses TOML text; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        // Reasons may quote a value (serde's "invalid type: string …"): redacted.
         let invalid = |key: String, reason: String| ConfigError::Invalid {
             path: origin.to_string(),
             key,
-            reason,
+            reason: crate::redact::redact(&reason).into_owned(),
         };
-        let table: toml::Table = toml::from_str(text).map_err(|e| {
-            invalid(
-                "(syntax)".to_string(),
-                e.to_string().trim().replace('\n', " "),
-            )
-        })?;
+        let table: toml::Table = toml::from_str(text)
+            .map_err(|e| invalid("(syntax)".to_string(), syntax_reason(text, &e)))?;
         let config: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let key = e.path().to_string();

@@ -37,6 +37,7 @@
 //! - [`hooks`]: operator commands run around restores and after runs.
 //! - [`sandbox`]: throw-away PostgreSQL clusters for the demo, tests and benchmarks.
 //! - [`units`]: human-readable sizes for messages.
+//! - [`redact`]: passwords and keys masked in every text coffer shows or stores.
 //! - [`progress`] and [`cancel`]: reporting from, and stopping, long operations.
 
 #![warn(missing_docs)]
@@ -62,6 +63,7 @@ pub mod parallel_gzip;
 pub mod postgres;
 pub mod progress;
 pub mod prune;
+pub mod redact;
 pub mod remote;
 pub mod restore;
 pub mod retention;
