@@ -367,6 +367,10 @@ pub fn recover_interrupted(
                 "{e}; an interrupted earlier restore left {} half swapped: resolve it by hand",
                 target.display()
             ))
+        } else if matches!(e, workspace_swap::SwapError::Target { .. }) {
+            RestoreError::Refused {
+                problems: vec![e.to_string()],
+            }
         } else {
             RestoreError::Refused {
                 problems: vec![format!(
