@@ -271,7 +271,13 @@ pub fn run(
 fn check_boundaries(settings: &BackupSettings) -> Result<(), BackupError> {
     use crate::boundaries::{Place, config_conflicts};
     use crate::config::ConfigError;
-    if settings.root.as_os_str().as_encoded_bytes().iter().all(u8::is_ascii_whitespace) {
+    if settings
+        .root
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .all(u8::is_ascii_whitespace)
+    {
         return Err(ConfigError::Refused(
             "backup_dir is empty: set it to the absolute path of the backup root".into(),
         )

@@ -151,8 +151,7 @@ pub fn restore_target_conflicts(target: &Place, root: &Place, kept: &[Place]) ->
             ));
         }
     }
-    if problems.is_empty() && is_within(&target.path, &root.path) && !is_drill_dir(target, root)
-    {
+    if problems.is_empty() && is_within(&target.path, &root.path) && !is_drill_dir(target, root) {
         problems.push(format!(
             "{} is inside {}: the backup root holds only coffer's backups; restore into a directory outside it",
             target.shown(),
@@ -235,7 +234,11 @@ mod tests {
         let table: &[(&str, Option<&str>, &str)] = &[
             ("/srv/ws/backups", None, "is inside workspace.path"),
             ("/srv/ws", None, "is inside workspace.path"),
-            ("/srv", None, "workspace.path (/srv/ws) is inside backup_dir"),
+            (
+                "/srv",
+                None,
+                "workspace.path (/srv/ws) is inside backup_dir",
+            ),
             ("/", None, "workspace.path (/srv/ws) is inside backup_dir"),
             ("/var/backups", Some("/srv/ws/coffer.prom"), "metrics_file"),
         ];

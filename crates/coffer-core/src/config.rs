@@ -508,9 +508,8 @@ impl Config {
             return Ok(());
         };
         let resolve = |what: &str, p: &Path| {
-            crate::boundaries::Place::resolve(what, p).map_err(|e| {
-                refused(format!("cannot resolve {what} {}: {e}", p.display()))
-            })
+            crate::boundaries::Place::resolve(what, p)
+                .map_err(|e| refused(format!("cannot resolve {what} {}: {e}", p.display())))
         };
         let workspace = resolve("workspace.path", ws)?;
         let root = resolve("backup_dir", &root)?;
@@ -734,15 +733,27 @@ versions_dir = "/opt/app/backend/alembic/versions"
             ("backup_dir = ", "key `(syntax)`", "TOML parse error"),
             ("backup_dir = \"\"", "key `backup_dir`", "is empty"),
             ("backup_dir = \" \\t \"", "key `backup_dir`", "is empty"),
-            ("backup_dir = \"backups\"", "key `backup_dir`", "is relative"),
-            ("backup_dir = \"~/backups\"", "key `backup_dir`", "is relative"),
+            (
+                "backup_dir = \"backups\"",
+                "key `backup_dir`",
+                "is relative",
+            ),
+            (
+                "backup_dir = \"~/backups\"",
+                "key `backup_dir`",
+                "is relative",
+            ),
             ("backup_dir = \"/a\\nb\"", "key `backup_dir`", "newline"),
             (
                 "[workspace]\npath = \"./ws\"",
                 "key `workspace.path`",
                 "is relative",
             ),
-            ("metrics_file = \"m.prom\"", "key `metrics_file`", "is relative"),
+            (
+                "metrics_file = \"m.prom\"",
+                "key `metrics_file`",
+                "is relative",
+            ),
             (
                 "[remote]\nurl = \"ftp://host/x\"",
                 "key `remote.url`",

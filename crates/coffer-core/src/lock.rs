@@ -208,12 +208,41 @@ mod tests {
         std::fs::write(&victim, "precious").unwrap();
         type Make = fn(&Path, &Path);
         let cases: &[(&str, Make, &str)] = &[
-            ("symlink", |l, v| std::os::unix::fs::symlink(v, l).unwrap(), "a symbolic link"),
-            ("dangling", |l, _| std::os::unix::fs::symlink("/nonexistent/x", l).unwrap(), "a symbolic link"),
-            ("devzero", |l, _| std::os::unix::fs::symlink("/dev/zero", l).unwrap(), "a symbolic link"),
-            ("hardlink", |l, v| std::fs::hard_link(v, l).unwrap(), "other hard links"),
+            (
+                "symlink",
+                |l, v| std::os::unix::fs::symlink(v, l).unwrap(),
+                "a symbolic link",
+            ),
+            (
+                "dangling",
+                |l, _| std::os::unix::fs::symlink("/nonexistent/x", l).unwrap(),
+                "a symbolic link",
+            ),
+            (
+                "devzero",
+                |l, _| std::os::unix::fs::symlink("/dev/zero", l).unwrap(),
+                "a symbolic link",
+            ),
+            (
+                "hardlink",
+                |l, v| std::fs::hard_link(v, l).unwrap(),
+                "other hard links",
+            ),
             ("dir", |l, _| std::fs::create_dir(l).unwrap(), "a directory"),
-            ("fifo", |l, _| rustix::fs::mknodat(rustix::fs::CWD, l, rustix::fs::FileType::Fifo, rustix::fs::Mode::from(0o600), 0).unwrap(), "a fifo"),
+            (
+                "fifo",
+                |l, _| {
+                    rustix::fs::mknodat(
+                        rustix::fs::CWD,
+                        l,
+                        rustix::fs::FileType::Fifo,
+                        rustix::fs::Mode::from(0o600),
+                        0,
+                    )
+                    .unwrap()
+                },
+                "a fifo",
+            ),
         ];
         for (name, make, what) in cases {
             let root = outer.path().join(name);
@@ -222,8 +251,15 @@ mod tests {
             let e = RootLock::acquire(&root, "backup").unwrap_err();
             assert!(!e.is_held(), "{name}: {e}");
             let text = e.to_string();
-            assert!(text.contains(what) && text.contains("remove it"), "{name}: {text}");
-            assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious", "{name}");
+            assert!(
+                text.contains(what) && text.contains("remove it"),
+                "{name}: {text}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(&victim).unwrap(),
+                "precious",
+                "{name}"
+            );
             assert!(!Path::new("/nonexistent/x").exists());
         }
     }

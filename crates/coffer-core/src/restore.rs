@@ -1139,7 +1139,9 @@ fn apply(
             // leftover changes nothing (the next restore removes it).
             (Err(e), RestoreError::RolledBack { what, reason }) => RestoreError::RolledBack {
                 what,
-                reason: format!("{reason} (and the staging directory could not be removed: {e}; the next restore removes it)"),
+                reason: format!(
+                    "{reason} (and the staging directory could not be removed: {e}; the next restore removes it)"
+                ),
             },
             (_, err) => err,
         }

@@ -13,7 +13,10 @@ use coffer_core::archive::extract_tar;
 use proptest::prelude::*;
 use tar::{EntryType, Header};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/corpus/tar_paths");
+const CORPUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../fixtures/corpus/tar_paths"
+);
 
 /// A destination and a watched sibling `outside/` holding `secret` and `sub/`.
 struct Sandbox {
@@ -44,7 +47,11 @@ impl Sandbox {
     fn assert_outside_untouched(&self, context: &str) {
         assert_eq!(state(&self.outer, &self.dest), self.before, "{context}");
         let secret = std::fs::metadata(self.outer.join("outside/secret")).unwrap();
-        assert_eq!(secret.nlink(), 1, "{context}: a hard link to a file outside");
+        assert_eq!(
+            secret.nlink(),
+            1,
+            "{context}: a hard link to a file outside"
+        );
     }
 }
 
@@ -64,7 +71,12 @@ fn state(outer: &Path, dest: &Path) -> BTreeMap<PathBuf, String> {
         };
         m.insert(
             e.path().to_path_buf(),
-            format!("{:?} {:o} {} {content}", meta.file_type(), meta.mode(), meta.len()),
+            format!(
+                "{:?} {:o} {} {content}",
+                meta.file_type(),
+                meta.mode(),
+                meta.len()
+            ),
         );
     }
     m
@@ -81,7 +93,11 @@ fn push_entry(out: &mut Vec<u8>, name: &[u8], kind: EntryType, link: &[u8], data
     }
     let mut h = Header::new_gnu();
     h.set_entry_type(kind);
-    h.set_mode(if kind == EntryType::Directory { 0o755 } else { 0o644 });
+    h.set_mode(if kind == EntryType::Directory {
+        0o755
+    } else {
+        0o644
+    });
     h.set_mtime(1_700_000_000);
     h.set_uid(0);
     h.set_gid(0);
@@ -302,7 +318,10 @@ fn corpus_replays() {
         if name.starts_with("refuse-") {
             assert!(result.is_err(), "{name} was accepted");
         } else {
-            assert!(name.starts_with("ok-"), "{name}: corpus files are ok-* or refuse-*");
+            assert!(
+                name.starts_with("ok-"),
+                "{name}: corpus files are ok-* or refuse-*"
+            );
             result.unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         seen += 1;

@@ -51,14 +51,54 @@ fn overlapping_backup_root_and_workspace_are_refused_before_anything_is_written(
     std::os::unix::fs::symlink(case.workspace.join("inner"), d.join("root-link")).unwrap();
     let dd = path(d).to_string();
     let variants: Vec<(&str, String, String, String)> = vec![
-        ("root inside workspace", format!("{ws}/backups"), ws.clone(), String::new()),
-        ("root equals workspace", ws.clone(), ws.clone(), String::new()),
-        ("trailing slash", format!("{ws}/"), format!("{ws}/"), String::new()),
-        ("via ..", format!("{dd}/real-parent/../workspace/b"), ws.clone(), String::new()),
-        ("via a symlinked workspace", format!("{ws}/backups"), format!("{dd}/ws-link"), String::new()),
-        ("via a symlink into the workspace", format!("{dd}/ws-link/backups"), ws.clone(), String::new()),
-        ("symlinked root pointing inside (dangling)", format!("{dd}/root-link"), ws.clone(), String::new()),
-        ("workspace inside root", dd.clone(), ws.clone(), String::new()),
+        (
+            "root inside workspace",
+            format!("{ws}/backups"),
+            ws.clone(),
+            String::new(),
+        ),
+        (
+            "root equals workspace",
+            ws.clone(),
+            ws.clone(),
+            String::new(),
+        ),
+        (
+            "trailing slash",
+            format!("{ws}/"),
+            format!("{ws}/"),
+            String::new(),
+        ),
+        (
+            "via ..",
+            format!("{dd}/real-parent/../workspace/b"),
+            ws.clone(),
+            String::new(),
+        ),
+        (
+            "via a symlinked workspace",
+            format!("{ws}/backups"),
+            format!("{dd}/ws-link"),
+            String::new(),
+        ),
+        (
+            "via a symlink into the workspace",
+            format!("{dd}/ws-link/backups"),
+            ws.clone(),
+            String::new(),
+        ),
+        (
+            "symlinked root pointing inside (dangling)",
+            format!("{dd}/root-link"),
+            ws.clone(),
+            String::new(),
+        ),
+        (
+            "workspace inside root",
+            dd.clone(),
+            ws.clone(),
+            String::new(),
+        ),
         ("root is /", "/".into(), ws.clone(), String::new()),
         (
             "metrics file inside workspace",
@@ -70,7 +110,11 @@ fn overlapping_backup_root_and_workspace_are_refused_before_anything_is_written(
     let before = snapshot(&case.workspace);
     for (what, root, workspace, extra) in &variants {
         config_with(&case, root, workspace, extra);
-        for args in [&["backup"][..], &["restore", "--latest", "--yes"], &["prune"]] {
+        for args in [
+            &["backup"][..],
+            &["restore", "--latest", "--yes"],
+            &["prune"],
+        ] {
             let out = case.run(args);
             assert_exit(&out, 2);
             let line = error_line(&out);
@@ -79,7 +123,11 @@ fn overlapping_backup_root_and_workspace_are_refused_before_anything_is_written(
                 "{what} {args:?}: {line}"
             );
         }
-        assert_eq!(snapshot(&case.workspace), before, "{what}: workspace changed");
+        assert_eq!(
+            snapshot(&case.workspace),
+            before,
+            "{what}: workspace changed"
+        );
         assert!(!case.root.exists(), "{what}: {:?}", case.root_entries());
     }
     // The same through the flag and the environment.
@@ -181,12 +229,38 @@ fn special_files_in_place_of_the_lock_are_refused_and_never_followed() {
     let lock = case.root.join(".coffer.lock");
     type Make = fn(&Path, &Path);
     let variants: &[(&str, Make, &str)] = &[
-        ("symlink to a file", |l, v| std::os::unix::fs::symlink(v, l).unwrap(), "a symbolic link"),
-        ("symlink to /dev/zero", |l, _| std::os::unix::fs::symlink("/dev/zero", l).unwrap(), "a symbolic link"),
-        ("dangling symlink", |l, v| std::os::unix::fs::symlink(v.with_extension("missing"), l).unwrap(), "a symbolic link"),
-        ("hard link", |l, v| std::fs::hard_link(v, l).unwrap(), "other hard links"),
-        ("fifo", |l, _| { run_ok(Command::new("mkfifo").arg(l)); }, "a fifo"),
-        ("directory", |l, _| std::fs::create_dir(l).unwrap(), "a directory"),
+        (
+            "symlink to a file",
+            |l, v| std::os::unix::fs::symlink(v, l).unwrap(),
+            "a symbolic link",
+        ),
+        (
+            "symlink to /dev/zero",
+            |l, _| std::os::unix::fs::symlink("/dev/zero", l).unwrap(),
+            "a symbolic link",
+        ),
+        (
+            "dangling symlink",
+            |l, v| std::os::unix::fs::symlink(v.with_extension("missing"), l).unwrap(),
+            "a symbolic link",
+        ),
+        (
+            "hard link",
+            |l, v| std::fs::hard_link(v, l).unwrap(),
+            "other hard links",
+        ),
+        (
+            "fifo",
+            |l, _| {
+                run_ok(Command::new("mkfifo").arg(l));
+            },
+            "a fifo",
+        ),
+        (
+            "directory",
+            |l, _| std::fs::create_dir(l).unwrap(),
+            "a directory",
+        ),
     ];
     for (what, make, kind) in variants {
         std::fs::create_dir_all(&case.root).unwrap();
@@ -199,11 +273,17 @@ fn special_files_in_place_of_the_lock_are_refused_and_never_followed() {
             assert_exit(&out, 1);
             let line = error_line(&out);
             assert!(
-                line.contains("not coffer's lock file") && line.contains(kind) && line.contains("remove it"),
+                line.contains("not coffer's lock file")
+                    && line.contains(kind)
+                    && line.contains("remove it"),
                 "{what} {args:?}: {line}"
             );
         }
-        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n", "{what}");
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "precious\n",
+            "{what}"
+        );
         assert!(!victim.with_extension("missing").exists(), "{what}");
         assert!(case.backups().is_empty(), "{what}");
     }
@@ -276,7 +356,8 @@ fn empty_or_relative_paths_are_refused_and_nothing_is_written() {
         assert_exit(&out, 2);
         let line = error_line(&out);
         assert!(
-            line.contains("key `backup_dir`") && (line.contains("empty") || line.contains("relative")),
+            line.contains("key `backup_dir`")
+                && (line.contains("empty") || line.contains("relative")),
             "{root:?}: {line}"
         );
     }
@@ -294,7 +375,10 @@ fn empty_or_relative_paths_are_refused_and_nothing_is_written() {
     ] {
         let out = run_in_cwd(args, env);
         assert_exit(&out, 2);
-        assert!(error_line(&out).contains("backup_dir is empty"), "{args:?} {env:?}");
+        assert!(
+            error_line(&out).contains("backup_dir is empty"),
+            "{args:?} {env:?}"
+        );
     }
     assert!(file_names(&cwd).is_empty(), "{:?}", file_names(&cwd));
     assert!(!case.root.exists());
@@ -319,8 +403,17 @@ fn symlinked_workspace_backs_up_and_restores_keeping_the_link() {
         std::fs::remove_file(case.workspace.join("config/app.json")).unwrap();
         let out = case.run(&["restore", "--latest", "--yes", "--workspace-only"]);
         assert_success(&out);
-        assert!(stdout(&out).contains("that directory is replaced"), "{}", stdout(&out));
-        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(
+            stdout(&out).contains("that directory is replaced"),
+            "{}",
+            stdout(&out)
+        );
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
         assert_eq!(std::fs::read_link(&link).unwrap(), case.workspace);
         assert_eq!(
             archived_part(snapshot(&case.workspace)),
@@ -341,7 +434,12 @@ fn symlinked_workspace_backs_up_and_restores_keeping_the_link() {
 #[test]
 fn read_only_parent_of_the_workspace_is_refused_up_front() {
     let case = Case::new();
-    let name = case.backup_ok(&[]).file_name().unwrap().to_string_lossy().into_owned();
+    let name = case
+        .backup_ok(&[])
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     let ro = case.dir.path().join("ro");
     std::fs::create_dir(&ro).unwrap();
     let _mount = mount_tmpfs(&ro, "4m");
@@ -415,7 +513,11 @@ fn closed_stdout_never_panics_and_keeps_the_operations_exit_code() {
     ] {
         let out = run_with_closed_stdout(&case, args);
         assert_exit(&out, code);
-        assert!(!stderr(&out).contains("panicked"), "{args:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("panicked"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
     }
     assert_eq!(case.backups().len(), 2);
 }
@@ -430,19 +532,27 @@ fn json_failures_print_one_error_object() {
         let out = case.run(args);
         assert_exit(&out, code);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("{args:?}: stdout is not one JSON value ({e}):\n{}", stdout(&out))
+            panic!(
+                "{args:?}: stdout is not one JSON value ({e}):\n{}",
+                stdout(&out)
+            )
         });
         let err = &v["error"];
         let message = err["message"].as_str().unwrap();
         assert_eq!(err["exit_code"], code, "{args:?}");
-        assert!(err["details"].is_null() || err["details"].is_string(), "{args:?}");
+        assert!(
+            err["details"].is_null() || err["details"].is_string(),
+            "{args:?}"
+        );
         assert!(error_line(&out).ends_with(message), "{args:?}: {message}");
         message.to_string()
     };
     // Configuration errors, for every command with --json.
     let good = std::fs::read_to_string(&case.config).unwrap();
     std::fs::write(&case.config, "backup_dir = \"\"\n").unwrap();
-    for cmd in ["backup", "list", "verify", "restore", "prune", "sync", "pull", "status"] {
+    for cmd in [
+        "backup", "list", "verify", "restore", "prune", "sync", "pull", "status",
+    ] {
         let mut args = vec![cmd, "--json"];
         if cmd == "restore" {
             args.extend(["--latest", "--yes"]);
@@ -461,7 +571,14 @@ fn json_failures_print_one_error_object() {
     let m = check(&["sync", "--json"], 2);
     assert!(m.contains("remote"), "{m}");
     let m = check(
-        &["restore", "--json", "--latest", "--yes", "--target-dir", path(&case.root)],
+        &[
+            "restore",
+            "--json",
+            "--latest",
+            "--yes",
+            "--target-dir",
+            path(&case.root),
+        ],
         6,
     );
     assert!(m.starts_with("restore refused"), "{m}");

@@ -61,7 +61,11 @@ struct Row<'a> {
 fn print_table<'a>(rows: impl Iterator<Item = Row<'a>>) {
     crate::output::outln!(
         "{:<28} {:<7} {:<20} {:>10}  {:<14} STATUS",
-        "NAME", "KIND", "CREATED", "SIZE", "DB REVISION"
+        "NAME",
+        "KIND",
+        "CREATED",
+        "SIZE",
+        "DB REVISION"
     );
     for r in rows {
         crate::output::outln!(

@@ -71,7 +71,11 @@ fn print(report: &PruneReport, json: bool) -> anyhow::Result<()> {
     }
     crate::output::outln!(
         "{:<7} {:<28} {:<7} {:<20} {:>10}  WHY",
-        "ACTION", "NAME", "KIND", "CREATED", "SIZE"
+        "ACTION",
+        "NAME",
+        "KIND",
+        "CREATED",
+        "SIZE"
     );
     let action = |keep: bool| if keep { "keep" } else { "delete" };
     for b in &plan.backups {

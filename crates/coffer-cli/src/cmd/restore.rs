@@ -212,7 +212,8 @@ fn restore(config: &Config, args: &Args, backup: &mut Option<BackupEntry>) -> an
     } else {
         crate::output::outln!(
             "restore of {} complete in {:.1}s",
-            report.backup, report.duration_seconds
+            report.backup,
+            report.duration_seconds
         );
     }
     Ok(())
@@ -239,7 +240,9 @@ fn pull_first(
         let local = config.backup_dir().join(name);
         if local.is_dir() && BackupEntry::read(&local).status.is_usable() {
             if !args.quiet {
-                crate::output::errln!("note: {name} is already complete in the backup root; not pulling it");
+                crate::output::errln!(
+                    "note: {name} is already complete in the backup root; not pulling it"
+                );
             }
             return Ok(name.clone());
         }

@@ -91,7 +91,9 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
             let reporting = Reporting::from_config(&config);
             match notify::unit_failed(&reporting, unit, Utc::now()) {
                 UnitFailure::AlreadyReported => {
-                    crate::output::errln!("{unit} failed; coffer already recorded and reported the failure")
+                    crate::output::errln!(
+                        "{unit} failed; coffer already recorded and reported the failure"
+                    )
                 }
                 UnitFailure::Reported(warnings) => {
                     crate::output::errln!(
