@@ -19,7 +19,7 @@ completeness and row counts; the tar listing against the manifest. Legacy shell-
 get every check that is possible and the report says what could not be checked.
 
 With --restore-test the backup is also restored into a throw-away database (on the configured \
-server) and a temporary directory beside the backup, compared with its manifest (Alembic head, \
+server) and a new temporary directory in the backup root, compared with its manifest (Alembic head, \
 every table's row count, workspace file count and sizes), and both are removed again.
 
 Exit codes: 0 every check passed, 5 a check failed (the backup is damaged or the restore test \
