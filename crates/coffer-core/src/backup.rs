@@ -269,7 +269,6 @@ pub fn run(
 /// directory included) nor contain it. The CLI checks the whole configuration earlier;
 /// this guards every caller of [`run`].
 fn check_boundaries(settings: &BackupSettings) -> Result<(), BackupError> {
-    use crate::boundaries::{Place, config_conflicts};
     use crate::config::ConfigError;
     if settings
         .root
@@ -283,24 +282,8 @@ fn check_boundaries(settings: &BackupSettings) -> Result<(), BackupError> {
         )
         .into());
     }
-    let Some(ws) = &settings.workspace else {
-        return Ok(());
-    };
-    let resolve = |what: &str, p: &Path| {
-        Place::resolve(what, p).map_err(|e| {
-            ConfigError::Refused(format!("cannot resolve {what} {}: {e}", p.display()))
-        })
-    };
-    let problems = config_conflicts(
-        &resolve("workspace.path", ws)?,
-        &resolve("backup_dir", &settings.root)?,
-        None,
-    );
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(ConfigError::Refused(problems.join("\n")).into())
-    }
+    crate::boundaries::check_config_paths(&settings.root, settings.workspace.as_deref(), None)
+        .map_err(|e| ConfigError::Refused(e).into())
 }
 
 /// Refuses a pg_dump older than the server's major version: it would fail or dump wrongly.

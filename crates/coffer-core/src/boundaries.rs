@@ -99,6 +99,61 @@ impl Place {
     }
 }
 
+/// Resolves and checks the configured paths together ([`config_conflicts`]); `Err` holds
+/// one line per problem. Without a workspace there is nothing to overlap.
+pub fn check_config_paths(
+    root: &Path,
+    workspace: Option<&Path>,
+    metrics: Option<&Path>,
+) -> Result<(), String> {
+    let Some(ws) = workspace else {
+        return Ok(());
+    };
+    let workspace = resolve("workspace.path", ws)?;
+    let root = resolve("backup_dir", root)?;
+    let metrics = metrics.map(|m| resolve("metrics_file", m)).transpose()?;
+    let problems = config_conflicts(&workspace, &root, metrics.as_ref());
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+/// Resolves and checks a restore target ([`restore_target_conflicts`]): `target` is the
+/// real directory to be replaced, `configured` how it was given; `backup` the name and
+/// directory of the backup being restored. One line per problem.
+pub fn check_restore_target(
+    configured: &Path,
+    target: &Path,
+    root: &Path,
+    backup: (&str, &Path),
+    metrics: Option<&Path>,
+) -> Vec<String> {
+    let places = (|| -> Result<_, String> {
+        let root = resolve("the backup root", root)?;
+        let mut kept = vec![resolve(&format!("backup {}", backup.0), backup.1)?];
+        if let Some(m) = metrics {
+            kept.push(resolve("metrics_file", m)?);
+        }
+        Ok((root, kept))
+    })();
+    match places {
+        Ok((root, kept)) => {
+            let target = Place {
+                what: format!("restore target {}", configured.display()),
+                path: target.to_path_buf(),
+            };
+            restore_target_conflicts(&target, &root, &kept)
+        }
+        Err(e) => vec![e],
+    }
+}
+
+fn resolve(what: &str, p: &Path) -> Result<Place, String> {
+    Place::resolve(what, p).map_err(|e| format!("cannot resolve {what} {}: {e}", p.display()))
+}
+
 /// Whether `inner` is `outer` or below it (component-wise on real paths).
 pub fn is_within(inner: &Path, outer: &Path) -> bool {
     inner.starts_with(outer)

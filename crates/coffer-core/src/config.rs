@@ -504,26 +504,12 @@ impl Config {
                 usable_path(p).map_err(|r| refused(format!("{key} {r}")))?;
             }
         }
-        let Some(ws) = &self.workspace.path else {
-            return Ok(());
-        };
-        let resolve = |what: &str, p: &Path| {
-            crate::boundaries::Place::resolve(what, p)
-                .map_err(|e| refused(format!("cannot resolve {what} {}: {e}", p.display())))
-        };
-        let workspace = resolve("workspace.path", ws)?;
-        let root = resolve("backup_dir", &root)?;
-        let metrics = self
-            .metrics_file
-            .as_deref()
-            .map(|m| resolve("metrics_file", m))
-            .transpose()?;
-        let problems = crate::boundaries::config_conflicts(&workspace, &root, metrics.as_ref());
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(refused(problems.join("\n")))
-        }
+        crate::boundaries::check_config_paths(
+            &root,
+            self.workspace.path.as_deref(),
+            self.metrics_file.as_deref(),
+        )
+        .map_err(refused)
     }
 
     /// Finds and loads the configuration file, then applies environment overrides.

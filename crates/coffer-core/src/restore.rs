@@ -639,7 +639,13 @@ fn check_workspace(
         ));
     }
     let target = real.as_path();
-    let conflicts = boundary_conflicts(settings, entry, configured, target);
+    let conflicts = crate::boundaries::check_restore_target(
+        configured,
+        target,
+        &settings.backup_root,
+        (&entry.name, &entry.path),
+        settings.metrics_file.as_deref(),
+    );
     if !conflicts.is_empty() {
         problems.extend(conflicts);
         return None;
@@ -730,40 +736,6 @@ fn check_workspace(
         exists,
         source,
     })
-}
-
-/// Why replacing `target` (real path; `configured` as given) would touch the backup root,
-/// the backup being restored or the metrics file (see [`crate::boundaries`]).
-fn boundary_conflicts(
-    settings: &RestoreSettings,
-    entry: &BackupEntry,
-    configured: &Path,
-    target: &Path,
-) -> Vec<String> {
-    use crate::boundaries::{Place, restore_target_conflicts};
-    let what = format!("restore target {}", configured.display());
-    let resolve = |what: &str, p: &Path| {
-        Place::resolve(what, p).map_err(|e| format!("cannot resolve {what} {}: {e}", p.display()))
-    };
-    let places = (|| -> Result<_, String> {
-        let root = resolve("the backup root", &settings.backup_root)?;
-        let mut kept = vec![resolve(&format!("backup {}", entry.name), &entry.path)?];
-        if let Some(m) = &settings.metrics_file {
-            kept.push(resolve("metrics_file", m)?);
-        }
-        Ok((root, kept))
-    })();
-    match places {
-        Ok((root, kept)) => restore_target_conflicts(
-            &Place {
-                what,
-                path: target.to_path_buf(),
-            },
-            &root,
-            &kept,
-        ),
-        Err(e) => vec![e],
-    }
 }
 
 /// Whether `dir` is on another filesystem than its parent (renaming it would fail).
