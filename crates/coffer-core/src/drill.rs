@@ -77,6 +77,25 @@ pub fn run(
         names::STAGING_PREFIX,
         std::process::id()
     ));
+    // Beside a backup that lies in the workspace, the drill would write into what backups
+    // archive and restores replace.
+    if let Some(ws) = &settings.workspace {
+        let (real, ws) = (
+            crate::boundaries::real_path(&container),
+            crate::boundaries::real_path(ws),
+        );
+        if let (Ok(real), Ok(ws)) = (real, ws)
+            && crate::boundaries::is_within(&real, &ws)
+        {
+            return Err(RestoreError::Refused {
+                problems: vec![format!(
+                    "the drill directory {} would be inside the workspace {}: move the backup out of the workspace, or create the backup root",
+                    real.display(),
+                    ws.display()
+                )],
+            });
+        }
+    }
     crate::fsutil::create_private_dir(&container).map_err(|e| RestoreError::Refused {
         problems: vec![format!(
             "cannot create the drill directory {}: {e}",

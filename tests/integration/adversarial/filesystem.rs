@@ -592,3 +592,44 @@ fn json_failures_print_one_error_object() {
     assert!(m.contains("not coffer's lock file"), "{m}");
     assert!(backup.join("manifest.json").exists());
 }
+
+/// The restore drill's directory is a new one in the backup root (also when the root is
+/// reached through a symlink), never inside the workspace, and it is removed afterwards.
+#[test]
+fn restore_drill_directory_is_coffers_own_and_never_in_the_workspace() {
+    let case = Case::new();
+    let backup = case.backup_ok(&[]);
+    let name = backup.file_name().unwrap().to_string_lossy().into_owned();
+    let d = case.dir.path();
+    std::os::unix::fs::symlink(&case.root, d.join("root-link")).unwrap();
+    let out = case.run(&[
+        "--backup-dir",
+        path(&d.join("root-link")),
+        "verify",
+        &name,
+        "--restore-test",
+    ]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("restore test OK"), "{}", stdout(&out));
+    assert_eq!(case.root_entries(), [name.as_str()]);
+
+    // A backup lying in the workspace, with no backup root to work in: refused, nothing
+    // written into the workspace.
+    let inside = case.workspace.join("old-backup");
+    run_ok(Command::new("cp").arg("-a").arg(&backup).arg(&inside));
+    let before = snapshot(&case.workspace);
+    let out = case.run(&[
+        "--backup-dir",
+        path(&d.join("no-such-root")),
+        "verify",
+        path(&inside),
+        "--restore-test",
+    ]);
+    assert_exit(&out, 6);
+    let line = error_line(&out);
+    assert!(
+        line.contains("drill directory") && line.contains("inside the workspace"),
+        "{line}"
+    );
+    assert_eq!(snapshot(&case.workspace), before);
+}
