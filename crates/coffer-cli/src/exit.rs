@@ -55,6 +55,12 @@ Exit codes:
        permissions, or the bucket does not exist (the message names the remote)
   130  interrupted by SIGINT (143: SIGTERM); nothing partial was left behind";
 
+/// 3 only when another run holds the lock; an unusable lock (read-only root, a symlink in
+/// its place) is a failure of this run.
+fn lock_code(e: &LockError) -> u8 {
+    if e.is_held() { LOCKED } else { FAILED }
+}
+
 /// Maps an error to its exit code.
 pub fn code_for(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<ConfigError>().is_some() {
@@ -62,7 +68,8 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
     }
     if let Some(e) = err.downcast_ref::<BackupError>() {
         return match e {
-            BackupError::Locked(_) => LOCKED,
+            BackupError::Locked(l) => lock_code(l),
+            BackupError::Config(_) => USAGE,
             BackupError::Interrupted { signal } => 128 + *signal as u8,
             BackupError::Crypto(_) => USAGE,
             _ => FAILED,
@@ -91,13 +98,13 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
             _ => USAGE,
         };
     }
-    if err.downcast_ref::<LockError>().is_some() {
-        return LOCKED;
+    if let Some(e) = err.downcast_ref::<LockError>() {
+        return lock_code(e);
     }
     if let Some(e) = err.downcast_ref::<RemoteError>() {
         return match e {
             RemoteError::NotConfigured | RemoteError::Config { .. } => USAGE,
-            RemoteError::Locked(_) => LOCKED,
+            RemoteError::Locked(l) => lock_code(l),
             e if e.is_unavailable() => REMOTE_UNAVAILABLE,
             e if e.is_damage() => VERIFY_FAILED,
             _ => FAILED,
@@ -105,7 +112,7 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
     }
     if let Some(e) = err.downcast_ref::<PruneError>() {
         return match e {
-            PruneError::Locked(_) => LOCKED,
+            PruneError::Locked(l) => lock_code(l),
             _ => FAILED,
         };
     }

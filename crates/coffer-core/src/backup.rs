@@ -52,6 +52,9 @@ pub enum BackupError {
     /// Recipients could not be loaded.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// The backup root and the workspace overlap (see [`crate::boundaries`]).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// The database could not be reached or dumped.
     #[error(transparent)]
     Postgres(#[from] PgError),
@@ -201,6 +204,7 @@ pub fn run(
 ) -> Result<BackupReport, BackupError> {
     let started = Instant::now();
     // Pre-flight: everything that can be checked before a byte is written.
+    check_boundaries(settings)?;
     if let Some(ws) = &settings.workspace {
         match fs::metadata(ws) {
             Ok(m) if m.is_dir() => {}
@@ -259,6 +263,27 @@ pub fn run(
         manifest,
         duration_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The backup root must neither be inside the workspace (it would archive itself, staging
+/// directory included) nor contain it. The CLI checks the whole configuration earlier;
+/// this guards every caller of [`run`].
+fn check_boundaries(settings: &BackupSettings) -> Result<(), BackupError> {
+    use crate::config::ConfigError;
+    if settings
+        .root
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .all(u8::is_ascii_whitespace)
+    {
+        return Err(ConfigError::Refused(
+            "backup_dir is empty: set it to the absolute path of the backup root".into(),
+        )
+        .into());
+    }
+    crate::boundaries::check_config_paths(&settings.root, settings.workspace.as_deref(), None)
+        .map_err(|e| ConfigError::Refused(e).into())
 }
 
 /// Refuses a pg_dump older than the server's major version: it would fail or dump wrongly.

@@ -21,6 +21,7 @@
 //! - [`parallel_gzip`]: gzip compressed block-parallel on every core, as one standard member.
 //! - [`artifact`]: reading an artifact back (age → gunzip) with both digests checked.
 //! - [`backup`]: the backup pipeline that ties the above together atomically.
+//! - [`boundaries`]: coffer's own files are never inside what it archives or replaces.
 //! - [`restore`]: pre-flight checks, then database and workspace restored all or nothing.
 //! - [`drill`]: the restore drill into a throw-away database and directory.
 //! - [`workspace_swap`]: replacing the workspace by rename, undone after a crash.
@@ -46,6 +47,7 @@ pub mod alembic;
 pub mod archive;
 pub mod artifact;
 pub mod backup;
+pub mod boundaries;
 pub mod cancel;
 pub mod catalog;
 pub mod config;

@@ -14,11 +14,11 @@ pub struct Args {
 /// Runs `coffer keygen`: writes the identity and prints the public key on stdout.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let public = coffer_core::crypto::keygen(&args.output)?;
-    eprintln!(
+    crate::output::errln!(
         "wrote identity to {} (keep it off this host too: without it encrypted backups cannot be restored)",
         args.output.display()
     );
-    eprintln!("public key (put it in encryption.recipients):");
-    println!("{public}");
+    crate::output::errln!("public key (put it in encryption.recipients):");
+    crate::output::outln!("{public}");
     Ok(ExitCode::SUCCESS)
 }

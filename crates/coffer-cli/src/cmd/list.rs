@@ -12,7 +12,7 @@ use crate::output;
 pub struct Args {
     /// Print JSON instead of a table
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 
     /// List the backups on the remote (remote.url) instead of the backup root; complete
     /// means the manifest exists and every artifact it lists has the recorded size
@@ -30,11 +30,11 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let entries = catalog::list(&root)?;
     if args.json {
         let rows: Vec<_> = entries.iter().map(entry_json).collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::output::outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     if entries.is_empty() {
-        eprintln!("no backups in {}", root.display());
+        crate::output::errln!("no backups in {}", root.display());
         return Ok(ExitCode::SUCCESS);
     }
     print_table(entries.iter().map(|e| Row {
@@ -59,12 +59,16 @@ struct Row<'a> {
 }
 
 fn print_table<'a>(rows: impl Iterator<Item = Row<'a>>) {
-    println!(
+    crate::output::outln!(
         "{:<28} {:<7} {:<20} {:>10}  {:<14} STATUS",
-        "NAME", "KIND", "CREATED", "SIZE", "DB REVISION"
+        "NAME",
+        "KIND",
+        "CREATED",
+        "SIZE",
+        "DB REVISION"
     );
     for r in rows {
-        println!(
+        crate::output::outln!(
             "{:<28} {:<7} {:<20} {:>10}  {:<14} {}",
             r.name,
             r.kind.map_or("?".into(), |k| k.to_string()),
@@ -95,14 +99,14 @@ fn list_remote(config: &coffer_core::config::Config, json: bool) -> anyhow::Resu
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::output::outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     if backups.is_empty() {
-        eprintln!("no backups on {}", remote.url());
+        crate::output::errln!("no backups on {}", remote.url());
         return Ok(ExitCode::SUCCESS);
     }
-    println!("remote {}", remote.url());
+    crate::output::outln!("remote {}", remote.url());
     print_table(backups.iter().map(|b| Row {
         name: &b.name,
         kind: b.kind,

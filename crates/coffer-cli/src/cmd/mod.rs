@@ -48,6 +48,6 @@ pub fn load_identities(
 /// Prints the warnings of a run's reporting (run log, metrics, hooks) on stderr.
 pub fn print_warnings(warnings: &[String]) {
     for w in warnings {
-        eprintln!("warning: {}", coffer_core::redact::redact(w));
+        crate::output::errln!("warning: {}", coffer_core::redact::redact(w));
     }
 }

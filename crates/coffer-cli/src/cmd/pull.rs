@@ -35,7 +35,7 @@ pub struct Args {
 
     /// Print a machine-readable summary (JSON) on stdout
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 
     /// No progress lines on stderr
     #[arg(long, short)]
@@ -52,20 +52,20 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     };
     let report = pull_with_config(&config, &which, identities.as_ref(), args.quiet)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::output::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for n in &report.not_checked {
-            println!("note: not checked: {n}");
+            crate::output::outln!("note: not checked: {n}");
         }
         if report.downloaded {
-            println!(
+            crate::output::outln!(
                 "pulled {} ({}), verified: {}",
                 report.name,
                 crate::output::bytes(report.bytes),
                 report.path.display()
             );
         } else {
-            println!(
+            crate::output::outln!(
                 "{} is already complete in the backup root: {}",
                 report.name,
                 report.path.display()
@@ -85,7 +85,7 @@ pub fn pull_with_config(
     let remote = Remote::from_config(&config.remote)?;
     let events = |line: String| {
         if !quiet {
-            eprintln!("{line}");
+            crate::output::errln!("{line}");
         }
     };
     Ok(pull::run(

@@ -105,7 +105,7 @@ pub struct Args {
 
     /// Print the plan and the result as JSON on stdout (steps go to stderr)
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 
     /// No progress output
     #[arg(long, short)]
@@ -172,9 +172,9 @@ fn restore(config: &Config, args: &Args, backup: &mut Option<BackupEntry>) -> an
     };
     let say = |line: String| {
         if args.json {
-            eprintln!("{line}");
+            crate::output::errln!("{line}");
         } else {
-            println!("{line}");
+            crate::output::outln!("{line}");
         }
     };
     if let Some(r) = restore::recover_interrupted(&settings, &options)? {
@@ -205,14 +205,15 @@ fn restore(config: &Config, args: &Args, backup: &mut Option<BackupEntry>) -> an
     );
     let report = result?;
     if args.json {
-        println!(
+        crate::output::outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "report": report }))?
         );
     } else {
-        println!(
+        crate::output::outln!(
             "restore of {} complete in {:.1}s",
-            report.backup, report.duration_seconds
+            report.backup,
+            report.duration_seconds
         );
     }
     Ok(())
@@ -239,7 +240,9 @@ fn pull_first(
         let local = config.backup_dir().join(name);
         if local.is_dir() && BackupEntry::read(&local).status.is_usable() {
             if !args.quiet {
-                eprintln!("note: {name} is already complete in the backup root; not pulling it");
+                crate::output::errln!(
+                    "note: {name} is already complete in the backup root; not pulling it"
+                );
             }
             return Ok(name.clone());
         }
@@ -250,7 +253,7 @@ fn pull_first(
     };
     let report = super::pull::pull_with_config(config, &which, identities, args.quiet)?;
     if !args.quiet {
-        eprintln!(
+        crate::output::errln!(
             "✓ pulled {} from the remote and verified it: {}",
             report.name,
             report.path.display()

@@ -31,7 +31,7 @@ pub struct Args {
 
     /// Print JSON instead of text (the exit code is the same)
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -67,7 +67,7 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
             "backup_dir": root,
             "status": status,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::output::outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print_text(&status, &thresholds);
     }
@@ -75,10 +75,10 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 fn print_text(status: &Status, thresholds: &Thresholds) {
-    println!("{}", status.headline(thresholds));
+    crate::output::outln!("{}", status.headline(thresholds));
     let at = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%SZ").to_string();
     match &status.last_success {
-        Some(s) => println!(
+        Some(s) => crate::output::outln!(
             "last success:         {} ({}) at {}, {} ago{}",
             s.backup.as_deref().unwrap_or("?"),
             s.kind.map_or("?".into(), |k| k.to_string()),
@@ -89,17 +89,17 @@ fn print_text(status: &Status, thresholds: &Thresholds) {
                 runlog::SuccessSource::Backups => " (from the backups; not in the run log)",
             }
         ),
-        None => println!("last success:         never"),
+        None => crate::output::outln!("last success:         never"),
     }
     if let Some(a) = &status.last_attempt {
-        println!(
+        crate::output::outln!(
             "last attempt:         {} at {}, {:.1}s",
             a.outcome,
             at(a.ended),
             a.duration_seconds
         );
     }
-    println!(
+    crate::output::outln!(
         "consecutive failures: {} (alert at {})",
         status.consecutive_failures,
         if thresholds.max_failures == 0 {
@@ -109,7 +109,7 @@ fn print_text(status: &Status, thresholds: &Thresholds) {
         }
     );
     if let Some(s) = &status.last_sync {
-        println!(
+        crate::output::outln!(
             "last sync:            {} at {}{}",
             s.outcome,
             at(s.ended),
@@ -121,7 +121,7 @@ fn print_text(status: &Status, thresholds: &Thresholds) {
         );
     }
     if let Some(f) = &status.last_failure {
-        println!(
+        crate::output::outln!(
             "last error:           {} at {}: {}",
             f.operation,
             at(f.ended),
@@ -134,7 +134,7 @@ fn print_text(status: &Status, thresholds: &Thresholds) {
         .iter()
         .map(|(k, n)| format!("{k} {n}"))
         .collect();
-    println!(
+    crate::output::outln!(
         "backups:              {} ({}), {}",
         status.backups.count,
         if kinds.is_empty() {
@@ -145,7 +145,7 @@ fn print_text(status: &Status, thresholds: &Thresholds) {
         output::bytes(status.backups.total_bytes)
     );
     if status.bad_log_lines > 0 {
-        println!(
+        crate::output::outln!(
             "note: {} line(s) of the run log could not be read and were ignored",
             status.bad_log_lines
         );

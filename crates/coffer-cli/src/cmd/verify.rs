@@ -19,7 +19,7 @@ completeness and row counts; the tar listing against the manifest. Legacy shell-
 get every check that is possible and the report says what could not be checked.
 
 With --restore-test the backup is also restored into a throw-away database (on the configured \
-server) and a temporary directory beside the backup, compared with its manifest (Alembic head, \
+server) and a new temporary directory in the backup root, compared with its manifest (Alembic head, \
 every table's row count, workspace file count and sizes), and both are removed again.
 
 Exit codes: 0 every check passed, 5 a check failed (the backup is damaged or the restore test \
@@ -53,7 +53,7 @@ pub struct Args {
 
     /// Print the reports as JSON
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// Runs `coffer verify`.
@@ -67,7 +67,7 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         vec![catalog::resolve(&root, args.name.as_deref())?]
     };
     if entries.is_empty() {
-        eprintln!("no backups in {}", root.display());
+        crate::output::errln!("no backups in {}", root.display());
     }
     let mut reports = Vec::new();
     let mut drills = Vec::new();
@@ -94,10 +94,10 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         } else {
             serde_json::to_value(&reports)?
         };
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        crate::output::outln!("{}", serde_json::to_string_pretty(&value)?);
     }
     if failed > 0 {
-        eprintln!(
+        crate::output::errln!(
             "error: {failed} of {} backup(s) failed verification: do not restore from them; use another backup and check the storage",
             reports.len()
         );
@@ -108,7 +108,7 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
 
 /// Prints one line per check.
 pub fn print_report(report: &VerifyReport) {
-    println!("{} ({})", report.name, report.path.display());
+    crate::output::outln!("{} ({})", report.name, report.path.display());
     for c in &report.checks {
         let mark = match c.outcome {
             Outcome::Pass => "✓",
@@ -120,9 +120,9 @@ pub fn print_report(report: &VerifyReport) {
         } else {
             ""
         };
-        println!("  {mark} {}: {note}{}", c.subject, c.detail);
+        crate::output::outln!("  {mark} {}: {note}{}", c.subject, c.detail);
     }
-    println!(
+    crate::output::outln!(
         "  {}",
         if report.passed() {
             "OK"
@@ -142,9 +142,9 @@ fn restore_test(
     let settings = RestoreSettings::from_config(config)?;
     let say = |line: String| {
         if json {
-            eprintln!("{line}");
+            crate::output::errln!("{line}");
         } else {
-            println!("{line}");
+            crate::output::outln!("{line}");
         }
     };
     say(format!("  restore test of {}:", entry.name));
