@@ -20,6 +20,9 @@ pub fn print_error(err: &anyhow::Error) {
     for cause in err.chain().skip(1) {
         eprintln!("  caused by: {cause}");
     }
+    if text.contains(coffer_core::signing::UNSIGNED_REFUSED) {
+        eprintln!("  hint: {}", crate::cmd::ALLOW_UNSIGNED_HINT);
+    }
 }
 
 pub use coffer_core::units::bytes;
