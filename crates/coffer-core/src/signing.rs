@@ -840,7 +840,8 @@ mod tests {
         assert!(j.detail.contains("altered"), "{j:?}");
         std::fs::write(good.join("SHA256SUMS"), "").unwrap();
         let sig = good.join("SHA256SUMS.minisig");
-        let makers: [(&str, Box<dyn Fn()>); 4] = [
+        type Maker<'a> = Box<dyn Fn() + 'a>;
+        let makers: [(&str, Maker); 4] = [
             (
                 "symbolic link",
                 Box::new(|| std::os::unix::fs::symlink("/dev/zero", &sig).unwrap()),
