@@ -895,4 +895,96 @@ mod tests {
             assert!(c.validate().is_err(), "{bad}");
         }
     }
+
+    /// The crash/regression corpus of signature files: each one, in place of either
+    /// signature of a correctly signed backup, is refused (and nothing panics).
+    #[test]
+    fn corpus_of_signature_files_is_refused() {
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/corpus/signature");
+        let dir = tempfile::tempdir().unwrap();
+        let k = key(dir.path());
+        let trusting = policy(&[k.public_key()]);
+        let name = "auto-20260101T000000Z";
+        let b = signed_backup(dir.path(), &k, name);
+        let mut cases = 0;
+        for entry in std::fs::read_dir(&corpus).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            for (_, sig) in SIGNED_FILES {
+                let good = std::fs::read(b.join(sig)).unwrap();
+                std::fs::write(b.join(sig), &bytes).unwrap();
+                let j = trusting.judge(&b, name, None);
+                assert_eq!(j.verdict, Verdict::Refused, "{sig}: {j:?}");
+                std::fs::write(b.join(sig), good).unwrap();
+                cases += 1;
+            }
+        }
+        assert!(cases >= 20, "corpus missing: {}", corpus.display());
+        assert_eq!(trusting.judge(&b, name, None).verdict, Verdict::Verified);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// One key for every case: key generation fsyncs two files.
+        static SHARED_KEY: std::sync::LazyLock<(tempfile::TempDir, SigningKey)> =
+            std::sync::LazyLock::new(|| {
+                let dir = tempfile::tempdir().unwrap();
+                let k = key(dir.path());
+                (dir, k)
+            });
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any change to the signed lines of a signature (everything but the untrusted
+            /// comment, which minisign does not sign) is refused; any bytes at all never
+            /// panic and never verify.
+            #[test]
+            fn altered_signatures_never_verify(
+                line in 1usize..4,
+                at in any::<prop::sample::Index>(),
+                byte in any::<u8>(),
+                noise in prop::collection::vec(any::<u8>(), 0..600),
+            ) {
+                let (_, k) = &*SHARED_KEY;
+                let dir = tempfile::tempdir().unwrap();
+                let trusting = policy(&[k.public_key()]);
+                let name = "auto-20260101T000000Z";
+                let b = signed_backup(dir.path(), k, name);
+                let sig_path = b.join(MANIFEST_SIGNATURE);
+                let text = std::fs::read_to_string(&sig_path).unwrap();
+                let mut lines: Vec<Vec<u8>> = text.lines().map(|l| l.as_bytes().to_vec()).collect();
+                let target = &mut lines[line];
+                let i = at.index(target.len());
+                prop_assume!(target[i] != byte);
+                target[i] = byte;
+                let altered = lines.join(&b'\n');
+                std::fs::write(&sig_path, &altered).unwrap();
+                let j = trusting.judge(&b, name, None);
+                prop_assert_eq!(j.verdict, Verdict::Refused, "{:?}", j);
+                std::fs::write(&sig_path, &noise).unwrap();
+                prop_assert_eq!(trusting.judge(&b, name, None).verdict, Verdict::Refused);
+            }
+        }
+    }
+
+    #[test]
+    fn the_configuration_names_a_bad_trusted_key() {
+        let e = crate::config::Config::from_toml(
+            "[signing]\ntrusted_public_keys = [\"RWnotakey\"]\n",
+            "/etc/coffer/coffer.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("key `signing.trusted_public_keys`")
+                && e.contains("not a minisign public key"),
+            "{e}"
+        );
+        let e = crate::config::Config::from_toml("[signing]\nsecret_key = \"x\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("signing.secret_key"), "{e}");
+    }
 }
