@@ -558,6 +558,17 @@ fn sync_and_pull_carry_the_signatures_and_a_tampered_remote_copy_is_refused() {
         );
     }
 
+    let out = s3(&["list", "--remote", "--json"]);
+    assert_success(&out);
+    let listed: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name.as_str())
+        .unwrap_or_else(|| panic!("{name} not listed: {listed}"));
+    assert_eq!(row["signed"], true, "{row}");
+
     // Round trip into an empty root: the signatures come along and verify.
     std::fs::remove_dir_all(&case.root).unwrap();
     let out = s3(&["pull", &name]);
