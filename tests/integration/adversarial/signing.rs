@@ -442,6 +442,10 @@ fn allow_unsigned_lets_an_unsigned_backup_through_and_says_so() {
         "{}",
         stdout(&out)
     );
+    // The restore drill runs under the same allowance.
+    let out = case.run(&["verify", &name, "--allow-unsigned", "--restore-test"]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("restore test OK"), "{}", stdout(&out));
     let out = case.run(&["restore", &name, "--yes", "--allow-unsigned"]);
     assert_success(&out);
     assert!(
