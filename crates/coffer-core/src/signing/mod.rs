@@ -735,8 +735,8 @@ mod tests {
             #![proptest_config(ProptestConfig::with_cases(256))]
 
             /// Any change to the signed lines of a signature (everything but the untrusted
-            /// comment, which minisign does not sign) is refused; any bytes at all never
-            /// panic and never verify.
+            /// comment, which minisign does not sign) is refused unless it decodes to the very
+            /// same signature; any bytes at all never panic and never verify.
             #[test]
             fn altered_signatures_never_verify(
                 line in 1usize..4,
@@ -759,7 +759,15 @@ mod tests {
                 let altered = lines.join(&b'\n');
                 std::fs::write(&sig_path, &altered).unwrap();
                 let j = trusting.judge(&b, name, None);
-                prop_assert_eq!(j.verdict, Verdict::Refused, "{:?}", j);
+                if j.verdict != Verdict::Refused {
+                    // Only another spelling of the same signature may pass: base64 with
+                    // different unused low bits in its last character decodes identically.
+                    let same = std::str::from_utf8(&altered)
+                        .ok()
+                        .and_then(|t| SignatureBox::from_string(t).ok())
+                        .map(|s| s.into_string());
+                    prop_assert_eq!(same.as_deref(), Some(text.as_str()), "{:?}", j);
+                }
                 std::fs::write(&sig_path, &noise).unwrap();
                 prop_assert_eq!(trusting.judge(&b, name, None).verdict, Verdict::Refused);
             }
