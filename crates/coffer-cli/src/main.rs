@@ -54,7 +54,7 @@ enum Command {
     Status(cmd::status::Args),
     /// Print or install the systemd units of the nightly backup timer
     Systemd(cmd::systemd::Args),
-    /// Write a new age identity file and print its public key
+    /// Write a new age identity (--output) or minisign signing key (--signing); print its public key
     Keygen(cmd::keygen::Args),
     /// Run a whole backup against a throw-away PostgreSQL cluster and the fixture workspace
     Demo(cmd::demo::Args),

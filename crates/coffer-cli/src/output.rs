@@ -74,6 +74,10 @@ pub fn error_parts(err: &anyhow::Error) -> (String, Vec<String>) {
     for cause in err.chain().skip(1) {
         details.push(format!("caused by: {}", redact(&cause.to_string())));
     }
+    // The library names no flags (issue #12): the CLI adds the flag that changes the outcome.
+    if text.contains(coffer_core::signing::UNSIGNED_REFUSED) {
+        details.push(format!("hint: {}", crate::cmd::ALLOW_UNSIGNED_HINT));
+    }
     (first, details)
 }
 

@@ -96,6 +96,9 @@ pub enum BackupError {
     /// This artifact stopped because the other one failed; never the error reported.
     #[error("stopped because the other artifact failed")]
     Aborted,
+    /// The signing key cannot be used, or signing failed.
+    #[error(transparent)]
+    Signing(#[from] crate::signing::SigningError),
     /// A signal asked the backup to stop.
     #[error("backup interrupted by signal {signal}; the partial backup was removed")]
     Interrupted {
@@ -138,11 +141,13 @@ pub struct BackupSettings {
     pub compression: Compression,
     /// Compression level for that algorithm.
     pub level: u32,
+    /// The key `manifest.json` and `SHA256SUMS` are signed with (`signing.secret_key_file`).
+    pub signing_key: Option<crate::signing::SigningKey>,
 }
 
 impl BackupSettings {
-    /// Resolves settings from a configuration. Loads and validates the recipients now, so a
-    /// bad key stops the backup before it starts.
+    /// Resolves settings from a configuration. Loads and validates the recipients and the
+    /// signing key now, so a bad key stops the backup before it starts.
     pub fn from_config(config: &Config) -> Result<BackupSettings, BackupError> {
         let recipients = if config.encryption.enabled() {
             Some(Recipients::load(
@@ -160,6 +165,12 @@ impl BackupSettings {
             recipients,
             compression: config.compression.algorithm,
             level: config.compression.effective_level(),
+            signing_key: config
+                .signing
+                .secret_key_file
+                .as_deref()
+                .map(crate::signing::SigningKey::load)
+                .transpose()?,
         })
     }
 }
@@ -436,6 +447,13 @@ fn write_backup(
     ] {
         let path = staging.join(file);
         write_small_file(&path, text.as_bytes())?;
+        // Signed from the bytes just written, before the rename publishes the backup: a
+        // backup never looks complete without its signatures.
+        if let Some(key) = &settings.signing_key {
+            let signature = key.sign(name, file, text.as_bytes())?;
+            let sig_path = staging.join(crate::signing::signature_name(file));
+            write_small_file(&sig_path, signature.as_bytes())?;
+        }
     }
     fsutil::sync_dir(staging).map_err(|e| BackupError::io("sync", staging, e))?;
     Ok(manifest)

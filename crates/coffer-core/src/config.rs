@@ -68,6 +68,8 @@ pub struct Config {
     pub metrics_file: Option<PathBuf>,
     /// The off-host copy: an object store that `coffer sync` uploads to.
     pub remote: RemoteConfig,
+    /// `[signing]`: the key backups are signed with, and the keys they must be signed by.
+    pub signing: crate::signing::SigningConfig,
 }
 
 /// Default number of parts one multipart upload may have (the S3 limit).
@@ -472,6 +474,7 @@ impl Config {
         }
         self.remote.validate()?;
         self.validate_paths()?;
+        self.signing.validate()?;
         Ok(())
     }
 

@@ -27,6 +27,7 @@
 //! - [`workspace_swap`]: replacing the workspace by rename, undone after a crash.
 //! - [`catalog`]: the backups found in a backup root.
 //! - [`verify`]: checking a backup end to end without restoring it.
+//! - [`signing`]: minisign signatures of the manifest and `SHA256SUMS`, made and checked.
 //! - [`retention`]: which backups to keep.
 //! - [`remote`]: the off-host copy on an object store: sync, pull, remote retention.
 //! - [`prune`]: deleting what retention does not keep, and abandoned staging directories.
@@ -71,6 +72,7 @@ pub mod restore;
 pub mod retention;
 pub mod runlog;
 pub mod sandbox;
+pub mod signing;
 pub mod systemd;
 pub mod units;
 pub mod verify;

@@ -43,6 +43,7 @@ use crate::hooks::{self, HookError, Stage};
 use crate::manifest::{AnyManifest, Artifact, ArtifactRole};
 use crate::postgres::{Database, PgError, RunningProgram, Session};
 use crate::progress::Progress;
+use crate::signing::{SignaturePolicy, Verdict};
 use crate::units;
 use crate::workspace_swap::{self, Swap};
 
@@ -155,6 +156,8 @@ pub struct RestoreSettings {
     pub backup_root: PathBuf,
     /// The metrics file, equally never replaced.
     pub metrics_file: Option<PathBuf>,
+    /// Which signatures a backup needs before it is restored.
+    pub signatures: SignaturePolicy,
 }
 
 impl RestoreSettings {
@@ -167,6 +170,8 @@ impl RestoreSettings {
             alembic: config.alembic.clone(),
             backup_root: config.backup_dir(),
             metrics_file: config.metrics_file.clone(),
+            // Keys that cannot be loaded refuse every backup rather than check none.
+            signatures: SignaturePolicy::load_or_refuse_all(&config.signing),
         })
     }
 }
@@ -423,6 +428,24 @@ pub fn prepare(
             return Err(RestoreError::Damaged {
                 backup: entry.name.clone(),
                 reason: r.clone(),
+            });
+        }
+    }
+    // Authenticity before anything else is read or run.
+    let judgement = settings
+        .signatures
+        .judge(&entry.path, &entry.name, entry.manifest.as_ref());
+    match judgement.verdict {
+        Verdict::Verified => plan.checks.push(format!("signature: {}", judgement.detail)),
+        // Said only when signatures are required: then an unsigned backup passing is news.
+        Verdict::NotChecked if settings.signatures.enforced() => {
+            plan.notes.push(format!("signature: {}", judgement.detail))
+        }
+        Verdict::NotChecked => {}
+        Verdict::Refused => {
+            return Err(RestoreError::Damaged {
+                backup: entry.name.clone(),
+                reason: judgement.detail,
             });
         }
     }

@@ -96,6 +96,10 @@ fn list_remote(config: &coffer_core::config::Config, json: bool) -> anyhow::Resu
                     "alembic_head": b.manifest.as_ref().and_then(|m| m.alembic_head()),
                     "status": b.status,
                     "objects": b.objects,
+                    // Both signature files are there (checked by pull, not by a listing).
+                    "signed": coffer_core::signing::SIGNED_FILES
+                        .iter()
+                        .all(|(_, sig)| b.objects.contains_key(*sig)),
                 })
             })
             .collect();

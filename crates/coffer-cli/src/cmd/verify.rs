@@ -13,7 +13,7 @@ use crate::exit;
 /// Arguments of `coffer verify`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
-Checks, one line each: the manifest; SHA256SUMS against the manifest; each artifact's stored \
+Checks, one line each: the manifest; its signature and that of SHA256SUMS (with signing.trusted_public_keys: signed by a trusted key for this backup, else the check fails; without: not checked); SHA256SUMS against the manifest; each artifact's stored \
 size and sha256; its size and sha256 after decrypting and decompressing to the end; the dump's \
 completeness and row counts; the tar listing against the manifest. Legacy shell-script backups \
 get every check that is possible and the report says what could not be checked.
@@ -51,6 +51,11 @@ pub struct Args {
     #[arg(long)]
     restore_test: bool,
 
+    /// Accept backups without signatures although signing.trusted_public_keys is set (a
+    /// bad signature still fails)
+    #[arg(long)]
+    allow_unsigned: bool,
+
     /// Print the reports as JSON
     #[arg(long)]
     pub(crate) json: bool,
@@ -61,6 +66,7 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
     let root = config.backup_dir();
     let identities = super::load_identities(&config, args.identity.as_deref())?;
+    let signatures = super::signature_policy(&config, args.allow_unsigned)?;
     let entries: Vec<BackupEntry> = if args.all {
         catalog::list(&root)?
     } else {
@@ -73,13 +79,13 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let mut drills = Vec::new();
     let mut failed = 0;
     for entry in &entries {
-        let report = verify::verify(entry, identities.as_ref());
+        let report = verify::verify_signed(entry, identities.as_ref(), &signatures);
         if !args.json {
             print_report(&report);
         }
         let mut passed = report.passed();
         if args.restore_test && passed {
-            let drill = restore_test(&config, entry, identities.as_ref(), args.json)?;
+            let drill = restore_test(&config, entry, identities.as_ref(), &signatures, args.json)?;
             passed = drill.passed();
             drills.push(drill);
         }
@@ -101,6 +107,13 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
             "error: {failed} of {} backup(s) failed verification: do not restore from them; use another backup and check the storage",
             reports.len()
         );
+        let unsigned = reports
+            .iter()
+            .flat_map(|r| &r.checks)
+            .any(|c| c.detail == coffer_core::signing::UNSIGNED_REFUSED);
+        if unsigned {
+            crate::output::errln!("  hint: {}", super::ALLOW_UNSIGNED_HINT);
+        }
         return Ok(ExitCode::from(exit::VERIFY_FAILED));
     }
     Ok(ExitCode::SUCCESS)
@@ -137,9 +150,11 @@ fn restore_test(
     config: &coffer_core::config::Config,
     entry: &BackupEntry,
     identities: Option<&coffer_core::crypto::Identities>,
+    signatures: &coffer_core::signing::SignaturePolicy,
     json: bool,
 ) -> anyhow::Result<DrillReport> {
-    let settings = RestoreSettings::from_config(config)?;
+    let mut settings = RestoreSettings::from_config(config)?;
+    settings.signatures = signatures.clone();
     let say = |line: String| {
         if json {
             crate::output::errln!("{line}");
