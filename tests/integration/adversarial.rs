@@ -4,4 +4,5 @@
 mod catalog;
 mod dump;
 mod filesystem;
+mod secrets;
 mod signing;

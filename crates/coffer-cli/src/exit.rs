@@ -7,6 +7,7 @@ use coffer_core::lock::LockError;
 use coffer_core::prune::PruneError;
 use coffer_core::remote::RemoteError;
 use coffer_core::restore::RestoreError;
+use coffer_core::signing::SigningError;
 use coffer_core::systemd::SystemdError;
 
 /// The operation failed (see the error message).
@@ -18,7 +19,8 @@ pub const LOCKED: u8 = 3;
 /// `backup --strict`: the backup is complete but files changed while they were archived.
 pub const CHANGED_FILES: u8 = 4;
 
-/// `verify` found a damaged backup, or `restore` refused one that failed verification.
+/// `verify` found a damaged backup, or `restore`/`pull` refused one that failed verification
+/// (including a bad signature, or none while trusted signing keys are configured).
 pub const VERIFY_FAILED: u8 = 5;
 /// `restore` refused in pre-flight or at confirmation: nothing was changed.
 pub const REFUSED: u8 = 6;
@@ -45,7 +47,8 @@ Exit codes:
   2    invalid command line or configuration
   3    another coffer run holds the backup root's lock
   4    backup --strict: backup complete, but files changed while being archived
-  5    verify/restore/pull: the backup is damaged (restore and pull changed nothing)
+  5    verify/restore/pull: the backup is damaged, or its signature is bad or missing
+       while signing.trusted_public_keys is set (restore and pull changed nothing)
   6    restore refused by pre-flight checks or confirmation (nothing changed)
   7    restore failed and was rolled back (nothing changed)
   8    restore completed, but the Alembic head check or hooks.after_restore failed
@@ -57,6 +60,20 @@ Exit codes:
        permissions, or the bucket does not exist (the message names the remote)
   130  interrupted by SIGINT (143: SIGTERM); nothing partial was left behind";
 
+/// 3 only when another run holds the lock; an unusable lock (read-only root, a symlink in
+/// its place) is a failure of this run.
+fn lock_code(e: &LockError) -> u8 {
+    if e.is_held() { LOCKED } else { FAILED }
+}
+
+/// A signing or trusted key that cannot be used is a configuration problem.
+fn signing_code(e: &SigningError) -> u8 {
+    match e {
+        SigningError::SecretKey { .. } | SigningError::PublicKey { .. } => USAGE,
+        _ => FAILED,
+    }
+}
+
 /// Maps an error to its exit code.
 pub fn code_for(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<ConfigError>().is_some() {
@@ -64,9 +81,11 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
     }
     if let Some(e) = err.downcast_ref::<BackupError>() {
         return match e {
-            BackupError::Locked(_) => LOCKED,
+            BackupError::Locked(l) => lock_code(l),
+            BackupError::Config(_) => USAGE,
             BackupError::Interrupted { signal } => 128 + *signal as u8,
             BackupError::Crypto(_) => USAGE,
+            BackupError::Signing(e) => signing_code(e),
             _ => FAILED,
         };
     }
@@ -93,13 +112,16 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
             _ => USAGE,
         };
     }
-    if err.downcast_ref::<LockError>().is_some() {
-        return LOCKED;
+    if let Some(e) = err.downcast_ref::<SigningError>() {
+        return signing_code(e);
+    }
+    if let Some(e) = err.downcast_ref::<LockError>() {
+        return lock_code(e);
     }
     if let Some(e) = err.downcast_ref::<RemoteError>() {
         return match e {
             RemoteError::NotConfigured | RemoteError::Config { .. } => USAGE,
-            RemoteError::Locked(_) => LOCKED,
+            RemoteError::Locked(l) => lock_code(l),
             e if e.is_unavailable() => REMOTE_UNAVAILABLE,
             e if e.is_damage() => VERIFY_FAILED,
             _ => FAILED,
@@ -107,7 +129,7 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
     }
     if let Some(e) = err.downcast_ref::<PruneError>() {
         return match e {
-            PruneError::Locked(_) => LOCKED,
+            PruneError::Locked(l) => lock_code(l),
             _ => FAILED,
         };
     }

@@ -54,7 +54,7 @@ enum Command {
     Status(cmd::status::Args),
     /// Print or install the systemd units of the nightly backup timer
     Systemd(cmd::systemd::Args),
-    /// Write a new age identity file and print its public key
+    /// Write a new age identity (--output) or minisign signing key (--signing); print its public key
     Keygen(cmd::keygen::Args),
     /// Run a whole backup against a throw-away PostgreSQL cluster and the fixture workspace
     Demo(cmd::demo::Args),
@@ -76,10 +76,38 @@ fn main() -> ExitCode {
         Command::Demo(ref a) => cmd::demo::run(a),
     };
     match result {
-        Ok(code) => code,
+        Ok(code) => match output::stdout_failure() {
+            // The operation succeeded but its output was lost (e.g. a full disk).
+            Some(e) if code == ExitCode::SUCCESS => {
+                output::errln!("error: cannot write the output to stdout: {e}");
+                ExitCode::from(exit::FAILED)
+            }
+            _ => code,
+        },
         Err(err) => {
+            let code = exit::code_for(&err);
             output::print_error(&err);
-            ExitCode::from(exit::code_for(&err))
+            if cli.command.json() {
+                output::outln!("{}", output::error_json(&err, code));
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+impl Command {
+    /// Whether `--json` was asked for: failures are then also a JSON object on stdout.
+    fn json(&self) -> bool {
+        match self {
+            Command::Backup(a) => a.json,
+            Command::List(a) => a.json,
+            Command::Verify(a) => a.json,
+            Command::Restore(a) => a.json,
+            Command::Prune(a) => a.json,
+            Command::Sync(a) => a.json,
+            Command::Pull(a) => a.json,
+            Command::Status(a) => a.json,
+            Command::Systemd(_) | Command::Keygen(_) | Command::Demo(_) => false,
         }
     }
 }
@@ -96,6 +124,7 @@ impl Cli {
         if let Some(path) = &self.metrics_file {
             config.metrics_file = Some(path.clone());
         }
+        config.check_paths()?;
         Ok(config)
     }
 }

@@ -1,25 +1,106 @@
 //! How results, progress and errors are shown: progress bars on a terminal, plain log lines
 //! otherwise (the systemd journal), JSON on request.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use coffer_core::manifest::ArtifactRole;
 use coffer_core::progress::Progress;
+use coffer_core::redact::redact;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+/// Writes one line to stdout. A closed stdout (`coffer status | true`, `| head -0`) is not
+/// a failure of the operation: the line is dropped and the operation's own exit code
+/// stands. Any other write error (a full disk) is remembered and reported by
+/// [`stdout_failure`] at the end.
+macro_rules! outln {
+    () => { $crate::output::write_stdout(format_args!("")) };
+    ($($arg:tt)*) => { $crate::output::write_stdout(format_args!($($arg)*)) };
+}
+pub(crate) use outln;
+
+/// Writes one line to stderr, ignoring errors: stderr is where failures are reported, so
+/// there is nowhere left to report its own.
+macro_rules! errln {
+    () => { $crate::output::write_stderr(format_args!("")) };
+    ($($arg:tt)*) => { $crate::output::write_stderr(format_args!($($arg)*)) };
+}
+pub(crate) use errln;
+
+/// The first stdout write error other than a closed pipe.
+static STDOUT_ERROR: Mutex<Option<std::io::Error>> = Mutex::new(None);
+
+/// Implementation of [`outln!`].
+pub fn write_stdout(line: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let result = writeln!(out, "{line}").and_then(|()| out.flush());
+    remember(result);
+}
+
+fn remember(result: std::io::Result<()>) {
+    if let Err(e) = result
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+        && let Ok(mut slot) = STDOUT_ERROR.lock()
+        && slot.is_none()
+    {
+        *slot = Some(e);
+    }
+}
+
+/// Implementation of [`errln!`].
+pub fn write_stderr(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// A stdout write error (not a closed pipe) seen during the run, if any.
+pub fn stdout_failure() -> Option<std::io::Error> {
+    remember(std::io::stdout().lock().flush());
+    STDOUT_ERROR.lock().ok().and_then(|mut s| s.take())
+}
+
+/// An error split for display: the first line (what failed and what to do), and the
+/// details (further lines, then the chain of causes). Every line is redacted: a cause may
+/// quote a URL or a command's stderr.
+pub fn error_parts(err: &anyhow::Error) -> (String, Vec<String>) {
+    let text = err.to_string();
+    let text = redact(&text);
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or("unknown error").to_string();
+    let mut details: Vec<String> = lines
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    for cause in err.chain().skip(1) {
+        details.push(format!("caused by: {}", redact(&cause.to_string())));
+    }
+    // The library names no flags (issue #12): the CLI adds the flag that changes the outcome.
+    if text.contains(coffer_core::signing::UNSIGNED_REFUSED) {
+        details.push(format!("hint: {}", crate::cmd::ALLOW_UNSIGNED_HINT));
+    }
+    (first, details)
+}
 
 /// Prints an error: the first line says what failed and what to do; details follow.
 pub fn print_error(err: &anyhow::Error) {
-    let text = err.to_string();
-    let mut lines = text.lines();
-    eprintln!("error: {}", lines.next().unwrap_or("unknown error"));
-    for line in lines.filter(|l| !l.trim().is_empty()) {
-        eprintln!("  {line}");
+    let (first, details) = error_parts(err);
+    errln!("error: {first}");
+    for line in details {
+        errln!("  {line}");
     }
-    for cause in err.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
-    }
+}
+
+/// The `--json` form of a failure, printed on stdout (the human lines still go to stderr):
+/// `{"error": {"message": "...", "details": "..." | null, "exit_code": N}}`.
+pub fn error_json(err: &anyhow::Error, exit_code: u8) -> serde_json::Value {
+    let (message, details) = error_parts(err);
+    serde_json::json!({
+        "error": {
+            "message": message,
+            "details": (!details.is_empty()).then(|| details.join("\n")),
+            "exit_code": exit_code,
+        }
+    })
 }
 
 pub use coffer_core::units::bytes;
@@ -91,7 +172,7 @@ struct LogLines {
 
 impl Progress for LogLines {
     fn start(&self, role: ArtifactRole, file: &str) {
-        eprintln!("{}: {file} started", role.as_str());
+        errln!("{}: {file} started", role.as_str());
         if let Ok(mut s) = self.state.lock() {
             s.push((role, 0, Instant::now(), Instant::now()));
         }
@@ -105,7 +186,7 @@ impl Progress for LogLines {
             if entry.3.elapsed() >= Duration::from_secs(30) {
                 entry.3 = Instant::now();
                 let secs = entry.2.elapsed().as_secs_f64().max(0.001);
-                eprintln!(
+                errln!(
                     "{}: {} processed ({}/s)",
                     role.as_str(),
                     bytes(entry.1),
@@ -116,10 +197,10 @@ impl Progress for LogLines {
     }
 
     fn finish(&self, role: ArtifactRole, summary: &str) {
-        eprintln!("{}: done: {summary}", role.as_str());
+        errln!("{}: done: {summary}", role.as_str());
     }
 
     fn step(&self, text: &str) {
-        eprintln!("{text}");
+        errln!("{text}");
     }
 }

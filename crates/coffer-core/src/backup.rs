@@ -52,6 +52,9 @@ pub enum BackupError {
     /// Recipients could not be loaded.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// The backup root and the workspace overlap (see [`crate::boundaries`]).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// The database could not be reached or dumped.
     #[error(transparent)]
     Postgres(#[from] PgError),
@@ -93,6 +96,9 @@ pub enum BackupError {
     /// This artifact stopped because the other one failed; never the error reported.
     #[error("stopped because the other artifact failed")]
     Aborted,
+    /// The signing key cannot be used, or signing failed.
+    #[error(transparent)]
+    Signing(#[from] crate::signing::SigningError),
     /// A signal asked the backup to stop.
     #[error("backup interrupted by signal {signal}; the partial backup was removed")]
     Interrupted {
@@ -135,11 +141,13 @@ pub struct BackupSettings {
     pub compression: Compression,
     /// Compression level for that algorithm.
     pub level: u32,
+    /// The key `manifest.json` and `SHA256SUMS` are signed with (`signing.secret_key_file`).
+    pub signing_key: Option<crate::signing::SigningKey>,
 }
 
 impl BackupSettings {
-    /// Resolves settings from a configuration. Loads and validates the recipients now, so a
-    /// bad key stops the backup before it starts.
+    /// Resolves settings from a configuration. Loads and validates the recipients and the
+    /// signing key now, so a bad key stops the backup before it starts.
     pub fn from_config(config: &Config) -> Result<BackupSettings, BackupError> {
         let recipients = if config.encryption.enabled() {
             Some(Recipients::load(
@@ -157,6 +165,12 @@ impl BackupSettings {
             recipients,
             compression: config.compression.algorithm,
             level: config.compression.effective_level(),
+            signing_key: config
+                .signing
+                .secret_key_file
+                .as_deref()
+                .map(crate::signing::SigningKey::load)
+                .transpose()?,
         })
     }
 }
@@ -201,6 +215,7 @@ pub fn run(
 ) -> Result<BackupReport, BackupError> {
     let started = Instant::now();
     // Pre-flight: everything that can be checked before a byte is written.
+    check_boundaries(settings)?;
     if let Some(ws) = &settings.workspace {
         match fs::metadata(ws) {
             Ok(m) if m.is_dir() => {}
@@ -260,6 +275,27 @@ pub fn run(
         manifest,
         duration_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The backup root must neither be inside the workspace (it would archive itself, staging
+/// directory included) nor contain it. The CLI checks the whole configuration earlier;
+/// this guards every caller of [`run`].
+fn check_boundaries(settings: &BackupSettings) -> Result<(), BackupError> {
+    use crate::config::ConfigError;
+    if settings
+        .root
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .all(u8::is_ascii_whitespace)
+    {
+        return Err(ConfigError::Refused(
+            "backup_dir is empty: set it to the absolute path of the backup root".into(),
+        )
+        .into());
+    }
+    crate::boundaries::check_config_paths(&settings.root, settings.workspace.as_deref(), None)
+        .map_err(|e| ConfigError::Refused(e).into())
 }
 
 /// Refuses a pg_dump older than the server's major version: it would fail or dump wrongly.
@@ -412,6 +448,13 @@ fn write_backup(
     ] {
         let path = staging.join(file);
         write_small_file(&path, text.as_bytes())?;
+        // Signed from the bytes just written, before the rename publishes the backup: a
+        // backup never looks complete without its signatures.
+        if let Some(key) = &settings.signing_key {
+            let signature = key.sign(name, file, text.as_bytes())?;
+            let sig_path = staging.join(crate::signing::signature_name(file));
+            write_small_file(&sig_path, signature.as_bytes())?;
+        }
     }
     fsutil::sync_dir(staging).map_err(|e| BackupError::io("sync", staging, e))?;
     Ok(manifest)

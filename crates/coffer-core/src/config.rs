@@ -68,6 +68,8 @@ pub struct Config {
     pub metrics_file: Option<PathBuf>,
     /// The off-host copy: an object store that `coffer sync` uploads to.
     pub remote: RemoteConfig,
+    /// `[signing]`: the key backups are signed with, and the keys they must be signed by.
+    pub signing: crate::signing::SigningConfig,
 }
 
 /// Default number of parts one multipart upload may have (the S3 limit).
@@ -349,6 +351,25 @@ pub enum ConfigError {
         /// Why it was rejected.
         reason: String,
     },
+    /// The paths, taken together, would let coffer archive or delete its own files (see
+    /// [`crate::boundaries`]); or a path is unusable wherever it came from.
+    #[error("configuration refused: {0}")]
+    Refused(String),
+}
+
+/// A TOML syntax error as `line L, column C: message`. toml's own rendering quotes the
+/// offending line, which may be the `url` line with its password: never shown.
+fn syntax_reason(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim().replace('\n', " ");
+    match err.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
 }
 
 /// Where a setting came from, for error messages.
@@ -381,17 +402,14 @@ pub struct LoadedConfig {
 impl Config {
     /// Parses TOML text; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        // Reasons may quote a value (serde's "invalid type: string …"): redacted.
         let invalid = |key: String, reason: String| ConfigError::Invalid {
             path: origin.to_string(),
             key,
-            reason,
+            reason: crate::redact::redact(&reason).into_owned(),
         };
-        let table: toml::Table = toml::from_str(text).map_err(|e| {
-            invalid(
-                "(syntax)".to_string(),
-                e.to_string().trim().replace('\n', " "),
-            )
-        })?;
+        let table: toml::Table = toml::from_str(text)
+            .map_err(|e| invalid("(syntax)".to_string(), syntax_reason(text, &e)))?;
         let config: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let key = e.path().to_string();
@@ -455,7 +473,58 @@ impl Config {
             ));
         }
         self.remote.validate()?;
+        self.validate_paths()?;
+        self.signing.validate()?;
         Ok(())
+    }
+
+    /// Paths in a configuration file are absolute: a relative one would depend on the
+    /// directory coffer is started from (`/` under systemd). Empty ones are refused.
+    fn validate_paths(&self) -> Result<(), (String, String)> {
+        let paths = [
+            ("backup_dir", self.backup_dir.as_deref()),
+            ("workspace.path", self.workspace.path.as_deref()),
+            ("metrics_file", self.metrics_file.as_deref()),
+        ];
+        for (key, path) in paths {
+            if let Some(p) = path {
+                usable_path(p).map_err(|r| (key.to_string(), r))?;
+                if !p.is_absolute() {
+                    return Err((
+                        key.into(),
+                        format!(
+                            "`{}` is relative: use an absolute path (a relative one would depend on the directory coffer is started from, / under systemd)",
+                            p.display()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the paths as finally configured (file, environment and flags): none empty,
+    /// and coffer's own files (backup root, run log, lock, metrics file) neither inside the
+    /// workspace nor containing it (see [`crate::boundaries`]). Resolves symlinks, so it
+    /// reads the filesystem; call it once the flags are applied.
+    pub fn check_paths(&self) -> Result<(), ConfigError> {
+        let refused = |m: String| ConfigError::Refused(m);
+        let root = self.backup_dir();
+        for (key, path) in [
+            ("backup_dir", Some(root.as_path())),
+            ("workspace.path", self.workspace.path.as_deref()),
+            ("metrics_file", self.metrics_file.as_deref()),
+        ] {
+            if let Some(p) = path {
+                usable_path(p).map_err(|r| refused(format!("{key} {r}")))?;
+            }
+        }
+        crate::boundaries::check_config_paths(
+            &root,
+            self.workspace.path.as_deref(),
+            self.metrics_file.as_deref(),
+        )
+        .map_err(refused)
     }
 
     /// Finds and loads the configuration file, then applies environment overrides.
@@ -566,6 +635,22 @@ impl Config {
     }
 }
 
+/// Refuses a path that is empty, blank or holds a NUL or newline (which no tool handles
+/// safely); `Err` says why.
+fn usable_path(p: &Path) -> Result<(), String> {
+    let text = p.as_os_str().as_encoded_bytes();
+    if text.iter().all(u8::is_ascii_whitespace) {
+        return Err("is empty: set it to an absolute path".into());
+    }
+    if text.iter().any(|b| matches!(b, b'\0' | b'\n' | b'\r')) {
+        return Err(format!(
+            "{:?} contains a NUL, newline or carriage return: choose a plain path",
+            p
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -647,6 +732,29 @@ versions_dir = "/opt/app/backend/alembic/versions"
                 "postgres",
             ),
             ("backup_dir = ", "key `(syntax)`", "TOML parse error"),
+            ("backup_dir = \"\"", "key `backup_dir`", "is empty"),
+            ("backup_dir = \" \\t \"", "key `backup_dir`", "is empty"),
+            (
+                "backup_dir = \"backups\"",
+                "key `backup_dir`",
+                "is relative",
+            ),
+            (
+                "backup_dir = \"~/backups\"",
+                "key `backup_dir`",
+                "is relative",
+            ),
+            ("backup_dir = \"/a\\nb\"", "key `backup_dir`", "newline"),
+            (
+                "[workspace]\npath = \"./ws\"",
+                "key `workspace.path`",
+                "is relative",
+            ),
+            (
+                "metrics_file = \"m.prom\"",
+                "key `metrics_file`",
+                "is relative",
+            ),
             (
                 "[remote]\nurl = \"ftp://host/x\"",
                 "key `remote.url`",
@@ -743,6 +851,36 @@ versions_dir = "/opt/app/backend/alembic/versions"
         ] {
             assert_eq!(text.parse::<ByteSize>().unwrap().0, n, "{text}");
         }
+    }
+
+    #[test]
+    fn check_paths_refuses_overlaps_after_overrides() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = tmp.path().join("ws");
+        std::fs::create_dir(&ws).unwrap();
+        std::os::unix::fs::symlink(&ws, tmp.path().join("ws-link")).unwrap();
+        let with = |root: &str, ws: &Path| Config {
+            backup_dir: Some(PathBuf::from(root)),
+            workspace: WorkspaceConfig {
+                path: Some(ws.to_path_buf()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let t = tmp.path().display();
+        for root in [
+            format!("{t}/ws/backups"),
+            format!("{t}/ws-link/backups"),
+            format!("{t}/other/../ws/b"),
+            format!("{t}/ws/"),
+            format!("{t}"),
+        ] {
+            let e = with(&root, &ws).check_paths().unwrap_err().to_string();
+            assert!(e.starts_with("configuration refused: "), "{root}: {e}");
+        }
+        with(&format!("{t}/backups"), &ws).check_paths().unwrap();
+        let e = with(" ", &ws).check_paths().unwrap_err().to_string();
+        assert!(e.contains("backup_dir is empty"), "{e}");
     }
 
     #[test]

@@ -53,8 +53,9 @@ impl DrillReport {
 /// Restores `entry` into a throw-away database and directory, compares, and removes both.
 ///
 /// The database is created on the configured server (the role needs `CREATEDB`); the
-/// directory is created beside the backup, under a name `coffer prune` treats as a stale
-/// staging directory should this process be killed.
+/// directory is created new (never an existing one) in the backup root (beside the backup
+/// when the root does not exist), under a name `coffer prune` treats as a stale staging
+/// directory should this process be killed.
 pub fn run(
     settings: &RestoreSettings,
     entry: &BackupEntry,
@@ -65,12 +66,36 @@ pub fn run(
 ) -> Result<DrillReport, RestoreError> {
     let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S");
     let database = format!("coffer_restore_test_{}_{stamp}", std::process::id());
-    let parent = entry.path.parent().unwrap_or(Path::new("."));
+    // In the backup root (coffer's own, never inside the workspace), else beside the backup.
+    let parent = if settings.backup_root.is_dir() {
+        settings.backup_root.as_path()
+    } else {
+        entry.path.parent().unwrap_or(Path::new("."))
+    };
     let container = parent.join(format!(
         "{}restore-test-{}-{stamp}",
         names::STAGING_PREFIX,
         std::process::id()
     ));
+    // Beside a backup that lies in the workspace, the drill would write into what backups
+    // archive and restores replace.
+    if let Some(ws) = &settings.workspace {
+        let (real, ws) = (
+            crate::boundaries::real_path(&container),
+            crate::boundaries::real_path(ws),
+        );
+        if let (Ok(real), Ok(ws)) = (real, ws)
+            && crate::boundaries::is_within(&real, &ws)
+        {
+            return Err(RestoreError::Refused {
+                problems: vec![format!(
+                    "the drill directory {} would be inside the workspace {}: move the backup out of the workspace, or create the backup root",
+                    real.display(),
+                    ws.display()
+                )],
+            });
+        }
+    }
     crate::fsutil::create_staging_dir(&container).map_err(|e| RestoreError::Refused {
         problems: vec![format!(
             "cannot create the drill directory {}: {e}",

@@ -21,11 +21,13 @@
 //! - [`parallel_gzip`]: gzip compressed block-parallel on every core, as one standard member.
 //! - [`artifact`]: reading an artifact back (age → gunzip) with both digests checked.
 //! - [`backup`]: the backup pipeline that ties the above together atomically.
+//! - [`boundaries`]: coffer's own files are never inside what it archives or replaces.
 //! - [`restore`]: pre-flight checks, then database and workspace restored all or nothing.
 //! - [`drill`]: the restore drill into a throw-away database and directory.
 //! - [`workspace_swap`]: replacing the workspace by rename, undone after a crash.
 //! - [`catalog`]: the backups found in a backup root.
 //! - [`verify`]: checking a backup end to end without restoring it.
+//! - [`signing`]: minisign signatures of the manifest and `SHA256SUMS`, made and checked.
 //! - [`retention`]: which backups to keep.
 //! - [`remote`]: the off-host copy on an object store: sync, pull, remote retention.
 //! - [`prune`]: deleting what retention does not keep, and abandoned staging directories.
@@ -37,6 +39,7 @@
 //! - [`hooks`]: operator commands run around restores and after runs.
 //! - [`sandbox`]: throw-away PostgreSQL clusters for the demo, tests and benchmarks.
 //! - [`units`]: human-readable sizes for messages.
+//! - [`redact`]: passwords and keys masked in every text coffer shows or stores.
 //! - [`progress`] and [`cancel`]: reporting from, and stopping, long operations.
 
 #![warn(missing_docs)]
@@ -45,6 +48,7 @@ pub mod alembic;
 pub mod archive;
 pub mod artifact;
 pub mod backup;
+pub mod boundaries;
 pub mod cancel;
 pub mod catalog;
 pub mod config;
@@ -62,11 +66,13 @@ pub mod parallel_gzip;
 pub mod postgres;
 pub mod progress;
 pub mod prune;
+pub mod redact;
 pub mod remote;
 pub mod restore;
 pub mod retention;
 pub mod runlog;
 pub mod sandbox;
+pub mod signing;
 pub mod sums;
 pub mod systemd;
 pub mod units;

@@ -43,6 +43,7 @@ use crate::hooks::{self, HookError, Stage};
 use crate::manifest::{AnyManifest, Artifact, ArtifactRole};
 use crate::postgres::{Database, PgError, RunningProgram, Session};
 use crate::progress::Progress;
+use crate::signing::{SignaturePolicy, Verdict};
 use crate::units;
 use crate::workspace_swap::{self, Swap};
 
@@ -150,6 +151,13 @@ pub struct RestoreSettings {
     pub hooks: HooksConfig,
     /// Where the code's expected head comes from.
     pub alembic: AlembicConfig,
+    /// The backup root: a restore never replaces it, a directory containing it, or one
+    /// inside it (see [`crate::boundaries`]).
+    pub backup_root: PathBuf,
+    /// The metrics file, equally never replaced.
+    pub metrics_file: Option<PathBuf>,
+    /// Which signatures a backup needs before it is restored.
+    pub signatures: SignaturePolicy,
 }
 
 impl RestoreSettings {
@@ -160,6 +168,10 @@ impl RestoreSettings {
             workspace: config.workspace.path.clone(),
             hooks: config.hooks.clone(),
             alembic: config.alembic.clone(),
+            backup_root: config.backup_dir(),
+            metrics_file: config.metrics_file.clone(),
+            // Keys that cannot be loaded refuse every backup rather than check none.
+            signatures: SignaturePolicy::load_or_refuse_all(&config.signing),
         })
     }
 }
@@ -318,7 +330,8 @@ fn sources(entry: &BackupEntry) -> (Option<Source>, Option<Source>) {
     (find(ArtifactRole::Database), find(ArtifactRole::Workspace))
 }
 
-/// The workspace directory a restore with these options would replace.
+/// The workspace directory a restore with these options would replace, as configured (or
+/// given with `--target-dir`).
 pub fn workspace_target<'a>(
     settings: &'a RestoreSettings,
     options: &'a RestoreOptions,
@@ -332,6 +345,12 @@ pub fn workspace_target<'a>(
         .or(settings.workspace.as_deref())
 }
 
+/// The directory actually swapped for `target`: its real path, so a workspace that is a
+/// symlink (or lies below one) has the directory it points to replaced and the link kept.
+fn swap_path(target: &Path) -> PathBuf {
+    crate::boundaries::real_path(target).unwrap_or_else(|_| target.to_path_buf())
+}
+
 /// Undoes (or finishes) a workspace swap that a killed earlier restore left behind, so the
 /// workspace is whole again before anything else is checked. Call it before [`prepare`]
 /// to report what it did; `prepare` calls it too and reports it as a note.
@@ -339,15 +358,33 @@ pub fn recover_interrupted(
     settings: &RestoreSettings,
     options: &RestoreOptions,
 ) -> Result<Option<workspace_swap::Recovery>, RestoreError> {
-    match workspace_target(settings, options) {
-        Some(target) => workspace_swap::recover(target).map_err(|e| {
+    let Some(target) = workspace_target(settings, options) else {
+        return Ok(None);
+    };
+    let target = swap_path(target);
+    // Only a swap that had started renaming can leave the workspace half swapped; failing
+    // to remove a staging leftover changes nothing.
+    let half_swapped = workspace_swap::interrupted_phase(&target)
+        .is_some_and(|p| p != workspace_swap::Phase::Staging);
+    workspace_swap::recover(&target).map_err(|e| {
+        if half_swapped {
             RestoreError::Inconsistent(format!(
                 "{e}; an interrupted earlier restore left {} half swapped: resolve it by hand",
                 target.display()
             ))
-        }),
-        None => Ok(None),
-    }
+        } else if matches!(e, workspace_swap::SwapError::Target { .. }) {
+            RestoreError::Refused {
+                problems: vec![e.to_string()],
+            }
+        } else {
+            RestoreError::Refused {
+                problems: vec![format!(
+                    "{e}; an interrupted earlier restore left files beside {}: remove them, or make the directory writable",
+                    target.display()
+                )],
+            }
+        }
+    })
 }
 
 /// Runs the pre-flight checks; changes nothing except finishing or undoing a swap that a
@@ -391,6 +428,24 @@ pub fn prepare(
             return Err(RestoreError::Damaged {
                 backup: entry.name.clone(),
                 reason: r.clone(),
+            });
+        }
+    }
+    // Authenticity before anything else is read or run.
+    let judgement = settings
+        .signatures
+        .judge(&entry.path, &entry.name, entry.manifest.as_ref());
+    match judgement.verdict {
+        Verdict::Verified => plan.checks.push(format!("signature: {}", judgement.detail)),
+        // Said only when signatures are required: then an unsigned backup passing is news.
+        Verdict::NotChecked if settings.signatures.enforced() => {
+            plan.notes.push(format!("signature: {}", judgement.detail))
+        }
+        Verdict::NotChecked => {}
+        Verdict::Refused => {
+            return Err(RestoreError::Damaged {
+                backup: entry.name.clone(),
+                reason: judgement.detail,
             });
         }
     }
@@ -462,7 +517,7 @@ pub fn prepare(
                     .into(),
             ),
             (Some(source), Some(target)) => {
-                plan.workspace = check_workspace(entry, source, target, &mut plan.checks, &mut plan.notes, &mut problems);
+                plan.workspace = check_workspace(settings, entry, source, target, &mut plan.checks, &mut plan.notes, &mut problems);
             }
         }
     }
@@ -590,13 +645,34 @@ fn check_database(
 }
 
 fn check_workspace(
+    settings: &RestoreSettings,
     entry: &BackupEntry,
     source: Source,
-    target: &Path,
+    configured: &Path,
     checks: &mut Vec<String>,
     notes: &mut Vec<String>,
     problems: &mut Vec<String>,
 ) -> Option<WorkspaceTarget> {
+    let real = swap_path(configured);
+    if real != std::path::absolute(configured).unwrap_or_default() {
+        notes.push(format!(
+            "{} resolves to {}: that directory is replaced, symlinks on the way are kept",
+            configured.display(),
+            real.display()
+        ));
+    }
+    let target = real.as_path();
+    let conflicts = crate::boundaries::check_restore_target(
+        configured,
+        target,
+        &settings.backup_root,
+        (&entry.name, &entry.path),
+        settings.metrics_file.as_deref(),
+    );
+    if !conflicts.is_empty() {
+        problems.extend(conflicts);
+        return None;
+    }
     // A swap a killed restore left behind is settled first, so what we check is real.
     match workspace_swap::recover(target) {
         Ok(Some(r)) => notes.push(r.to_string()),
@@ -625,6 +701,20 @@ fn check_workspace(
         problems.push(format!(
             "the workspace's parent directory {} does not exist; create it first",
             parent.display()
+        ));
+        return None;
+    }
+    // The staging directory and journal are created beside the target: refuse now if the
+    // parent does not allow that (read-only filesystem, permissions), not halfway through.
+    if let Err(e) = rustix::fs::access(
+        parent,
+        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+    ) {
+        problems.push(format!(
+            "cannot create the staging directory beside {} in {} ({}): make that directory writable for the user running coffer, or restore elsewhere",
+            target.display(),
+            parent.display(),
+            std::io::Error::from(e)
         ));
         return None;
     }
@@ -1039,9 +1129,16 @@ fn apply(
         }
         let undo = swap.map(Swap::abandon).transpose();
         drop_created();
-        match undo {
-            Err(e) => RestoreError::Inconsistent(format!("{err}; and {e}")),
-            Ok(_) => err,
+        match (undo, err) {
+            // The swap had been undone by swap_in itself, or never started: a staging
+            // leftover changes nothing (the next restore removes it).
+            (Err(e), RestoreError::RolledBack { what, reason }) => RestoreError::RolledBack {
+                what,
+                reason: format!(
+                    "{reason} (and the staging directory could not be removed: {e}; the next restore removes it)"
+                ),
+            },
+            (_, err) => err,
         }
     };
     // The first real failure wins over "stopped because the other one failed".
@@ -1073,6 +1170,15 @@ fn apply(
     if let Some(sw) = swap.as_mut()
         && let Err(e) = sw.swap_in()
     {
+        if e.left_inconsistent() {
+            if let Some(p) = pending {
+                p.rollback();
+            }
+            drop_created();
+            return Err(RestoreError::Inconsistent(format!(
+                "the database transaction was rolled back, but {e}"
+            )));
+        }
         return Err(fail(rolled_back("workspace", e.to_string()), pending, swap));
     }
     if let Some(p) = pending
@@ -1112,11 +1218,14 @@ fn apply(
     }
     if let (Some(ws), Some(stats), Some(sw)) = (&plan.workspace, ws_stats, swap) {
         let keep_as = options.keep_old.then(|| kept_name(&ws.path));
-        let kept = sw.commit(keep_as).map_err(|e| {
-            RestoreError::Inconsistent(format!(
-                "the restore is complete but the previous workspace could not be cleaned up: {e}"
-            ))
-        })?;
+        // The restore is committed either way; a cleanup that failed is finished by the next
+        // restore (the journal says committed), so it is a note, not an inconsistency.
+        let kept = sw.commit(keep_as).unwrap_or_else(|e| {
+            events(Event::Note(format!(
+                "the previous workspace could not be cleaned up ({e}); the next restore finishes it, or remove it by hand"
+            )));
+            None
+        });
         events(Event::Done(format!(
             "workspace restored to {} ({} files, {} directories, {} symlinks, {})",
             ws.path.display(),

@@ -226,7 +226,9 @@ impl RunRecord {
 
     /// Ends the record as failed at `ended`: the first non-empty line of `error` becomes
     /// [`error`](Self::error), the other lines [`error_detail`](Self::error_detail).
+    /// Secrets in `error` are masked before it is stored (the log feeds status and hooks).
     pub fn failed(mut self, ended: DateTime<Utc>, error: &str) -> Self {
+        let error = crate::redact::redact(error);
         let mut lines = error.lines().map(str::trim).filter(|l| !l.is_empty());
         let first = truncate(lines.next().unwrap_or("unknown error"), MAX_DETAIL);
         let detail = truncate(&lines.collect::<Vec<_>>().join("\n"), MAX_DETAIL);

@@ -20,6 +20,7 @@ use crate::crypto::Identities;
 use crate::digest::{self, StreamDigest};
 use crate::dump_scan::{DumpFacts, DumpScanner};
 use crate::manifest::{self, AnyManifest, Artifact, ArtifactRole, Manifest};
+use crate::signing::{SignaturePolicy, Verdict};
 use crate::units;
 
 /// The outcome of one check.
@@ -100,6 +101,37 @@ pub fn verify(entry: &BackupEntry, identities: Option<&Identities>) -> VerifyRep
         }
     }
     report
+}
+
+/// Verifies one backup as [`verify`] does, plus its signatures under `signatures`: a line
+/// `signature` right after the manifest's, failing when the policy refuses the backup
+/// (unsigned while trusted keys are configured, or a signature that does not verify).
+pub fn verify_signed(
+    entry: &BackupEntry,
+    identities: Option<&Identities>,
+    signatures: &SignaturePolicy,
+) -> VerifyReport {
+    let mut report = verify(entry, identities);
+    if let Some(check) = signature_check(entry, signatures) {
+        let at = report.checks.len().min(1);
+        report.checks.insert(at, check);
+    }
+    report
+}
+
+/// The `signature` line of a report: the policy's judgement of the backup's signatures.
+/// `None` when signing is not in use at all (no key configured, no signature present).
+pub fn signature_check(entry: &BackupEntry, signatures: &SignaturePolicy) -> Option<Check> {
+    let judgement = signatures.judge(&entry.path, &entry.name, entry.manifest.as_ref());
+    if !signatures.in_use() && !judgement.signed {
+        return None;
+    }
+    let outcome = match judgement.verdict {
+        Verdict::Verified => Outcome::Pass,
+        Verdict::NotChecked => Outcome::NotChecked,
+        Verdict::Refused => Outcome::Fail,
+    };
+    Some(Check::new("signature", outcome, judgement.detail))
 }
 
 fn verify_coffer(

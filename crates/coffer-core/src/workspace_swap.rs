@@ -32,6 +32,19 @@ pub enum SwapError {
         /// The I/O error.
         source: io::Error,
     },
+    /// A rename of the swap failed and the previous tree could not be put back: the target
+    /// is missing or holds the new tree while the previous one is at `previous`.
+    #[error(
+        "the previous workspace could not be put back to {target} ({source}); it is at {previous}: move it back by hand"
+    )]
+    NotPutBack {
+        /// The directory being replaced.
+        target: PathBuf,
+        /// Where the previous tree is.
+        previous: PathBuf,
+        /// Why the rename back failed.
+        source: io::Error,
+    },
     /// The target cannot be swapped (not a directory, no parent).
     #[error("cannot restore into {path}: {reason}")]
     Target {
@@ -40,6 +53,14 @@ pub enum SwapError {
         /// Why.
         reason: String,
     },
+}
+
+impl SwapError {
+    /// Whether the target was left without its previous tree (as opposed to a step that
+    /// failed before changing it).
+    pub fn left_inconsistent(&self) -> bool {
+        matches!(self, SwapError::NotPutBack { .. })
+    }
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SwapError + 'a {
@@ -147,12 +168,28 @@ fn helper_paths(target: &Path) -> Result<(PathBuf, PathBuf, PathBuf), SwapError>
     ))
 }
 
+/// The phase an interrupted swap of `target` reached, from its journal; `None` without one.
+pub fn interrupted_phase(target: &Path) -> Option<Phase> {
+    let (_, _, journal_path) = helper_paths(target).ok()?;
+    let meta = fs::symlink_metadata(&journal_path).ok()?;
+    if !meta.is_file() || meta.len() > JOURNAL_MAX {
+        return None;
+    }
+    let journal: Journal = serde_json::from_slice(&fs::read(&journal_path).ok()?).ok()?;
+    Some(journal.phase)
+}
+
+/// A journal is a few hundred bytes; anything larger is not ours and is not read.
+const JOURNAL_MAX: u64 = 64 << 10;
+
 /// Undoes or finishes a swap of `target` that a killed run left behind. `None` when there
 /// was nothing to do.
 pub fn recover(target: &Path) -> Result<Option<Recovery>, SwapError> {
     let (staging, previous, journal_path) = helper_paths(target)?;
-    let journal: Option<Journal> = fs::read(&journal_path)
+    let journal: Option<Journal> = fs::symlink_metadata(&journal_path)
         .ok()
+        .filter(|m| m.is_file() && m.len() <= JOURNAL_MAX)
+        .and_then(|_| fs::read(&journal_path).ok())
         .and_then(|b| serde_json::from_slice(&b).ok());
     let Some(journal) = journal else {
         // Without a journal the swap never started: at most a staging directory is left.
@@ -258,8 +295,14 @@ impl Swap {
             ))?;
         }
         if let Err(source) = fs::rename(&self.staging, &self.target) {
-            if self.journal.had_previous {
-                let _ = fs::rename(&self.previous, &self.target);
+            if self.journal.had_previous
+                && let Err(back) = fs::rename(&self.previous, &self.target)
+            {
+                return Err(SwapError::NotPutBack {
+                    target: self.target.clone(),
+                    previous: self.previous.clone(),
+                    source: back,
+                });
             }
             return Err(SwapError::Io {
                 op: "move the restored workspace into",
@@ -338,6 +381,11 @@ fn remove_tree(path: &Path) -> Result<(), SwapError> {
 }
 
 fn remove_file(path: &Path) -> Result<(), SwapError> {
+    // Nothing there, nothing to do: unlink() of a missing name fails with EROFS on a
+    // read-only filesystem, which must not look like a failed recovery.
+    if fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e)),
         _ => Ok(()),

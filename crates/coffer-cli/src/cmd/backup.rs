@@ -47,7 +47,7 @@ pub struct Args {
 
     /// Print a machine-readable summary (JSON) on stdout at the end
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 
     /// No progress output on stderr
     #[arg(long, short)]
@@ -94,7 +94,7 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let report = result?;
     print_report(&report, args.json)?;
     if args.strict && !report.changed_files().is_empty() {
-        eprintln!(
+        crate::output::errln!(
             "error: {} file(s) changed while being archived (--strict); the backup is complete but \
              may be inconsistent for those files: rerun when the workspace is quiet",
             report.changed_files().len()
@@ -114,7 +114,7 @@ fn prune_after_backup(config: &Config, reporting: &Reporting, quiet: bool) -> Ve
             Ok(report) => {
                 if !quiet {
                     for name in &report.deleted {
-                        eprintln!("pruned {name}");
+                        crate::output::errln!("pruned {name}");
                     }
                 }
                 let record = record.with_detail(report.summary());
@@ -151,7 +151,7 @@ fn sync_after_backup(config: &Config, reporting: &Reporting, quiet: bool) -> Vec
     match &result {
         Ok(report) => {
             if !quiet {
-                eprintln!("synced to {}: {}", report.remote, report.summary());
+                crate::output::errln!("synced to {}: {}", report.remote, report.summary());
             }
         }
         Err(e) => warnings.push(format!(
@@ -171,7 +171,7 @@ pub fn run_with_config(
 ) -> anyhow::Result<BackupReport> {
     let settings = BackupSettings::from_config(config)?;
     if settings.workspace.is_none() && !quiet {
-        eprintln!(
+        crate::output::errln!(
             "note: no workspace configured (workspace.path / WORKSPACE_HOST_PATH): backing up the database only"
         );
     }
@@ -190,7 +190,7 @@ pub fn run_with_config(
 pub fn print_report(report: &BackupReport, json: bool) -> anyhow::Result<()> {
     let m = &report.manifest;
     if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
+        crate::output::outln!("{}", serde_json::to_string_pretty(report)?);
         return Ok(());
     }
     if let Some(a) = m.artifact(ArtifactRole::Database) {
@@ -200,7 +200,7 @@ pub fn print_report(report: &BackupReport, json: bool) -> anyhow::Result<()> {
             .map_or("none (no alembic_version table)".to_string(), |h| {
                 h.to_string()
             });
-        println!(
+        crate::output::outln!(
             "✓ database  {:<24} {:>10}  {} tables, alembic head {head}",
             a.file,
             output::bytes(a.size),
@@ -208,7 +208,7 @@ pub fn print_report(report: &BackupReport, json: bool) -> anyhow::Result<()> {
         );
     }
     if let (Some(a), Some(w)) = (m.artifact(ArtifactRole::Workspace), &m.workspace) {
-        println!(
+        crate::output::outln!(
             "✓ workspace {:<24} {:>10}  {} files, {} directories, {} symlinks",
             a.file,
             output::bytes(a.size),
@@ -217,13 +217,13 @@ pub fn print_report(report: &BackupReport, json: bool) -> anyhow::Result<()> {
             w.symlinks
         );
         for s in &w.skipped {
-            println!("  skipped: {s}");
+            crate::output::outln!("  skipped: {s}");
         }
         for c in &w.changed {
-            println!("  changed while archived: {c}");
+            crate::output::outln!("  changed while archived: {c}");
         }
     }
-    println!(
+    crate::output::outln!(
         "backup {} complete in {:.1}s: {}",
         m.name,
         report.duration_seconds,

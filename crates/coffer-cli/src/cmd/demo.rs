@@ -39,13 +39,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         copy_tree(&source, &workspace)?;
     }
 
-    eprintln!("starting a throw-away PostgreSQL cluster…");
+    crate::output::errln!("starting a throw-away PostgreSQL cluster…");
     let cluster = TempCluster::start()?;
     cluster.create_database("portal")?;
     let sql = dir.join("portal.sql");
     std::fs::write(&sql, FIXTURE_SQL)?;
     cluster.psql_file("portal", &sql)?;
-    eprintln!(
+    crate::output::errln!(
         "loaded the fixture database `portal` (port {}, socket in {})",
         cluster.port(),
         cluster.socket_dir().display()
@@ -73,13 +73,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     drop(cluster);
 
     let b = report.path.display();
-    println!();
-    println!("Look at it with standard tools, no coffer needed:");
-    println!("  cat {b}/manifest.json");
-    println!("  (cd {b} && sha256sum -c SHA256SUMS)");
-    println!("  gunzip -c {b}/postgres.sql.gz | head -40");
-    println!("  tar -tzvf {b}/workspace.tar.gz");
-    println!(
+    crate::output::outln!();
+    crate::output::outln!("Look at it with standard tools, no coffer needed:");
+    crate::output::outln!("  cat {b}/manifest.json");
+    crate::output::outln!("  (cd {b} && sha256sum -c SHA256SUMS)");
+    crate::output::outln!("  gunzip -c {b}/postgres.sql.gz | head -40");
+    crate::output::outln!("  tar -tzvf {b}/workspace.tar.gz");
+    crate::output::outln!(
         "  coffer --backup-dir {} list",
         dir.join("backups").display()
     );

@@ -12,7 +12,7 @@ use crate::output;
 pub struct Args {
     /// Print JSON instead of a table
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 
     /// List the backups on the remote (remote.url) instead of the backup root; complete
     /// means the manifest exists and every artifact it lists has the recorded size
@@ -32,11 +32,11 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let now = chrono::Utc::now();
     if args.json {
         let rows: Vec<_> = entries.iter().map(|e| entry_json(e, now)).collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::output::outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     if entries.is_empty() {
-        eprintln!("no backups in {}", root.display());
+        crate::output::errln!("no backups in {}", root.display());
     } else {
         print_table(entries.iter().map(|e| Row {
             name: &e.name,
@@ -49,9 +49,10 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }));
     }
     for u in &scanned.unknown {
-        eprintln!(
+        crate::output::errln!(
             "note: {:?} in the backup root is unknown — left alone: {}",
-            u.name, u.reason
+            u.name,
+            u.reason
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -69,12 +70,16 @@ struct Row<'a> {
 }
 
 fn print_table<'a>(rows: impl Iterator<Item = Row<'a>>) {
-    println!(
+    crate::output::outln!(
         "{:<28} {:<7} {:<20} {:>10}  {:<14} STATUS",
-        "NAME", "KIND", "CREATED", "SIZE", "DB REVISION"
+        "NAME",
+        "KIND",
+        "CREATED",
+        "SIZE",
+        "DB REVISION"
     );
     for r in rows {
-        println!(
+        crate::output::outln!(
             "{:<28} {:<7} {:<20} {:>10}  {:<14} {}",
             r.name,
             r.kind.map_or("?".into(), |k| k.to_string()),
@@ -107,17 +112,21 @@ fn list_remote(config: &coffer_core::config::Config, json: bool) -> anyhow::Resu
                     "alembic_head": b.manifest.as_ref().and_then(|m| m.alembic_head()),
                     "status": b.status,
                     "objects": b.objects,
+                    // Both signature files are there (checked by pull, not by a listing).
+                    "signed": coffer_core::signing::SIGNED_FILES
+                        .iter()
+                        .all(|(_, sig)| b.objects.contains_key(*sig)),
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::output::outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     if backups.is_empty() {
-        eprintln!("no backups on {}", remote.url());
+        crate::output::errln!("no backups on {}", remote.url());
         return Ok(ExitCode::SUCCESS);
     }
-    println!("remote {}", remote.url());
+    crate::output::outln!("remote {}", remote.url());
     print_table(backups.iter().map(|b| {
         Row {
             name: &b.name,

@@ -45,9 +45,24 @@ pub fn load_identities(
     })
 }
 
+/// The signature policy of `[signing]` for this run; `allow_unsigned` is `--allow-unsigned`.
+/// A trusted key that cannot be loaded is a configuration error (exit 2).
+pub fn signature_policy(
+    config: &coffer_core::config::Config,
+    allow_unsigned: bool,
+) -> anyhow::Result<coffer_core::signing::SignaturePolicy> {
+    Ok(
+        coffer_core::signing::SignaturePolicy::load(&config.signing)?
+            .allowing_unsigned(allow_unsigned),
+    )
+}
+
+/// What to do about an unsigned backup refused because trusted keys are configured.
+pub const ALLOW_UNSIGNED_HINT: &str = "to accept an unsigned backup for this run only, pass --allow-unsigned (a bad signature is never accepted)";
+
 /// Prints the warnings of a run's reporting (run log, metrics, hooks) on stderr.
 pub fn print_warnings(warnings: &[String]) {
     for w in warnings {
-        eprintln!("warning: {w}");
+        crate::output::errln!("warning: {}", coffer_core::redact::redact(w));
     }
 }

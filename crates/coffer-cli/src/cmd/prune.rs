@@ -33,7 +33,7 @@ pub struct Args {
 
     /// Print JSON instead of a table
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// Runs `coffer prune`.
@@ -66,20 +66,24 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
 fn print(report: &PruneReport, json: bool) -> anyhow::Result<()> {
     let plan = &report.plan;
     if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
+        crate::output::outln!("{}", serde_json::to_string_pretty(report)?);
         return Ok(());
     }
     if plan.backups.is_empty() && plan.staging.is_empty() && plan.unknown.is_empty() {
-        eprintln!("no backups in {}", plan.root.display());
+        crate::output::errln!("no backups in {}", plan.root.display());
         return Ok(());
     }
-    println!(
+    crate::output::outln!(
         "{:<7} {:<28} {:<7} {:<20} {:>10}  WHY",
-        "ACTION", "NAME", "KIND", "CREATED", "SIZE"
+        "ACTION",
+        "NAME",
+        "KIND",
+        "CREATED",
+        "SIZE"
     );
     let action = |keep: bool| if keep { "keep" } else { "delete" };
     for b in &plan.backups {
-        println!(
+        crate::output::outln!(
             "{:<7} {:<28} {:<7} {:<20} {:>10}  {}",
             action(b.keep),
             b.name,
@@ -91,7 +95,7 @@ fn print(report: &PruneReport, json: bool) -> anyhow::Result<()> {
         );
     }
     for s in &plan.staging {
-        println!(
+        crate::output::outln!(
             "{:<7} {:<28} {:<7} {:<20} {:>10}  {}",
             action(s.keep),
             s.name,
@@ -106,7 +110,7 @@ fn print(report: &PruneReport, json: bool) -> anyhow::Result<()> {
         );
     }
     for u in &plan.unknown {
-        println!(
+        crate::output::outln!(
             "{:<7} {:<28} {:<7} {:<20} {:>10}  unknown — left alone: {}",
             "keep",
             format!("{:?}", u.name).trim_matches('"'),
@@ -116,9 +120,9 @@ fn print(report: &PruneReport, json: bool) -> anyhow::Result<()> {
             u.reason
         );
     }
-    println!("{}", report.summary());
+    crate::output::outln!("{}", report.summary());
     for (name, err) in &report.failed {
-        eprintln!("error: cannot delete {name}: {err}");
+        crate::output::errln!("error: cannot delete {name}: {err}");
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ renamed into place; on any failure nothing appears in the backup root. A backup 
 complete in the root is not downloaded again.
 
 Exit codes: 0 pulled (or already there), 1 failed, 2 bad configuration, 3 locked, 5 the remote \
-copy is damaged or was tampered with (nothing was put in place), 12 the remote is unreachable, \
+copy is damaged or was tampered with, or its signature is bad, or missing while signing.trusted_public_keys is set (nothing was put in place), 12 the remote is unreachable, \
 refuses the credentials or permissions, or the bucket does not exist.")]
 pub struct Args {
     /// The backup's name on the remote (`coffer list --remote`)
@@ -33,9 +33,14 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     identity: Option<PathBuf>,
 
+    /// Accept a backup without signatures although signing.trusted_public_keys is set (a
+    /// bad signature is still refused)
+    #[arg(long)]
+    allow_unsigned: bool,
+
     /// Print a machine-readable summary (JSON) on stdout
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 
     /// No progress lines on stderr
     #[arg(long, short)]
@@ -50,22 +55,29 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         Some(n) => Which::Name(n.clone()),
         None => Which::Latest,
     };
-    let report = pull_with_config(&config, &which, identities.as_ref(), args.quiet)?;
+    let signatures = super::signature_policy(&config, args.allow_unsigned)?;
+    let report = pull_with_config(
+        &config,
+        &which,
+        identities.as_ref(),
+        &signatures,
+        args.quiet,
+    )?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::output::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for n in &report.not_checked {
-            println!("note: not checked: {n}");
+            crate::output::outln!("note: not checked: {n}");
         }
         if report.downloaded {
-            println!(
+            crate::output::outln!(
                 "pulled {} ({}), verified: {}",
                 report.name,
                 crate::output::bytes(report.bytes),
                 report.path.display()
             );
         } else {
-            println!(
+            crate::output::outln!(
                 "{} is already complete in the backup root: {}",
                 report.name,
                 report.path.display()
@@ -80,12 +92,13 @@ pub fn pull_with_config(
     config: &coffer_core::config::Config,
     which: &Which,
     identities: Option<&coffer_core::crypto::Identities>,
+    signatures: &coffer_core::signing::SignaturePolicy,
     quiet: bool,
 ) -> anyhow::Result<PullReport> {
     let remote = Remote::from_config(&config.remote)?;
     let events = |line: String| {
         if !quiet {
-            eprintln!("{line}");
+            crate::output::errln!("{line}");
         }
     };
     Ok(pull::run(
@@ -93,6 +106,7 @@ pub fn pull_with_config(
         &config.backup_dir(),
         which,
         identities,
+        signatures,
         &events,
     )?)
 }

@@ -18,7 +18,7 @@ use crate::output;
 /// Arguments of `coffer restore`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
-Pre-flight, before anything is changed: the backup is complete and its files have their \
+Pre-flight, before anything is changed: with signing.trusted_public_keys, the backup's signatures verify against a trusted key (an unsigned one only with --allow-unsigned); the backup is complete and its files have their \
 recorded sizes; the identity opens encrypted artifacts; the database is reachable; the roles \
 the dump assigns ownership to exist; no other session is connected; there is room for the \
 staging copy of the workspace; the backup's Alembic head is the code's (--expect-head, \
@@ -29,7 +29,7 @@ is extracted into a staging directory beside it, concurrently. Only when both st
 matching hashes is the workspace swapped in by rename and the transaction committed; any failure \
 or signal before that leaves both exactly as they were. hooks.after_restore runs in every case.
 
-Exit codes: 0 restored; 5 the backup failed verification (nothing changed); 6 refused by \
+Exit codes: 0 restored; 5 the backup failed verification or its signature is bad or missing (nothing changed); 6 refused by \
 pre-flight or confirmation (nothing changed); 7 failed and rolled back (nothing changed); \
 8 restored, but the head check or hooks.after_restore failed afterwards; 9 failed and the \
 previous state could not be fully put back (read the message); 1 other failure before any \
@@ -103,9 +103,14 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     identity: Option<PathBuf>,
 
+    /// Restore a backup without signatures although signing.trusted_public_keys is set (a
+    /// bad signature is still refused)
+    #[arg(long)]
+    allow_unsigned: bool,
+
     /// Print the plan and the result as JSON on stdout (steps go to stderr)
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 
     /// No progress output
     #[arg(long, short)]
@@ -145,10 +150,16 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
 
 fn restore(config: &Config, args: &Args, backup: &mut Option<BackupEntry>) -> anyhow::Result<()> {
     let root = config.backup_dir();
-    let settings = RestoreSettings::from_config(config)?;
+    let mut settings = RestoreSettings::from_config(config)?;
+    settings.signatures = super::signature_policy(config, args.allow_unsigned)?;
     let identities = super::load_identities(config, args.identity.as_deref())?;
     let name = if args.from_remote {
-        Some(pull_first(config, args, identities.as_ref())?)
+        Some(pull_first(
+            config,
+            args,
+            identities.as_ref(),
+            &settings.signatures,
+        )?)
     } else {
         args.name.clone()
     };
@@ -174,9 +185,9 @@ fn restore(config: &Config, args: &Args, backup: &mut Option<BackupEntry>) -> an
     };
     let say = |line: String| {
         if args.json {
-            eprintln!("{line}");
+            crate::output::errln!("{line}");
         } else {
-            println!("{line}");
+            crate::output::outln!("{line}");
         }
     };
     if let Some(r) = restore::recover_interrupted(&settings, &options)? {
@@ -207,14 +218,15 @@ fn restore(config: &Config, args: &Args, backup: &mut Option<BackupEntry>) -> an
     );
     let report = result?;
     if args.json {
-        println!(
+        crate::output::outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "report": report }))?
         );
     } else {
-        println!(
+        crate::output::outln!(
             "restore of {} complete in {:.1}s",
-            report.backup, report.duration_seconds
+            report.backup,
+            report.duration_seconds
         );
     }
     Ok(())
@@ -226,6 +238,7 @@ fn pull_first(
     config: &coffer_core::config::Config,
     args: &Args,
     identities: Option<&coffer_core::crypto::Identities>,
+    signatures: &coffer_core::signing::SignaturePolicy,
 ) -> anyhow::Result<String> {
     use coffer_core::remote::pull::Which;
     if let Some(name) = &args.name {
@@ -241,7 +254,9 @@ fn pull_first(
         let local = config.backup_dir().join(name);
         if local.is_dir() && BackupEntry::read(&local).status.is_usable() {
             if !args.quiet {
-                eprintln!("note: {name} is already complete in the backup root; not pulling it");
+                crate::output::errln!(
+                    "note: {name} is already complete in the backup root; not pulling it"
+                );
             }
             return Ok(name.clone());
         }
@@ -250,9 +265,9 @@ fn pull_first(
         Some(n) => Which::Name(n.clone()),
         None => Which::Latest,
     };
-    let report = super::pull::pull_with_config(config, &which, identities, args.quiet)?;
+    let report = super::pull::pull_with_config(config, &which, identities, signatures, args.quiet)?;
     if !args.quiet {
-        eprintln!(
+        crate::output::errln!(
             "✓ pulled {} from the remote and verified it: {}",
             report.name,
             report.path.display()

@@ -35,7 +35,7 @@ pub struct Args {
 
     /// Print JSON instead of text (the exit code is the same)
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -71,7 +71,7 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
             "backup_dir": root,
             "status": status,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::output::outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print_text(&status, &thresholds);
     }
@@ -79,10 +79,10 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 fn print_text(status: &Status, thresholds: &Thresholds) {
-    println!("{}", status.headline(thresholds));
+    crate::output::outln!("{}", status.headline(thresholds));
     let at = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%SZ").to_string();
     match &status.last_success {
-        Some(s) => println!(
+        Some(s) => crate::output::outln!(
             "last success:         {} ({}) at {}, {} ago{}",
             s.backup.as_deref().unwrap_or("?"),
             s.kind.map_or("?".into(), |k| k.to_string()),
@@ -93,17 +93,17 @@ fn print_text(status: &Status, thresholds: &Thresholds) {
                 runlog::SuccessSource::Backups => " (from the backups; not in the run log)",
             }
         ),
-        None => println!("last success:         never"),
+        None => crate::output::outln!("last success:         never"),
     }
     if let Some(a) = &status.last_attempt {
-        println!(
+        crate::output::outln!(
             "last attempt:         {} at {}, {:.1}s",
             a.outcome,
             at(a.ended),
             a.duration_seconds
         );
     }
-    println!(
+    crate::output::outln!(
         "consecutive failures: {} (alert at {})",
         status.consecutive_failures,
         if thresholds.max_failures == 0 {
@@ -113,7 +113,7 @@ fn print_text(status: &Status, thresholds: &Thresholds) {
         }
     );
     if let Some(s) = &status.last_sync {
-        println!(
+        crate::output::outln!(
             "last sync:            {} at {}{}",
             s.outcome,
             at(s.ended),
@@ -130,7 +130,7 @@ fn print_text(status: &Status, thresholds: &Thresholds) {
         .as_ref()
         .filter(|_| status.consecutive_failures == 0)
     {
-        println!(
+        crate::output::outln!(
             "last error:           {} at {}: {}",
             f.operation,
             at(f.ended),
@@ -143,7 +143,7 @@ fn print_text(status: &Status, thresholds: &Thresholds) {
         .iter()
         .map(|(k, n)| format!("{k} {n}"))
         .collect();
-    println!(
+    crate::output::outln!(
         "backups:              {} ({}), {}",
         status.backups.count,
         if kinds.is_empty() {
@@ -154,26 +154,26 @@ fn print_text(status: &Status, thresholds: &Thresholds) {
         output::bytes(status.backups.total_bytes)
     );
     if !status.backups.future_dated.is_empty() {
-        println!(
+        crate::output::outln!(
             "note: dated in the future (clock skew?): {}",
             runlog::truncate(&status.backups.future_dated.join(", "), 500)
         );
     }
     if status.long_log_lines > 0 {
-        println!(
+        crate::output::outln!(
             "note: {} line(s) of the run log are longer than {} bytes and were skipped",
             status.long_log_lines,
             runlog::LINE_CAP
         );
     }
     if status.log_truncated {
-        println!(
+        crate::output::outln!(
             "note: the run log is longer than {} bytes; only its end was read",
             runlog::READ_WINDOW
         );
     }
     if status.bad_log_lines > 0 {
-        println!(
+        crate::output::outln!(
             "note: {} line(s) of the run log could not be read and were ignored",
             status.bad_log_lines
         );

@@ -40,7 +40,7 @@ pub struct Args {
 
     /// Print a machine-readable summary (JSON) on stdout
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 
     /// No progress lines on stderr
     #[arg(long, short)]
@@ -57,9 +57,9 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     super::print_warnings(&reporting.after_run(&record, Utc::now()));
     let report = result?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::output::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
+        crate::output::outln!(
             "sync to {} complete in {:.1}s: {}",
             report.remote,
             report.duration_seconds,
@@ -84,7 +84,7 @@ pub fn sync_with_config(
     };
     let events = |line: String| {
         if !quiet {
-            eprintln!("{line}");
+            crate::output::errln!("{line}");
         }
     };
     Ok(sync::run(&remote, &config.backup_dir(), &options, &events)?)

@@ -70,18 +70,18 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     match &args.command {
         Command::Print(u) => {
             for unit in systemd::render(&options(cli, u)?)? {
-                println!("### {}\n{}", unit.name, unit.text);
+                crate::output::outln!("### {}\n{}", unit.name, unit.text);
             }
         }
         Command::Install(i) => {
             let units = systemd::render(&options(cli, &i.units)?)?;
             for done in systemd::install(&i.dir, &units, i.force)? {
                 match done {
-                    Installed::Written(p) => println!("wrote {}", p.display()),
-                    Installed::Unchanged(p) => println!("unchanged {}", p.display()),
+                    Installed::Written(p) => crate::output::outln!("wrote {}", p.display()),
+                    Installed::Unchanged(p) => crate::output::outln!("unchanged {}", p.display()),
                 }
             }
-            println!(
+            crate::output::outln!(
                 "next: systemctl daemon-reload && systemctl enable --now {}",
                 systemd::TIMER
             );
@@ -91,10 +91,12 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
             let reporting = Reporting::from_config(&config);
             match notify::unit_failed(&reporting, unit, Utc::now()) {
                 UnitFailure::AlreadyReported => {
-                    eprintln!("{unit} failed; coffer already recorded and reported the failure")
+                    crate::output::errln!(
+                        "{unit} failed; coffer already recorded and reported the failure"
+                    )
                 }
                 UnitFailure::Reported(warnings) => {
-                    eprintln!(
+                    crate::output::errln!(
                         "{unit} failed without a record from coffer: recorded, hooks.on_failure run"
                     );
                     super::print_warnings(&warnings);

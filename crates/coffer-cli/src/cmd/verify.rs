@@ -13,13 +13,13 @@ use crate::exit;
 /// Arguments of `coffer verify`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
-Checks, one line each: the manifest; SHA256SUMS against the manifest; each artifact's stored \
+Checks, one line each: the manifest; its signature and that of SHA256SUMS (with signing.trusted_public_keys: signed by a trusted key for this backup, else the check fails; without: not checked); SHA256SUMS against the manifest; each artifact's stored \
 size and sha256; its size and sha256 after decrypting and decompressing to the end; the dump's \
 completeness and row counts; the tar listing against the manifest. Legacy shell-script backups \
 get every check that is possible and the report says what could not be checked.
 
 With --restore-test the backup is also restored into a throw-away database (on the configured \
-server) and a temporary directory beside the backup, compared with its manifest (Alembic head, \
+server) and a new temporary directory in the backup root, compared with its manifest (Alembic head, \
 every table's row count, workspace file count and sizes), and both are removed again.
 
 Exit codes: 0 every check passed, 5 a check failed (the backup is damaged or the restore test \
@@ -51,9 +51,14 @@ pub struct Args {
     #[arg(long)]
     restore_test: bool,
 
+    /// Accept backups without signatures although signing.trusted_public_keys is set (a
+    /// bad signature still fails)
+    #[arg(long)]
+    allow_unsigned: bool,
+
     /// Print the reports as JSON
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// Runs `coffer verify`.
@@ -61,6 +66,7 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
     let root = config.backup_dir();
     let identities = super::load_identities(&config, args.identity.as_deref())?;
+    let signatures = super::signature_policy(&config, args.allow_unsigned)?;
     let entries: Vec<BackupEntry> = if args.all {
         catalog::list(&root)?
     } else {
@@ -69,19 +75,19 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         vec![resolved.entry]
     };
     if entries.is_empty() {
-        eprintln!("no backups in {}", root.display());
+        crate::output::errln!("no backups in {}", root.display());
     }
     let mut reports = Vec::new();
     let mut drills = Vec::new();
     let mut failed = 0;
     for entry in &entries {
-        let report = verify::verify(entry, identities.as_ref());
+        let report = verify::verify_signed(entry, identities.as_ref(), &signatures);
         if !args.json {
             print_report(&report);
         }
         let mut passed = report.passed();
         if args.restore_test && passed {
-            let drill = restore_test(&config, entry, identities.as_ref(), args.json)?;
+            let drill = restore_test(&config, entry, identities.as_ref(), &signatures, args.json)?;
             passed = drill.passed();
             drills.push(drill);
         }
@@ -96,13 +102,20 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         } else {
             serde_json::to_value(&reports)?
         };
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        crate::output::outln!("{}", serde_json::to_string_pretty(&value)?);
     }
     if failed > 0 {
-        eprintln!(
+        crate::output::errln!(
             "error: {failed} of {} backup(s) failed verification: do not restore from them; use another backup and check the storage",
             reports.len()
         );
+        let unsigned = reports
+            .iter()
+            .flat_map(|r| &r.checks)
+            .any(|c| c.detail == coffer_core::signing::UNSIGNED_REFUSED);
+        if unsigned {
+            crate::output::errln!("  hint: {}", super::ALLOW_UNSIGNED_HINT);
+        }
         return Ok(ExitCode::from(exit::VERIFY_FAILED));
     }
     Ok(ExitCode::SUCCESS)
@@ -110,7 +123,7 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
 
 /// Prints one line per check.
 pub fn print_report(report: &VerifyReport) {
-    println!("{} ({})", report.name, report.path.display());
+    crate::output::outln!("{} ({})", report.name, report.path.display());
     for c in &report.checks {
         let mark = match c.outcome {
             Outcome::Pass => "✓",
@@ -122,9 +135,9 @@ pub fn print_report(report: &VerifyReport) {
         } else {
             ""
         };
-        println!("  {mark} {}: {note}{}", c.subject, c.detail);
+        crate::output::outln!("  {mark} {}: {note}{}", c.subject, c.detail);
     }
-    println!(
+    crate::output::outln!(
         "  {}",
         if report.passed() {
             "OK"
@@ -139,14 +152,16 @@ fn restore_test(
     config: &coffer_core::config::Config,
     entry: &BackupEntry,
     identities: Option<&coffer_core::crypto::Identities>,
+    signatures: &coffer_core::signing::SignaturePolicy,
     json: bool,
 ) -> anyhow::Result<DrillReport> {
-    let settings = RestoreSettings::from_config(config)?;
+    let mut settings = RestoreSettings::from_config(config)?;
+    settings.signatures = signatures.clone();
     let say = |line: String| {
         if json {
-            eprintln!("{line}");
+            crate::output::errln!("{line}");
         } else {
-            println!("{line}");
+            crate::output::outln!("{line}");
         }
     };
     say(format!("  restore test of {}:", entry.name));

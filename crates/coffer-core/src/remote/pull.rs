@@ -21,6 +21,7 @@ use crate::fsutil;
 use crate::lock::RootLock;
 use crate::manifest::{self, AnyManifest};
 use crate::names::STAGING_PREFIX;
+use crate::signing::{self, SignaturePolicy};
 use crate::verify::{self, Outcome};
 
 /// What [`run`] did.
@@ -53,12 +54,14 @@ pub fn staging_dir(root: &Path, name: &str) -> PathBuf {
 }
 
 /// Pulls a remote backup into `root` (created if missing), holding the root's lock.
-/// `identities` lets verification check encrypted content.
+/// `identities` lets verification check encrypted content; `signatures` says which
+/// signatures the copy needs before it is put in place.
 pub fn run(
     remote: &Remote,
     root: &Path,
     which: &Which,
     identities: Option<&Identities>,
+    signatures: &SignaturePolicy,
     events: &dyn Fn(String),
 ) -> Result<PullReport, RemoteError> {
     fsutil::create_private_dir_all(root).map_err(|source| RemoteError::Local {
@@ -111,7 +114,7 @@ pub fn run(
         };
     }
     let staging = staging_dir(root, &backup.name);
-    let result = download_and_check(remote, backup, &staging, identities, events);
+    let result = download_and_check(remote, backup, &staging, identities, signatures, events);
     let report = match result {
         Ok(r) => r,
         Err(e) => {
@@ -205,6 +208,7 @@ fn download_and_check(
     backup: &RemoteBackup,
     staging: &Path,
     identities: Option<&Identities>,
+    signatures: &SignaturePolicy,
     events: &dyn Fn(String),
 ) -> Result<PullReport, RemoteError> {
     let local_err = |operation, path: &Path, source| RemoteError::Local {
@@ -249,6 +253,11 @@ fn download_and_check(
                 }
                 v.push((manifest::SUMS_FILE.to_string(), None));
             }
+            for (_, sig) in signing::SIGNED_FILES {
+                if backup.objects.contains_key(sig) {
+                    v.push((sig.to_string(), None));
+                }
+            }
             v
         }
         _ => {
@@ -269,6 +278,21 @@ fn download_and_check(
             v
         }
     };
+    // A signature is a few hundred bytes: one listed as larger is not downloaded at all.
+    for (_, sig) in signing::SIGNED_FILES {
+        if let Some(&size) = backup.objects.get(sig)
+            && size > signing::MAX_SIGNATURE_BYTES
+        {
+            return Err(RemoteError::Damaged {
+                name: backup.name.clone(),
+                remote: remote.display.clone(),
+                detail: format!(
+                    "bad signature: {} is {size} bytes, more than a signature can be",
+                    remote.object(&backup.name, sig)
+                ),
+            });
+        }
+    }
     let mut bytes = 0u64;
     remote
         .runtime
@@ -329,7 +353,7 @@ fn download_and_check(
     events(format!("{}: verifying the downloaded copy", backup.name));
     let mut entry = BackupEntry::read(staging);
     entry.name = backup.name.clone();
-    let report = verify::verify(&entry, identities);
+    let report = verify::verify_signed(&entry, identities, signatures);
     let failed: Vec<String> = report
         .checks
         .iter()

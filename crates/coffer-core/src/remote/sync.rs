@@ -334,6 +334,17 @@ fn files_of(entry: &BackupEntry) -> Result<Vec<FileJob>, RemoteError> {
                     expected: None,
                 });
             }
+            // The signatures go up before the manifest, which marks the copy complete.
+            for (_, sig) in crate::signing::SIGNED_FILES {
+                let local = entry.path.join(sig);
+                if local.symlink_metadata().is_ok_and(|m| m.is_file()) {
+                    jobs.push(FileJob {
+                        name: sig.into(),
+                        local,
+                        expected: None,
+                    });
+                }
+            }
         }
         _ => {
             // Legacy: every regular file of the directory, as the script left it.
