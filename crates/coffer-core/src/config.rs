@@ -731,7 +731,7 @@ versions_dir = "/opt/app/backend/alembic/versions"
                 "key `database.url`",
                 "postgres",
             ),
-            ("backup_dir = ", "key `(syntax)`", "TOML parse error"),
+            ("backup_dir = ", "key `(syntax)`", "line 1, column 14"),
             ("backup_dir = \"\"", "key `backup_dir`", "is empty"),
             ("backup_dir = \" \\t \"", "key `backup_dir`", "is empty"),
             (
