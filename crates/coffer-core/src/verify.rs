@@ -482,7 +482,8 @@ fn dump_check(file: &str, facts: &DumpFacts, expected: Expected<'_>) -> Check {
             facts.tables.len(),
             match expected.recorded {
                 Some(AnyManifest::Coffer(_)) => " (tables, rows and head as in the manifest)",
-                Some(AnyManifest::Legacy(l)) if l.alembic_head.is_some() => " (head as in the manifest)",
+                Some(AnyManifest::Legacy(l)) if l.alembic_head.is_some() =>
+                    " (head as in the manifest)",
                 _ => "",
             }
         ),

@@ -264,7 +264,11 @@ fn manifest_facts_equal_postgres_own_for_odd_schemas() {
     let live_head = cluster()
         .psql(&case.db, "SELECT version_num FROM public.alembic_version")
         .unwrap();
-    assert_eq!(m["alembic_head"], live_head.trim(), "only public.alembic_version is the head");
+    assert_eq!(
+        m["alembic_head"],
+        live_head.trim(),
+        "only public.alembic_version is the head"
+    );
     assert_eq!(live_head.trim(), HEAD);
 
     let out = case.run(&["verify", &backup.file_name().unwrap().to_string_lossy()]);
@@ -277,7 +281,10 @@ fn manifest_facts_equal_postgres_own_for_odd_schemas() {
     // It restores, bodies and all, and the head check after it agrees.
     let counts = postgres_counts(&case.db);
     cluster()
-        .psql(&case.db, "DELETE FROM public.\"ünï cødé ☃\"; DELETE FROM app.alembic_version")
+        .psql(
+            &case.db,
+            "DELETE FROM public.\"ünï cødé ☃\"; DELETE FROM app.alembic_version",
+        )
         .unwrap();
     let out = case.run(&["restore", "--latest", "--yes"]);
     assert_success(&out);
@@ -300,15 +307,33 @@ fn payloads(dump: &str) -> Vec<(&'static str, String)> {
     vec![
         ("shell", "\\! touch MARKER".to_string()),
         ("shell mid-line", "SELECT 1; \\! touch MARKER".to_string()),
-        ("shell after a comment ended by CR", "SELECT 1; -- note\r\\! touch MARKER".to_string()),
-        ("shell after an identifier with $$", "SELECT 1 AS x$$ \\! touch MARKER\n;".to_string()),
+        (
+            "shell after a comment ended by CR",
+            "SELECT 1; -- note\r\\! touch MARKER".to_string(),
+        ),
+        (
+            "shell after an identifier with $$",
+            "SELECT 1 AS x$$ \\! touch MARKER\n;".to_string(),
+        ),
         ("output to a file", "\\o MARKER\nSELECT 1;".to_string()),
-        ("output to a pipe", "\\o |touch MARKER\nSELECT 1;".to_string()),
+        (
+            "output to a pipe",
+            "\\o |touch MARKER\nSELECT 1;".to_string(),
+        ),
         ("query to a pipe", "SELECT 1 \\g |touch MARKER".to_string()),
-        ("query to a file, expanded", "SELECT 1 \\gx MARKER".to_string()),
+        (
+            "query to a file, expanded",
+            "SELECT 1 \\gx MARKER".to_string(),
+        ),
         ("write the buffer", "SELECT 1 \\w MARKER".to_string()),
-        ("client copy to a program", "\\copy (SELECT 1) TO PROGRAM 'touch MARKER'".to_string()),
-        ("client copy to a file", "\\copy (SELECT 1) TO 'MARKER'".to_string()),
+        (
+            "client copy to a program",
+            "\\copy (SELECT 1) TO PROGRAM 'touch MARKER'".to_string(),
+        ),
+        (
+            "client copy to a file",
+            "\\copy (SELECT 1) TO 'MARKER'".to_string(),
+        ),
         ("backticks", "\\set x `touch MARKER`".to_string()),
         ("history to a file", "\\s MARKER".to_string()),
         ("gexec", "SELECT 'SELECT 1' \\gexec".to_string()),
@@ -318,7 +343,10 @@ fn payloads(dump: &str) -> Vec<(&'static str, String)> {
             "the dump's own unrestrict early",
             format!("\\unrestrict {key}\n\\! touch MARKER"),
         ),
-        ("unrestrict with another key", "\\unrestrict abc123\n\\! touch MARKER".to_string()),
+        (
+            "unrestrict with another key",
+            "\\unrestrict abc123\n\\! touch MARKER".to_string(),
+        ),
     ]
 }
 
@@ -363,13 +391,19 @@ fn forged_coffer_backups_with_meta_commands_never_run_them() {
             err.contains("nothing was changed") && err.contains("psql meta-command"),
             "{context}: {err}"
         );
-        assert!(!marker.exists(), "{context}: the payload ran during restore");
+        assert!(
+            !marker.exists(),
+            "{context}: the payload ran during restore"
+        );
         before.assert_unchanged(&case, &context);
         assert_no_open_transaction(&case, &context);
 
         let out = case.run(&["verify", &name, "--restore-test"]);
         assert_exit(&out, 5);
-        assert!(!marker.exists(), "{context}: the payload ran during the drill");
+        assert!(
+            !marker.exists(),
+            "{context}: the payload ran during the drill"
+        );
     }
     // A COPY that is not pg_dump's `FROM stdin` form is refused the same way.
     for copy in [
@@ -377,10 +411,17 @@ fn forged_coffer_backups_with_meta_commands_never_run_them() {
         "copy public.users from stdin;\n1\n\\.",
         "COPY public.users (id) FROM stdin WITH (FORMAT csv);\n1\n\\.",
     ] {
-        forge_dump(&backup, &inject(&original, &copy.replace("MARKER", &marker_text), false));
+        forge_dump(
+            &backup,
+            &inject(&original, &copy.replace("MARKER", &marker_text), false),
+        );
         let out = case.run(&["verify", &name]);
         assert_exit(&out, 5);
-        assert!(stdout(&out).contains("COPY statement coffer does not recognise"), "{}", stdout(&out));
+        assert!(
+            stdout(&out).contains("COPY statement coffer does not recognise"),
+            "{}",
+            stdout(&out)
+        );
         let out = run_bounded(&case, &["restore", &name, "--yes"], Duration::from_secs(60));
         assert_exit(&out, 5);
         before.assert_unchanged(&case, copy);
@@ -446,12 +487,21 @@ fn cut_dumps_never_verify_never_commit_and_never_hang() {
         ("inside a dollar-quoted body", fake - 3),
         ("inside COPY data", copy_row),
         ("inside the COPY statement", copy),
-        ("before the real trailer", original.rfind("--\n-- PostgreSQL database dump complete").unwrap()),
+        (
+            "before the real trailer",
+            original
+                .rfind("--\n-- PostgreSQL database dump complete")
+                .unwrap(),
+        ),
     ] {
         forge_dump(&backup, &original[..cut]);
         let out = case.run(&["verify", &name]);
         assert_exit(&out, 5);
-        assert!(stdout(&out).contains("cut short"), "{what}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains("cut short"),
+            "{what}: {}",
+            stdout(&out)
+        );
 
         let started = Instant::now();
         let out = run_bounded(&case, &["restore", &name, "--yes"], Duration::from_secs(60));
@@ -461,7 +511,11 @@ fn cut_dumps_never_verify_never_commit_and_never_hang() {
             "{what}: took {:?}",
             started.elapsed()
         );
-        assert!(error_line(&out).contains("cut short"), "{what}: {}", error_line(&out));
+        assert!(
+            error_line(&out).contains("cut short"),
+            "{what}: {}",
+            error_line(&out)
+        );
         before.assert_unchanged(&case, what);
         assert_no_open_transaction(&case, what);
     }
@@ -469,6 +523,9 @@ fn cut_dumps_never_verify_never_commit_and_never_hang() {
     before.assert_unchanged(&case, "setup");
     assert_success(&case.run(&["verify", &name]));
 }
+
+/// A change made to a manifest by whoever can write the backup root.
+type ManifestEdit = Box<dyn Fn(&mut serde_json::Value)>;
 
 #[test]
 fn an_edited_manifest_head_or_table_list_is_refused() {
@@ -483,9 +540,15 @@ fn an_edited_manifest_head_or_table_list_is_refused() {
         .next()
         .unwrap()
         .clone();
-    let edits: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
-        ("another head", Box::new(|m| m["alembic_head"] = "0123456789ab".into())),
-        ("no head", Box::new(|m| m["alembic_head"] = serde_json::Value::Null)),
+    let edits: Vec<(&str, ManifestEdit)> = vec![
+        (
+            "another head",
+            Box::new(|m| m["alembic_head"] = "0123456789ab".into()),
+        ),
+        (
+            "no head",
+            Box::new(|m| m["alembic_head"] = serde_json::Value::Null),
+        ),
         (
             "two heads",
             Box::new(|m| m["alembic_head"] = serde_json::json!([HEAD, "0123456789ab"])),
@@ -544,7 +607,11 @@ fn an_edited_manifest_head_or_table_list_is_refused() {
     legacy_backup(&case, "2025-06-01-030000", &dump, "0123456789ab");
     let out = case.run(&["verify", "2025-06-01-030000"]);
     assert_exit(&out, 5);
-    assert!(stdout(&out).contains("alembic_head is 0123456789ab"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("alembic_head is 0123456789ab"),
+        "{}",
+        stdout(&out)
+    );
     legacy_backup(&case, "2025-06-02-030000", &dump, HEAD);
     assert_success(&case.run(&["verify", "2025-06-02-030000"]));
 }

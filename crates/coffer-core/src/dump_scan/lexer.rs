@@ -578,7 +578,8 @@ impl DumpScanner {
         let rest = &bytes[room..];
         if rest.len() >= TAIL_CAP {
             self.stmt_tail.clear();
-            self.stmt_tail.extend_from_slice(&rest[rest.len() - TAIL_CAP..]);
+            self.stmt_tail
+                .extend_from_slice(&rest[rest.len() - TAIL_CAP..]);
         } else {
             self.stmt_tail.extend_from_slice(rest);
             let excess = self.stmt_tail.len().saturating_sub(TAIL_CAP);
@@ -653,8 +654,9 @@ impl DumpScanner {
     }
 
     fn open_copy(&mut self, table: String) {
-        let alembic = super::split_table_name(&table)
-            .is_some_and(|(schema, name)| schema == super::ALEMBIC_SCHEMA && name == super::ALEMBIC_TABLE);
+        let alembic = super::split_table_name(&table).is_some_and(|(schema, name)| {
+            schema == super::ALEMBIC_SCHEMA && name == super::ALEMBIC_TABLE
+        });
         if alembic {
             self.alembic.get_or_insert_default();
         }
@@ -711,9 +713,13 @@ impl DumpScanner {
         }
         let text = self.comment.as_slice();
         if let Some(rest) = text.strip_prefix(DUMPED_FROM) {
-            self.facts.dumped_from.get_or_insert_with(|| super::text(rest));
+            self.facts
+                .dumped_from
+                .get_or_insert_with(|| super::text(rest));
         } else if let Some(rest) = text.strip_prefix(DUMPED_BY) {
-            self.facts.dumped_by.get_or_insert_with(|| super::text(rest));
+            self.facts
+                .dumped_by
+                .get_or_insert_with(|| super::text(rest));
         } else if text == TRAILER {
             self.trailer_seen = true;
         }

@@ -96,8 +96,7 @@ impl DumpFacts {
         }
         (!self.complete).then(|| {
             self.cut.clone().unwrap_or_else(|| {
-                "the dump ends without pg_dump's \"dump complete\" trailer: it was cut short"
-                    .into()
+                "the dump ends without pg_dump's \"dump complete\" trailer: it was cut short".into()
             })
         })
     }
@@ -138,7 +137,8 @@ impl DumpFacts {
                 .into_iter()
                 .take(5)
                 .map(|t| {
-                    let count = |n: Option<&u64>| n.map_or("no table".into(), |n| format!("{n} rows"));
+                    let count =
+                        |n: Option<&u64>| n.map_or("no table".into(), |n| format!("{n} rows"));
                     format!(
                         "{t}: manifest {}, dump {}",
                         count(m.database.tables.get(t)),
@@ -347,8 +347,7 @@ impl DumpScanner {
             } else if self.trailer_seen {
                 "the dump ends after its \"dump complete\" trailer but without the \\unrestrict line that closes its \\restrict: it was cut short".into()
             } else {
-                "the dump ends without pg_dump's \"dump complete\" trailer: it was cut short"
-                    .into()
+                "the dump ends without pg_dump's \"dump complete\" trailer: it was cut short".into()
             });
         }
         self.facts.problem = self.problem.take();

@@ -151,8 +151,12 @@ pub(super) fn std_strings_change(stmt: &[u8]) -> StdStrings {
                 _ => rest,
             };
             match rest {
-                [b"standard_conforming_strings", value] | [b"standard_conforming_strings", b"to", value] => {
-                    let value = value.strip_prefix(b"'").and_then(|v| v.strip_suffix(b"'")).unwrap_or(value);
+                [b"standard_conforming_strings", value]
+                | [b"standard_conforming_strings", b"to", value] => {
+                    let value = value
+                        .strip_prefix(b"'")
+                        .and_then(|v| v.strip_suffix(b"'"))
+                        .unwrap_or(value);
                     match value {
                         b"off" | b"false" | b"no" | b"0" | b"of" | b"f" | b"n" => StdStrings::Off,
                         _ => StdStrings::On,
@@ -220,8 +224,14 @@ mod tests {
         let cases: &[(&str, Option<&str>)] = &[
             ("COPY public.t (a, b) FROM stdin", Some("public.t")),
             ("COPY public.t  FROM stdin", Some("public.t")),
-            ("COPY public.\"a\nb\" (\"x,)\") FROM stdin", Some("public.\"a\nb\"")),
-            ("COPY \"s.\"\"c\".\"T\" (x) FROM stdin ", Some("\"s.\"\"c\".\"T\"")),
+            (
+                "COPY public.\"a\nb\" (\"x,)\") FROM stdin",
+                Some("public.\"a\nb\""),
+            ),
+            (
+                "COPY \"s.\"\"c\".\"T\" (x) FROM stdin ",
+                Some("\"s.\"\"c\".\"T\""),
+            ),
             ("COPY t (x) FROM stdin", Some("t")),
             ("copy public.t (x) FROM stdin", None),
             ("COPY public.t (x) FROM STDIN", None),
@@ -255,8 +265,14 @@ mod tests {
         let cases: &[(&str, StdStrings)] = &[
             ("SET standard_conforming_strings = on", StdStrings::On),
             ("SET standard_conforming_strings = off", StdStrings::Off),
-            ("set LOCAL standard_conforming_strings TO 'off'", StdStrings::Off),
-            ("SET SESSION standard_conforming_strings=false", StdStrings::Off),
+            (
+                "set LOCAL standard_conforming_strings TO 'off'",
+                StdStrings::Off,
+            ),
+            (
+                "SET SESSION standard_conforming_strings=false",
+                StdStrings::Off,
+            ),
             ("RESET ALL", StdStrings::On),
             ("SET client_encoding = 'UTF8'", StdStrings::Untouched),
             ("SELECT 1", StdStrings::Untouched),

@@ -3,7 +3,10 @@ use super::*;
 use proptest::prelude::*;
 
 const FIXTURE: &[u8] = include_bytes!("../../tests/data/pg_dump_15_plain.sql");
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/corpus/dump_scan");
+const CORPUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../fixtures/corpus/dump_scan"
+);
 
 fn scan(dump: &[u8]) -> DumpFacts {
     let mut scanner = DumpScanner::new();
@@ -145,7 +148,10 @@ fn small_dumps() {
             "COPY public.alembic_versions (v) FROM stdin;\nx\n\\.\n\
              COPY public.\"Alembic_version\" (v) FROM stdin;\ny\n\\.\n",
             DumpFacts {
-                tables: tables(&[("public.alembic_versions", 1), ("public.\"Alembic_version\"", 1)]),
+                tables: tables(&[
+                    ("public.alembic_versions", 1),
+                    ("public.\"Alembic_version\"", 1),
+                ]),
                 ..base()
             },
         ),
@@ -225,15 +231,27 @@ fn refused_bodies() -> Vec<(&'static str, &'static str, &'static str)> {
     vec![
         ("shell", "\\! touch /tmp/x\n", "(\\!)"),
         ("shell mid-line", "SELECT 1; \\! touch /tmp/x\n", "(\\!)"),
-        ("shell after a comment ended by CR", "SELECT 1; -- x\r\\! id\n", "(\\!)"),
-        ("shell after x$$ (an identifier)", "SELECT 1 AS x$$ \\! id\n;\n", "(\\!)"),
+        (
+            "shell after a comment ended by CR",
+            "SELECT 1; -- x\r\\! id\n",
+            "(\\!)",
+        ),
+        (
+            "shell after x$$ (an identifier)",
+            "SELECT 1 AS x$$ \\! id\n;\n",
+            "(\\!)",
+        ),
         ("output to a pipe", "\\o |sh\nSELECT 1;\n", "(\\o)"),
         ("output to a file", "\\out /etc/passwd\n", "(\\out)"),
         ("query output to a pipe", "SELECT 'id' \\g |sh\n", "(\\g)"),
         ("gx to a file", "SELECT 1 \\gx /tmp/f\n", "(\\gx)"),
         ("gexec", "SELECT 'DROP TABLE t' \\gexec\n", "(\\gexec)"),
         ("write buffer", "SELECT 1 \\w /tmp/f\n", "(\\w)"),
-        ("client copy from program", "\\copy t from program 'id'\n", "(\\copy)"),
+        (
+            "client copy from program",
+            "\\copy t from program 'id'\n",
+            "(\\copy)",
+        ),
         ("backticks", "\\set x `id`\n", "(\\set)"),
         ("include", "\\i /etc/passwd\n", "(\\i)"),
         ("include relative", "\\ir x.sql\n", "(\\ir)"),
@@ -241,19 +259,55 @@ fn refused_bodies() -> Vec<(&'static str, &'static str, &'static str)> {
         ("editor", "\\e\n", "(\\e)"),
         ("edit function", "\\ef f\n", "(\\ef)"),
         ("history to file", "\\s /tmp/h\n", "(\\s)"),
-        ("large object import", "\\lo_import /etc/shadow\n", "(\\lo_import)"),
-        ("large object export", "\\lo_export 1 /tmp/x\n", "(\\lo_export)"),
+        (
+            "large object import",
+            "\\lo_import /etc/shadow\n",
+            "(\\lo_import)",
+        ),
+        (
+            "large object export",
+            "\\lo_export 1 /tmp/x\n",
+            "(\\lo_export)",
+        ),
         ("setenv", "\\setenv PAGER id\n", "(\\setenv)"),
         ("cd", "\\cd /\n", "(\\cd)"),
-        ("unrestrict with another key", "\\unrestrict zzz\n\\! id\n", "another key"),
+        (
+            "unrestrict with another key",
+            "\\unrestrict zzz\n\\! id\n",
+            "another key",
+        ),
         ("second restrict", "\\restrict other\n", "second"),
-        ("restrict mid-line", "SELECT 1; \\restrict abc\n", "not on a line of its own"),
-        ("unset ON_ERROR_STOP", "\\set ON_ERROR_STOP off\n", "(\\set)"),
+        (
+            "restrict mid-line",
+            "SELECT 1; \\restrict abc\n",
+            "not on a line of its own",
+        ),
+        (
+            "unset ON_ERROR_STOP",
+            "\\set ON_ERROR_STOP off\n",
+            "(\\set)",
+        ),
         ("semicolon escape", "SELECT 1\\; SELECT 2;\n", "(\\;)"),
-        ("copy from program", "COPY public.t (x) FROM PROGRAM 'id';\n", "COPY statement"),
-        ("copy from a file", "copy public.t from '/etc/passwd';\n", "COPY statement"),
-        ("copy with options", "COPY public.t (x) FROM stdin WITH (FORMAT csv);\n1\n\\.\n", "COPY statement"),
-        ("text after copy", "COPY public.t (x) FROM stdin; \\! id\n\\.\n", "text after"),
+        (
+            "copy from program",
+            "COPY public.t (x) FROM PROGRAM 'id';\n",
+            "COPY statement",
+        ),
+        (
+            "copy from a file",
+            "copy public.t from '/etc/passwd';\n",
+            "COPY statement",
+        ),
+        (
+            "copy with options",
+            "COPY public.t (x) FROM stdin WITH (FORMAT csv);\n1\n\\.\n",
+            "COPY statement",
+        ),
+        (
+            "text after copy",
+            "COPY public.t (x) FROM stdin; \\! id\n\\.\n",
+            "text after",
+        ),
         ("NUL byte", "SELECT 1;\0\\! id\n", "NUL"),
         (
             "std strings changed by function",
@@ -276,9 +330,15 @@ fn meta_commands_and_foreign_copies_are_refused() {
         // Whatever the chunking, psql never receives the refused bytes.
         for at in 0..=d.len() {
             let (out, split) = filtered(d.as_bytes(), at);
-            assert_eq!(split.problem.as_deref(), Some(problem.as_str()), "{name} @{at}");
+            assert_eq!(
+                split.problem.as_deref(),
+                Some(problem.as_str()),
+                "{name} @{at}"
+            );
             let sent = String::from_utf8_lossy(&out);
-            for bad in ["\\!", "\\o", "\\g", "\\w", "\\s", "\\i", "\\e", "\\c", "\\l", "\\;", "\\set"] {
+            for bad in [
+                "\\!", "\\o", "\\g", "\\w", "\\s", "\\i", "\\e", "\\c", "\\l", "\\;", "\\set",
+            ] {
                 assert!(!sent.contains(bad), "{name} @{at}: sent {sent:?}");
             }
             assert!(!sent.contains("\\restrict"), "{name} @{at}: {sent:?}");
@@ -304,8 +364,13 @@ fn restrict_lines_are_not_passed_on() {
     let d = dump("SELECT 1;\nCOPY public.t (x) FROM stdin;\n\\restrict inside_data\n\\.\n");
     for at in 0..=d.len() {
         let (out, facts) = filtered(d.as_bytes(), at);
-        assert!(facts.complete && facts.problem.is_none(), "@{at}: {facts:?}");
-        let want = d.replace("\\restrict abc\n", "").replace("\\unrestrict abc\n", "");
+        assert!(
+            facts.complete && facts.problem.is_none(),
+            "@{at}: {facts:?}"
+        );
+        let want = d
+            .replace("\\restrict abc\n", "")
+            .replace("\\unrestrict abc\n", "");
         assert_eq!(String::from_utf8_lossy(&out), want, "@{at}");
     }
 }
@@ -316,20 +381,41 @@ fn cut_dumps_are_incomplete() {
         ("", "without pg_dump's"),
         ("-- Dumped by pg_dump version 16.2", "without pg_dump's"),
         ("COPY public.t (x) FROM stdin;\n1\n2", "inside COPY data"),
-        ("SELECT $$ x\n-- PostgreSQL database dump complete\n", "dollar-quoted"),
-        ("SELECT ' x\n-- PostgreSQL database dump complete\n", "quoted string"),
-        ("SELECT \" x\n-- PostgreSQL database dump complete\n", "quoted identifier"),
+        (
+            "SELECT $$ x\n-- PostgreSQL database dump complete\n",
+            "dollar-quoted",
+        ),
+        (
+            "SELECT ' x\n-- PostgreSQL database dump complete\n",
+            "quoted string",
+        ),
+        (
+            "SELECT \" x\n-- PostgreSQL database dump complete\n",
+            "quoted identifier",
+        ),
         ("/* x\n-- PostgreSQL database dump complete\n", "comment"),
-        ("SELECT 1\n-- PostgreSQL database dump complete\n", "unterminated statement"),
-        ("\\restrict k\n-- PostgreSQL database dump complete\n", "\\unrestrict"),
-        ("-- PostgreSQL database dump complete\nSELECT 1;\n", "without pg_dump's"),
+        (
+            "SELECT 1\n-- PostgreSQL database dump complete\n",
+            "unterminated statement",
+        ),
+        (
+            "\\restrict k\n-- PostgreSQL database dump complete\n",
+            "\\unrestrict",
+        ),
+        (
+            "-- PostgreSQL database dump complete\nSELECT 1;\n",
+            "without pg_dump's",
+        ),
     ];
     for (d, needle) in cases {
         let facts = scan(d.as_bytes());
         assert!(!facts.complete, "{d:?}");
         assert!(facts.problem.is_none(), "{d:?}");
         let cut = facts.cut.clone().unwrap_or_default();
-        assert!(cut.contains(needle) && cut.contains("cut short"), "{d:?}: {cut}");
+        assert!(
+            cut.contains(needle) && cut.contains("cut short"),
+            "{d:?}: {cut}"
+        );
     }
     let counted = scan(b"COPY public.alembic_version (v) FROM stdin;\nabc");
     assert_eq!(counted.tables, tables(&[("public.alembic_version", 1)]));
@@ -368,7 +454,10 @@ fn real_pg_dump_15_output() {
         .split_inclusive(|&b| b == b'\n')
         .filter(|l| !l.starts_with(b"\\restrict ") && !l.starts_with(b"\\unrestrict "))
         .collect();
-    assert_eq!(FIXTURE.split_inclusive(|&b| b == b'\n').count(), want.len() + 2);
+    assert_eq!(
+        FIXTURE.split_inclusive(|&b| b == b'\n').count(),
+        want.len() + 2
+    );
     assert_eq!(out, want.concat(), "only the two lines go");
 }
 
@@ -383,10 +472,7 @@ fn dollar_dump() -> String {
 
 /// Every prefix of `d` that still lacks significant content is incomplete.
 fn assert_every_cut_detected(d: &[u8], step: usize) {
-    let last_significant = d
-        .iter()
-        .rposition(|&b| !b.is_ascii_whitespace())
-        .unwrap();
+    let last_significant = d.iter().rposition(|&b| !b.is_ascii_whitespace()).unwrap();
     let mut points: Vec<usize> = d
         .iter()
         .enumerate()
@@ -415,7 +501,10 @@ fn every_truncation_point_is_detected() {
 #[test]
 fn chunk_splits_at_every_byte() {
     let mut samples: Vec<Vec<u8>> = vec![FIXTURE.to_vec(), dollar_dump().into_bytes()];
-    samples.push(dump("SELECT E'\\'', $a$x$b$a$, \"q\"\"\n\", 1e$$ $$, x$$, $1;\n/* /* */ */ SELECT 1;\n").into_bytes());
+    samples.push(
+        dump("SELECT E'\\'', $a$x$b$a$, \"q\"\"\n\", 1e$$ $$, x$$, $1;\n/* /* */ */ SELECT 1;\n")
+            .into_bytes(),
+    );
     for (_, body, _) in refused_bodies() {
         samples.push(dump(body).into_bytes());
     }
@@ -504,7 +593,11 @@ fn huge_statements_and_rows_keep_memory_bounded() {
     let facts = scanner.finish();
     assert_eq!(
         facts.tables,
-        tables(&[("public.alembic_version", 1), ("public.blobs", 2), ("public.wide", 1)])
+        tables(&[
+            ("public.alembic_version", 1),
+            ("public.blobs", 2),
+            ("public.wide", 1)
+        ])
     );
     assert_eq!(facts.alembic_heads, heads(&["abc"]));
     assert!(facts.complete, "{facts:?}");
@@ -551,18 +644,43 @@ fn manifest_comparison() {
         })
     };
     let single = |h: &str| Some(AlembicHead::Single(h.into()));
-    assert!(facts.check_against(&coffer(single("abc"), facts.tables.clone())).is_ok());
-    let err = facts.check_against(&coffer(single("abd"), facts.tables.clone())).unwrap_err();
-    assert!(err.contains("alembic_head is abd") && err.contains("holds abc"), "{err}");
-    assert!(facts.check_against(&coffer(None, facts.tables.clone())).is_err());
+    assert!(
+        facts
+            .check_against(&coffer(single("abc"), facts.tables.clone()))
+            .is_ok()
+    );
     let err = facts
-        .check_against(&coffer(single("abc"), tables(&[("public.alembic_version", 1), ("public.t", 4)])))
+        .check_against(&coffer(single("abd"), facts.tables.clone()))
         .unwrap_err();
-    assert!(err.contains("public.t: manifest 4 rows, dump 3 rows"), "{err}");
+    assert!(
+        err.contains("alembic_head is abd") && err.contains("holds abc"),
+        "{err}"
+    );
+    assert!(
+        facts
+            .check_against(&coffer(None, facts.tables.clone()))
+            .is_err()
+    );
     let err = facts
-        .check_against(&coffer(single("abc"), tables(&[("public.alembic_version", 1)])))
+        .check_against(&coffer(
+            single("abc"),
+            tables(&[("public.alembic_version", 1), ("public.t", 4)]),
+        ))
         .unwrap_err();
-    assert!(err.contains("public.t: manifest no table, dump 3 rows"), "{err}");
+    assert!(
+        err.contains("public.t: manifest 4 rows, dump 3 rows"),
+        "{err}"
+    );
+    let err = facts
+        .check_against(&coffer(
+            single("abc"),
+            tables(&[("public.alembic_version", 1)]),
+        ))
+        .unwrap_err();
+    assert!(
+        err.contains("public.t: manifest no table, dump 3 rows"),
+        "{err}"
+    );
     assert!(facts.check_against(&legacy(single("abc"))).is_ok());
     assert!(facts.check_against(&legacy(None)).is_ok());
     assert!(facts.check_against(&legacy(single("zzz"))).is_err());
@@ -570,7 +688,13 @@ fn manifest_comparison() {
         alembic_heads: heads(&["a", "b"]),
         ..facts.clone()
     };
-    assert!(two.check_against(&legacy(Some(AlembicHead::Multiple(vec!["b".into(), "a".into()])))).is_ok());
+    assert!(
+        two.check_against(&legacy(Some(AlembicHead::Multiple(vec![
+            "b".into(),
+            "a".into()
+        ]))))
+        .is_ok()
+    );
 }
 
 #[test]
@@ -588,13 +712,20 @@ fn corpus_replays() {
         // The expected verdict is the name's second-to-last part: NAME.{ok,cut,refused}.sql
         let verdict = name.rsplit('.').nth(1).unwrap_or("");
         match verdict {
-            "ok" => assert!(facts.complete && facts.problem.is_none(), "{name}: {facts:?}"),
+            "ok" => assert!(
+                facts.complete && facts.problem.is_none(),
+                "{name}: {facts:?}"
+            ),
             "cut" => assert!(!facts.complete && facts.cut.is_some(), "{name}: {facts:?}"),
             "refused" => assert!(facts.problem.is_some(), "{name}: {facts:?}"),
             other => panic!("{name}: unknown verdict {other:?}"),
         }
         for size in [1, 2, 3, 5, 64] {
-            assert_eq!(scan_in_chunks(&bytes, &[size]), facts, "{name} in chunks of {size}");
+            assert_eq!(
+                scan_in_chunks(&bytes, &[size]),
+                facts,
+                "{name} in chunks of {size}"
+            );
         }
     }
 }
@@ -641,14 +772,19 @@ fn hiding_statement() -> impl Strategy<Value = String> {
         0 => {
             // A tag that does not occur in the text.
             let tag = format!("{tag}é");
-            format!("CREATE FUNCTION public.f() RETURNS void LANGUAGE sql AS ${tag}${text}${tag}$;\n")
+            format!(
+                "CREATE FUNCTION public.f() RETURNS void LANGUAGE sql AS ${tag}${text}${tag}$;\n"
+            )
         }
         1 => format!("SELECT {};\n", quote_literal(&text)),
         2 => format!("SELECT 1 AS {};\n", quote_ident(&text)),
         3 => format!("/* {} */\n", text.replace("*/", "* /").replace("/*", "/ *")),
         4 => format!(
             "{}\n",
-            text.lines().map(|l| format!("-- {}", l.replace('\r', " "))).collect::<Vec<_>>().join("\n")
+            text.lines()
+                .map(|l| format!("-- {}", l.replace('\r', " ")))
+                .collect::<Vec<_>>()
+                .join("\n")
         ),
         _ => format!("COMMENT ON TABLE t IS {};\n", quote_literal(&text)),
     })
