@@ -615,3 +615,42 @@ fn an_edited_manifest_head_or_table_list_is_refused() {
     legacy_backup(&case, "2025-06-02-030000", &dump, HEAD);
     assert_success(&case.run(&["verify", "2025-06-02-030000"]));
 }
+
+#[test]
+fn a_forged_remote_backup_is_refused_by_pull_and_restore_from_remote() {
+    let case = Case::new();
+    let offsite = case.dir.path().join("offsite");
+    case.write_config(
+        &case.db_section(),
+        &format!("[remote]\nurl = \"file://{}\"\n", offsite.display()),
+    );
+    let marker = case.dir.path().join("pwned");
+    let backup = case.backup_ok(&[]);
+    let name = backup.file_name().unwrap().to_string_lossy().into_owned();
+    assert_success(&case.run(&["sync"]));
+    // Whoever can write to the bucket rewrites the dump, the manifest and SHA256SUMS.
+    let remote = offsite.join(&name);
+    let dump = read_dump(&remote);
+    let payload = format!("SELECT 1; \\! touch {}", marker.display());
+    forge_dump(&remote, &inject(&dump, &payload, true));
+    std::fs::remove_dir_all(&case.root).unwrap();
+    let tables = table_fingerprints(&case.db);
+
+    let out = case.run(&["pull", &name]);
+    assert_exit(&out, 5);
+    assert!(
+        error_line(&out).contains("psql meta-command"),
+        "{}",
+        error_line(&out)
+    );
+    assert!(case.root_entries().is_empty(), "{:?}", case.root_entries());
+    let out = run_bounded(
+        &case,
+        &["restore", "--from-remote", &name, "--yes"],
+        Duration::from_secs(60),
+    );
+    assert_exit(&out, 5);
+    assert!(!marker.exists(), "the payload ran");
+    assert_eq!(table_fingerprints(&case.db), tables);
+    assert_no_open_transaction(&case, "restore --from-remote");
+}

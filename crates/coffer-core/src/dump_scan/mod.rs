@@ -25,6 +25,7 @@
 //! at most [`LINE_CAP`] bytes of a statement (plus its last [`TAIL_CAP`]) and of an Alembic
 //! data row are kept, and a few bytes of any other row.
 
+mod facts;
 mod lexer;
 mod statement;
 #[cfg(test)]
