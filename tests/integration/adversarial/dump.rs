@@ -654,3 +654,71 @@ fn a_forged_remote_backup_is_refused_by_pull_and_restore_from_remote() {
     assert_eq!(table_fingerprints(&case.db), tables);
     assert_no_open_transaction(&case, "restore --from-remote");
 }
+
+#[test]
+fn psql_gets_a_fresh_restrict_key_and_never_the_dumps_own_lines() {
+    let case = Case::new();
+    let backup = case.backup_ok(&[]);
+    let name = backup.file_name().unwrap().to_string_lossy().into_owned();
+    let dump = read_dump(&backup);
+    let dump_key = dump
+        .lines()
+        .find_map(|l| l.strip_prefix("\\restrict "))
+        .expect("pg_dump 15.14+ writes \\restrict")
+        .to_string();
+    // psql through a wrapper that records what it is given on its standard input.
+    let captures = case.dir.path().join("psql-input");
+    std::fs::create_dir(&captures).unwrap();
+    let wrapper = case.dir.path().join("tee-psql.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprog=$1; shift\nif [ \"$prog\" = psql ]; then\n  tee '{}/'$$ | psql \"$@\"\n  exit $?\nfi\nexec \"$prog\" \"$@\"\n",
+            captures.display()
+        ),
+    )
+    .unwrap();
+    make_executable(&wrapper);
+    case.write_config(
+        &format!(
+            "url = \"{}\"\nexec = [\"{}\"]\n",
+            cluster().url(&case.db),
+            wrapper.display()
+        ),
+        "",
+    );
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        for f in std::fs::read_dir(&captures).unwrap() {
+            std::fs::remove_file(f.unwrap().path()).unwrap();
+        }
+        let out = case.run(&["restore", &name, "--yes", "--db-only"]);
+        assert_success(&out);
+        let streams: Vec<String> = std::fs::read_dir(&captures)
+            .unwrap()
+            .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap())
+            .filter(|s| !s.is_empty())
+            .collect();
+        assert_eq!(streams.len(), 1, "one psql got the dump");
+        let stream = &streams[0];
+        let (first, rest) = stream.split_once('\n').unwrap();
+        let key = first.strip_prefix("\\restrict ").expect(first);
+        assert!(
+            key.len() == 32 && key.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "{key}"
+        );
+        assert!(rest.starts_with("BEGIN;\n"), "{rest:.40}");
+        assert!(rest.ends_with("COMMIT;\n"), "the stream ends with COMMIT");
+        assert!(
+            !rest.contains("\\restrict") && !rest.contains("\\unrestrict"),
+            "the dump's own \\restrict lines reached psql"
+        );
+        assert!(!stream.contains(&dump_key), "the dump's key reached psql");
+        assert!(
+            !stdout(&out).contains(key) && !stderr(&out).contains(key),
+            "the key was shown"
+        );
+        keys.push(key.to_string());
+    }
+    assert_ne!(keys[0], keys[1], "each restore draws a new key");
+}
