@@ -81,16 +81,23 @@ impl DumpScanner {
     }
 
     fn open_copy(&mut self, table: String) {
-        let alembic = super::split_table_name(&table).is_some_and(|(schema, name)| {
-            schema == super::ALEMBIC_SCHEMA && name == super::ALEMBIC_TABLE
-        });
+        let parts = super::split_table_name(&table);
+        let any_alembic = parts
+            .as_ref()
+            .is_some_and(|(_, name)| name == super::ALEMBIC_TABLE);
+        let alembic =
+            any_alembic && parts.is_some_and(|(schema, _)| schema == super::ALEMBIC_SCHEMA);
         if alembic {
             self.alembic.get_or_insert_default();
+        }
+        if any_alembic {
+            self.alembic_any.get_or_insert_default();
         }
         self.facts.tables.entry(table.clone()).or_insert(0);
         self.copy = Some(CopySection {
             table,
             alembic,
+            any_alembic,
             rows: 0,
         });
         self.lex = Lex::CopyPending;
@@ -100,7 +107,7 @@ impl DumpScanner {
     /// are needed (Alembic's table).
     pub(super) fn push_row(&mut self, part: &[u8]) {
         let cap = match &self.copy {
-            Some(copy) if copy.alembic => LINE_CAP,
+            Some(copy) if copy.any_alembic => LINE_CAP,
             _ => 3,
         };
         let room = cap.saturating_sub(self.row.len());
@@ -121,10 +128,13 @@ impl DumpScanner {
             self.lex = Lex::Top;
         } else if let Some(copy) = self.copy.as_mut() {
             copy.rows += 1;
-            if copy.alembic
+            if copy.any_alembic
                 && let Some(rev) = statement::first_column(&row)
             {
-                self.alembic.get_or_insert_default().insert(rev);
+                if copy.alembic {
+                    self.alembic.get_or_insert_default().insert(rev.clone());
+                }
+                self.alembic_any.get_or_insert_default().insert(rev);
             }
         }
         self.row = row;

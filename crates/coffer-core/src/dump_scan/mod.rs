@@ -68,6 +68,11 @@ pub struct DumpFacts {
     /// the dump has no data section for that table, `Some(vec![])` when it is empty. NULLs
     /// are skipped.
     pub alembic_heads: Option<Vec<String>>,
+    /// The revisions of the `alembic_version` tables of every schema, merged and sorted: the
+    /// rule manifests were written by before the head was read from `public` alone. Only used
+    /// to accept such manifests ([`DumpFacts::check_against`]).
+    #[serde(default)]
+    pub alembic_heads_any_schema: Option<Vec<String>>,
     /// Roles named by `ALTER … OWNER TO role;` statements, unquoted (`"App Owner"` →
     /// `App Owner`).
     pub owners: BTreeSet<String>,
@@ -107,14 +112,20 @@ impl DumpFacts {
     /// compare).
     pub fn check_against(&self, manifest: &AnyManifest) -> Result<(), String> {
         let scanned = AlembicHead::from_heads(self.alembic_heads.clone());
+        let any_schema = AlembicHead::from_heads(self.alembic_heads_any_schema.clone());
         let recorded = manifest.alembic_head();
         let mut differences = Vec::new();
+        // A manifest written before the `public`-only rule recorded every schema's revisions:
+        // that value is derived from the dump as well, so it proves the head just the same.
         let head_differs = match manifest {
-            AnyManifest::Coffer(_) => recorded != scanned.as_ref(),
+            AnyManifest::Coffer(_) => {
+                recorded != scanned.as_ref() && recorded != any_schema.as_ref()
+            }
             AnyManifest::Legacy(_) => recorded.is_some_and(|r| {
                 let mut r = r.heads();
                 r.sort();
-                Some(r) != self.alembic_heads
+                Some(&r) != self.alembic_heads.as_ref()
+                    && Some(&r) != self.alembic_heads_any_schema.as_ref()
             }),
         };
         if head_differs {
@@ -171,7 +182,10 @@ fn qualified_alembic_table() -> String {
 #[derive(Debug)]
 struct CopySection {
     table: String,
+    /// `public.alembic_version`.
     alembic: bool,
+    /// An `alembic_version` table of any schema.
+    any_alembic: bool,
     rows: u64,
 }
 
@@ -224,6 +238,7 @@ pub struct DumpScanner {
     row_overflow: bool,
     copy: Option<CopySection>,
     alembic: Option<BTreeSet<String>>,
+    alembic_any: Option<BTreeSet<String>>,
     trailer_seen: bool,
     problem: Option<String>,
     /// Index in the current chunk of the byte that was refused.
@@ -277,6 +292,7 @@ impl DumpScanner {
             row_overflow: false,
             copy: None,
             alembic: None,
+            alembic_any: None,
             trailer_seen: false,
             problem: None,
             problem_at: None,
@@ -324,6 +340,8 @@ impl DumpScanner {
             *self.facts.tables.entry(copy.table).or_insert(0) += copy.rows;
         }
         self.facts.alembic_heads = self.alembic.take().map(|set| set.into_iter().collect());
+        self.facts.alembic_heads_any_schema =
+            self.alembic_any.take().map(|set| set.into_iter().collect());
         let inside = self.lex.describe();
         self.facts.complete = self.problem.is_none()
             && inside.is_none()

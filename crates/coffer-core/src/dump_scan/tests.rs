@@ -114,6 +114,7 @@ fn small_dumps() {
             DumpFacts {
                 tables: tables(&[("public.alembic_version", 1)]),
                 alembic_heads: heads(&["3f2a9c1b7d4e"]),
+                alembic_heads_any_schema: heads(&["3f2a9c1b7d4e"]),
                 ..base()
             },
         ),
@@ -123,6 +124,7 @@ fn small_dumps() {
             DumpFacts {
                 tables: tables(&[("public.alembic_version", 4)]),
                 alembic_heads: heads(&["0a1", "ab\\c", "zz9"]),
+                alembic_heads_any_schema: heads(&["0a1", "ab\\c", "zz9"]),
                 ..base()
             },
         ),
@@ -131,6 +133,7 @@ fn small_dumps() {
             "COPY app.alembic_version (version_num) FROM stdin;\nc0ffee\n\\.\n",
             DumpFacts {
                 tables: tables(&[("app.alembic_version", 1)]),
+                alembic_heads_any_schema: heads(&["c0ffee"]),
                 ..base()
             },
         ),
@@ -140,6 +143,7 @@ fn small_dumps() {
             DumpFacts {
                 tables: tables(&[("public.alembic_version", 0)]),
                 alembic_heads: heads(&[]),
+                alembic_heads_any_schema: heads(&[]),
                 ..base()
             },
         ),
@@ -436,6 +440,7 @@ fn fixture_facts() -> DumpFacts {
             ("public.\"user\"", 2),
         ]),
         alembic_heads: None,
+        alembic_heads_any_schema: heads(&["c0ffee123abc", "merge_b2"]),
         owners: set(&["App Owner", "appuser", "postgres"]),
         dumped_by: Some("15.18 (Debian 15.18-0+deb12u1)".into()),
         dumped_from: Some("15.18 (Debian 15.18-0+deb12u1)".into()),
@@ -609,6 +614,7 @@ fn manifest_comparison() {
     let facts = DumpFacts {
         tables: tables(&[("public.alembic_version", 1), ("public.t", 3)]),
         alembic_heads: heads(&["abc"]),
+        alembic_heads_any_schema: heads(&["abc"]),
         ..base()
     };
     let coffer = |head: Option<AlembicHead>, t: BTreeMap<String, u64>| {
@@ -686,6 +692,7 @@ fn manifest_comparison() {
     assert!(facts.check_against(&legacy(single("zzz"))).is_err());
     let two = DumpFacts {
         alembic_heads: heads(&["a", "b"]),
+        alembic_heads_any_schema: heads(&["a", "b"]),
         ..facts.clone()
     };
     assert!(
@@ -695,6 +702,26 @@ fn manifest_comparison() {
         ]))))
         .is_ok()
     );
+    // Manifests written before the public-only rule merged every schema's revisions.
+    let other_schema = DumpFacts {
+        tables: tables(&[("app.alembic_version", 1)]),
+        alembic_heads: None,
+        alembic_heads_any_schema: heads(&["old1"]),
+        ..base()
+    };
+    let t = other_schema.tables.clone();
+    assert!(
+        other_schema
+            .check_against(&coffer(single("old1"), t.clone()))
+            .is_ok()
+    );
+    assert!(other_schema.check_against(&coffer(None, t.clone())).is_ok());
+    assert!(
+        other_schema
+            .check_against(&coffer(single("old2"), t))
+            .is_err()
+    );
+    assert!(other_schema.check_against(&legacy(single("old1"))).is_ok());
 }
 
 #[test]
@@ -812,6 +839,7 @@ proptest! {
         let mut d = String::from(HEADER);
         let mut want = DumpFacts {
             alembic_heads: Some(revs.iter().cloned().collect()),
+            alembic_heads_any_schema: Some(revs.iter().cloned().collect()),
             ..base()
         };
         let mut decoys = decoys.into_iter();
