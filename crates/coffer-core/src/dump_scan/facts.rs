@@ -34,8 +34,17 @@ impl DumpScanner {
     }
 
     fn statement(&mut self, stmt: &[u8], overflow: bool, at: usize) {
-        let word = first_word(stmt).to_ascii_lowercase();
-        match word.as_slice() {
+        let mut lower = [0u8; 8];
+        let first = first_word(stmt);
+        let n = if first.len() <= lower.len() {
+            first.len()
+        } else {
+            0
+        };
+        lower[..n].copy_from_slice(&first[..n]);
+        lower[..n].make_ascii_lowercase();
+        let word = &lower[..n];
+        match word {
             b"copy" => {
                 let tail = overflow.then_some(self.stmt_tail.as_slice());
                 match copy_from_stdin(stmt, tail) {
@@ -59,14 +68,18 @@ impl DumpScanner {
         }
         let mentions = !overflow
             && stmt
-                .to_ascii_lowercase()
                 .windows(27)
-                .any(|w| w == b"standard_conforming_strings");
-        match std_strings_change(stmt) {
+                .any(|w| w.eq_ignore_ascii_case(b"standard_conforming_strings"));
+        let change = if matches!(word, b"set" | b"reset") {
+            std_strings_change(stmt)
+        } else {
+            StdStrings::Untouched
+        };
+        match change {
             StdStrings::On => self.std_strings = true,
             StdStrings::Off => self.std_strings = false,
             StdStrings::Untouched
-                if mentions && !matches!(word.as_slice(), b"create" | b"comment" | b"copy") =>
+                if mentions && !matches!(word, b"create" | b"comment" | b"copy") =>
             {
                 self.refuse(
                     Some(at),

@@ -153,6 +153,64 @@ impl DumpScanner {
                     }
                 };
             }
+            Lex::Top if self.in_word => {
+                // The rest of an unquoted word.
+                let j = rest
+                    .iter()
+                    .position(|&b| !is_ident_cont(b))
+                    .unwrap_or(rest.len());
+                if j > 0 {
+                    self.significant(&rest[..j]);
+                    let room = 16usize.saturating_sub(self.word.len()).min(j);
+                    self.word.extend_from_slice(&rest[..room]);
+                    self.word_len_total += j;
+                    self.col0 = false;
+                    return i + j;
+                }
+            }
+            Lex::Top if !self.in_number => {
+                // Blanks between tokens (newlines go the slow way: they are counted).
+                let j = rest
+                    .iter()
+                    .position(|&b| b != b' ' && b != b'\t')
+                    .unwrap_or(rest.len());
+                if j > 0 {
+                    if self.stmt_started {
+                        self.push_stmt(&rest[..j]);
+                    }
+                    self.col0 = false;
+                    return i + j;
+                }
+            }
+            Lex::LineComment => {
+                let j = memchr::memchr2(b'\n', b'\r', rest).unwrap_or(rest.len());
+                if j > 0 {
+                    let room = COMMENT_CAP.saturating_sub(self.comment.len()).min(j);
+                    self.comment.extend_from_slice(&rest[..room]);
+                    self.comment_overflow |= room < j;
+                    self.col0 = false;
+                    return i + j;
+                }
+            }
+            Lex::Block {
+                star: false,
+                slash: false,
+                ..
+            } => {
+                let j = memchr::memchr3(b'*', b'/', b'\n', rest).unwrap_or(rest.len());
+                if j > 0 {
+                    self.col0 = false;
+                    return i + j;
+                }
+            }
+            Lex::Ident { quote: false } => {
+                let j = memchr::memchr2(b'"', b'\n', rest).unwrap_or(rest.len());
+                if j > 0 {
+                    self.push_stmt(&rest[..j]);
+                    self.col0 = false;
+                    return i + j;
+                }
+            }
             Lex::Dollar { matched: 0 } => {
                 let j = memchr::memchr2(b'$', b'\n', rest).unwrap_or(rest.len());
                 if j > 0 {
@@ -508,17 +566,22 @@ impl DumpScanner {
     /// An unquoted word ended: psql's `BEGIN … END` tracking in function bodies.
     fn end_word(&mut self) {
         self.in_word = false;
-        let word = if self.word_len_total == self.word.len() {
-            self.word.to_ascii_lowercase()
+        // Lower-cased on the stack: this runs for every word of the dump.
+        let mut lower = [0u8; 16];
+        let n = if self.word_len_total == self.word.len() {
+            self.word.len()
         } else {
-            Vec::new()
+            0
         };
+        lower[..n].copy_from_slice(&self.word[..n]);
+        lower[..n].make_ascii_lowercase();
+        let word = &lower[..n];
         let slot = self.identifier_count;
         if slot == 0 {
             self.identifiers = [0; 4];
         }
         if matches!(
-            word.as_slice(),
+            word,
             b"create" | b"function" | b"procedure" | b"or" | b"replace"
         ) && slot < self.identifiers.len()
         {
@@ -531,7 +594,7 @@ impl DumpScanner {
                 || ids[1] == b'p'
                 || (ids[1] == b'o' && ids[2] == b'r' && (ids[3] == b'f' || ids[3] == b'p')));
         if in_function && self.paren_depth == 0 {
-            match word.as_slice() {
+            match word {
                 b"begin" => self.begin_depth += 1,
                 b"case" if self.begin_depth >= 1 => self.begin_depth += 1,
                 b"end" => self.begin_depth = self.begin_depth.saturating_sub(1),
@@ -541,6 +604,7 @@ impl DumpScanner {
     }
 
     /// Text that belongs to the statement and is not whitespace or a comment.
+    #[inline]
     fn significant(&mut self, bytes: &[u8]) {
         self.trailer_seen = false;
         self.push_stmt(bytes);
@@ -555,7 +619,16 @@ impl DumpScanner {
 
     /// Appends to the current statement: its start is kept up to [`LINE_CAP`], then only
     /// the last [`TAIL_CAP`] bytes.
+    #[inline]
     fn push_stmt(&mut self, bytes: &[u8]) {
+        // One byte at a time is the common case at the top level.
+        if let [b] = bytes
+            && self.stmt_started
+            && self.stmt.len() < LINE_CAP
+        {
+            self.stmt.push(*b);
+            return;
+        }
         if !self.stmt_started {
             self.stmt_started = true;
             self.stmt_line = self.line;
