@@ -20,8 +20,9 @@
 //!    reads the live `alembic_version` to compare it with the backup's head.
 //!
 //! Any failure before the commit (SQL error, corrupt, truncated or untrustworthy input,
-//! hash or metadata mismatch, SIGINT/SIGTERM) leaves the database as it was (the transaction is never committed; if
-//! coffer is killed, psql sees end-of-input and the server rolls back) and the workspace as
+//! hash or metadata mismatch, SIGINT/SIGTERM) leaves the database as it was (the
+//! transaction is never committed; psql is stopped, or if coffer is killed, sees
+//! end-of-input, and the server rolls back) and the workspace as
 //! it was (the staging directory is removed; after SIGKILL, the next restore's
 //! [`workspace_swap::recover`] puts the previous tree back).
 
@@ -1304,16 +1305,18 @@ fn stream_database(
     let mut scanner = DumpScanner::new();
     let mut buf = vec![0u8; CHUNK];
     let mut allowed = Vec::with_capacity(CHUNK);
+    // Mid-stream, psql may hold a statement without its `;` that end-of-input would make it
+    // run: every stop before the whole dump is through the gate kills it instead.
     loop {
         if cancel.signal().is_some() || abort.load(Ordering::SeqCst) {
-            end_without_commit(psql, Some(stdin));
+            abandon(psql, stdin);
             return Err(StreamFailure::Aborted);
         }
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => {
-                end_without_commit(psql, Some(stdin));
+                abandon(psql, stdin);
                 return Err(artifact_failure(reader.damaged(e)));
             }
         };
@@ -1340,7 +1343,7 @@ fn stream_database(
         None => Ok(()),
     });
     if let Err(e) = checked {
-        end_without_commit(psql, Some(stdin));
+        abandon(psql, stdin);
         return Err(artifact_failure(e));
     }
     let facts = scanner.finish();
