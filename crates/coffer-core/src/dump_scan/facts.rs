@@ -28,6 +28,8 @@ impl DumpScanner {
         if started {
             self.statement(&stmt, overflow, at);
         }
+        // Judged: a COPY that passed is released with its `;` (a refused one never is).
+        self.holding = false;
         self.stmt = stmt;
         self.stmt.clear();
         self.stmt_tail.clear();

@@ -21,6 +21,9 @@ const TAG_CAP: usize = 256;
 const META_CAP: usize = 1024;
 /// Longest part of a `--` comment kept (enough for the header and trailer lines).
 const COMMENT_CAP: usize = 256;
+/// Longest statement starting with `COPY` held back from psql until judged (pg_dump's
+/// longest, 1600 quoted 63-byte column names, is about 110 KB).
+const HOLD_CAP: usize = 1 << 20;
 
 /// Where the lexer is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,15 +94,32 @@ impl DumpScanner {
         let mut i = 0;
         while i < chunk.len() {
             let was_meta = self.lex == Lex::Meta;
+            let was_holding = self.holding;
             let next = self.advance(chunk, i);
+            if self.holding {
+                self.held_len += next - i;
+                if self.held_len > HOLD_CAP {
+                    self.refuse(
+                        Some(i),
+                        format!(
+                            "the dump holds a COPY statement longer than {} MiB on line {}: pg_dump never writes one; the backup is not trustworthy",
+                            HOLD_CAP >> 20,
+                            self.stmt_line
+                        ),
+                    );
+                }
+            }
             if self.problem.is_some() {
-                // Stop before the offending byte (a held meta-command line was never emitted).
+                // Stop before the offending byte; a held line or statement is never emitted.
                 if let Some(out) = out.as_deref_mut()
                     && !was_meta
+                    && !was_holding
+                    && !self.holding
                 {
                     let stop = self.problem_at.unwrap_or(i).max(emit_from).min(chunk.len());
                     out.extend_from_slice(&chunk[emit_from..stop]);
                 }
+                self.held.clear();
                 return;
             }
             match (was_meta, self.lex == Lex::Meta) {
@@ -112,12 +132,35 @@ impl DumpScanner {
                 (true, false) => emit_from = next, // an allowed line: dropped
                 _ => {}
             }
+            match (was_holding, self.holding) {
+                (false, true) => {
+                    // A statement that may be a COPY starts at `i`: held until judged.
+                    if let Some(out) = out.as_deref_mut() {
+                        out.extend_from_slice(&chunk[emit_from..i]);
+                    }
+                    emit_from = i;
+                }
+                (true, false) => {
+                    if let Some(out) = out.as_deref_mut() {
+                        out.append(&mut self.held);
+                        out.extend_from_slice(&chunk[emit_from..next]);
+                    }
+                    self.held.clear();
+                    emit_from = next;
+                }
+                _ => {}
+            }
             i = next;
         }
         if let Some(out) = out
             && self.lex != Lex::Meta
         {
-            out.extend_from_slice(&chunk[emit_from.min(chunk.len())..]);
+            let rest = &chunk[emit_from.min(chunk.len())..];
+            if self.holding {
+                self.held.extend_from_slice(rest);
+            } else {
+                out.extend_from_slice(rest);
+            }
         }
         if nul {
             self.refuse(
@@ -464,6 +507,9 @@ impl DumpScanner {
         if self.in_word && !is_ident_cont(b) {
             if b == b'\'' && e_prefix {
                 self.in_word = false; // `E'`: the start of an extended string, not a word
+                if self.identifier_count == 0 {
+                    self.holding = false;
+                }
             } else {
                 self.end_word();
             }
@@ -540,6 +586,12 @@ impl DumpScanner {
                 self.word_push(b);
             }
             _ if is_ident_start(b) => {
+                // psql runs a statement at `;` or at end-of-input: one that may be a COPY
+                // (the only kind coffer must judge whole) is held back until judged.
+                if !self.stmt_started {
+                    self.holding = true;
+                    self.held_len = 0;
+                }
                 self.in_word = true;
                 self.word.clear();
                 self.word_len_total = 0;
@@ -577,6 +629,9 @@ impl DumpScanner {
         lower[..n].make_ascii_lowercase();
         let word = &lower[..n];
         let slot = self.identifier_count;
+        if slot == 0 && word != b"copy" {
+            self.holding = false;
+        }
         if slot == 0 {
             self.identifiers = [0; 4];
         }

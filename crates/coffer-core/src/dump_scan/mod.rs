@@ -240,6 +240,11 @@ pub struct DumpScanner {
     alembic: Option<BTreeSet<String>>,
     alembic_any: Option<BTreeSet<String>>,
     trailer_seen: bool,
+    /// A statement that may be a COPY is being held back from psql (see `lexer.rs`), its
+    /// bytes so far (when filtering) and their count.
+    holding: bool,
+    held: Vec<u8>,
+    held_len: usize,
     problem: Option<String>,
     /// Index in the current chunk of the byte that was refused.
     problem_at: Option<usize>,
@@ -294,6 +299,9 @@ impl DumpScanner {
             alembic: None,
             alembic_any: None,
             trailer_seen: false,
+            holding: false,
+            held: Vec::new(),
+            held_len: 0,
             problem: None,
             problem_at: None,
             facts: DumpFacts::default(),

@@ -341,7 +341,20 @@ fn meta_commands_and_foreign_copies_are_refused() {
             );
             let sent = String::from_utf8_lossy(&out);
             for bad in [
-                "\\!", "\\o", "\\g", "\\w", "\\s", "\\i", "\\e", "\\c", "\\l", "\\;", "\\set",
+                "\\!",
+                "\\o",
+                "\\g",
+                "\\w",
+                "\\s",
+                "\\i",
+                "\\e",
+                "\\c",
+                "\\l",
+                "\\;",
+                "\\set",
+                "PROGRAM",
+                "/etc/passwd",
+                "FORMAT csv",
             ] {
                 assert!(!sent.contains(bad), "{name} @{at}: sent {sent:?}");
             }
@@ -875,4 +888,27 @@ proptest! {
             prop_assert!(!scan(&d.as_bytes()[..at]).complete, "cut at {}", at);
         }
     }
+}
+
+#[test]
+fn copy_statements_are_held_until_judged_and_capped() {
+    // A COPY header beyond the hold cap: refused, and none of it reaches psql.
+    let wide = format!(
+        "COPY public.t ({}x) FROM stdin;\n\\.\n",
+        "a_column, ".repeat(120_000)
+    );
+    let d = dump(&wide);
+    let mut scanner = DumpScanner::new();
+    let mut out = Vec::new();
+    for chunk in d.as_bytes().chunks(64 * 1024) {
+        scanner.feed_filtered(chunk, &mut out);
+    }
+    let facts = scanner.finish();
+    let problem = facts.problem.unwrap_or_default();
+    assert!(problem.contains("longer than 1 MiB"), "{problem}");
+    assert!(!String::from_utf8_lossy(&out).contains("COPY"));
+    // A statement that only starts like one is not held: `copyright` is another word.
+    let d = dump("SELECT 1 AS copyright;\ncopy_table_name;\n");
+    let (out, _) = filtered(d.as_bytes(), d.len() / 2);
+    assert!(String::from_utf8_lossy(&out).contains("copy_table_name;"));
 }
