@@ -26,6 +26,7 @@
 //! data row are kept, and a few bytes of any other row.
 
 mod facts;
+mod gate;
 mod lexer;
 mod statement;
 #[cfg(test)]
