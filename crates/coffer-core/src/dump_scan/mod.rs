@@ -19,7 +19,8 @@
 //! whole-line `\restrict KEY` / `\unrestrict KEY`, any COPY other than pg_dump's `FROM
 //! stdin` form, NUL bytes, and changes of `standard_conforming_strings` it cannot follow.
 //! [`DumpScanner::feed_filtered`] passes on the bytes psql may run (the dump's own
-//! `\restrict` lines removed) and nothing from the first refused byte on.
+//! `\restrict` lines removed; a statement starting with `COPY` only once judged, since psql
+//! would run it at end-of-input) and nothing from the first refused byte on.
 //!
 //! Chunks may split the stream anywhere (mid-line, mid-UTF-8); memory stays bounded:
 //! at most [`LINE_CAP`] bytes of a statement (plus its last [`TAIL_CAP`]) and of an Alembic
