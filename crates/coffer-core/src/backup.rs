@@ -75,6 +75,12 @@ pub enum BackupError {
         "pg_dump exited successfully but its output ended early (no \"dump complete\" trailer): the dump is not trustworthy; check the server log"
     )]
     DumpTruncated,
+    /// pg_dump's output holds what `restore` would refuse to give psql (a psql
+    /// meta-command, a COPY other than `FROM stdin`, …): the backup could never be restored.
+    #[error(
+        "pg_dump's output could never be restored: {0}; the partial backup was removed (report this with the pg_dump version)"
+    )]
+    DumpRefused(String),
     /// Another coffer run holds the backup root.
     #[error(transparent)]
     Locked(#[from] LockError),
@@ -708,6 +714,9 @@ fn dump_database(
     dump_pid.store(0, Ordering::SeqCst);
     waited?;
     let (writer, facts) = scanning.finish();
+    if let Some(problem) = &facts.problem {
+        return Err(BackupError::DumpRefused(problem.clone()));
+    }
     if !facts.complete {
         return Err(BackupError::DumpTruncated);
     }

@@ -427,14 +427,17 @@ impl Database {
         .map(drop)
     }
 
-    /// The revisions in every `alembic_version` table of the database, sorted; `None` when
-    /// there is no such table.
+    /// The revisions in `public.alembic_version` (the same table the dump scan reads, see
+    /// [`crate::dump_scan::ALEMBIC_SCHEMA`]), sorted; `None` when there is no such table.
+    /// Tables of that name in other schemas are not Alembic's head.
     pub fn alembic_heads(&self) -> Result<Option<Vec<String>>, PgError> {
-        let tables = self.query(
+        let tables = self.query(&format!(
             "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relname = 'alembic_version' AND c.relkind IN ('r', 'p')",
-        )?;
+             WHERE c.relname = '{}' AND n.nspname = '{}' AND c.relkind IN ('r', 'p')",
+            crate::dump_scan::ALEMBIC_TABLE,
+            crate::dump_scan::ALEMBIC_SCHEMA
+        ))?;
         let tables: Vec<&str> = tables.lines().filter(|l| !l.is_empty()).collect();
         if tables.is_empty() {
             return Ok(None);

@@ -8,17 +8,21 @@
 //! 1. runs `hooks.before_restore` (stop the application) and checks that no other session
 //!    is connected to the target database;
 //! 2. streams, concurrently, the database artifact into `psql` inside one transaction
-//!    (`BEGIN` … no `COMMIT` yet, `ON_ERROR_STOP`) and the workspace artifact into a staging
-//!    directory beside the workspace;
-//! 3. only when both streams ended with their hashes matching the manifest (and the dump
-//!    ended with pg_dump's trailer), swaps the workspace in by rename and sends `COMMIT`;
+//!    (`-X`, `ON_ERROR_STOP`, psql's restricted mode with a random `\restrict` key, `BEGIN`
+//!    … no `COMMIT` yet), through the [`crate::dump_scan`] gate (no psql meta-command ever
+//!    reaches psql; the dump's own `\restrict` lines are dropped), and the workspace
+//!    artifact into a staging directory beside the workspace;
+//! 3. only when both streams ended with their hashes matching the manifest, the dump
+//!    complete at the top level and its head and tables equal to the manifest's, swaps the
+//!    workspace in by rename and sends `COMMIT`;
 //!    a failed commit swaps the previous workspace back;
 //! 4. runs `hooks.after_restore` whatever happened, so the application comes back, and
 //!    reads the live `alembic_version` to compare it with the backup's head.
 //!
-//! Any failure before the commit (SQL error, corrupt or truncated input, hash mismatch,
-//! SIGINT/SIGTERM) leaves the database as it was (the transaction is never committed; if
-//! coffer is killed, psql sees end-of-input and the server rolls back) and the workspace as
+//! Any failure before the commit (SQL error, corrupt, truncated or untrustworthy input,
+//! hash or metadata mismatch, SIGINT/SIGTERM) leaves the database as it was (the
+//! transaction is never committed; psql is stopped, or if coffer is killed, sees
+//! end-of-input, and the server rolls back) and the workspace as
 //! it was (the staging directory is removed; after SIGKILL, the next restore's
 //! [`workspace_swap::recover`] puts the previous tree back).
 
@@ -212,6 +216,9 @@ pub struct DatabaseTarget {
     runner: Database,
     #[serde(skip)]
     source: Source,
+    /// The backup's manifest: the dump's head and tables must match it before COMMIT.
+    #[serde(skip)]
+    manifest: Option<AnyManifest>,
 }
 
 /// The workspace side of a plan.
@@ -552,6 +559,7 @@ fn check_database(
         create: false,
         runner: runner.clone(),
         source,
+        manifest: entry.manifest.clone(),
     };
     match runner.server_info() {
         Ok(info) => {
@@ -1378,7 +1386,7 @@ fn stream_database(
         drop(stdin);
         let reason =
             match psql.wait("the transaction was rolled back; fix the cause and restore again") {
-                Err(e) => e.to_string(),
+                Err(e) => restrict_hint(e.to_string()),
                 Ok(()) => "psql stopped reading its input".into(),
             };
         StreamFailure::Failed {
@@ -1386,28 +1394,55 @@ fn stream_database(
             reason,
         }
     };
-    if stdin.write_all(b"BEGIN;\n").is_err() {
+    // psql's restricted mode with a key only this process knows: whatever the dump holds,
+    // psql refuses every meta-command (and stops: ON_ERROR_STOP). The scanner below also
+    // refuses them before they are sent, with a clearer message.
+    let opening = match restrict_key() {
+        Ok(key) => format!("\\restrict {key}\nBEGIN;\n"),
+        Err(e) => {
+            abandon(psql, stdin);
+            return Err(StreamFailure::Failed {
+                what: "database",
+                reason: format!("cannot read the operating system's random number generator: {e}"),
+            });
+        }
+    };
+    if stdin.write_all(opening.as_bytes()).is_err() {
         return Err(psql_failed(psql, Some(stdin)));
     }
     progress.start(ArtifactRole::Database, &db.source.file_name());
     let mut scanner = DumpScanner::new();
     let mut buf = vec![0u8; CHUNK];
+    let mut allowed = Vec::with_capacity(CHUNK);
+    // Mid-stream, psql may hold a statement without its `;` that end-of-input would make it
+    // run: every stop before the whole dump is through the gate kills it instead.
     loop {
         if cancel.signal().is_some() || abort.load(Ordering::SeqCst) {
-            end_without_commit(psql, Some(stdin));
+            abandon(psql, stdin);
             return Err(StreamFailure::Aborted);
         }
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => {
-                end_without_commit(psql, Some(stdin));
+                abandon(psql, stdin);
                 return Err(artifact_failure(reader.damaged(e)));
             }
         };
-        scanner.feed(&buf[..n]);
-        if stdin.write_all(&buf[..n]).is_err() {
+        allowed.clear();
+        scanner.feed_filtered(&buf[..n], &mut allowed);
+        if stdin.write_all(&allowed).is_err() {
             return Err(psql_failed(psql, Some(stdin)));
+        }
+        if let Some(problem) = scanner.problem() {
+            // Nothing from the refused byte on was sent; psql must not see end-of-input
+            // either (it would run a statement left without its `;`).
+            let problem = problem.to_string();
+            abandon(psql, stdin);
+            return Err(StreamFailure::Damaged(format!(
+                "{problem} (in {})",
+                db.source.path.display()
+            )));
         }
         progress.advance(ArtifactRole::Database, n as u64);
     }
@@ -1417,14 +1452,21 @@ fn stream_database(
         None => Ok(()),
     });
     if let Err(e) = checked {
-        end_without_commit(psql, Some(stdin));
+        abandon(psql, stdin);
         return Err(artifact_failure(e));
     }
     let facts = scanner.finish();
-    if !facts.complete {
-        end_without_commit(psql, Some(stdin));
+    // A cut dump may leave psql inside a string or a statement: it is killed, never sent
+    // the end marker (which it might wait on forever) nor end-of-input.
+    let unproven = facts.unusable().or_else(|| {
+        db.manifest
+            .as_ref()
+            .and_then(|m| facts.check_against(m).err())
+    });
+    if let Some(reason) = unproven {
+        abandon(psql, stdin);
         return Err(StreamFailure::Damaged(format!(
-            "the dump in {} ends without pg_dump's \"dump complete\" trailer: it was cut short when {backup} was made",
+            "{reason} (in {} of {backup})",
             db.source.path.display()
         )));
     }
@@ -1466,6 +1508,30 @@ fn stream_database(
         ),
     );
     Ok((PendingCommit { psql, stdin }, (facts, sql_bytes)))
+}
+
+/// Stops psql at once without end-of-input: the session ends and the server rolls back.
+fn abandon(psql: RunningProgram, stdin: ChildStdin) {
+    psql.kill();
+    drop(stdin);
+}
+
+/// A fresh key for psql's `\restrict`: 32 alphanumeric characters from the OS RNG.
+fn restrict_key() -> io::Result<String> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
+/// Adds what to do when psql predates `\restrict` (added in the August 2025 minor releases).
+fn restrict_hint(reason: String) -> String {
+    if reason.contains("invalid command \\restrict") {
+        format!(
+            "{reason}; this psql is too old to run a dump in restricted mode: install a psql from the August 2025 minor releases or later (15.14, 16.10, 17.6, 18.0, …)"
+        )
+    } else {
+        reason
+    }
 }
 
 /// Reads psql's output to its end in the background (so psql never blocks on a full pipe,
