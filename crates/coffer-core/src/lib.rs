@@ -80,6 +80,7 @@ pub mod verify;
 pub mod workspace_swap;
 
 pub mod fsutil;
+pub(crate) mod psql_watch;
 #[cfg(test)]
 mod test_corpus;
 

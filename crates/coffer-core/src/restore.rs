@@ -47,6 +47,7 @@ use crate::hooks::{self, HookError, Stage};
 use crate::manifest::{AnyManifest, Artifact, ArtifactRole};
 use crate::postgres::{Database, PgError, RunningProgram, Session};
 use crate::progress::Progress;
+use crate::psql_watch;
 use crate::signing::{SignaturePolicy, Verdict};
 use crate::units;
 use crate::workspace_swap::{self, Swap};
@@ -1381,7 +1382,18 @@ fn stream_database(
             reason: e.to_string(),
         })?;
     let mut stdin = psql.child.stdin.take().expect("psql stdin is piped");
-    let applied = drain_output(psql.child.stdout.take().expect("psql stdout is piped"));
+    // Random, so no dump can print it early and pass for "everything applied".
+    let marker = match restrict_key() {
+        Ok(key) => format!("coffer-applied-{key}"),
+        Err(e) => {
+            abandon(psql, stdin);
+            return Err(no_rng(e));
+        }
+    };
+    let watch = psql_watch::Watch::spawn(
+        psql.child.stdout.take().expect("psql stdout is piped"),
+        marker.clone(),
+    );
     let psql_failed = |psql: RunningProgram, stdin: Option<ChildStdin>| {
         drop(stdin);
         let reason =
@@ -1398,13 +1410,10 @@ fn stream_database(
     // psql refuses every meta-command (and stops: ON_ERROR_STOP). The scanner below also
     // refuses them before they are sent, with a clearer message.
     let opening = match restrict_key() {
-        Ok(key) => format!("\\restrict {key}\nBEGIN;\n"),
+        Ok(key) => format!("\\restrict {key}\n{}BEGIN;\n", psql_watch::pid_query()),
         Err(e) => {
             abandon(psql, stdin);
-            return Err(StreamFailure::Failed {
-                what: "database",
-                reason: format!("cannot read the operating system's random number generator: {e}"),
-            });
+            return Err(no_rng(e));
         }
     };
     if stdin.write_all(opening.as_bytes()).is_err() {
@@ -1472,27 +1481,40 @@ fn stream_database(
     }
     // psql may still be working through the tail of the dump (index builds can take
     // minutes). Wait until it has applied everything, so the workspace swap and COMMIT
-    // that follow are only milliseconds apart.
-    let nonce = format!(
-        "coffer-applied-{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
-    );
+    // that follow are only milliseconds apart; but never for input it will not get.
     if stdin
-        .write_all(format!("SELECT '{nonce}';\n").as_bytes())
+        .write_all(format!("SELECT '{marker}';\n").as_bytes())
         .and_then(|_| stdin.flush())
         .is_err()
     {
         return Err(psql_failed(psql, Some(stdin)));
     }
+    let mut backend = None;
+    let mut next_check = Instant::now() + psql_watch::STALL_AFTER;
     loop {
-        match applied.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) if line == nonce => break,
-            Ok(_) => {}
+        match watch.next(Duration::from_millis(200)) {
+            Ok(psql_watch::Signal::Applied) => break,
+            Ok(psql_watch::Signal::Pid(pid)) => backend = Some(pid),
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if cancel.signal().is_some() || abort.load(Ordering::SeqCst) {
-                    end_without_commit(psql, Some(stdin));
+                    abandon(psql, stdin);
                     return Err(StreamFailure::Aborted);
+                }
+                if let Some(pid) = backend
+                    && Instant::now() >= next_check
+                {
+                    next_check = Instant::now() + Duration::from_secs(5);
+                    // A failed look (the server busy, a permission) is no evidence: go on.
+                    if psql_watch::input_stall(&db.runner, pid).unwrap_or(false) {
+                        abandon(psql, stdin);
+                        return Err(StreamFailure::Damaged(format!(
+                            "psql is still waiting for input {}s after the whole dump of {backup} was sent: \
+                             the dump ends inside a statement or string that coffer's scanner did not see as open; \
+                             the transaction was rolled back (in {})",
+                            psql_watch::STALL_AFTER.as_secs(),
+                            db.source.path.display()
+                        )));
+                    }
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -1508,6 +1530,13 @@ fn stream_database(
         ),
     );
     Ok((PendingCommit { psql, stdin }, (facts, sql_bytes)))
+}
+
+fn no_rng(e: io::Error) -> StreamFailure {
+    StreamFailure::Failed {
+        what: "database",
+        reason: format!("cannot read the operating system's random number generator: {e}"),
+    }
 }
 
 /// Stops psql at once without end-of-input: the session ends and the server rolls back.
@@ -1532,20 +1561,6 @@ fn restrict_hint(reason: String) -> String {
     } else {
         reason
     }
-}
-
-/// Reads psql's output to its end in the background (so psql never blocks on a full pipe,
-/// e.g. on the `setval` results of a dump with many sequences) and sends each line on.
-fn drain_output(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let reader = io::BufReader::new(stdout);
-        for line in io::BufRead::split(reader, b'\n').map_while(Result::ok) {
-            // Only the marker matters; other lines are dropped once nobody listens.
-            let _ = tx.send(String::from_utf8_lossy(&line).into_owned());
-        }
-    });
-    rx
 }
 
 /// Extracts the workspace archive into the staging directory and checks its hashes.

@@ -707,7 +707,10 @@ fn psql_gets_a_fresh_restrict_key_and_never_the_dumps_own_lines() {
             key.len() == 32 && key.bytes().all(|b| b.is_ascii_alphanumeric()),
             "{key}"
         );
-        assert!(rest.starts_with("BEGIN;\n"), "{rest:.40}");
+        assert!(
+            rest.starts_with("SELECT 'coffer-pid:' || pg_backend_pid();\nBEGIN;\n"),
+            "{rest:.80}"
+        );
         assert!(rest.ends_with("COMMIT;\n"), "the stream ends with COMMIT");
         assert!(
             !rest.contains("\\restrict") && !rest.contains("\\unrestrict"),
@@ -721,4 +724,56 @@ fn psql_gets_a_fresh_restrict_key_and_never_the_dumps_own_lines() {
         keys.push(key.to_string());
     }
     assert_ne!(keys[0], keys[1], "each restore draws a new key");
+}
+
+/// If psql and coffer's scanner ever disagree about where the dump's last statement ends,
+/// psql swallows the end marker and waits for input with the transaction open. The restore
+/// notices (the session idles in its transaction although everything was sent), rolls back
+/// and says so, instead of waiting forever. Simulated by a psql wrapper that opens a dollar
+/// quote the scanner never saw.
+#[test]
+fn a_psql_left_waiting_for_input_is_rolled_back_not_waited_on() {
+    let case = Case::new();
+    let backup = case.backup_ok(&[]);
+    let name = backup.file_name().unwrap().to_string_lossy().into_owned();
+    let before = Before::take(&case);
+    let wrapper = case.dir.path().join("stall-psql.sh");
+    std::fs::write(
+        &wrapper,
+        // Only the psql that reads the dump (queries come with -c).
+        "#!/bin/sh\nprog=$1; shift\n\
+         case \" $* \" in *\" -c \"*) exec \"$prog\" \"$@\";; esac\n\
+         if [ \"$prog\" = psql ]; then\n\
+         \x20 sed -u '/^BEGIN;$/a SELECT $stall$' | psql \"$@\"\n  exit $?\nfi\n\
+         exec \"$prog\" \"$@\"\n",
+    )
+    .unwrap();
+    make_executable(&wrapper);
+    case.write_config(
+        &format!(
+            "url = \"{}\"\nexec = [\"{}\"]\n",
+            cluster().url(&case.db),
+            wrapper.display()
+        ),
+        "",
+    );
+    let started = Instant::now();
+    let out = run_bounded(
+        &case,
+        &["restore", &name, "--yes"],
+        Duration::from_secs(120),
+    );
+    assert_exit(&out, 5);
+    assert!(
+        error_line(&out).contains("still waiting for input"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(30),
+        "gave up before the stall bound: {:?}",
+        started.elapsed()
+    );
+    before.assert_unchanged(&case, "stalled psql");
+    assert_no_open_transaction(&case, "stalled psql");
 }
