@@ -24,7 +24,6 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::names::BackupKind;
@@ -147,9 +146,9 @@ fn escape(label: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Replaces `path` with `text` atomically: writes `.NAME.tmp-PID` beside it (a name the
+/// Replaces `path` with `text` atomically: writes `.NAME.tmp-RANDOM` beside it (a name the
 /// textfile collector ignores, as it reads only `*.prom`), fsyncs, renames, fsyncs the
-/// directory. The file is 0644.
+/// directory. The file is 0644. Nothing planted in the directory is followed.
 pub fn write(path: &Path, text: &str) -> Result<(), MetricsError> {
     let err = |source| MetricsError::Write {
         path: path.to_path_buf(),
@@ -165,28 +164,21 @@ pub fn write(path: &Path, text: &str) -> Result<(), MetricsError> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    // A fresh random name created exclusively (O_EXCL): a symlink planted in the metrics
+    // directory under a predictable name can neither redirect nor truncate anything.
     let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        // The umask may have narrowed the mode: the collector must be able to read it.
-        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{}.tmp-", name.to_string_lossy()))
+            .tempfile_in(dir)?;
+        // The collector must be able to read it (tempfile creates 0600).
+        tmp.as_file()
+            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        tmp.write_all(text.as_bytes())?;
+        tmp.as_file().sync_all()?;
+        // rename(2) replaces whatever is at `path`, a symlink included, without following it.
+        tmp.persist(path).map_err(|e| e.error)?;
         fs::File::open(dir)?.sync_all()
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
     result.map_err(err)
 }
 
@@ -274,5 +266,29 @@ coffer_backups_size_bytes 99
             e.to_string().starts_with("cannot write metrics file"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn planted_symlinks_are_never_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "secret\n").unwrap();
+        std::fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+        let path = dir.path().join("coffer.prom");
+        // The old predictable temporary name, and the metrics file itself, point at it.
+        let old_tmp = dir
+            .path()
+            .join(format!(".coffer.prom.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &old_tmp).unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        write(&path, "coffer_up 1\n").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "secret\n");
+        let mode = fs::metadata(&victim).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the victim's mode changed");
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_file(), "the link was replaced by a file");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o644);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "coffer_up 1\n");
     }
 }
