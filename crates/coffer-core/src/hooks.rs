@@ -79,7 +79,11 @@ pub fn run(stage: Stage, argv: &[String], env: &[(String, String)]) -> Result<()
         .as_fd()
         .try_clone_to_owned()
         .map_err(spawn_err)?;
-    let status = Command::new(program)
+    let mut cmd = Command::new(program);
+    for name in secret_variables(std::env::vars_os()) {
+        cmd.env_remove(name);
+    }
+    let status = cmd
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
@@ -96,6 +100,24 @@ pub fn run(stage: Stage, argv: &[String], env: &[(String, String)]) -> Result<()
             status: crate::postgres::describe_status(status),
         })
     }
+}
+
+/// The names of the inherited variables a hook must not see: coffer's own credentials
+/// (`PGPASSWORD`, `AWS_SECRET_ACCESS_KEY`, `*_TOKEN`, …) and any variable whose value holds a
+/// password (`COFFER_DATABASE_URL=postgres://app:…@db/portal`). A hook is the operator's
+/// command, but it may log its environment or pass it on; one that needs credentials reads
+/// them itself.
+fn secret_variables(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<std::ffi::OsString> {
+    vars.filter(|(name, value)| {
+        let name = name.to_string_lossy();
+        let value = value.to_string_lossy();
+        crate::redact::is_secret_key(&name)
+            || matches!(crate::redact::redact(&value), std::borrow::Cow::Owned(_))
+    })
+    .map(|(name, _)| name)
+    .collect()
 }
 
 /// Runs every command of a list in order, each even when an earlier one failed, and returns
@@ -186,5 +208,40 @@ mod tests {
         let (status, text) = capture(&argv(&["echo", "abc123 (head)"])).unwrap();
         assert!(status.success());
         assert_eq!(text.trim(), "abc123 (head)");
+    }
+
+    #[test]
+    fn secret_variables_are_not_inherited() {
+        let vars = [
+            ("PATH", "/usr/bin"),
+            ("HOME", "/root"),
+            ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+            ("PGPASSWORD", "pw"),
+            ("AWS_SECRET_ACCESS_KEY", "s3cr3t"),
+            ("AWS_SESSION_TOKEN", "tok"),
+            ("AZURE_STORAGE_ACCOUNT_KEY", "k"),
+            ("COFFER_DATABASE_URL", "postgres://app:pw@db/portal"),
+            ("DATABASE_URL", "postgres://app@db/portal?sslpassword=pw"),
+            ("COFFER_BACKUP_DIR", "/var/backups/coffer"),
+        ];
+        let got = secret_variables(
+            vars.iter()
+                .map(|(k, v)| (std::ffi::OsString::from(k), std::ffi::OsString::from(v))),
+        );
+        let got: Vec<_> = got
+            .iter()
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "PGPASSWORD",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_SESSION_TOKEN",
+                "AZURE_STORAGE_ACCOUNT_KEY",
+                "COFFER_DATABASE_URL",
+                "DATABASE_URL"
+            ]
+        );
     }
 }

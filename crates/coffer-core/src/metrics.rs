@@ -287,7 +287,10 @@ coffer_backups_size_bytes 99
         let mode = fs::metadata(&victim).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "the victim's mode changed");
         let meta = fs::symlink_metadata(&path).unwrap();
-        assert!(meta.file_type().is_file(), "the link was replaced by a file");
+        assert!(
+            meta.file_type().is_file(),
+            "the link was replaced by a file"
+        );
         assert_eq!(meta.permissions().mode() & 0o777, 0o644);
         assert_eq!(fs::read_to_string(&path).unwrap(), "coffer_up 1\n");
     }

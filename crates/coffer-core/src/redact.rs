@@ -28,6 +28,8 @@ const SECRET_KEY_SUFFIXES: &[&str] = &[
     "token",
     "session_token",
     "private_key",
+    "account_key",
+    "api_key",
 ];
 
 const AGE_SECRET_PREFIX: &str = "AGE-SECRET-KEY-";

@@ -1,6 +1,7 @@
 //! Secrets in errors: whatever quotes a password (a broken configuration line, a URL
 //! parameter coffer does not support, a program's stderr), the terminal, the run log,
-//! `status` and the notification hooks never show it.
+//! `status` and the notification hooks never show it; nor do hooks inherit coffer's
+//! credentials from its environment.
 
 use crate::harness::*;
 
@@ -72,7 +73,15 @@ fn a_failing_program_that_prints_the_password_is_redacted_everywhere() {
         paged.display()
     );
     case.write_config(&database, &extra);
-    let out = case.run(&["backup", "--kind", "auto"]);
+    // Credentials in coffer's own environment must not be handed down to hooks either.
+    let out = case
+        .coffer()
+        .args(["backup", "--kind", "auto"])
+        .env("PGPASSWORD", SECRET)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("DATABASE_URL", format!("postgres://app:{SECRET}@db/portal"))
+        .output()
+        .unwrap();
     assert_exit(&out, 1);
     let err = stderr(&out);
     assert!(err.contains("pg_dump"), "{err}");
