@@ -300,7 +300,7 @@ fn check_boundaries(settings: &BackupSettings) -> Result<(), BackupError> {
         )
         .into());
     }
-    crate::boundaries::check_config_paths(&settings.root, settings.workspace.as_deref(), None)
+    crate::boundaries::check_config_paths(&settings.root, settings.workspace.as_deref(), None, &[])
         .map_err(|e| ConfigError::Refused(e).into())
 }
 

@@ -101,10 +101,12 @@ impl Place {
 
 /// Resolves and checks the configured paths together ([`config_conflicts`]); `Err` holds
 /// one line per problem. Without a workspace there is nothing to overlap.
+/// `keys` are the configured key files (`signing.secret_key_file`, …) by setting name.
 pub fn check_config_paths(
     root: &Path,
     workspace: Option<&Path>,
     metrics: Option<&Path>,
+    keys: &[(&str, &Path)],
 ) -> Result<(), String> {
     let Some(ws) = workspace else {
         return Ok(());
@@ -112,7 +114,11 @@ pub fn check_config_paths(
     let workspace = resolve("workspace.path", ws)?;
     let root = resolve("backup_dir", root)?;
     let metrics = metrics.map(|m| resolve("metrics_file", m)).transpose()?;
-    let problems = config_conflicts(&workspace, &root, metrics.as_ref());
+    let keys = keys
+        .iter()
+        .map(|(what, p)| resolve(what, p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let problems = config_conflicts(&workspace, &root, metrics.as_ref(), &keys);
     if problems.is_empty() {
         Ok(())
     } else {
@@ -159,11 +165,25 @@ pub fn is_within(inner: &Path, outer: &Path) -> bool {
     inner.starts_with(outer)
 }
 
-/// Why the workspace (archived by backups, replaced by restores) and the backup root and
-/// metrics file cannot be configured together; empty when they can. Pure: the places must
-/// already be resolved.
-pub fn config_conflicts(workspace: &Place, root: &Place, metrics: Option<&Place>) -> Vec<String> {
+/// Why the workspace (archived by backups, replaced by restores) and the backup root,
+/// metrics file and key files cannot be configured together; empty when they can. Pure: the
+/// places must already be resolved.
+pub fn config_conflicts(
+    workspace: &Place,
+    root: &Place,
+    metrics: Option<&Place>,
+    keys: &[Place],
+) -> Vec<String> {
     let mut problems = Vec::new();
+    for key in keys {
+        if is_within(&key.path, &workspace.path) {
+            problems.push(format!(
+                "{} is inside {}: backups would archive it (whoever reads a backup would get it) and a workspace restore would replace it; keep keys outside the workspace (e.g. in /etc/coffer)",
+                key.shown(),
+                workspace.shown()
+            ));
+        }
+    }
     if is_within(&root.path, &workspace.path) {
         problems.push(format!(
             "{} is inside {}: backups would archive the backup root and a workspace restore would delete every backup; move the backup root outside the workspace (e.g. /var/backups/coffer)",
@@ -299,13 +319,13 @@ mod tests {
         ];
         for (root, m, want) in table {
             let m = m.map(|p| place("metrics_file", p));
-            let got = config_conflicts(&ws, &place("backup_dir", root), m.as_ref());
+            let got = config_conflicts(&ws, &place("backup_dir", root), m.as_ref(), &[]);
             assert_eq!(got.len(), 1, "{root}: {got:?}");
             assert!(got[0].contains(want), "{root}: {got:?}");
         }
         for root in ["/srv/ws2", "/srv/w", "/var/backups/srv/ws"] {
             assert!(
-                config_conflicts(&ws, &place("backup_dir", root), Some(&metrics)).is_empty(),
+                config_conflicts(&ws, &place("backup_dir", root), Some(&metrics), &[]).is_empty(),
                 "{root}"
             );
         }
@@ -353,7 +373,7 @@ mod tests {
         /// every overlapping one is refused.
         #[test]
         fn config_check_is_exactly_overlap(ws in abs_path(), root in abs_path()) {
-            let got = config_conflicts(&place("workspace.path", ws.to_str().unwrap()), &place("backup_dir", root.to_str().unwrap()), None);
+            let got = config_conflicts(&place("workspace.path", ws.to_str().unwrap()), &place("backup_dir", root.to_str().unwrap()), None, &[]);
             let overlap = ws.starts_with(&root) || root.starts_with(&ws);
             prop_assert_eq!(!got.is_empty(), overlap);
         }

@@ -504,8 +504,8 @@ impl Config {
     }
 
     /// Checks the paths as finally configured (file, environment and flags): none empty,
-    /// and coffer's own files (backup root, run log, lock, metrics file) neither inside the
-    /// workspace nor containing it (see [`crate::boundaries`]). Resolves symlinks, so it
+    /// coffer's own files (backup root, run log, lock, metrics file) neither inside the
+    /// workspace nor containing it, and no key file inside it (see [`crate::boundaries`]). Resolves symlinks, so it
     /// reads the filesystem; call it once the flags are applied.
     pub fn check_paths(&self) -> Result<(), ConfigError> {
         let refused = |m: String| ConfigError::Refused(m);
@@ -519,10 +519,26 @@ impl Config {
                 usable_path(p).map_err(|r| refused(format!("{key} {r}")))?;
             }
         }
+        let keys: Vec<(&str, &Path)> = [
+            ("signing.secret_key_file", &self.signing.secret_key_file),
+            (
+                "signing.trusted_public_key_file",
+                &self.signing.trusted_public_key_file,
+            ),
+            ("encryption.identity_file", &self.encryption.identity_file),
+            (
+                "encryption.recipients_file",
+                &self.encryption.recipients_file,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, path)| path.as_deref().map(|p| (key, p)))
+        .collect();
         crate::boundaries::check_config_paths(
             &root,
             self.workspace.path.as_deref(),
             self.metrics_file.as_deref(),
+            &keys,
         )
         .map_err(refused)
     }

@@ -101,3 +101,73 @@ fn a_failing_program_that_prints_the_password_is_redacted_everywhere() {
         );
     }
 }
+
+/// Keys inside the workspace would be archived into every backup (the signing key handed to
+/// whoever reads one) and replaced by a workspace restore (the trusted key by the backup's
+/// copy): refused up front, whichever key and however it is reached.
+#[test]
+fn key_files_inside_the_workspace_are_refused() {
+    let case = Case::new();
+    let keys = case.workspace.join("secrets");
+    std::fs::create_dir(&keys).unwrap();
+    let outside = case.dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    for f in ["sign.key", "sign.key.pub", "age.txt", "recipients.txt"] {
+        std::fs::write(keys.join(f), "x\n").unwrap();
+    }
+    // A link from outside into the workspace is the same file.
+    std::os::unix::fs::symlink(keys.join("sign.key"), outside.join("sign.key")).unwrap();
+    let variants = [
+        (
+            "signing.secret_key_file",
+            format!(
+                "[signing]\nsecret_key_file = \"{}\"\n",
+                keys.join("sign.key").display()
+            ),
+        ),
+        (
+            "signing.secret_key_file",
+            format!(
+                "[signing]\nsecret_key_file = \"{}\"\n",
+                outside.join("sign.key").display()
+            ),
+        ),
+        (
+            "signing.trusted_public_key_file",
+            format!(
+                "[signing]\ntrusted_public_key_file = \"{}\"\n",
+                keys.join("sign.key.pub").display()
+            ),
+        ),
+        (
+            "encryption.identity_file",
+            format!(
+                "[encryption]\nidentity_file = \"{}\"\n",
+                keys.join("age.txt").display()
+            ),
+        ),
+        (
+            "encryption.recipients_file",
+            format!(
+                "[encryption]\nrecipients_file = \"{}\"\n",
+                keys.join("recipients.txt").display()
+            ),
+        ),
+    ];
+    for (key, extra) in &variants {
+        case.write_config(&case.db_section(), extra);
+        for args in [&["backup"][..], &["verify", "--all"]] {
+            let out = case.run(args);
+            assert_exit(&out, 2);
+            let err = stderr(&out);
+            assert!(
+                err.contains(key) && err.contains("inside"),
+                "{key} {args:?}: {err}"
+            );
+        }
+        assert!(
+            !case.root.exists() || case.backups().is_empty(),
+            "{key}: a backup was written"
+        );
+    }
+}
