@@ -4,5 +4,6 @@
 mod catalog;
 mod dump;
 mod filesystem;
+mod output;
 mod secrets;
 mod signing;

@@ -33,9 +33,47 @@ static STDOUT_ERROR: Mutex<Option<std::io::Error>> = Mutex::new(None);
 
 /// Implementation of [`outln!`].
 pub fn write_stdout(line: std::fmt::Arguments<'_>) {
+    let text = line.to_string();
+    let line = without_controls(&text);
     let mut out = std::io::stdout().lock();
     let result = writeln!(out, "{line}").and_then(|()| out.flush());
     remember(result);
+}
+
+/// `text` with control characters other than newline and tab shown as `\u{1b}`: a file or
+/// directory name from the workspace or the backup root must not be able to send escape
+/// sequences to the operator's terminal or rewrite a line with `\r`.
+fn without_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+/// A name that came from outside (a workspace file, an entry of the backup root) as one
+/// line: newlines and other control characters escaped, so it cannot fake a line of output.
+pub fn shown(name: &str) -> String {
+    name.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 fn remember(result: std::io::Result<()>) {
@@ -50,6 +88,8 @@ fn remember(result: std::io::Result<()>) {
 
 /// Implementation of [`errln!`].
 pub fn write_stderr(line: std::fmt::Arguments<'_>) {
+    let text = line.to_string();
+    let line = without_controls(&text);
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 

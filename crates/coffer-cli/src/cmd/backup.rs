@@ -217,10 +217,13 @@ pub fn print_report(report: &BackupReport, json: bool) -> anyhow::Result<()> {
             w.symlinks
         );
         for s in &w.skipped {
-            crate::output::outln!("  skipped: {s}");
+            crate::output::outln!("  skipped: {}", crate::output::shown(&s.to_string()));
         }
         for c in &w.changed {
-            crate::output::outln!("  changed while archived: {c}");
+            crate::output::outln!(
+                "  changed while archived: {}",
+                crate::output::shown(&c.to_string())
+            );
         }
     }
     crate::output::outln!(
