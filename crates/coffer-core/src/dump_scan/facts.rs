@@ -13,6 +13,10 @@ const DUMPED_FROM: &[u8] = b"-- Dumped from database version ";
 const DUMPED_BY: &[u8] = b"-- Dumped by pg_dump version ";
 const TRAILER: &[u8] = b"-- PostgreSQL database dump complete";
 
+/// Longest Alembic revision id accepted, and most heads.
+const MAX_REVISION_LEN: usize = 255;
+const MAX_HEADS: usize = 64;
+
 impl DumpScanner {
     /// A `;` at the top level (at `at` in the chunk) ends the statement.
     pub(super) fn end_statement(&mut self, at: usize) {
@@ -20,6 +24,8 @@ impl DumpScanner {
         self.stmt_started = false;
         self.paren_depth = 0;
         self.begin_depth = 0;
+        self.after_begin = false;
+        self.atomic_body = false;
         self.identifier_count = 0;
         self.in_word = false;
         self.in_number = false;
@@ -77,9 +83,18 @@ impl DumpScanner {
         } else {
             StdStrings::Untouched
         };
+        self.check_client_encoding(word, stmt, at);
         match change {
             StdStrings::On => self.std_strings = true,
-            StdStrings::Off => self.std_strings = false,
+            // Followed by coffer but not by a psql whose server flips it back (or forth) in
+            // a way the text does not show: pg_dump only ever writes `on`.
+            StdStrings::Off => self.refuse(
+                Some(at),
+                format!(
+                    "the dump turns standard_conforming_strings off on line {}: pg_dump only writes `SET standard_conforming_strings = on;`, and with it off psql and coffer could read its strings differently; the backup is not trustworthy",
+                    self.stmt_line
+                ),
+            ),
             StdStrings::Untouched
                 if mentions && !matches!(word, b"create" | b"comment" | b"copy") =>
             {
@@ -92,6 +107,31 @@ impl DumpScanner {
                 );
             }
             StdStrings::Untouched => {}
+        }
+    }
+
+    /// psql reads strings byte by byte in the client encoding, and in SJIS, BIG5, GBK,
+    /// GB18030, UHC and JOHAB a character's second byte may be a backslash or a quote: a
+    /// dump that switches to one of them (or mentions the setting anywhere else) could hide
+    /// a meta-command from coffer. pg_dump writes the database's own (server) encoding.
+    fn check_client_encoding(&mut self, word: &[u8], stmt: &[u8], at: usize) {
+        let Some(value) = statement::client_encoding_value(word, stmt) else {
+            return;
+        };
+        let ok = match value {
+            statement::EncodingSetting::To(name) => !statement::is_client_only_encoding(&name),
+            // A function body may run later (`SELECT f()`): only a comment is inert.
+            statement::EncodingSetting::Elsewhere => word == b"comment",
+        };
+        if !ok {
+            self.refuse(
+                Some(at),
+                format!(
+                    "the dump changes client_encoding on line {} ({}): pg_dump only sets the database's own encoding, and in a client-only encoding (SJIS, BIG5, GBK, GB18030, UHC, JOHAB) psql and coffer could read its strings differently; the backup is not trustworthy",
+                    self.stmt_line,
+                    statement::shown(stmt)
+                ),
+            );
         }
     }
 
@@ -146,6 +186,22 @@ impl DumpScanner {
             if copy.any_alembic
                 && let Some(rev) = statement::first_column(&row)
             {
+                // Revision ids are short (Alembic's column is varchar(32)) and few: a dump
+                // with thousands of 64 KiB "heads" is not one to keep in memory or print.
+                let known = self.alembic_any.as_ref().map_or(0, |s| s.len());
+                if rev.len() > MAX_REVISION_LEN || known >= MAX_HEADS {
+                    let line = self.line;
+                    self.refuse(
+                        None,
+                        format!(
+                            "the dump's alembic_version data on line {line} is not a list of revision ids (at most {MAX_HEADS} of at most {MAX_REVISION_LEN} bytes); the backup is not trustworthy"
+                        ),
+                    );
+                    self.row = row;
+                    self.row.clear();
+                    self.row_overflow = false;
+                    return;
+                }
                 if copy.alembic {
                     self.alembic.get_or_insert_default().insert(rev.clone());
                 }

@@ -178,6 +178,7 @@ impl DumpScanner {
                 .unwrap_or(rest.len());
                 if j > 0 {
                     self.push_stmt(&rest[..j]);
+                    self.str_backslash = !extended && rest[j - 1] == b'\\';
                     self.col0 = false;
                     return i + j;
                 }
@@ -298,6 +299,18 @@ impl DumpScanner {
                     return true;
                 }
                 self.push_stmt(&[b]);
+                if b == b'\'' && !extended && self.str_backslash {
+                    // With standard_conforming_strings off (which the server can switch
+                    // without the dump's text showing it) this quote would be escaped.
+                    self.refuse(
+                        Some(at),
+                        format!(
+                            "the dump has a string literal with a backslash right before a quote on line {}: psql could read where it ends differently from coffer; the backup is not trustworthy",
+                            self.line
+                        ),
+                    );
+                }
+                self.str_backslash = !extended && b == b'\\';
                 self.lex = Lex::Str {
                     extended,
                     quote: !escape && b == b'\'',
@@ -429,6 +442,9 @@ impl DumpScanner {
             }
             self.in_number = false;
         }
+        if !is_space(b) && !is_ident_start(b) && !matches!(b, b'-' | b'/') {
+            self.after_begin = false;
+        }
         match b {
             b'-' => {
                 self.dash_col0 = self.col0;
@@ -438,6 +454,7 @@ impl DumpScanner {
             b'\'' => {
                 self.significant(b"'");
                 self.open_line = self.line;
+                self.str_backslash = false;
                 self.lex = Lex::Str {
                     extended: e_prefix || !self.std_strings,
                     quote: false,
@@ -470,6 +487,20 @@ impl DumpScanner {
             b';' if self.paren_depth == 0 && self.begin_depth == 0 => {
                 self.trailer_seen = false;
                 self.end_statement(at);
+            }
+            b';' if self.paren_depth == 0 && !self.atomic_body => {
+                // psql swallows this `;` (its BEGIN … END heuristic) and sends what follows
+                // in the same query, which the server may split into statements coffer
+                // never judged (a COPY FROM stdin among them). pg_dump writes that only in
+                // SQL-standard `BEGIN ATOMIC` bodies.
+                self.refuse(
+                    Some(at),
+                    format!(
+                        "the dump has a `;` after a BEGIN that does not start a SQL-standard function body (BEGIN ATOMIC) on line {}: psql would send several statements as one; the backup is not trustworthy",
+                        self.line
+                    ),
+                );
+                self.significant(b";");
             }
             b'(' => {
                 self.paren_depth += 1;
@@ -551,9 +582,14 @@ impl DumpScanner {
             && (ids[1] == b'f'
                 || ids[1] == b'p'
                 || (ids[1] == b'o' && ids[2] == b'r' && (ids[3] == b'f' || ids[3] == b'p')));
+        let after_begin = std::mem::take(&mut self.after_begin);
         if in_function && self.paren_depth == 0 {
             match word {
-                b"begin" => self.begin_depth += 1,
+                b"begin" => {
+                    self.begin_depth += 1;
+                    self.after_begin = self.begin_depth == 1;
+                }
+                b"atomic" if after_begin => self.atomic_body = true,
                 b"case" if self.begin_depth >= 1 => self.begin_depth += 1,
                 b"end" => self.begin_depth = self.begin_depth.saturating_sub(1),
                 _ => {}

@@ -207,6 +207,12 @@ pub struct DumpScanner {
     /// psql's statement-end rules: parentheses and `BEGIN … END` in function bodies.
     paren_depth: u32,
     begin_depth: u32,
+    /// The last word was a function's `BEGIN` (only blanks since), and whether the body is
+    /// a SQL-standard `BEGIN ATOMIC` one: the only kind whose `;` psql may swallow.
+    after_begin: bool,
+    atomic_body: bool,
+    /// The last content byte of the current plain string literal was a backslash.
+    str_backslash: bool,
     identifier_count: usize,
     identifiers: [u8; 4],
     /// The unquoted word being read (its first 16 bytes) or a number.
@@ -274,6 +280,9 @@ impl DumpScanner {
             stmt_tail: Vec::with_capacity(2 * TAIL_CAP),
             paren_depth: 0,
             begin_depth: 0,
+            after_begin: false,
+            atomic_body: false,
+            str_backslash: false,
             identifier_count: 0,
             identifiers: [0; 4],
             in_word: false,

@@ -182,9 +182,35 @@ pub(super) fn first_column(row: &[u8]) -> Option<String> {
             out.push(b);
             continue;
         }
-        // The escapes COPY writes for text; octal and hex forms are only read, never written,
-        // by pg_dump, and revision ids never need them.
+        // Every escape COPY's text format reads, octal and hex included (pg_dump never
+        // writes those, a forged dump may): the value must be the one the server loads.
         match bytes.next() {
+            Some(&d @ b'0'..=b'7') => {
+                let mut v = u32::from(d - b'0');
+                for _ in 0..2 {
+                    match bytes.clone().next() {
+                        Some(&d @ b'0'..=b'7') => {
+                            v = v * 8 + u32::from(d - b'0');
+                            bytes.next();
+                        }
+                        _ => break,
+                    }
+                }
+                out.push((v & 0xff) as u8);
+            }
+            Some(b'x') if bytes.clone().next().is_some_and(u8::is_ascii_hexdigit) => {
+                let mut v = 0u8;
+                for _ in 0..2 {
+                    match bytes.clone().next() {
+                        Some(&h) if h.is_ascii_hexdigit() => {
+                            v = v * 16 + (h as char).to_digit(16).unwrap_or(0) as u8;
+                            bytes.next();
+                        }
+                        _ => break,
+                    }
+                }
+                out.push(v);
+            }
             Some(b'n') => out.push(b'\n'),
             Some(b't') => out.push(b'\t'),
             Some(b'r') => out.push(b'\r'),
@@ -281,4 +307,76 @@ mod tests {
             assert_eq!(&std_strings_change(stmt.as_bytes()), want, "{stmt}");
         }
     }
+}
+
+/// How a statement touches `client_encoding`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum EncodingSetting {
+    /// `SET client_encoding = 'x'` / `SET NAMES 'x'`: the normalised name (`sjis`, `utf8`).
+    To(Vec<u8>),
+    /// The word appears otherwise (`set_config('client_encoding', …)`, a function body).
+    Elsewhere,
+}
+
+/// What `stmt` (whose lower-cased first word is `word`) does to `client_encoding`, if
+/// anything. Names are normalised as PostgreSQL does: lower case, letters and digits only.
+pub(super) fn client_encoding_value(word: &[u8], stmt: &[u8]) -> Option<EncodingSetting> {
+    let lower = stmt.to_ascii_lowercase();
+    let mentions = lower.windows(15).any(|w| w == b"client_encoding");
+    let words: Vec<&[u8]> = lower
+        .split(|&b| is_space(b) || b == b'=')
+        .filter(|w| !w.is_empty())
+        .collect();
+    if word == b"set" {
+        let rest = match &words[1..] {
+            [b"session" | b"local", more @ ..] => more,
+            rest => rest,
+        };
+        let value = match rest {
+            [b"client_encoding", b"to", value] | [b"client_encoding", value] => Some(*value),
+            [b"names", value] => Some(*value),
+            _ => None,
+        };
+        if let Some(value) = value {
+            let name: Vec<u8> = value
+                .iter()
+                .copied()
+                .filter(u8::is_ascii_alphanumeric)
+                .collect();
+            return Some(EncodingSetting::To(name));
+        }
+        if rest.first() == Some(&&b"names"[..]) {
+            return Some(EncodingSetting::Elsewhere);
+        }
+    }
+    mentions.then_some(EncodingSetting::Elsewhere)
+}
+
+/// PostgreSQL's client-only encodings and their aliases (normalised): the ones whose
+/// multi-byte characters may contain ASCII `\` or `'`.
+pub(super) fn is_client_only_encoding(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"sjis"
+            | b"shiftjis"
+            | b"mskanji"
+            | b"win932"
+            | b"windows932"
+            | b"cp932"
+            | b"shiftjis2004"
+            | b"big5"
+            | b"win950"
+            | b"windows950"
+            | b"cp950"
+            | b"gbk"
+            | b"win936"
+            | b"windows936"
+            | b"cp936"
+            | b"gb18030"
+            | b"uhc"
+            | b"win949"
+            | b"windows949"
+            | b"cp949"
+            | b"johab"
+    )
 }
