@@ -6,8 +6,9 @@
 //! scanner about where a string or statement ends, the marker is swallowed into the dump's
 //! last statement and psql waits for more input that never comes, with the transaction open.
 //! The server shows that state: the session is `idle in transaction` although coffer has sent
-//! everything. [`Watch`] learns the session's backend pid from psql's first output line and
-//! [`input_stall`] asks the server, on another connection, whether it has been idle that long.
+//! everything (or, if the server started a COPY coffer never saw, the session waits for COPY
+//! data from psql). [`Watch`] learns the session's backend pid from psql's first output line
+//! and [`session_state`] asks the server, on another connection, which it is.
 
 use std::io::{self, Read};
 use std::process::ChildStdout;
@@ -26,6 +27,11 @@ const LINE_CAP: usize = 128;
 /// psql is taken to be waiting for input. Between two statements psql is never idle for
 /// more than the time it takes to read the next one from its pipe.
 pub const STALL_AFTER: Duration = Duration::from_secs(30);
+
+/// How long a COPY may wait for data from psql after everything was sent. Longer than
+/// [`STALL_AFTER`]: a slow psql streaming a huge COPY is briefly in this state too, so only
+/// an uninterrupted run of samples counts.
+pub const COPY_STALL_AFTER: Duration = Duration::from_secs(120);
 
 /// The SQL that makes psql print its backend pid: sent right after `\restrict`, before the
 /// dump, so its output comes first.
@@ -111,16 +117,33 @@ fn classify(line: &[u8], marker: &str, pid_seen: bool) -> Option<Signal> {
     line.strip_prefix(PID_PREFIX)?.parse().ok().map(Signal::Pid)
 }
 
-/// Whether the session `pid` has been `idle in transaction` for at least [`STALL_AFTER`]:
-/// psql is waiting for input. `Ok(false)` when it is working, waiting on a lock, or gone.
-pub fn input_stall(db: &Database, pid: u32) -> Result<bool, PgError> {
+/// What the server says the restore's session is doing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Session {
+    /// `idle in transaction` for at least [`STALL_AFTER`]: psql is waiting for input.
+    IdleTooLong,
+    /// Inside a COPY, waiting for data from psql (`ClientRead`): psql is waiting for input
+    /// if this lasts (a COPY the scanner did not see started and wants its data).
+    WaitingForClient,
+    /// Working, waiting on a lock, briefly idle, or gone.
+    Other,
+}
+
+/// Asks the server, on another connection, what the session `pid` is doing.
+pub fn session_state(db: &Database, pid: u32) -> Result<Session, PgError> {
     let out = db.query(&format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE pid = {pid} \
-         AND state = 'idle in transaction' \
-         AND now() - state_change >= interval '{} seconds'",
+        "SELECT CASE \
+           WHEN state = 'idle in transaction' AND now() - state_change >= interval '{} seconds' THEN 'idle' \
+           WHEN state = 'active' AND wait_event = 'ClientRead' THEN 'client' \
+           ELSE 'other' END \
+         FROM pg_stat_activity WHERE pid = {pid}",
         STALL_AFTER.as_secs()
     ))?;
-    Ok(out.trim() == "1")
+    Ok(match out.trim() {
+        "idle" => Session::IdleTooLong,
+        "client" => Session::WaitingForClient,
+        _ => Session::Other,
+    })
 }
 
 #[cfg(test)]

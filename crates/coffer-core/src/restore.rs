@@ -1490,7 +1490,8 @@ fn stream_database(
         return Err(psql_failed(psql, Some(stdin)));
     }
     let mut backend = None;
-    let mut next_check = Instant::now() + psql_watch::STALL_AFTER;
+    let mut next_check = Instant::now() + Duration::from_secs(5);
+    let mut waiting_since: Option<Instant> = None;
     loop {
         match watch.next(Duration::from_millis(200)) {
             Ok(psql_watch::Signal::Applied) => break,
@@ -1505,13 +1506,25 @@ fn stream_database(
                 {
                     next_check = Instant::now() + Duration::from_secs(5);
                     // A failed look (the server busy, a permission) is no evidence: go on.
-                    if psql_watch::input_stall(&db.runner, pid).unwrap_or(false) {
+                    let state = psql_watch::session_state(&db.runner, pid)
+                        .unwrap_or(psql_watch::Session::Other);
+                    let stalled = match state {
+                        psql_watch::Session::IdleTooLong => true,
+                        psql_watch::Session::WaitingForClient => {
+                            waiting_since.get_or_insert_with(Instant::now).elapsed()
+                                >= psql_watch::COPY_STALL_AFTER
+                        }
+                        psql_watch::Session::Other => {
+                            waiting_since = None;
+                            false
+                        }
+                    };
+                    if stalled {
                         abandon(psql, stdin);
                         return Err(StreamFailure::Damaged(format!(
-                            "psql is still waiting for input {}s after the whole dump of {backup} was sent: \
+                            "psql is still waiting for input after the whole dump of {backup} was sent: \
                              the dump ends inside a statement or string that coffer's scanner did not see as open; \
                              the transaction was rolled back (in {})",
-                            psql_watch::STALL_AFTER.as_secs(),
                             db.source.path.display()
                         )));
                     }
