@@ -426,6 +426,9 @@ fn check_one(
         .map_err(|e| format!("{sig}: {e}"))?;
     let text = std::str::from_utf8(&sig_bytes)
         .map_err(|_| format!("{sig}: not a minisign signature (not text)"))?;
+    if !well_formed_signature(text) {
+        return Err(format!("{sig}: not a minisign signature"));
+    }
     let signature =
         SignatureBox::from_string(text).map_err(|_| format!("{sig}: not a minisign signature"))?;
     let id = key_id(signature.keynum());
@@ -481,6 +484,22 @@ fn check_manifest(dir: &Path, name: &str, manifest: Option<&AnyManifest>) -> Res
         return Err(format!("{file} changed while it was being checked"));
     }
     Ok(())
+}
+
+/// Whether a signature file has minisign's shape: its signature line decodes to 74 bytes
+/// (algorithm, key id, signature) and its global signature line to 64. minisign 0.10 trusts
+/// these lengths and panics on a short global signature, which anyone who can write the
+/// backup root could plant.
+fn well_formed_signature(text: &str) -> bool {
+    use ct_codecs::{Base64, Decoder};
+    let decoded_len = |line: Option<&str>| {
+        line.and_then(|l| Base64::decode_to_vec(l.trim().as_bytes(), None).ok())
+            .map(|v| v.len())
+    };
+    let mut lines = text.lines();
+    let signature = decoded_len(lines.nth(1));
+    let global = decoded_len(lines.nth(1));
+    signature == Some(74) && global == Some(64)
 }
 
 #[cfg(test)]
@@ -716,6 +735,30 @@ mod tests {
             }
         }
         assert!(cases >= 20, "corpus missing: {}", corpus.display());
+        assert_eq!(trusting.judge(&b, name, None).verdict, Verdict::Verified);
+    }
+
+    /// A signature with the trusted key's id but a short global signature made minisign 0.10
+    /// panic (found by the property test): refused, never a panic.
+    #[test]
+    fn a_short_global_signature_with_a_trusted_key_id_is_refused() {
+        use ct_codecs::{Base64, Encoder};
+        let dir = tempfile::tempdir().unwrap();
+        let k = key(dir.path());
+        let trusting = policy(&[k.public_key()]);
+        let name = "auto-20260101T000000Z";
+        let b = signed_backup(dir.path(), &k, name);
+        for len in [0usize, 30, 63, 65, 200] {
+            for (_, sig) in SIGNED_FILES {
+                let good = std::fs::read_to_string(b.join(sig)).unwrap();
+                let mut lines: Vec<String> = good.lines().map(str::to_string).collect();
+                lines[3] = Base64::encode_to_string(vec![7u8; len]).unwrap();
+                std::fs::write(b.join(sig), lines.join("\n") + "\n").unwrap();
+                let j = trusting.judge(&b, name, None);
+                assert_eq!(j.verdict, Verdict::Refused, "{sig} {len}: {j:?}");
+                std::fs::write(b.join(sig), good).unwrap();
+            }
+        }
         assert_eq!(trusting.judge(&b, name, None).verdict, Verdict::Verified);
     }
 
