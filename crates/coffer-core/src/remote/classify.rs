@@ -120,6 +120,15 @@ mod tests {
         manifest::parse_bytes(text.as_bytes(), "test").unwrap()
     }
 
+    /// A folder name, its objects, its manifest, and `None` when it is coffer's, else a
+    /// part of the reason.
+    type Case<'a> = (
+        &'a str,
+        BTreeMap<String, u64>,
+        Option<&'a AnyManifest>,
+        Option<&'a str>,
+    );
+
     #[test]
     fn classification_table() {
         let legacy = legacy();
@@ -141,12 +150,7 @@ mod tests {
             objects(&v)
         };
         // (folder name, objects, manifest, expected: None = coffer's, Some(part of reason))
-        let table: Vec<(
-            &str,
-            BTreeMap<String, u64>,
-            Option<&AnyManifest>,
-            Option<&str>,
-        )> = vec![
+        let table: Vec<Case<'_>> = vec![
             // The reviewer's folder: not a backup name, legacy manifest and a dump.
             (
                 "exports",
