@@ -785,6 +785,17 @@ fn remote_retention_leaves_unknown_folders_whole(
     want.sort();
     assert_eq!(names, want);
     assert_eq!(report["deleted"], serde_json::json!([]));
+    // An unknown folder is never pulled as a backup, even by name.
+    for name in ["backups-old", "2020-01-02-000000"] {
+        let out = run(&["pull", name]);
+        assert!(!out.status.success(), "{name}: {}", stdout(&out));
+        assert!(
+            error_line(&out).contains(&format!("no backup named `{name}`")),
+            "{}",
+            error_line(&out)
+        );
+        assert!(!case.root.join(name).exists());
+    }
 }
 
 #[test]

@@ -681,3 +681,89 @@ impl Remote {
         Ok((done, hex::encode(hasher.finalize())))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::EntryStatus;
+
+    /// A legacy-named remote folder with a scripts' manifest dated `stamp`.
+    fn folder(name: &str, stamp: &str, status: EntryStatus, unknown: Option<&str>) -> RemoteBackup {
+        let text = format!(r#"{{"timestamp":"{stamp}"}}"#);
+        let manifest = manifest::parse_bytes(text.as_bytes(), "test").unwrap();
+        let parsed = crate::names::parse_name(name);
+        RemoteBackup {
+            name: name.into(),
+            kind: parsed.map(|p| p.kind),
+            created: parsed.map(|p| p.time),
+            status,
+            objects: BTreeMap::new(),
+            manifest: Some(manifest),
+            unknown: unknown.map(Into::into),
+        }
+    }
+
+    /// Every rule off: only the newest complete backup of coffer's is kept, and only
+    /// complete backups of coffer's not dated in the future are deleted. Unknown folders
+    /// neither go nor count (an unknown newer one does not displace the newest).
+    #[test]
+    fn remote_deletions_table() {
+        let now = DateTime::parse_from_rfc3339("2026-12-02T08:00:00Z")
+            .unwrap()
+            .to_utc();
+        let policy = RetentionPolicy {
+            keep_days: None,
+            ..RetentionPolicy::default()
+        };
+        let foreign = Some("holds what coffer did not write: \"report.csv\"");
+        let remote = vec![
+            folder(
+                "2026-12-01-120000",
+                "2026-12-01-120000",
+                EntryStatus::Legacy,
+                foreign,
+            ),
+            folder(
+                "2026-12-01-000000",
+                "2026-12-01-000000",
+                EntryStatus::Legacy,
+                None,
+            ),
+            folder(
+                "2020-01-04-000000",
+                "2020-01-04-000000",
+                EntryStatus::Incomplete("x".into()),
+                None,
+            ),
+            folder(
+                "2020-01-03-000000",
+                "2099-01-01-000000",
+                EntryStatus::Legacy,
+                None,
+            ),
+            folder(
+                "2020-01-02-000000",
+                "2020-01-02-000000",
+                EntryStatus::Legacy,
+                foreign,
+            ),
+            folder(
+                "2020-01-01-000000",
+                "2020-01-01-000000",
+                EntryStatus::Legacy,
+                None,
+            ),
+            folder(
+                "exports",
+                "2020-01-01-000000",
+                EntryStatus::Legacy,
+                Some("folder not named like a backup"),
+            ),
+        ];
+        let doomed: Vec<&str> = remote_deletions(&policy, &remote, now)
+            .into_iter()
+            .map(|b| b.name.as_str())
+            .collect();
+        assert_eq!(doomed, ["2020-01-01-000000"]);
+    }
+}
