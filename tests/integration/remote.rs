@@ -580,3 +580,246 @@ fn legacy_shell_script_backups_are_synced_manifest_last_and_pulled_back() {
     );
     assert_success(&case.run(&["verify", name]));
 }
+
+/// Every file below `dir` (recursively) with its content; none when `dir` is gone.
+fn files_below(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    if !dir.exists() {
+        return Default::default();
+    }
+    walk(dir)
+        .into_iter()
+        .map(|rel| dir.join(std::ffi::OsStr::new(&String::from_utf8(rel).unwrap())))
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            (rel, std::fs::read(&p).unwrap())
+        })
+        .collect()
+}
+
+/// Issue #11, reproduction 3 on the remote: with remote retention that would delete every
+/// one of them, folders that are not provably coffer's complete backups keep every object and
+/// are reported as unknown; a genuine old backup is pruned and loses exactly its objects.
+/// `remote` is where the remote's objects are on disk, `run` runs coffer against it.
+fn remote_retention_leaves_unknown_folders_whole(
+    case: &Case,
+    remote: &Path,
+    run: &dyn Fn(&[&str]) -> Output,
+) {
+    let newest = case.backup_ok(&["--kind", "auto"]);
+    let newest_name = name_of(&newest);
+    let genuine_old = "auto-20200101T000000Z";
+    sh(&format!(
+        "cp -a '{}' '{}'",
+        newest.display(),
+        case.root.join(genuine_old).display()
+    ));
+    let out = run(&["sync", "--no-retention"]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("2 uploaded"), "{}", stdout(&out));
+    let genuine = remote.join(&newest_name);
+    let plant = |name: &str, extra: &[(&str, &[u8])]| {
+        let d = remote.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        for (file, content) in extra {
+            std::fs::write(d.join(file), content).unwrap();
+        }
+        d
+    };
+    let copy_of_genuine = |name: &str| {
+        sh(&format!(
+            "cp -a '{}' '{}'",
+            genuine.display(),
+            remote.join(name).display()
+        ));
+        remote.join(name)
+    };
+    let legacy_manifest: &[u8] = br#"{"timestamp":"2020-01-01-000000"}"#;
+    // The reviewer's folder.
+    plant(
+        "exports",
+        &[
+            ("manifest.json", legacy_manifest),
+            ("postgres.sql.gz", b"dump"),
+            ("report.csv", b"a,b\n1,2\n"),
+        ],
+    );
+    // A legacy-named folder with an extra file.
+    plant(
+        "2020-01-02-000000",
+        &[
+            ("manifest.json", legacy_manifest),
+            ("postgres.sql.gz", b"dump"),
+            ("notes.txt", b"keep me"),
+        ],
+    );
+    // A coffer-named, complete backup with an extra object (at the top and deeper down).
+    let extra = copy_of_genuine("auto-20200103T000000Z");
+    std::fs::write(extra.join("report.csv"), b"mine").unwrap();
+    // A folder not named like a backup, holding a complete coffer backup dated 2020.
+    let misnamed = copy_of_genuine("backups-old");
+    sh(&format!(
+        "sed -i -E 's/\"created_at\": *\"[^\"]*\"/\"created_at\": \"2020-01-05T00:00:00Z\"/' '{}/manifest.json'",
+        misnamed.display()
+    ));
+    // Future-dated: by its name, and by its manifest under an old name.
+    copy_of_genuine("auto-20991231T000000Z");
+    let future_manifest = copy_of_genuine("auto-20200104T000000Z");
+    sh(&format!(
+        "sed -i -E 's/\"created_at\": *\"[^\"]*\"/\"created_at\": \"2099-01-01T00:00:00Z\"/' '{}/manifest.json'",
+        future_manifest.display()
+    ));
+    let left_alone = [
+        "exports",
+        "2020-01-02-000000",
+        "auto-20200103T000000Z",
+        "backups-old",
+        "auto-20991231T000000Z",
+        "auto-20200104T000000Z",
+    ];
+    let unknown = [
+        "exports",
+        "2020-01-02-000000",
+        "auto-20200103T000000Z",
+        "backups-old",
+    ];
+    let before: Vec<_> = left_alone
+        .iter()
+        .map(|n| files_below(&remote.join(n)))
+        .collect();
+    let genuine_before = files_below(&remote.join(genuine_old));
+    assert!(genuine_before.contains_key("manifest.json"));
+
+    // Listing: coffer's backups in the table, the others as unknown notes / status.
+    let out = run(&["list", "--remote"]);
+    assert_success(&out);
+    for name in unknown {
+        assert!(
+            stderr(&out).contains(&format!(
+                "note: {name:?} on the remote is unknown — left alone"
+            )),
+            "{name}: {}",
+            stderr(&out)
+        );
+        assert!(!stdout(&out).contains(name), "{name}: {}", stdout(&out));
+    }
+    let out = run(&["list", "--remote", "--json"]);
+    assert_success(&out);
+    let list: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    for name in unknown {
+        assert_eq!(
+            remote_status(&list, name).as_deref(),
+            Some("unknown"),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        remote_status(&list, genuine_old).as_deref(),
+        Some("complete")
+    );
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["name"] == "exports"
+                && b["status"]["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("not named like a backup")),
+        "{list:#}"
+    );
+
+    // Every rule off: only the newest complete auto backup is kept.
+    let out = run(&["sync"]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("1 deleted from the remote")
+            && stdout(&out).contains("4 unknown on the remote left alone"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains(&format!("{genuine_old}: deleted from the remote")),
+        "{}",
+        stderr(&out)
+    );
+    for name in unknown {
+        assert!(
+            stderr(&out).contains(&format!(
+                "note: {name:?} on the remote is unknown — left alone"
+            )),
+            "{name}: {}",
+            stderr(&out)
+        );
+        assert!(
+            !stderr(&out).contains(&format!("{name}: deleted")),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(
+        stderr(&out).contains("\"report.csv\"") && stderr(&out).contains("\"notes.txt\""),
+        "{}",
+        stderr(&out)
+    );
+    for (name, before) in left_alone.iter().zip(&before) {
+        assert_eq!(&files_below(&remote.join(name)), before, "{name}");
+    }
+    // The genuine old backup lost exactly its objects; the newest is untouched.
+    assert_eq!(
+        files_below(&remote.join(genuine_old)),
+        Default::default(),
+        "{genuine_old}"
+    );
+    assert!(genuine.join("manifest.json").is_file());
+    let out = run(&["sync", "--json"]);
+    assert_success(&out);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let names: Vec<&str> = report["unknown"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    let mut want = unknown.to_vec();
+    want.sort();
+    assert_eq!(names, want);
+    assert_eq!(report["deleted"], serde_json::json!([]));
+    // An unknown folder is never pulled as a backup, even by name.
+    for name in ["backups-old", "2020-01-02-000000"] {
+        let out = run(&["pull", name]);
+        assert!(!out.status.success(), "{name}: {}", stdout(&out));
+        assert!(
+            error_line(&out).contains(&format!("no backup named `{name}`")),
+            "{}",
+            error_line(&out)
+        );
+        assert!(!case.root.join(name).exists());
+    }
+}
+
+#[test]
+fn file_remote_retention_deletes_only_known_backups_and_only_their_files() {
+    let case = Case::new();
+    let offsite = file_remote(&case, "retention = { keep_days = 0 }");
+    std::fs::create_dir_all(&offsite).unwrap();
+    remote_retention_leaves_unknown_folders_whole(&case, &offsite, &|args| case.run(args));
+}
+
+#[test]
+fn s3_retention_deletes_only_known_backups_and_only_their_files() {
+    let server = s3();
+    let case = Case::new();
+    case.write_config(
+        &case.db_section(),
+        &server.remote_section(
+            S3_BUCKET,
+            "unknown-folders/coffer",
+            "retention = { keep_days = 0 }",
+        ),
+    );
+    let remote = server.data.join(S3_BUCKET).join("unknown-folders/coffer");
+    remote_retention_leaves_unknown_folders_whole(&case, &remote, &|args| {
+        run_s3(&case, S3_SECRET, args)
+    });
+}

@@ -167,56 +167,85 @@ impl BackupEntry {
                 _ => unreachable!("usable statuses are handled above"),
             });
         }
-        let expected: Vec<String> = match &self.manifest {
-            Some(AnyManifest::Coffer(m)) => m.artifacts.iter().map(|a| a.file.clone()).collect(),
-            Some(AnyManifest::Legacy(_)) => {
-                if parsed.kind != BackupKind::Legacy {
-                    return Some(
-                        "a shell-script manifest in a directory not named YYYY-MM-DD-HHMMSS".into(),
-                    );
-                }
-                [ArtifactRole::Database, ArtifactRole::Workspace]
-                    .iter()
-                    .flat_map(|r| {
-                        [".gz", ".gz.age"].map(|suffix| format!("{}{suffix}", r.base_name()))
-                    })
-                    .collect()
-            }
-            None => return Some("no manifest".into()),
+        let Some(manifest) = &self.manifest else {
+            return Some("no manifest".into());
+        };
+        let expected = match known_artifacts(parsed.kind, manifest) {
+            Ok(expected) => expected,
+            Err(why) => return Some(why),
         };
         let rd = match fs::read_dir(&self.path) {
             Ok(rd) => rd,
             Err(e) => return Some(format!("cannot be read: {e}")),
         };
-        let mut foreign = Vec::new();
+        let mut files = Vec::new();
         for dirent in rd {
             let Ok(dirent) = dirent else {
                 return Some("cannot be read to the end".into());
             };
             let file = dirent.file_name().to_string_lossy().into_owned();
             let regular = dirent.file_type().is_ok_and(|t| t.is_file());
-            let known = names::RESERVED_FILES.contains(&file.as_str())
-                || file == crate::fsutil::STAGING_MARKER
-                || expected.contains(&file);
-            if !known || !regular {
-                foreign.push(file);
+            // The staging marker may survive in a backup renamed from staging (local only).
+            if !(regular && file == crate::fsutil::STAGING_MARKER) {
+                files.push((file, regular));
             }
         }
-        if foreign.is_empty() {
-            return None;
-        }
-        foreign.sort();
-        let shown: Vec<String> = foreign.iter().take(5).map(|f| format!("{f:?}")).collect();
-        Some(format!(
-            "holds what coffer did not write: {}{}",
-            shown.join(", "),
-            if foreign.len() > 5 {
-                format!(" (and {} more)", foreign.len() - 5)
-            } else {
-                String::new()
-            }
-        ))
+        foreign_files(&expected, files)
     }
+}
+
+/// The artifact file names a backup of `kind` (from its name) with `manifest` may hold,
+/// besides [`names::RESERVED_FILES`]; `Err` says why the pair is not one coffer or the
+/// scripts write (a shell-script manifest in a directory not named `YYYY-MM-DD-HHMMSS`).
+/// Shared by the local backup root and the remote, so both apply one rule.
+pub fn known_artifacts(kind: BackupKind, manifest: &AnyManifest) -> Result<Vec<String>, String> {
+    match manifest {
+        AnyManifest::Coffer(m) => Ok(m.artifacts.iter().map(|a| a.file.clone()).collect()),
+        AnyManifest::Legacy(_) => {
+            if kind != BackupKind::Legacy {
+                return Err(
+                    "a shell-script manifest in a directory not named YYYY-MM-DD-HHMMSS".into(),
+                );
+            }
+            Ok([ArtifactRole::Database, ArtifactRole::Workspace]
+                .iter()
+                .flat_map(|r| [".gz", ".gz.age"].map(|suffix| format!("{}{suffix}", r.base_name())))
+                .collect())
+        }
+    }
+}
+
+/// Whether `file` is one coffer (or the scripts) write into a backup whose artifacts are
+/// `expected`: an artifact or a reserved name (`manifest.json`, `SHA256SUMS`, signatures).
+pub fn is_known_file(file: &str, expected: &[String]) -> bool {
+    names::RESERVED_FILES.contains(&file) || expected.iter().any(|e| e == file)
+}
+
+/// `None` when every `(name, is a regular file)` of a backup is one coffer knows (see
+/// [`is_known_file`]); otherwise a reason naming (up to five of) the others.
+pub fn foreign_files(
+    expected: &[String],
+    files: impl IntoIterator<Item = (String, bool)>,
+) -> Option<String> {
+    let mut foreign: Vec<String> = files
+        .into_iter()
+        .filter(|(file, regular)| !*regular || !is_known_file(file, expected))
+        .map(|(file, _)| file)
+        .collect();
+    if foreign.is_empty() {
+        return None;
+    }
+    foreign.sort();
+    let shown: Vec<String> = foreign.iter().take(5).map(|f| format!("{f:?}")).collect();
+    Some(format!(
+        "holds what coffer did not write: {}{}",
+        shown.join(", "),
+        if foreign.len() > 5 {
+            format!(" (and {} more)", foreign.len() - 5)
+        } else {
+            String::new()
+        }
+    ))
 }
 
 /// Whether `path` is a regular file itself (a symlink, even to a regular file, is not).

@@ -99,9 +99,10 @@ fn print_table<'a>(rows: impl Iterator<Item = Row<'a>>) {
 
 fn list_remote(config: &coffer_core::config::Config, json: bool) -> anyhow::Result<ExitCode> {
     let remote = coffer_core::remote::Remote::from_config(&config.remote)?;
-    let backups = remote.list()?;
+    let scanned = remote.scan()?;
+    let backups = &scanned.backups;
     if json {
-        let rows: Vec<_> = backups
+        let mut rows: Vec<_> = backups
             .iter()
             .map(|b| {
                 json!({
@@ -119,8 +120,24 @@ fn list_remote(config: &coffer_core::config::Config, json: bool) -> anyhow::Resu
                 })
             })
             .collect();
+        // Folders coffer does not know: status "unknown", never pulled or deleted.
+        rows.extend(scanned.unknown.iter().map(|u| {
+            json!({
+                "name": u.name,
+                "size_bytes": u.size_bytes(),
+                "status": {"status": "unknown", "reason": u.unknown},
+                "objects": u.objects,
+            })
+        }));
         crate::output::outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
+    }
+    for u in &scanned.unknown {
+        crate::output::errln!(
+            "note: {:?} on the remote is unknown — left alone: {}",
+            u.name,
+            u.unknown.as_deref().unwrap_or_default()
+        );
     }
     if backups.is_empty() {
         crate::output::errln!("no backups on {}", remote.url());

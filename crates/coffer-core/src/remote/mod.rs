@@ -22,9 +22,18 @@
 //! remote is named by its URL without user information or query, and error texts are
 //! scrubbed of the values of the credential variables.
 //!
-//! Modules: [`store`] builds the store from `[remote]`; [`sync`] uploads and applies remote
+//! # What is coffer's
+//!
+//! A folder under the prefix is one of coffer's backups only when [`classify`] says so: named
+//! like a backup, and holding nothing but its manifest's artifacts and the reserved names.
+//! Everything else is *unknown*: listed, never pulled as a backup, never deleted. Deleting a
+//! backup deletes only the objects coffer wrote, manifest first, after listing the folder
+//! again; a folder found holding anything else is left whole.
+//!
+//! Modules: [`classify`] decides what a folder is; [`store`] builds the store from `[remote]`; [`sync`] uploads and applies remote
 //! retention; [`pull`] downloads a backup into the backup root through a staging directory.
 
+pub mod classify;
 pub mod pull;
 pub mod store;
 pub mod sync;
@@ -45,7 +54,7 @@ use serde::Serialize;
 use crate::catalog::EntryStatus;
 use crate::config::RemoteConfig;
 use crate::lock::LockError;
-use crate::manifest::{self, AnyManifest, ArtifactRole};
+use crate::manifest::{self, AnyManifest};
 use crate::names::{self, BackupKind};
 
 pub use store::RemoteUrl;
@@ -262,6 +271,18 @@ pub struct RemoteBackup {
     /// The manifest, when it exists and parsed.
     #[serde(skip)]
     pub manifest: Option<AnyManifest>,
+    /// `None` when the folder is one of coffer's backups; otherwise why coffer does not take
+    /// it for its own (it is then listed as unknown and never deleted).
+    pub unknown: Option<String>,
+}
+
+/// Everything under the remote prefix, sorted into coffer's backups and unknown folders.
+#[derive(Debug, Clone)]
+pub struct RemoteCatalog {
+    /// coffer's backups (complete or not), newest first.
+    pub backups: Vec<RemoteBackup>,
+    /// Folders coffer does not know (their `unknown` says why), by name: never deleted.
+    pub unknown: Vec<RemoteBackup>,
 }
 
 impl RemoteBackup {
@@ -277,41 +298,19 @@ impl RemoteBackup {
             .and_then(AnyManifest::alembic_head)
             .map(ToString::to_string)
     }
-}
 
-/// The status of a remote backup from its objects and manifest.
-fn remote_status(objects: &BTreeMap<String, u64>, manifest: &AnyManifest) -> EntryStatus {
-    match manifest {
-        AnyManifest::Coffer(m) => {
-            let problems: Vec<String> = m
-                .artifacts
-                .iter()
-                .filter_map(|a| match objects.get(&a.file) {
-                    None => Some(format!("missing {}", a.file)),
-                    Some(&s) if s != a.size => {
-                        Some(format!("{} is {s} bytes, manifest says {}", a.file, a.size))
-                    }
-                    Some(_) => None,
-                })
-                .collect();
-            if !problems.is_empty() {
-                EntryStatus::Incomplete(problems.join(", "))
-            } else if m.artifact(ArtifactRole::Database).is_none() {
-                EntryStatus::Incomplete("manifest lists no database artifact".into())
-            } else {
-                EntryStatus::Complete
-            }
-        }
-        AnyManifest::Legacy(_) => {
-            if ["postgres.sql.gz", "postgres.sql.gz.age"]
-                .iter()
-                .any(|f| objects.contains_key(*f))
-            {
-                EntryStatus::Legacy
-            } else {
-                EntryStatus::Incomplete("missing postgres.sql.gz".into())
-            }
-        }
+    /// Whether it is dated in the future of `now`, by its name or its manifest.
+    pub fn is_future(&self, now: DateTime<Utc>) -> bool {
+        let manifest_time = self.manifest.as_ref().and_then(AnyManifest::created_at);
+        self.created
+            .into_iter()
+            .chain(manifest_time)
+            .any(|t| names::is_future(t, now))
+    }
+
+    /// Whether remote retention may delete it: one of coffer's backups, and complete.
+    pub fn is_deletable(&self) -> bool {
+        self.unknown.is_none() && self.status.is_usable()
     }
 }
 
@@ -380,17 +379,36 @@ impl Remote {
         store::classify(&self.display, self.kind, operation, object, e)
     }
 
-    /// Lists the backups on the remote, newest first (reading every manifest).
+    /// Lists coffer's backups on the remote, newest first (reading every manifest); unknown
+    /// folders are left out (see [`Remote::scan`]).
     pub fn list(&self) -> Result<Vec<RemoteBackup>, RemoteError> {
-        self.runtime.block_on(self.list_async())
+        self.scan().map(|c| c.backups)
     }
 
-    async fn list_async(&self) -> Result<Vec<RemoteBackup>, RemoteError> {
-        let prefix_text = self.prefix.to_string();
+    /// Lists every folder under the prefix, sorted into coffer's backups and unknown ones.
+    pub fn scan(&self) -> Result<RemoteCatalog, RemoteError> {
+        self.runtime.block_on(self.scan_async())
+    }
+
+    pub(crate) async fn scan_async(&self) -> Result<RemoteCatalog, RemoteError> {
+        let (unknown, backups) = self
+            .list_async()
+            .await?
+            .into_iter()
+            .partition(|b| b.unknown.is_some());
+        Ok(RemoteCatalog { backups, unknown })
+    }
+
+    /// The objects below `prefix`, by their path below it, at most [`MAX_LISTED_OBJECTS`].
+    async fn list_objects(
+        &self,
+        prefix: &ObjectPath,
+    ) -> Result<BTreeMap<String, u64>, RemoteError> {
+        let prefix_text = prefix.to_string();
         // Bounded: a bucket holding millions of objects is refused, not held in memory.
         let metas: Vec<object_store::ObjectMeta> = self
             .store
-            .list(Some(&self.prefix))
+            .list(Some(prefix))
             .take(MAX_LISTED_OBJECTS + 1)
             .try_collect()
             .await
@@ -405,31 +423,44 @@ impl Remote {
                 ),
             });
         }
-        let depth = self.prefix.parts().count();
+        let depth = prefix.parts().count();
+        Ok(metas
+            .into_iter()
+            .map(|meta| {
+                let parts: Vec<String> = meta
+                    .location
+                    .parts()
+                    .skip(depth)
+                    .map(|p| p.as_ref().to_string())
+                    .collect();
+                (parts.join("/"), meta.size)
+            })
+            .collect())
+    }
+
+    /// Every folder under the prefix with its objects and classification, newest first.
+    async fn list_async(&self) -> Result<Vec<RemoteBackup>, RemoteError> {
         let mut groups: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        for meta in metas {
-            let parts: Vec<String> = meta
-                .location
-                .parts()
-                .skip(depth)
-                .map(|p| p.as_ref().to_string())
-                .collect();
-            if let [name, file] = parts.as_slice()
-                && !name.starts_with('.')
-            {
+        for (path, size) in self.list_objects(&self.prefix).await? {
+            // An object right under the prefix is no folder: not listed, never touched.
+            if let Some((name, file)) = path.split_once('/') {
                 groups
-                    .entry(name.clone())
+                    .entry(name.to_string())
                     .or_default()
-                    .insert(file.clone(), meta.size);
+                    .insert(file.to_string(), size);
             }
         }
         let mut out = Vec::new();
         for (name, objects) in groups {
             let parsed = names::parse_name(&name);
-            let (manifest, status) = if objects.contains_key(manifest::MANIFEST_FILE) {
+            // A folder not named like a backup is unknown whatever it holds: its manifest
+            // is not even read.
+            let (manifest, status) = if parsed.is_none() {
+                (None, EntryStatus::Incomplete("not a backup".into()))
+            } else if objects.contains_key(manifest::MANIFEST_FILE) {
                 match self.read_manifest_async(&name).await {
                     Ok(m) => {
-                        let status = remote_status(&objects, &m);
+                        let status = classify::remote_status(&objects, &m);
                         (Some(m), status)
                     }
                     Err(e @ RemoteError::Unavailable { .. }) => return Err(e),
@@ -438,9 +469,7 @@ impl Remote {
             } else {
                 (None, EntryStatus::Incomplete("no manifest.json".into()))
             };
-            if parsed.is_none() && manifest.is_none() {
-                continue;
-            }
+            let unknown = classify::unknown_reason(&name, &objects, manifest.as_ref());
             let kind = parsed.map(|p| p.kind).or(match &manifest {
                 Some(AnyManifest::Coffer(m)) => Some(m.kind),
                 Some(AnyManifest::Legacy(_)) => Some(BackupKind::Legacy),
@@ -456,6 +485,7 @@ impl Remote {
                 status,
                 objects,
                 manifest,
+                unknown,
             });
         }
         out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.name.cmp(&a.name)));
@@ -502,19 +532,31 @@ impl Remote {
         })
     }
 
-    /// Deletes a remote backup: its manifest first (so it stops looking complete at once),
-    /// then its other objects.
-    async fn delete_backup_async(&self, backup: &RemoteBackup) -> Result<(), RemoteError> {
-        if backup.objects.contains_key(manifest::MANIFEST_FILE) {
-            self.delete_object(&backup.name, manifest::MANIFEST_FILE)
-                .await?;
+    /// Deletes a complete remote backup of coffer's: the folder is listed again first, and
+    /// when it now holds anything coffer did not write, nothing is deleted (`Ok(Err(why))`).
+    /// Otherwise its objects go manifest first (so it stops looking complete at once, as an
+    /// upload writes it last), then the artifacts, `SHA256SUMS` and the signatures; an
+    /// interruption leaves a folder without a manifest, never a complete-looking one.
+    async fn delete_backup_async(
+        &self,
+        backup: &RemoteBackup,
+    ) -> Result<Result<(), String>, RemoteError> {
+        let Some(manifest) = backup.manifest.as_ref().filter(|_| backup.is_deletable()) else {
+            return Ok(Err(backup
+                .unknown
+                .clone()
+                .unwrap_or_else(|| "not a complete backup".into())));
+        };
+        let folder = self.prefix.clone().join(backup.name.as_str());
+        let objects = self.list_objects(&folder).await?;
+        let order = match classify::deletion_order(&backup.name, &objects, manifest) {
+            Ok(order) => order,
+            Err(why) => return Ok(Err(why)),
+        };
+        for file in order {
+            self.delete_object(&backup.name, &file).await?;
         }
-        for file in backup.objects.keys() {
-            if file != manifest::MANIFEST_FILE {
-                self.delete_object(&backup.name, file).await?;
-            }
-        }
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// Fetches `[start, min(start + DOWNLOAD_CHUNK, size))` of an object.

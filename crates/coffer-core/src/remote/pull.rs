@@ -75,7 +75,7 @@ pub fn run(
     if *which == Which::Latest {
         let future: Vec<&str> = listing
             .iter()
-            .filter(|b| b.status.is_usable() && is_future(b))
+            .filter(|b| b.status.is_usable() && b.is_future(chrono::Utc::now()))
             .map(|b| b.name.as_str())
             .collect();
         if !future.is_empty() {
@@ -138,16 +138,6 @@ pub fn run(
     })
 }
 
-/// Whether a remote backup is dated in the future, by its name or its manifest.
-fn is_future(b: &RemoteBackup) -> bool {
-    let now = chrono::Utc::now();
-    let manifest_time = b.manifest.as_ref().and_then(AnyManifest::created_at);
-    b.created
-        .into_iter()
-        .chain(manifest_time)
-        .any(|t| crate::names::is_future(t, now))
-}
-
 fn choose<'a>(
     remote: &Remote,
     listing: &'a [RemoteBackup],
@@ -157,7 +147,7 @@ fn choose<'a>(
         // A backup dated in the future (clock skew) is never the latest silently.
         Which::Latest => listing
             .iter()
-            .find(|b| b.status.is_usable() && !is_future(b))
+            .find(|b| b.status.is_usable() && !b.is_future(chrono::Utc::now()))
             .ok_or_else(|| RemoteError::NoneComplete {
                 remote: remote.display.clone(),
             }),

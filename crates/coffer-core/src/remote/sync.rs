@@ -15,7 +15,10 @@
 //! (so a shorter remote policy does not upload and delete the same backup every night).
 //! After a sync in which every upload succeeded, remote backups the rules do not keep are
 //! deleted, manifest first — only complete ones, never manual ones, never the newest
-//! complete one ([`crate::retention::decide`]'s rules, the same as local pruning).
+//! complete one, never one dated in the future by its name or manifest
+//! ([`crate::retention::decide`]'s rules, the same as local pruning), and only folders
+//! [`super::classify`] knows as coffer's: every other folder is reported as unknown and left
+//! alone, and a deletion removes only the objects coffer wrote.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -82,6 +85,15 @@ pub struct SyncedBackup {
     pub verified: bool,
 }
 
+/// A folder under the remote prefix that coffer does not know, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnknownFolder {
+    /// Its name under the prefix.
+    pub name: String,
+    /// Why coffer does not take it for its own.
+    pub reason: String,
+}
+
 /// What [`run`] did.
 #[derive(Debug, Clone, Serialize)]
 pub struct SyncReport {
@@ -91,6 +103,8 @@ pub struct SyncReport {
     pub backups: Vec<SyncedBackup>,
     /// Remote backups deleted by the remote retention rules.
     pub deleted: Vec<String>,
+    /// Folders on the remote that are not coffer's backups: left alone.
+    pub unknown: Vec<UnknownFolder>,
     /// Bytes sent in all.
     pub uploaded_bytes: u64,
     /// Wall time in seconds.
@@ -102,12 +116,17 @@ impl SyncReport {
     pub fn summary(&self) -> String {
         let count = |a| self.backups.iter().filter(|b| b.action == a).count();
         format!(
-            "{} uploaded ({}), {} already complete, {} outside remote retention, {} deleted from the remote",
+            "{} uploaded ({}), {} already complete, {} outside remote retention, {} deleted from the remote{}",
             count(SyncAction::Uploaded),
             units::bytes(self.uploaded_bytes),
             count(SyncAction::AlreadyComplete),
             count(SyncAction::OutsideRetention),
-            self.deleted.len()
+            self.deleted.len(),
+            if self.unknown.is_empty() {
+                String::new()
+            } else {
+                format!(", {} unknown on the remote left alone", self.unknown.len())
+            }
         )
     }
 
@@ -167,6 +186,7 @@ pub fn run(
             remote: remote.display.clone(),
             backups: Vec::new(),
             deleted: Vec::new(),
+            unknown: Vec::new(),
             uploaded_bytes: 0,
             duration_seconds: 0.0,
         };
@@ -213,16 +233,42 @@ pub fn run(
             }
             report.backups.push(item);
         }
+        let mut latest = remote_list.clone();
         if let Some(policy) = &options.retention {
-            let remote_list = remote.list_async().await?;
-            for doomed in remote_deletions(policy, &remote_list, options.now) {
-                events(format!(
-                    "{}: deleting from the remote (remote retention)",
-                    doomed.name
-                ));
-                remote.delete_backup_async(doomed).await?;
-                report.deleted.push(doomed.name.clone());
+            latest = remote.list_async().await?;
+            let remote_list = &latest;
+            for doomed in remote_deletions(policy, remote_list, options.now) {
+                match remote.delete_backup_async(doomed).await? {
+                    Ok(()) => {
+                        events(format!(
+                            "{}: deleted from the remote (remote retention)",
+                            doomed.name
+                        ));
+                        report.deleted.push(doomed.name.clone());
+                    }
+                    Err(reason) => report.unknown.push(UnknownFolder {
+                        name: doomed.name.clone(),
+                        reason,
+                    }),
+                }
             }
+        }
+        for folder in latest {
+            if let Some(reason) = folder.unknown
+                && !report.unknown.iter().any(|u| u.name == folder.name)
+            {
+                report.unknown.push(UnknownFolder {
+                    name: folder.name,
+                    reason,
+                });
+            }
+        }
+        report.unknown.sort_by(|a, b| a.name.cmp(&b.name));
+        for u in &report.unknown {
+            events(format!(
+                "note: {:?} on the remote is unknown — left alone: {}",
+                u.name, u.reason
+            ));
         }
         report.duration_seconds = started.elapsed().as_secs_f64();
         Ok(report)
@@ -240,7 +286,7 @@ fn wanted_by_retention(
         return local.iter().map(|e| e.name.clone()).collect();
     };
     let mut candidates: BTreeMap<String, Candidate> = BTreeMap::new();
-    for b in remote.iter().filter(|b| b.status.is_usable()) {
+    for b in remote.iter().filter(|b| b.is_deletable()) {
         if let (Some(kind), Some(time)) = (b.kind, b.created) {
             candidates.insert(
                 b.name.clone(),
@@ -284,8 +330,10 @@ fn wanted_by_retention(
     keep
 }
 
-/// The remote backups that retention deletes: complete ones the rules do not keep.
-/// Incomplete ones are left for the next sync to finish (or for a person to look at).
+/// The remote backups that retention deletes: complete ones of coffer's the rules do not
+/// keep. Incomplete ones are left for the next sync to finish (or for a person to look at);
+/// unknown folders are not even candidates (they neither count nor go), and one dated in the
+/// future by its manifest is kept like one dated so by its name.
 pub fn remote_deletions<'a>(
     policy: &RetentionPolicy,
     remote: &'a [RemoteBackup],
@@ -293,6 +341,7 @@ pub fn remote_deletions<'a>(
 ) -> Vec<&'a RemoteBackup> {
     let candidates: Vec<Candidate> = remote
         .iter()
+        .filter(|b| b.unknown.is_none())
         .filter_map(|b| {
             Some(Candidate {
                 name: b.name.clone(),
@@ -310,7 +359,7 @@ pub fn remote_deletions<'a>(
             .collect();
     remote
         .iter()
-        .filter(|b| doomed.contains(&b.name) && b.status.is_usable())
+        .filter(|b| doomed.contains(&b.name) && b.is_deletable() && !b.is_future(now))
         .collect()
 }
 
@@ -630,5 +679,91 @@ impl Remote {
             done += chunk.as_ref().len() as u64;
         }
         Ok((done, hex::encode(hasher.finalize())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::EntryStatus;
+
+    /// A legacy-named remote folder with a scripts' manifest dated `stamp`.
+    fn folder(name: &str, stamp: &str, status: EntryStatus, unknown: Option<&str>) -> RemoteBackup {
+        let text = format!(r#"{{"timestamp":"{stamp}"}}"#);
+        let manifest = manifest::parse_bytes(text.as_bytes(), "test").unwrap();
+        let parsed = crate::names::parse_name(name);
+        RemoteBackup {
+            name: name.into(),
+            kind: parsed.map(|p| p.kind),
+            created: parsed.map(|p| p.time),
+            status,
+            objects: BTreeMap::new(),
+            manifest: Some(manifest),
+            unknown: unknown.map(Into::into),
+        }
+    }
+
+    /// Every rule off: only the newest complete backup of coffer's is kept, and only
+    /// complete backups of coffer's not dated in the future are deleted. Unknown folders
+    /// neither go nor count (an unknown newer one does not displace the newest).
+    #[test]
+    fn remote_deletions_table() {
+        let now = DateTime::parse_from_rfc3339("2026-12-02T08:00:00Z")
+            .unwrap()
+            .to_utc();
+        let policy = RetentionPolicy {
+            keep_days: None,
+            ..RetentionPolicy::default()
+        };
+        let foreign = Some("holds what coffer did not write: \"report.csv\"");
+        let remote = vec![
+            folder(
+                "2026-12-01-120000",
+                "2026-12-01-120000",
+                EntryStatus::Legacy,
+                foreign,
+            ),
+            folder(
+                "2026-12-01-000000",
+                "2026-12-01-000000",
+                EntryStatus::Legacy,
+                None,
+            ),
+            folder(
+                "2020-01-04-000000",
+                "2020-01-04-000000",
+                EntryStatus::Incomplete("x".into()),
+                None,
+            ),
+            folder(
+                "2020-01-03-000000",
+                "2099-01-01-000000",
+                EntryStatus::Legacy,
+                None,
+            ),
+            folder(
+                "2020-01-02-000000",
+                "2020-01-02-000000",
+                EntryStatus::Legacy,
+                foreign,
+            ),
+            folder(
+                "2020-01-01-000000",
+                "2020-01-01-000000",
+                EntryStatus::Legacy,
+                None,
+            ),
+            folder(
+                "exports",
+                "2020-01-01-000000",
+                EntryStatus::Legacy,
+                Some("folder not named like a backup"),
+            ),
+        ];
+        let doomed: Vec<&str> = remote_deletions(&policy, &remote, now)
+            .into_iter()
+            .map(|b| b.name.as_str())
+            .collect();
+        assert_eq!(doomed, ["2020-01-01-000000"]);
     }
 }
