@@ -6,3 +6,4 @@ mod dump;
 mod filesystem;
 mod secrets;
 mod signing;
+mod swap;

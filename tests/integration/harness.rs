@@ -557,6 +557,17 @@ pub fn mount_tmpfs(dir: &Path, size: &str) -> Unmount {
     Unmount(dir.to_path_buf())
 }
 
+/// Bind-mounts the existing directory `source` on the existing directory `dir` (root only);
+/// unmounted on drop, so declare it after what must outlive the mount (the `Case`).
+pub fn bind_mount(source: &Path, dir: &Path) -> Unmount {
+    assert!(
+        is_root(),
+        "this test bind-mounts a directory and must run as root (CI does)"
+    );
+    run_ok(Command::new("mount").arg("--bind").arg(source).arg(dir));
+    Unmount(dir.to_path_buf())
+}
+
 /// Polls `ready` every 20 ms until it holds; panics naming `what` after `limit`.
 pub fn wait_until(what: &str, limit: std::time::Duration, mut ready: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + limit;
