@@ -241,4 +241,42 @@ short line
         assert!(outside.join("keep").exists());
         assert!(remove_tree_within_mount(&tree).unwrap().is_empty());
     }
+
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+
+    /// A bind mount of a directory on the same filesystem has the same `st_dev`: only the
+    /// mount id tells it apart. Removal leaves it and its data alone and reports it.
+    #[test]
+    fn removal_never_crosses_into_a_bind_mount() {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "this test bind-mounts a directory and must run as root (CI does)"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        fs::create_dir(&data).unwrap();
+        fs::write(data.join("precious"), "keep").unwrap();
+        let tree = tmp.path().join("tree");
+        let mnt = tree.join("sub/mnt");
+        fs::create_dir_all(&mnt).unwrap();
+        fs::write(tree.join("sub/other"), "x").unwrap();
+        fs::write(tree.join("top"), "x").unwrap();
+        let status = std::process::Command::new("mount")
+            .arg("--bind")
+            .arg(&data)
+            .arg(&mnt)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount --bind failed");
+        let _guard = Unmount(mnt.clone());
+        assert_eq!(remove_tree_within_mount(&tree).unwrap(), vec![mnt.clone()]);
+        assert_eq!(fs::read_to_string(data.join("precious")).unwrap(), "keep");
+        assert!(mnt.join("precious").exists());
+        assert!(!tree.join("top").exists() && !tree.join("sub/other").exists());
+    }
 }

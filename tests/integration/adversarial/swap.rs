@@ -230,6 +230,7 @@ fn restore_beside_a_directory_others_can_write_is_refused() {
 #[test]
 fn bind_mounted_backups_inside_the_workspace_are_refused_by_backup() {
     let case = Case::new();
+    let _cleanup = UnmountAllUnder(case.dir.path().to_path_buf());
     let first = case.backup_ok(&[]);
     let entries = case.root_entries();
     let states = backup_states(&case);
@@ -260,6 +261,7 @@ fn bind_mounted_backups_inside_the_workspace_are_refused_by_backup() {
 #[test]
 fn restore_target_with_a_mount_below_it_is_refused() {
     let case = Case::new();
+    let _cleanup = UnmountAllUnder(case.dir.path().to_path_buf());
     let backup = case.backup_ok(&[]);
     let name = backup_name(&backup);
     let d = case.dir.path();
