@@ -1295,8 +1295,6 @@ fn apply(
     Ok(report)
 }
 
-/// `<workspace>.before-restore-YYYYMMDDTHHMMSSZ`, beside the workspace.
-
 /// Why a stream stopped.
 #[derive(Debug)]
 enum StreamFailure {
