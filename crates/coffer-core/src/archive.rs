@@ -1677,6 +1677,41 @@ mod tests {
         );
     }
 
+    /// A directory whose (device, inode) is forbidden (the backup root, a backup) is
+    /// refused wherever the walk meets it: as the root, nested, or under another name.
+    #[test]
+    fn forbidden_directories_are_refused_by_identity() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("ws");
+        fs::create_dir_all(root.join("a/b/backups")).unwrap();
+        fs::write(root.join("a/file"), "x").unwrap();
+        let id = |p: &Path| {
+            let m = fs::metadata(p).unwrap();
+            (m.dev(), m.ino())
+        };
+        for (forbidden, reached) in [
+            (root.join("a/b/backups"), root.join("a/b/backups")),
+            (root.join("a"), root.join("a")),
+            (root.clone(), root.clone()),
+        ] {
+            let options = ArchiveOptions {
+                forbidden_dirs: vec![(1, 1), id(&forbidden)],
+                ..Default::default()
+            };
+            match write_workspace_tar(&root, &options, Vec::new()) {
+                Err(ArchiveError::ContainsBackups { path }) => assert_eq!(path, reached),
+                other => panic!("{}: {:?}", forbidden.display(), other.map(|_| ())),
+            }
+        }
+        // Excluded, it is never reached.
+        let options = ArchiveOptions {
+            exclude: vec!["backups".into()],
+            forbidden_dirs: vec![id(&root.join("a/b/backups"))],
+        };
+        assert!(write_workspace_tar(&root, &options, Vec::new()).is_ok());
+    }
+
     #[test]
     fn excludes_match_names_anywhere_and_paths_from_the_root() {
         let tmp = tempfile::tempdir().unwrap();
