@@ -7,3 +7,4 @@ mod filesystem;
 mod output;
 mod secrets;
 mod signing;
+mod swap;

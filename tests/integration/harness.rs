@@ -557,6 +557,39 @@ pub fn mount_tmpfs(dir: &Path, size: &str) -> Unmount {
     Unmount(dir.to_path_buf())
 }
 
+/// Bind-mounts the existing directory `source` on the existing directory `dir` (root only);
+/// unmounted on drop, so declare it after what must outlive the mount (the `Case`).
+pub fn bind_mount(source: &Path, dir: &Path) -> Unmount {
+    assert!(
+        is_root(),
+        "this test bind-mounts a directory and must run as root (CI does)"
+    );
+    run_ok(Command::new("mount").arg("--bind").arg(source).arg(dir));
+    Unmount(dir.to_path_buf())
+}
+
+/// Unmounts, on drop, every mount below a directory, deepest first: a test whose mount was
+/// moved by a rename (when coffer misbehaves) still leaves nothing mounted behind. Declare
+/// it right after the `Case` so it runs before the temporary directory is removed.
+pub struct UnmountAllUnder(pub PathBuf);
+
+impl Drop for UnmountAllUnder {
+    fn drop(&mut self) {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| Path::new(p).starts_with(&self.0) && Path::new(p) != self.0)
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            // Escaped names (`\040`) are the kernel's spelling; umount takes the real one.
+            let real = p.replace("\\040", " ");
+            let _ = Command::new("umount").arg(real).status();
+        }
+    }
+}
+
 /// Polls `ready` every 20 ms until it holds; panics naming `what` after `limit`.
 pub fn wait_until(what: &str, limit: std::time::Duration, mut ready: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + limit;

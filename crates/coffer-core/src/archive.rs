@@ -54,6 +54,15 @@ pub enum ArchiveError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The walk reached the backup root or a backup (through a bind mount or another
+    /// alias): archiving it would put the backups inside the backup.
+    #[error(
+        "workspace directory {path} is the backup root or a backup in it (a bind mount or another path to it): backups would archive the backups and a workspace restore would delete them; unmount it, or exclude it in workspace.exclude"
+    )]
+    ContainsBackups {
+        /// The directory reached.
+        path: PathBuf,
+    },
     /// The workspace root is not a directory.
     #[error("cannot archive workspace {path}: {reason}")]
     Root {
@@ -135,6 +144,11 @@ pub struct ArchiveOptions {
     /// An excluded directory is not read at all. `cache/**` excludes what is inside `cache`
     /// but keeps the (then empty) directory; `cache` excludes the directory too.
     pub exclude: Vec<String>,
+    /// Directories that must never be archived, as (device, inode): the backup root and
+    /// everything in it. Reaching one by any path (a bind mount, another alias) is refused
+    /// with [`ArchiveError::ContainsBackups`]; comparing identities, not paths, sees them.
+    #[serde(skip)]
+    pub forbidden_dirs: Vec<(u64, u64)>,
 }
 
 /// What [`write_workspace_tar`] archived, skipped and saw change.
@@ -204,6 +218,7 @@ pub fn write_workspace_tar<W: Write>(
             reason: "not a directory".into(),
         });
     }
+    forbid(&options.forbidden_dirs, root, &root_meta)?;
     let mut tar = TarWriter::new(out);
     tar.append_dir(Path::new(""), &root_meta)?;
 
@@ -225,6 +240,9 @@ pub fn write_workspace_tar<W: Write>(
         let descend = if excludes.is_excluded(&rel, ft.is_dir()) {
             false
         } else if ft.is_dir() {
+            if let Ok(meta) = fs::symlink_metadata(&abs) {
+                forbid(&options.forbidden_dirs, &abs, &meta)?;
+            }
             tar.append_dir_path(&abs, &rel)?
         } else if ft.is_file() {
             tar.append_path_file(&abs, &rel)?;
@@ -263,6 +281,17 @@ pub fn write_workspace_tar<W: Write>(
         }
     }
     tar.finish()
+}
+
+/// Refuses a directory whose identity is one of `forbidden`.
+fn forbid(forbidden: &[(u64, u64)], path: &Path, meta: &fs::Metadata) -> Result<(), ArchiveError> {
+    use std::os::unix::fs::MetadataExt;
+    if forbidden.contains(&(meta.dev(), meta.ino())) {
+        return Err(ArchiveError::ContainsBackups {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 /// A directory entry as listed: name and type (from `d_type`, so no stat per entry).
@@ -1458,6 +1487,7 @@ mod tests {
     fn archive(root: &Path, exclude: &[&str]) -> (Vec<u8>, ArchiveStats) {
         let options = ArchiveOptions {
             exclude: exclude.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
         };
         write_workspace_tar(root, &options, Vec::new()).unwrap()
     }
@@ -1647,6 +1677,41 @@ mod tests {
         );
     }
 
+    /// A directory whose (device, inode) is forbidden (the backup root, a backup) is
+    /// refused wherever the walk meets it: as the root, nested, or under another name.
+    #[test]
+    fn forbidden_directories_are_refused_by_identity() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("ws");
+        fs::create_dir_all(root.join("a/b/backups")).unwrap();
+        fs::write(root.join("a/file"), "x").unwrap();
+        let id = |p: &Path| {
+            let m = fs::metadata(p).unwrap();
+            (m.dev(), m.ino())
+        };
+        for (forbidden, reached) in [
+            (root.join("a/b/backups"), root.join("a/b/backups")),
+            (root.join("a"), root.join("a")),
+            (root.clone(), root.clone()),
+        ] {
+            let options = ArchiveOptions {
+                forbidden_dirs: vec![(1, 1), id(&forbidden)],
+                ..Default::default()
+            };
+            match write_workspace_tar(&root, &options, Vec::new()) {
+                Err(ArchiveError::ContainsBackups { path }) => assert_eq!(path, reached),
+                other => panic!("{}: {:?}", forbidden.display(), other.map(|_| ())),
+            }
+        }
+        // Excluded, it is never reached.
+        let options = ArchiveOptions {
+            exclude: vec!["backups".into()],
+            forbidden_dirs: vec![id(&root.join("a/b/backups"))],
+        };
+        assert!(write_workspace_tar(&root, &options, Vec::new()).is_ok());
+    }
+
     #[test]
     fn excludes_match_names_anywhere_and_paths_from_the_root() {
         let tmp = tempfile::tempdir().unwrap();
@@ -1700,6 +1765,7 @@ mod tests {
         for bad in ["a[", ""] {
             let options = ArchiveOptions {
                 exclude: vec![bad.into()],
+                ..Default::default()
             };
             let err = write_workspace_tar(root, &options, Vec::new()).unwrap_err();
             assert!(matches!(err, ArchiveError::InvalidExclude { .. }), "{err}");
@@ -1725,6 +1791,7 @@ mod tests {
         let result = as_unprivileged(move || {
             let options = ArchiveOptions {
                 exclude: vec!["private".into()],
+                ..Default::default()
             };
             let excluded =
                 write_workspace_tar(&root_buf, &options, Vec::new()).map(|r| tar_names(&r.0));

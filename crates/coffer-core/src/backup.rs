@@ -747,6 +747,24 @@ fn copy_stream(input: &mut impl Read, output: &mut impl Write) -> io::Result<u64
     }
 }
 
+/// The identities (device, inode) of the backup root and of every directory in it (the
+/// backups and staging directories, this run's included): the workspace walk must reach
+/// none of them, whatever path (bind mount, alias) leads there.
+fn backup_dir_ids(root: &Path) -> io::Result<Vec<(u64, u64)>> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(root)?;
+    let mut ids = vec![(meta.dev(), meta.ino())];
+    for entry in fs::read_dir(root)? {
+        let entry = entry?;
+        if let Ok(m) = fs::symlink_metadata(entry.path())
+            && m.is_dir()
+        {
+            ids.push((m.dev(), m.ino()));
+        }
+    }
+    Ok(ids)
+}
+
 fn archive_workspace(
     settings: &BackupSettings,
     root: &Path,
@@ -758,6 +776,8 @@ fn archive_workspace(
         ArtifactWriter::create(settings, staging, ArtifactRole::Workspace, encryption, taps)?;
     let options = ArchiveOptions {
         exclude: settings.exclude.clone(),
+        forbidden_dirs: backup_dir_ids(&settings.root)
+            .map_err(|e| BackupError::io("list the backup root", &settings.root, e))?,
     };
     let (writer, stats) = archive::write_workspace_tar(root, &options, writer)
         .map_err(|e| taps.stopped().unwrap_or(BackupError::Archive(e)))?;

@@ -25,6 +25,7 @@
 //! - [`restore`]: pre-flight checks, then database and workspace restored all or nothing.
 //! - [`drill`]: the restore drill into a throw-away database and directory.
 //! - [`workspace_swap`]: replacing the workspace by rename, undone after a crash.
+//! - [`mounts`]: what is mounted below a directory; removing a tree within one mount.
 //! - [`catalog`]: the backups found in a backup root.
 //! - [`verify`]: checking a backup end to end without restoring it.
 //! - [`signing`]: minisign signatures of the manifest and `SHA256SUMS`, made and checked.
@@ -60,6 +61,7 @@ pub mod hooks;
 pub mod lock;
 pub mod manifest;
 pub mod metrics;
+pub mod mounts;
 pub mod names;
 pub mod notify;
 pub mod parallel_gzip;

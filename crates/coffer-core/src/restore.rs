@@ -375,7 +375,16 @@ pub fn recover_interrupted(
     let half_swapped = workspace_swap::interrupted_phase(&target)
         .is_some_and(|p| p != workspace_swap::Phase::Staging);
     workspace_swap::recover(&target).map_err(|e| {
-        if half_swapped {
+        if matches!(
+            e,
+            workspace_swap::SwapError::Untrusted { .. }
+                | workspace_swap::SwapError::SharedParent { .. }
+        ) {
+            // Nothing was touched: what is there is not provably coffer's.
+            RestoreError::Refused {
+                problems: vec![e.to_string()],
+            }
+        } else if half_swapped {
             RestoreError::Inconsistent(format!(
                 "{e}; an interrupted earlier restore left {} half swapped: resolve it by hand",
                 target.display()
@@ -681,6 +690,34 @@ fn check_workspace(
     if !conflicts.is_empty() {
         problems.extend(conflicts);
         return None;
+    }
+    // coffer stages and swaps beside the target: another user able to write there could
+    // substitute what is restored, or plant a journal.
+    let parent_exists = target.parent().is_some_and(Path::is_dir);
+    if parent_exists && let Err(e) = workspace_swap::check_parent(target) {
+        problems.push(e.to_string());
+        return None;
+    }
+    // The swap removes the previous tree: whatever is mounted below it would go with it.
+    match crate::mounts::mounts_below_dir(target) {
+        Ok(m) if m.is_empty() => {}
+        Ok(m) => {
+            problems.push(format!(
+                "{} has {} mounted below it ({}): replacing it would delete the mounted data; unmount {}, or restore into another directory",
+                target.display(),
+                if m.len() == 1 { "a filesystem" } else { "filesystems" },
+                m.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+                if m.len() == 1 { "it" } else { "them" },
+            ));
+            return None;
+        }
+        Err(e) => {
+            problems.push(format!(
+                "{e}; coffer must know what is mounted below {} before replacing it",
+                target.display()
+            ));
+            return None;
+        }
     }
     // A swap a killed restore left behind is settled first, so what we check is real.
     match workspace_swap::recover(target) {
@@ -1226,10 +1263,9 @@ fn apply(
         });
     }
     if let (Some(ws), Some(stats), Some(sw)) = (&plan.workspace, ws_stats, swap) {
-        let keep_as = options.keep_old.then(|| kept_name(&ws.path));
         // The restore is committed either way; a cleanup that failed is finished by the next
         // restore (the journal says committed), so it is a note, not an inconsistency.
-        let kept = sw.commit(keep_as).unwrap_or_else(|e| {
+        let kept = sw.commit(options.keep_old).unwrap_or_else(|e| {
             events(Event::Note(format!(
                 "the previous workspace could not be cleaned up ({e}); the next restore finishes it, or remove it by hand"
             )));
@@ -1257,15 +1293,6 @@ fn apply(
     }
     report.duration_seconds = started.elapsed().as_secs_f64();
     Ok(report)
-}
-
-/// `<workspace>.before-restore-YYYYMMDDTHHMMSSZ`, beside the workspace.
-fn kept_name(target: &Path) -> PathBuf {
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let name = target
-        .file_name()
-        .map_or_else(|| "workspace".into(), |n| n.to_string_lossy().into_owned());
-    target.with_file_name(format!("{name}.before-restore-{stamp}"))
 }
 
 /// Why a stream stopped.
