@@ -193,8 +193,15 @@ pub struct Source {
 }
 
 impl Source {
+    /// Opens the artifact for applying: a coffer artifact is proven against its manifest
+    /// record (size and SHA-256) before a byte of it is decoded, so nothing altered ever
+    /// reaches psql or the extractor. A legacy artifact has no record to prove it by: it
+    /// gets only the dump gate and the end-of-stream checks.
     fn open(&self, identities: Option<&Identities>) -> Result<ArtifactReader, ArtifactError> {
-        ArtifactReader::open(&self.path, self.encrypted, identities)
+        match &self.expected {
+            Some(expected) => ArtifactReader::open_proven(&self.path, expected, identities),
+            None => ArtifactReader::open(&self.path, self.encrypted, identities),
+        }
     }
 
     fn file_name(&self) -> String {
@@ -474,7 +481,8 @@ pub fn prepare(
             }
         }
         if source.encrypted {
-            match source.open(identities) {
+            // Only the identity is checked here: the content is proven when it is applied.
+            match ArtifactReader::open(&source.path, source.encrypted, identities) {
                 Ok(_) => plan.checks.push(format!(
                     "identity {} opens {}",
                     identities.map_or_else(String::new, |i| i.path().display().to_string()),
