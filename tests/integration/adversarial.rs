@@ -4,5 +4,6 @@
 mod catalog;
 mod dump;
 mod filesystem;
+mod proof;
 mod secrets;
 mod signing;
