@@ -97,7 +97,7 @@ fn write_manifest(backup: &Path, m: &serde_json::Value) {
 }
 
 /// A shell-script-era backup holding `dump` (and the case's workspace).
-fn legacy_backup(case: &Case, name: &str, dump: &str, head: &str) {
+pub(super) fn legacy_backup(case: &Case, name: &str, dump: &str, head: &str) {
     let dir = case.root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let plain = case.dir.path().join(format!("{name}.sql"));

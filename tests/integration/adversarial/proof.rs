@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::dump::{Before, assert_no_open_transaction, forge_dump, inject, read_dump, run_bounded};
+use super::dump::{
+    Before, assert_no_open_transaction, forge_dump, inject, legacy_backup, read_dump, run_bounded,
+};
 use crate::harness::*;
 
 /// A `database.exec` wrapper that records psql's standard input in `captures/<pid>`.
@@ -292,4 +294,70 @@ fn large_objects_restore_inside_the_one_transaction() {
     );
     before.assert_unchanged(&case, "failure after the large objects");
     assert_no_open_transaction(&case, "failure after the large objects");
+}
+
+/// Where no hash can stand in the way (a coffer backup whose manifest and sums were
+/// rewritten to match, or a legacy backup without hashes), the gate still refuses any
+/// statement that would end coffer's transaction, before psql receives it.
+#[test]
+fn transaction_control_in_a_dump_is_refused_before_psql_receives_it() {
+    let case = Case::new();
+    let wrapper = tee_psql(&case);
+    let captures = case.dir.path().join("psql-input");
+    case.write_config(&database_section(&case, &wrapper), "");
+    let role = format!("evil_{}", case.db);
+    let backup = case.backup_ok(&[]);
+    let name = backup.file_name().unwrap().to_string_lossy().into_owned();
+    let dump = read_dump(&backup);
+    let before = Before::take(&case);
+    let payloads = [
+        "COMMIT; BEGIN;\nDROP TABLE public.users CASCADE;".to_string(),
+        format!("COMMIT; CREATE ROLE {role} SUPERUSER LOGIN; BEGIN;"),
+        "commit /* done */ ;\nDROP TABLE public.users CASCADE;".to_string(),
+        "END;\nDROP TABLE public.users CASCADE;".to_string(),
+        "ROLLBACK;\nDROP TABLE public.users CASCADE;".to_string(),
+        "START TRANSACTION ISOLATION LEVEL SERIALIZABLE;".to_string(),
+        "PREPARE TRANSACTION 'coffer_evil';".to_string(),
+        "COMMIT PREPARED 'coffer_evil';".to_string(),
+        "SAVEPOINT s; RELEASE s;".to_string(),
+        "BEGIN;\nBEGIN;\nCOMMIT;\nDROP TABLE public.users CASCADE;".to_string(),
+    ];
+    for (i, payload) in payloads.iter().enumerate() {
+        for legacy in [false, true] {
+            let context = format!("{payload:?} (legacy: {legacy})");
+            let forged = inject(&dump, payload, i % 2 == 1);
+            let target = if legacy {
+                let legacy_name = format!("backup_20250601_03000{i}");
+                legacy_backup(&case, &legacy_name, &forged, "");
+                legacy_name
+            } else {
+                forge_dump(&backup, &forged);
+                name.clone()
+            };
+            psql_input(&captures);
+            let out = run_bounded(
+                &case,
+                &["restore", &target, "--yes", "--db-only"],
+                Duration::from_secs(60),
+            );
+            assert_exit(&out, 5);
+            let err = error_line(&out);
+            assert!(
+                err.contains("nothing was changed") && err.contains("transaction-control"),
+                "{context}: {err}"
+            );
+            let sent = psql_input(&captures);
+            assert!(
+                !sent.contains("DROP TABLE public.users")
+                    && !sent.contains("CREATE ROLE")
+                    && !sent.contains("PREPARE")
+                    && !sent.contains("SAVEPOINT")
+                    && sent.matches("COMMIT").count() == 0,
+                "{context}: psql received {sent:.300}"
+            );
+            assert!(!role_exists(&role), "{context}: a role was created");
+            before.assert_unchanged(&case, &context);
+            assert_no_open_transaction(&case, &context);
+        }
+    }
 }
