@@ -7,11 +7,14 @@
 //!
 //! 1. runs `hooks.before_restore` (stop the application) and checks that no other session
 //!    is connected to the target database;
-//! 2. streams, concurrently, the database artifact into `psql` inside one transaction
+//! 2. proves each coffer artifact's size and SHA-256 against the manifest before a byte of
+//!    it is decoded ([`ArtifactReader::open_proven`]; legacy artifacts have no record),
+//!    then streams, concurrently, the database artifact into `psql` inside one transaction
 //!    (`-X`, `ON_ERROR_STOP`, psql's restricted mode with a random `\restrict` key, `BEGIN`
-//!    … no `COMMIT` yet), through the [`crate::dump_scan`] gate (no psql meta-command ever
-//!    reaches psql; the dump's own `\restrict` lines are dropped), and the workspace
-//!    artifact into a staging directory beside the workspace;
+//!    … no `COMMIT` yet), through the [`crate::dump_scan`] gate (no psql meta-command and
+//!    no transaction control ever reaches psql; the dump's own `\restrict` lines and
+//!    pg_dump's large-object `BEGIN;`/`COMMIT;` are dropped), and the workspace artifact
+//!    into a staging directory beside the workspace;
 //! 3. only when both streams ended with their hashes matching the manifest, the dump
 //!    complete at the top level and its head and tables equal to the manifest's, swaps the
 //!    workspace in by rename and sends `COMMIT`;

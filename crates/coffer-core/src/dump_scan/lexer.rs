@@ -490,7 +490,8 @@ impl DumpScanner {
             }
             _ if is_ident_start(b) => {
                 // psql runs a statement at `;` or at end-of-input: one that may be a COPY
-                // (the only kind coffer must judge whole) is held back until judged.
+                // or transaction control (the kinds coffer must judge whole) is held back
+                // until judged.
                 if !self.stmt_started {
                     self.holding = true;
                     self.held_len = 0;
