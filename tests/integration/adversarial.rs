@@ -5,6 +5,7 @@ mod catalog;
 mod dump;
 mod filesystem;
 mod output;
+mod proof;
 mod secrets;
 mod signing;
 mod swap;

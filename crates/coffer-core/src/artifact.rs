@@ -5,7 +5,8 @@
 //! every byte a restore applies has been hashed on the way, and [`ArtifactReader::finish`]
 //! compares both digests with the manifest before the caller commits anything.
 
-use std::io::{self, BufReader, Read};
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -141,6 +142,65 @@ impl ArtifactReader {
             path: path.to_path_buf(),
             source,
         })?;
+        ArtifactReader::from_file(file, path, encrypted, identities)
+    }
+
+    /// Like [`ArtifactReader::open`], but first proves the file is the one `expected`
+    /// records: it is read once through the same descriptor, its size and SHA-256 compared
+    /// with the manifest, and only then rewound and decoded. So not one byte of a file that
+    /// was swapped or altered (even at the same size) reaches a consumer such as psql; the
+    /// checks of [`ArtifactReader::finish`] still run at the end (they also cover the plain
+    /// hash). A local file's second read comes from the page cache.
+    pub fn open_proven(
+        path: &Path,
+        expected: &Artifact,
+        identities: Option<&Identities>,
+    ) -> Result<ArtifactReader, ArtifactError> {
+        let mut file = crate::fsutil::open_regular(path).map_err(|source| ArtifactError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let damaged = |source| ArtifactError::Damaged {
+            path: path.to_path_buf(),
+            source,
+        };
+        let stored = prove(&mut file, expected.size).map_err(damaged)?;
+        let mismatch = |what, expected: String, actual: String| ArtifactError::Mismatch {
+            path: path.to_path_buf(),
+            what,
+            expected,
+            actual,
+        };
+        if stored.size != expected.size {
+            return Err(mismatch(
+                "stored size",
+                expected.size.to_string(),
+                // Reading stopped one byte past the recorded size.
+                if stored.size > expected.size {
+                    format!("more than {}", expected.size)
+                } else {
+                    stored.size.to_string()
+                },
+            ));
+        }
+        if stored.sha256 != expected.sha256 {
+            return Err(mismatch(
+                "stored sha256",
+                expected.sha256.clone(),
+                stored.sha256,
+            ));
+        }
+        file.seek(SeekFrom::Start(0)).map_err(damaged)?;
+        ArtifactReader::from_file(file, path, expected.encryption.is_some(), identities)
+    }
+
+    /// Builds the decoding chain over an open artifact file.
+    fn from_file(
+        file: File,
+        path: &Path,
+        encrypted: bool,
+        identities: Option<&Identities>,
+    ) -> Result<ArtifactReader, ArtifactError> {
         let stored = Arc::new(Mutex::new((Sha256::new(), 0u64)));
         let tap = StoredTap {
             inner: BufReader::with_capacity(READ_BUFFER, file),
@@ -230,6 +290,30 @@ impl Read for ArtifactReader {
     }
 }
 
+/// Hashes `file` from where it stands, reading at most `size + 1` bytes (so a file that is
+/// longer, or grows, is not read forever).
+fn prove(file: &mut File, size: u64) -> io::Result<StreamDigest> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0; READ_BUFFER];
+    let mut read = 0u64;
+    let mut limited = Read::by_ref(file).take(size.saturating_add(1));
+    loop {
+        match limited.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                read += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(StreamDigest {
+        size: read,
+        sha256: hex::encode(hasher.finalize()),
+    })
+}
+
 /// Hashes the file bytes beneath the age decryptor, which does not give its reader back.
 struct StoredTap<R> {
     inner: R,
@@ -299,6 +383,50 @@ mod tests {
         std::fs::write(dir.path().join("x.gz"), &stored).unwrap();
         let a = record("x.gz", &stored, &plain, false);
         assert_eq!(read_all(dir.path(), &a, None).unwrap(), plain);
+    }
+
+    #[test]
+    fn open_proven_refuses_before_decoding_a_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = b"SELECT 1;\n".repeat(5000);
+        let stored = gzip(&plain);
+        let a = record("x.gz", &stored, &plain, false);
+        let path = dir.path().join("x.gz");
+        std::fs::write(&path, &stored).unwrap();
+        let mut r = ArtifactReader::open_proven(&path, &a, None).unwrap();
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, plain, "rewound to the start after proving");
+        r.finish().unwrap().check(&a, &path).unwrap();
+        // Same size, other content (a valid gzip of other text): refused at open.
+        let forged = gzip(&b"COMMIT; DROP TABLE t;\n".repeat(2273));
+        let mut same_size = forged.clone();
+        same_size.resize(stored.len(), 0);
+        for (what, bytes) in [
+            ("same size", same_size),
+            ("longer", [stored.clone(), vec![0]].concat()),
+            ("shorter", stored[..stored.len() - 1].to_vec()),
+        ] {
+            std::fs::write(&path, &bytes).unwrap();
+            let err = ArtifactReader::open_proven(&path, &a, None)
+                .err()
+                .unwrap_or_else(|| panic!("{what}: opened"));
+            assert!(
+                matches!(err, ArtifactError::Mismatch { .. }),
+                "{what}: {err}"
+            );
+            assert!(
+                err.to_string().contains("does not match its manifest"),
+                "{err}"
+            );
+        }
+        // Not a regular file: refused without reading.
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        assert!(matches!(
+            ArtifactReader::open_proven(&path, &a, None),
+            Err(ArtifactError::Open { .. })
+        ));
     }
 
     #[test]

@@ -7,11 +7,14 @@
 //!
 //! 1. runs `hooks.before_restore` (stop the application) and checks that no other session
 //!    is connected to the target database;
-//! 2. streams, concurrently, the database artifact into `psql` inside one transaction
+//! 2. proves each coffer artifact's size and SHA-256 against the manifest before a byte of
+//!    it is decoded ([`ArtifactReader::open_proven`]; legacy artifacts have no record),
+//!    then streams, concurrently, the database artifact into `psql` inside one transaction
 //!    (`-X`, `ON_ERROR_STOP`, psql's restricted mode with a random `\restrict` key, `BEGIN`
-//!    … no `COMMIT` yet), through the [`crate::dump_scan`] gate (no psql meta-command ever
-//!    reaches psql; the dump's own `\restrict` lines are dropped), and the workspace
-//!    artifact into a staging directory beside the workspace;
+//!    … no `COMMIT` yet), through the [`crate::dump_scan`] gate (no psql meta-command and
+//!    no transaction control ever reaches psql; the dump's own `\restrict` lines and
+//!    pg_dump's large-object `BEGIN;`/`COMMIT;` are dropped), and the workspace artifact
+//!    into a staging directory beside the workspace;
 //! 3. only when both streams ended with their hashes matching the manifest, the dump
 //!    complete at the top level and its head and tables equal to the manifest's, swaps the
 //!    workspace in by rename and sends `COMMIT`;
@@ -193,8 +196,15 @@ pub struct Source {
 }
 
 impl Source {
+    /// Opens the artifact for applying: a coffer artifact is proven against its manifest
+    /// record (size and SHA-256) before a byte of it is decoded, so nothing altered ever
+    /// reaches psql or the extractor. A legacy artifact has no record to prove it by: it
+    /// gets only the dump gate and the end-of-stream checks.
     fn open(&self, identities: Option<&Identities>) -> Result<ArtifactReader, ArtifactError> {
-        ArtifactReader::open(&self.path, self.encrypted, identities)
+        match &self.expected {
+            Some(expected) => ArtifactReader::open_proven(&self.path, expected, identities),
+            None => ArtifactReader::open(&self.path, self.encrypted, identities),
+        }
     }
 
     fn file_name(&self) -> String {
@@ -483,7 +493,8 @@ pub fn prepare(
             }
         }
         if source.encrypted {
-            match source.open(identities) {
+            // Only the identity is checked here: the content is proven when it is applied.
+            match ArtifactReader::open(&source.path, source.encrypted, identities) {
                 Ok(_) => plan.checks.push(format!(
                     "identity {} opens {}",
                     identities.map_or_else(String::new, |i| i.path().display().to_string()),

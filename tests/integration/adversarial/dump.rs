@@ -13,20 +13,20 @@ use std::time::{Duration, Instant};
 use crate::harness::*;
 
 /// The database and workspace as they were, to prove nothing changed.
-struct Before {
-    tables: std::collections::BTreeMap<String, String>,
+pub(super) struct Before {
+    pub(super) tables: std::collections::BTreeMap<String, String>,
     workspace: std::collections::BTreeMap<Vec<u8>, String>,
 }
 
 impl Before {
-    fn take(case: &Case) -> Before {
+    pub(super) fn take(case: &Case) -> Before {
         Before {
             tables: table_fingerprints(&case.db),
             workspace: snapshot(&case.workspace),
         }
     }
 
-    fn assert_unchanged(&self, case: &Case, context: &str) {
+    pub(super) fn assert_unchanged(&self, case: &Case, context: &str) {
         assert_eq!(
             table_fingerprints(&case.db),
             self.tables,
@@ -40,19 +40,19 @@ impl Before {
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(super) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// The plain dump of a backup.
-fn read_dump(backup: &Path) -> String {
+pub(super) fn read_dump(backup: &Path) -> String {
     sh(&format!("gunzip -c '{}/postgres.sql.gz'", backup.display()))
 }
 
 /// Writes `text` as the backup's gzipped dump and makes the manifest and `SHA256SUMS`
 /// agree with it: a forgery every hash check passes.
-fn forge_dump(backup: &Path, text: &str) {
+pub(super) fn forge_dump(backup: &Path, text: &str) {
     let plain = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(plain.path(), text).unwrap();
     let gz = backup.join("postgres.sql.gz");
@@ -97,7 +97,7 @@ fn write_manifest(backup: &Path, m: &serde_json::Value) {
 }
 
 /// A shell-script-era backup holding `dump` (and the case's workspace).
-fn legacy_backup(case: &Case, name: &str, dump: &str, head: &str) {
+pub(super) fn legacy_backup(case: &Case, name: &str, dump: &str, head: &str) {
     let dir = case.root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let plain = case.dir.path().join(format!("{name}.sql"));
@@ -114,7 +114,7 @@ fn legacy_backup(case: &Case, name: &str, dump: &str, head: &str) {
 
 /// Runs coffer and kills it if it does not exit within `limit`: a restore must never wait
 /// forever.
-fn run_bounded(case: &Case, args: &[&str], limit: Duration) -> std::process::Output {
+pub(super) fn run_bounded(case: &Case, args: &[&str], limit: Duration) -> std::process::Output {
     let mut child = case
         .coffer()
         .args(args)
@@ -141,7 +141,7 @@ fn run_bounded(case: &Case, args: &[&str], limit: Duration) -> std::process::Out
 }
 
 /// No session of the case's database is left open inside a transaction.
-fn assert_no_open_transaction(case: &Case, context: &str) {
+pub(super) fn assert_no_open_transaction(case: &Case, context: &str) {
     let query = format!(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND state LIKE 'idle in transaction%'",
         case.db
@@ -351,7 +351,7 @@ fn payloads(dump: &str) -> Vec<(&'static str, String)> {
 }
 
 /// Puts `payload` into `dump`: early (after the first SET lines) or late (after all data).
-fn inject(dump: &str, payload: &str, late: bool) -> String {
+pub(super) fn inject(dump: &str, payload: &str, late: bool) -> String {
     let anchor = if late {
         "\n--\n-- PostgreSQL database dump complete"
     } else {

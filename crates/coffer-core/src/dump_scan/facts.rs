@@ -5,7 +5,8 @@
 
 use super::lexer::Lex;
 use super::statement::{
-    self, StdStrings, copy_from_stdin, first_word, is_space, owner_of, std_strings_change,
+    self, StdStrings, Transaction, copy_from_stdin, first_word, is_space, owner_of,
+    std_strings_change,
 };
 use super::{CopySection, DumpScanner, LINE_CAP};
 
@@ -52,6 +53,30 @@ impl DumpScanner {
         lower[..n].copy_from_slice(&first[..n]);
         lower[..n].make_ascii_lowercase();
         let word = &lower[..n];
+        match statement::transaction_control(stmt, overflow) {
+            Transaction::Untouched => {}
+            Transaction::LoBegin if !self.in_lo_section => {
+                self.in_lo_section = true;
+                self.drop_held = true;
+                return;
+            }
+            Transaction::LoCommit if self.in_lo_section => {
+                self.in_lo_section = false;
+                self.drop_held = true;
+                return;
+            }
+            _ => {
+                self.refuse(
+                    Some(at),
+                    format!(
+                        "the dump holds a transaction-control statement on line {} ({}): it could end coffer's single transaction and commit part of the restore; pg_dump only writes a `BEGIN;` … `COMMIT;` pair around large objects; the backup is not trustworthy",
+                        self.stmt_line,
+                        statement::shown(stmt)
+                    ),
+                );
+                return;
+            }
+        }
         match word {
             b"copy" => {
                 let tail = overflow.then_some(self.stmt_tail.as_slice());

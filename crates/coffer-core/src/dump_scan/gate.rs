@@ -1,5 +1,6 @@
 //! The gate between a dump and psql: which bytes psql may be given. Everything passes
-//! except the dump's own whole-line `\restrict`/`\unrestrict` (dropped), a meta-command
+//! except the dump's own whole-line `\restrict`/`\unrestrict` and large-object
+//! `BEGIN;`/`COMMIT;` (dropped), a meta-command
 //! line and a statement that may be a COPY (held until judged), and anything from the
 //! first refused byte on (never).
 
@@ -71,6 +72,11 @@ impl DumpScanner {
                         out.extend_from_slice(&chunk[emit_from..i]);
                     }
                     emit_from = i;
+                }
+                (true, false) if std::mem::take(&mut self.drop_held) => {
+                    // pg_dump's large-object `BEGIN;`/`COMMIT;`: judged, and never sent.
+                    self.held.clear();
+                    emit_from = next;
                 }
                 (true, false) => {
                     if let Some(out) = out.as_deref_mut() {

@@ -12,7 +12,7 @@
 //! dollar quotes a backslash is text. After `COPY … FROM stdin;` psql reads data lines up
 //! to a line `\.` (or `\.\r`), where no meta-command is recognised.
 
-use super::statement::{is_ident_cont, is_ident_start, is_space};
+use super::statement::{is_ident_cont, is_ident_start, is_space, is_transaction_word};
 use super::{DumpScanner, LINE_CAP, TAIL_CAP};
 
 /// Longest dollar-quote tag accepted (pg_dump writes `$$`, `$_$`, `$__$`…).
@@ -521,7 +521,8 @@ impl DumpScanner {
             }
             _ if is_ident_start(b) => {
                 // psql runs a statement at `;` or at end-of-input: one that may be a COPY
-                // (the only kind coffer must judge whole) is held back until judged.
+                // or transaction control (the kinds coffer must judge whole) is held back
+                // until judged.
                 if !self.stmt_started {
                     self.holding = true;
                     self.held_len = 0;
@@ -563,7 +564,10 @@ impl DumpScanner {
         lower[..n].make_ascii_lowercase();
         let word = &lower[..n];
         let slot = self.identifier_count;
-        if slot == 0 && word != b"copy" {
+        // Held until judged at its `;`: a COPY, and a transaction-control statement (which
+        // must never reach psql unless it is pg_dump's own large-object `BEGIN;`/`COMMIT;`,
+        // which is dropped).
+        if slot == 0 && word != b"copy" && !is_transaction_word(word) {
             self.holding = false;
         }
         if slot == 0 {

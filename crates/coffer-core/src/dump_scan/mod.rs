@@ -17,10 +17,19 @@
 //! It also refuses what must never reach psql ([`DumpFacts::problem`]): any psql
 //! meta-command (a backslash at the top level, even mid-line) other than pg_dump's own
 //! whole-line `\restrict KEY` / `\unrestrict KEY`, any COPY other than pg_dump's `FROM
-//! stdin` form, NUL bytes, and changes of `standard_conforming_strings` it cannot follow.
+//! stdin` form (so no server-side `COPY … TO/FROM PROGRAM` or file), any top-level
+//! transaction-control statement (`COMMIT`, `ROLLBACK`, `END`, `ABORT`, `BEGIN …`, `START
+//! TRANSACTION`, `SAVEPOINT`, `RELEASE`, `PREPARE TRANSACTION`, `COMMIT`/`ROLLBACK
+//! PREPARED`: the dump runs inside coffer's single transaction and must not end it), NUL
+//! bytes, and changes of `standard_conforming_strings` it cannot follow.
+//! The one exception is pg_dump's own large-object section: in plain format it brackets
+//! the large-object data with a standalone `BEGIN;` … `COMMIT;` pair (`StartRestoreLOs` /
+//! `EndRestoreLOs`); exactly those two statements, in that order, are accepted and dropped,
+//! so the data stays inside coffer's transaction.
 //! [`DumpScanner::feed_filtered`] passes on the bytes psql may run (the dump's own
-//! `\restrict` lines removed; a statement starting with `COPY` only once judged, since psql
-//! would run it at end-of-input) and nothing from the first refused byte on.
+//! `\restrict` lines and that `BEGIN;`/`COMMIT;` pair removed; a statement starting with
+//! `COPY` or a transaction-control word only once judged, since psql would run it at
+//! end-of-input) and nothing from the first refused byte on.
 //!
 //! Chunks may split the stream anywhere (mid-line, mid-UTF-8); memory stays bounded:
 //! at most [`LINE_CAP`] bytes of a statement (plus its last [`TAIL_CAP`]) and of an Alembic
@@ -253,6 +262,11 @@ pub struct DumpScanner {
     holding: bool,
     held: Vec<u8>,
     held_len: usize,
+    /// The held statement was judged to be dropped (pg_dump's large-object `BEGIN;` or
+    /// `COMMIT;`, which would end coffer's transaction), not given to psql.
+    drop_held: bool,
+    /// Between pg_dump's large-object `BEGIN;` and its `COMMIT;`.
+    in_lo_section: bool,
     problem: Option<String>,
     /// Index in the current chunk of the byte that was refused.
     problem_at: Option<usize>,
@@ -313,6 +327,8 @@ impl DumpScanner {
             holding: false,
             held: Vec::new(),
             held_len: 0,
+            drop_held: false,
+            in_lo_section: false,
             problem: None,
             problem_at: None,
             facts: DumpFacts::default(),
@@ -366,6 +382,7 @@ impl DumpScanner {
             && inside.is_none()
             && !self.stmt_started
             && self.trailer_seen
+            && !self.in_lo_section
             && (self.restrict_key.is_none() || self.unrestricted);
         if !self.facts.complete && self.problem.is_none() {
             self.facts.cut = Some(if let Some(what) = inside {
@@ -382,6 +399,8 @@ impl DumpScanner {
                     "the dump ends inside an unterminated statement starting on line {}: it was cut short",
                     self.stmt_line
                 )
+            } else if self.in_lo_section {
+                "the dump ends inside its large-object section (a `BEGIN;` without its `COMMIT;`): it was cut short".into()
             } else if self.trailer_seen {
                 "the dump ends after its \"dump complete\" trailer but without the \\unrestrict line that closes its \\restrict: it was cut short".into()
             } else {

@@ -105,6 +105,59 @@ fn trim_end(s: &[u8]) -> &[u8] {
     &s[..s.len() - n]
 }
 
+/// Whether a statement starting with this (lower-cased) word may control the transaction:
+/// `BEGIN`, `COMMIT`, `END`, `ROLLBACK`, `ABORT`, `START TRANSACTION`, `SAVEPOINT`,
+/// `RELEASE`, `PREPARE TRANSACTION` (and `COMMIT`/`ROLLBACK PREPARED`).
+pub(super) fn is_transaction_word(word: &[u8]) -> bool {
+    matches!(
+        word,
+        b"begin"
+            | b"commit"
+            | b"end"
+            | b"rollback"
+            | b"abort"
+            | b"start"
+            | b"savepoint"
+            | b"release"
+            | b"prepare"
+    )
+}
+
+/// What a top-level statement does to the transaction coffer runs the dump in.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Transaction {
+    /// Nothing: an ordinary statement.
+    Untouched,
+    /// pg_dump's own `BEGIN` (exactly that, upper case, nothing else) that opens its
+    /// large-object section in plain format (`StartRestoreLOs`).
+    LoBegin,
+    /// pg_dump's own `COMMIT` that closes it (`EndRestoreLOs`).
+    LoCommit,
+    /// Any other statement that could end, split or prepare the transaction.
+    Control,
+}
+
+/// Classifies one top-level statement (comments blanked, without its `;`); `overflow`:
+/// it was longer than what the scanner keeps.
+pub(super) fn transaction_control(stmt: &[u8], overflow: bool) -> Transaction {
+    let lower = first_word(stmt).to_ascii_lowercase();
+    if !is_transaction_word(&lower) {
+        return Transaction::Untouched;
+    }
+    if lower == b"prepare" {
+        // `PREPARE name AS …` is an ordinary statement; `PREPARE TRANSACTION 'id'` is not.
+        let rest = skip_space(&stmt[lower.len()..]);
+        if !first_word(rest).eq_ignore_ascii_case(b"transaction") {
+            return Transaction::Untouched;
+        }
+    }
+    match (stmt, overflow) {
+        (b"BEGIN", false) => Transaction::LoBegin,
+        (b"COMMIT", false) => Transaction::LoCommit,
+        _ => Transaction::Control,
+    }
+}
+
 /// The role of an `ALTER … OWNER TO role` statement (without its `;`). ` OWNER TO ` may
 /// also occur inside a quoted name, so the last occurrence followed by exactly one
 /// identifier wins.
@@ -284,6 +337,55 @@ mod tests {
             copy_from_stdin(b"COPY public.w (a, b", Some(b"TO PROGRAM 'x'")),
             None
         );
+    }
+
+    #[test]
+    fn transaction_control_statements() {
+        use Transaction::*;
+        let cases: &[(&str, Transaction)] = &[
+            ("BEGIN", LoBegin),
+            ("COMMIT", LoCommit),
+            ("begin", Control),
+            ("Commit", Control),
+            ("BEGIN ", Control),
+            ("BEGIN  ", Control),
+            ("BEGIN TRANSACTION", Control),
+            ("BEGIN ISOLATION LEVEL SERIALIZABLE", Control),
+            ("BEGIN WORK", Control),
+            ("COMMIT WORK", Control),
+            ("COMMIT AND CHAIN", Control),
+            ("COMMIT PREPARED 'x'", Control),
+            ("END", Control),
+            ("end transaction", Control),
+            ("ROLLBACK", Control),
+            ("rollback to savepoint a", Control),
+            ("ROLLBACK PREPARED 'x'", Control),
+            ("ABORT", Control),
+            ("START TRANSACTION", Control),
+            ("start\ttransaction read write", Control),
+            ("SAVEPOINT a", Control),
+            ("RELEASE SAVEPOINT a", Control),
+            ("release a", Control),
+            ("PREPARE TRANSACTION 'x'", Control),
+            ("prepare  transaction 'x'", Control),
+            ("PREPARE q AS SELECT 1", Untouched),
+            ("PREPARE q (int) AS SELECT $1", Untouched),
+            ("SELECT 'COMMIT'", Untouched),
+            ("CREATE TABLE public.\"commit\" (a int)", Untouched),
+            ("beginning", Untouched),
+            ("committed", Untouched),
+            ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", Untouched),
+            ("\"COMMIT\"", Untouched),
+        ];
+        for (stmt, want) in cases {
+            assert_eq!(
+                &transaction_control(stmt.as_bytes(), false),
+                want,
+                "{stmt:?}"
+            );
+        }
+        assert_eq!(transaction_control(b"BEGIN", true), Control);
+        assert_eq!(transaction_control(b"COMMIT", true), Control);
     }
 
     #[test]

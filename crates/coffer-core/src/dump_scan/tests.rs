@@ -959,6 +959,147 @@ fn copy_statements_are_held_until_judged_and_capped() {
     assert!(String::from_utf8_lossy(&out).contains("copy_table_name;"));
 }
 
+/// pg_dump 15's plain output for one large object (`StartRestoreLOs`/`EndRestoreLOs` print
+/// the standalone `BEGIN;`/`COMMIT;`).
+const LO_SECTION: &str = "--\n-- Name: 16385; Type: BLOB; Schema: -; Owner: postgres\n--\n\n\
+    SELECT pg_catalog.lo_create('16385');\n\n\nALTER LARGE OBJECT 16385 OWNER TO postgres;\n\n\
+    --\n-- Data for Name: BLOBS; Type: BLOBS; Schema: -; Owner: -\n--\n\nBEGIN;\n\n\
+    SELECT pg_catalog.lo_open('16385', 131072);\nSELECT pg_catalog.lowrite(0, '\\x6869');\n\
+    SELECT pg_catalog.lo_close(0);\n\nCOMMIT;\n\n";
+
+/// Statements that would end, split or prepare coffer's transaction, and server-side COPY.
+fn transaction_bodies() -> Vec<&'static str> {
+    vec![
+        "COMMIT; BEGIN;\nDROP TABLE public.t;\n",
+        "COMMIT; CREATE ROLE evil SUPERUSER LOGIN; BEGIN;\n",
+        "commit;\n",
+        "Commit;\n",
+        "COMMIT ;\n",
+        "COMMIT\n;\n",
+        "COMMIT/* a comment */;\n",
+        "COMMIT -- a comment\n;\n",
+        "  \tCOMMIT;\n",
+        "SELECT 1; COMMIT;\n",
+        "COMMIT WORK;\n",
+        "COMMIT AND CHAIN;\n",
+        "END;\n",
+        "end transaction;\n",
+        "ROLLBACK;\n",
+        "rollback to savepoint a;\n",
+        "ABORT;\n",
+        "START TRANSACTION;\n",
+        "BEGIN ISOLATION LEVEL SERIALIZABLE;\n",
+        "begin;\n",
+        "BEGIN WORK;\n",
+        "SAVEPOINT a;\n",
+        "RELEASE SAVEPOINT a;\n",
+        "release a;\n",
+        "PREPARE TRANSACTION 'x';\n",
+        "COMMIT PREPARED 'x';\n",
+        "ROLLBACK PREPARED 'x';\n",
+        // pg_dump's pair, but out of order or nested.
+        "BEGIN;\nBEGIN;\nCOMMIT;\n",
+        "BEGIN;\nSELECT 1;\nCOMMIT;\nCOMMIT;\n",
+        "SELECT 1;\nCOMMIT;\n",
+    ]
+}
+
+#[test]
+fn transaction_control_is_refused_and_never_sent() {
+    for body in transaction_bodies() {
+        let d = dump(body);
+        let facts = scan(d.as_bytes());
+        let problem = facts.problem.clone().unwrap_or_default();
+        assert!(
+            problem.contains("transaction-control statement")
+                && problem.contains("not trustworthy"),
+            "{body:?}: {problem:?}"
+        );
+        assert!(!facts.complete, "{body:?}");
+        for at in 0..=d.len() {
+            let (out, split) = filtered(d.as_bytes(), at);
+            assert_eq!(
+                split.problem.as_deref(),
+                Some(problem.as_str()),
+                "{body:?} @{at}"
+            );
+            let sent = String::from_utf8_lossy(&out).to_ascii_lowercase();
+            for bad in [
+                "commit",
+                "rollback",
+                "abort",
+                "savepoint",
+                "release",
+                "transaction",
+                "begin",
+                "end;",
+                "drop table",
+                "evil",
+            ] {
+                assert!(!sent.contains(bad), "{body:?} @{at}: sent {sent:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn server_side_copy_is_refused_and_never_sent() {
+    for body in [
+        "COPY (SELECT 1) TO PROGRAM 'id > /tmp/pwned';\n",
+        "copy public.t from program 'id';\n",
+        "COPY public.t TO '/tmp/out';\n",
+        "COPY public.t (x) FROM '/etc/passwd';\n",
+        "Copy public.t to stdout;\n",
+    ] {
+        let d = dump(body);
+        let problem = scan(d.as_bytes()).problem.unwrap_or_default();
+        assert!(
+            problem.contains("COPY statement coffer does not recognise"),
+            "{body:?}: {problem}"
+        );
+        for at in 0..=d.len() {
+            let (out, _) = filtered(d.as_bytes(), at);
+            let sent = String::from_utf8_lossy(&out).to_ascii_lowercase();
+            assert!(!sent.contains("copy"), "{body:?} @{at}: sent {sent:?}");
+        }
+    }
+}
+
+#[test]
+fn large_object_brackets_are_dropped() {
+    let d = dump(&format!("SELECT 1;\n{LO_SECTION}{LO_SECTION}SELECT 2;\n"));
+    let want = d
+        .replace("\\restrict abc\n", "")
+        .replace("\\unrestrict abc\n", "")
+        .replace("\nBEGIN;\n", "\n\n")
+        .replace("\nCOMMIT;\n", "\n\n");
+    assert!(want.contains("lowrite") && !want.contains("BEGIN") && !want.contains("COMMIT"));
+    for at in 0..=d.len() {
+        let (out, facts) = filtered(d.as_bytes(), at);
+        assert!(
+            facts.complete && facts.problem.is_none(),
+            "@{at}: {facts:?}"
+        );
+        assert_eq!(String::from_utf8_lossy(&out), want, "@{at}");
+    }
+    assert_eq!(scan_in_chunks(d.as_bytes(), &[1]), scan(d.as_bytes()));
+    // Cut inside the section: never complete.
+    let cut = d.find("SELECT pg_catalog.lo_close").unwrap();
+    let facts = scan(&d.as_bytes()[..cut]);
+    assert!(!facts.complete && facts.problem.is_none());
+    let unterminated = dump(&LO_SECTION.replace("COMMIT;\n", ""));
+    let facts = scan(unterminated.as_bytes());
+    assert!(!facts.complete, "{facts:?}");
+    assert!(
+        facts
+            .cut
+            .as_deref()
+            .unwrap_or_default()
+            .contains("large-object section"),
+        "{facts:?}"
+    );
+}
+
 #[test]
 fn copy_escapes_are_decoded_as_the_server_does() {
     let cases: &[(&[u8], Option<&str>)] = &[
