@@ -72,8 +72,9 @@ pub struct ConnectionParams {
 impl ConnectionParams {
     /// Parses `postgres://user:password@host:port/dbname?sslmode=require`.
     pub fn from_url(text: &str) -> Result<Self, PgError> {
+        // A rejected URL may be mistyped anywhere (`?ssl=assword=…`): show no parameter value.
         let bad = |reason: &str| PgError::BadUrl {
-            url: redact_url(text),
+            url: redact_url_values(text),
             reason: reason.to_string(),
         };
         let url = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
@@ -113,7 +114,12 @@ impl ConnectionParams {
                 "connect_timeout" => "PGCONNECT_TIMEOUT",
                 "options" => "PGOPTIONS",
                 "target_session_attrs" => "PGTARGETSESSIONATTRS",
-                other => return Err(bad(&format!("unsupported URL parameter `{other}`"))),
+                // Not quoted: a mistyped parameter may have swallowed the password.
+                _ => {
+                    return Err(bad(
+                        "an unsupported URL parameter (coffer passes on host, port, user, password, dbname, sslmode, sslrootcert, sslcert, sslkey, application_name, connect_timeout, options, target_session_attrs)",
+                    ));
+                }
             };
             env.retain(|(k, _)| k != var);
             env.push((var.to_string(), value.into_owned()));
@@ -168,6 +174,23 @@ pub fn redact_url(text: &str) -> String {
             url.to_string()
         }
         // Unparseable: show nothing that might be a secret.
+        Err(_) => "(unparseable URL)".to_string(),
+    }
+}
+
+/// [`redact_url`] without its query string: for a URL that was rejected, whose parameters
+/// may hold a mistyped secret anywhere (`?ssl=assword=…`, `?sslpassword[…`).
+fn redact_url_values(text: &str) -> String {
+    match url::Url::parse(&redact_url(text)) {
+        Ok(mut url) => {
+            let had_query = url.query().is_some();
+            url.set_query(None);
+            let mut shown = url.to_string();
+            if had_query {
+                shown.push_str("?…");
+            }
+            shown
+        }
         Err(_) => "(unparseable URL)".to_string(),
     }
 }
@@ -769,7 +792,12 @@ mod tests {
         let e = ConnectionParams::from_url("postgres://u:hunter2@h/db?bogus=1")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("bogus") && !e.contains("hunter2"), "{e}");
+        assert!(
+            e.contains("unsupported URL parameter")
+                && !e.contains("hunter2")
+                && !e.contains("bogus"),
+            "{e}"
+        );
         assert!(redact_url("postgres://u:hunter2@h/db").contains("***"));
         assert!(!redact_url("postgres://h/db?password=hunter2").contains("hunter2"));
         assert!(ConnectionParams::from_url("mysql://h/db").is_err());
