@@ -385,6 +385,17 @@ mod tests {
     }
 
     #[test]
+    fn only_a_kernel_without_landlock_is_worth_a_note() {
+        let note = Confinement::Unavailable("Function not implemented".into())
+            .note()
+            .unwrap();
+        assert!(note.starts_with("psql could not be confined: Landlock is not available"));
+        assert!(note.ends_with("coffer's scanner and psql's restricted mode still apply"));
+        assert_eq!(Confinement::Landlock { abi: 7 }.note(), None);
+        assert_eq!(Confinement::ExecPrefix.note(), None);
+    }
+
+    #[test]
     fn newer_abis_handle_more_write_rights() {
         assert_eq!(
             handled_access(1) & (ACCESS_FS_REFER | ACCESS_FS_TRUNCATE),
