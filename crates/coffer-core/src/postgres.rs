@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -509,8 +510,9 @@ impl Database {
             match ExecConfinement::for_program("psql") {
                 Ok(rules) => {
                     let abi = rules.abi();
+                    let shell = rules.shell().map(Path::to_path_buf);
                     rules.apply(&mut cmd);
-                    Confinement::Landlock { abi }
+                    Confinement::Landlock { abi, shell }
                 }
                 Err(ConfineError::Unavailable(e)) => Confinement::Unavailable(e.to_string()),
                 Err(ConfineError::NotFound(program)) => {

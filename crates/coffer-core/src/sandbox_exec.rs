@@ -84,6 +84,8 @@ pub enum Confinement {
     Landlock {
         /// The kernel's Landlock ABI version.
         abi: u32,
+        /// The shell psql may still run because the `psql` on `PATH` is a script for it.
+        shell: Option<PathBuf>,
     },
     /// psql runs inside a container through `database.exec`: not confined by coffer.
     ExecPrefix,
@@ -99,7 +101,15 @@ impl Confinement {
                 "psql could not be confined: Landlock is not available on this kernel ({why}); \
                  coffer's scanner and psql's restricted mode still apply"
             )),
-            Confinement::Landlock { .. } | Confinement::ExecPrefix => None,
+            Confinement::Landlock {
+                shell: Some(shell), ..
+            } => Some(format!(
+                "the psql on PATH is a script run by {}, so the confined psql may still start that \
+                 shell (it still cannot write files or run other programs); put the real psql \
+                 first on PATH",
+                shell.display()
+            )),
+            Confinement::Landlock { shell: None, .. } | Confinement::ExecPrefix => None,
         }
     }
 }
@@ -130,6 +140,7 @@ pub struct ExecConfinement {
     ruleset: OwnedFd,
     abi: u32,
     allowed: Vec<PathBuf>,
+    shell: Option<PathBuf>,
 }
 
 impl ExecConfinement {
@@ -164,16 +175,24 @@ impl ExecConfinement {
         for path in &allowed {
             add_execute_rule(&ruleset, path)?;
         }
+        let shell = allowed.iter().find(|p| is_shell(p)).cloned();
         Ok(ExecConfinement {
             ruleset,
             abi,
             allowed,
+            shell,
         })
     }
 
     /// The Landlock ABI version the kernel offers.
     pub fn abi(&self) -> u32 {
         self.abi
+    }
+
+    /// A shell among the allowed files (the `psql` on `PATH` is a shell script): psql's
+    /// `\!`, pipes and backticks could then start it.
+    pub fn shell(&self) -> Option<&Path> {
+        self.shell.as_deref()
     }
 
     /// The files and directories the child may execute from.
@@ -199,6 +218,19 @@ impl ExecConfinement {
             });
         }
     }
+}
+
+/// Whether `path` (symlinks resolved) is a shell that `\!` and `popen` could use.
+fn is_shell(path: &Path) -> bool {
+    const SHELLS: &[&str] = &[
+        "sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "busybox", "fish", "tcsh", "csh",
+    ];
+    let is = |p: &Path| {
+        p.file_name()
+            .and_then(OsStr::to_str)
+            .is_some_and(|n| SHELLS.contains(&n))
+    };
+    path.is_file() && (is(path) || std::fs::canonicalize("/bin/sh").is_ok_and(|sh| sh == path))
 }
 
 /// The Landlock ABI version, or why there is none.
@@ -391,8 +423,44 @@ mod tests {
             .unwrap();
         assert!(note.starts_with("psql could not be confined: Landlock is not available"));
         assert!(note.ends_with("coffer's scanner and psql's restricted mode still apply"));
-        assert_eq!(Confinement::Landlock { abi: 7 }.note(), None);
+        let plain = Confinement::Landlock {
+            abi: 7,
+            shell: None,
+        };
+        assert_eq!(plain.note(), None);
+        let shell = Confinement::Landlock {
+            abi: 7,
+            shell: Some("/usr/bin/dash".into()),
+        };
+        assert!(shell.note().unwrap().contains("/usr/bin/dash"));
         assert_eq!(Confinement::ExecPrefix.note(), None);
+    }
+
+    #[test]
+    fn a_shell_script_psql_allows_its_shell_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("psql");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\nexec /usr/lib/postgresql/15/bin/psql \"$@\"\n",
+        )
+        .unwrap();
+        let allowed = executables_for(&script);
+        let sh = std::fs::canonicalize("/bin/sh").unwrap();
+        assert!(allowed.contains(&sh), "{allowed:?}");
+        assert!(allowed.iter().any(|p| is_shell(p)));
+        let perl = dir.path().join("psql2");
+        std::fs::write(&perl, "#!/usr/bin/perl\n").unwrap();
+        assert!(!executables_for(&perl).iter().any(|p| is_shell(p)));
+    }
+
+    #[test]
+    fn shells_are_recognised() {
+        let sh = std::fs::canonicalize("/bin/sh").unwrap();
+        assert!(is_shell(&sh));
+        assert!(is_shell(Path::new("/bin/sh")));
+        assert!(!is_shell(Path::new("/usr/bin/perl")));
+        assert!(!is_shell(Path::new("/usr/lib/postgresql")));
     }
 
     #[test]
