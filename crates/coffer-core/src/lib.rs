@@ -74,6 +74,7 @@ pub mod restore;
 pub mod retention;
 pub mod runlog;
 pub mod sandbox;
+pub mod sandbox_exec;
 pub mod signing;
 pub mod sums;
 pub mod systemd;

@@ -9,11 +9,13 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::config::DatabaseConfig;
+use crate::sandbox_exec::{ConfineError, Confinement, ExecConfinement};
 
 /// Why talking to PostgreSQL failed.
 #[derive(Debug, thiserror::Error)]
@@ -507,7 +509,12 @@ impl Database {
     /// error, printing query results unaligned without headers on its (piped) standard
     /// output, its standard error collected. It runs in its own process group, so a Ctrl-C
     /// at the terminal reaches only coffer, which then decides how the transaction ends.
-    pub fn spawn_psql_script(&self) -> Result<RunningProgram, PgError> {
+    ///
+    /// Without `database.exec` psql is confined with Landlock (see [`crate::sandbox_exec`]):
+    /// it can run no other program and write no file, whatever the script makes it do. The
+    /// returned [`Confinement`] says whether that happened; a kernel without Landlock is not
+    /// an error (the caller tells the operator), any other failure to confine is.
+    pub fn spawn_psql_script(&self) -> Result<(RunningProgram, Confinement), PgError> {
         let mut cmd = self.command("psql");
         cmd.args([
             "-X",
@@ -520,7 +527,31 @@ impl Database {
         ]);
         cmd.stdin(Stdio::piped());
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        RunningProgram::spawn(cmd, "psql", true)
+        let confinement = if self.exec.is_some() {
+            Confinement::ExecPrefix
+        } else {
+            match ExecConfinement::for_program("psql") {
+                Ok(rules) => {
+                    let abi = rules.abi();
+                    let shell = rules.shell().map(Path::to_path_buf);
+                    rules.apply(&mut cmd);
+                    Confinement::Landlock { abi, shell }
+                }
+                Err(ConfineError::Unavailable(e)) => Confinement::Unavailable(e.to_string()),
+                Err(ConfineError::NotFound(program)) => {
+                    return Err(PgError::Spawn {
+                        program,
+                        source: std::io::ErrorKind::NotFound.into(),
+                    });
+                }
+                Err(e) => {
+                    return Err(PgError::Unsupported(format!(
+                        "cannot confine the psql that replays the dump: {e}"
+                    )));
+                }
+            }
+        };
+        Ok((RunningProgram::spawn(cmd, "psql", true)?, confinement))
     }
 }
 

@@ -51,6 +51,7 @@ use crate::manifest::{AnyManifest, Artifact, ArtifactRole};
 use crate::postgres::{Database, PgError, RunningProgram, Session};
 use crate::progress::Progress;
 use crate::psql_watch;
+use crate::sandbox_exec::Confinement;
 use crate::signing::{SignaturePolicy, Verdict};
 use crate::units;
 use crate::workspace_swap::{self, Swap};
@@ -1201,7 +1202,12 @@ fn apply(
     // The first real failure wins over "stopped because the other one failed".
     let (mut pending, mut db_facts, mut ws_stats, mut failure) = (None, None, None, None);
     match db_result {
-        Some(Ok((p, facts))) => (pending, db_facts) = (Some(p), Some(facts)),
+        Some(Ok((p, facts))) => {
+            if let Some(note) = p.confinement.note() {
+                events(Event::Note(note));
+            }
+            (pending, db_facts) = (Some(p), Some(facts))
+        }
         Some(Err(e)) => failure = Some(e),
         None => {}
     }
@@ -1356,6 +1362,8 @@ fn artifact_failure(e: ArtifactError) -> StreamFailure {
 struct PendingCommit {
     psql: RunningProgram,
     stdin: ChildStdin,
+    /// How psql was confined (see [`crate::sandbox_exec`]).
+    confinement: Confinement,
 }
 
 impl PendingCommit {
@@ -1379,7 +1387,7 @@ impl PendingCommit {
 
     /// Ends psql without `COMMIT`: the server rolls the transaction back.
     fn rollback(self) {
-        let PendingCommit { psql, stdin } = self;
+        let PendingCommit { psql, stdin, .. } = self;
         end_without_commit(psql, Some(stdin));
     }
 }
@@ -1412,13 +1420,13 @@ fn stream_database(
     backup: &str,
 ) -> Result<(PendingCommit, (DumpFacts, u64)), StreamFailure> {
     let mut reader = db.source.open(identities).map_err(artifact_failure)?;
-    let mut psql = db
-        .runner
-        .spawn_psql_script()
-        .map_err(|e| StreamFailure::Failed {
-            what: "database",
-            reason: e.to_string(),
-        })?;
+    let (mut psql, confinement) =
+        db.runner
+            .spawn_psql_script()
+            .map_err(|e| StreamFailure::Failed {
+                what: "database",
+                reason: e.to_string(),
+            })?;
     let mut stdin = psql.child.stdin.take().expect("psql stdin is piped");
     // Random, so no dump can print it early and pass for "everything applied".
     let marker = match restrict_key() {
@@ -1580,7 +1588,14 @@ fn stream_database(
             units::bytes(sql_bytes)
         ),
     );
-    Ok((PendingCommit { psql, stdin }, (facts, sql_bytes)))
+    Ok((
+        PendingCommit {
+            psql,
+            stdin,
+            confinement,
+        },
+        (facts, sql_bytes),
+    ))
 }
 
 fn no_rng(e: io::Error) -> StreamFailure {
