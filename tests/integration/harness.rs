@@ -622,3 +622,67 @@ impl Case {
         (key, stdout(&out).trim().to_string())
     }
 }
+
+/// Runs coffer and kills it if it has not exited within `limit`: a command that must never
+/// wait forever (a restore, a read of a hostile file) fails the test instead of hanging it.
+pub fn run_bounded(case: &Case, args: &[&str], limit: std::time::Duration) -> Output {
+    let mut child = case
+        .coffer()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "coffer {args:?} still running after {limit:?}: killed\nstdout:\n{}\nstderr:\n{}",
+                stdout(&out),
+                stderr(&out)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `SHA256SUMS` rewritten from the manifest's artifacts, as a forger would.
+pub fn write_sums_from_manifest(backup: &Path) {
+    let m = manifest(backup);
+    let sums: String = m["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{}  {}\n",
+                a["sha256"].as_str().unwrap(),
+                a["file"].as_str().unwrap()
+            )
+        })
+        .collect();
+    std::fs::write(backup.join("SHA256SUMS"), sums).unwrap();
+}
+
+/// A `database.exec` wrapper that records every psql's standard input in
+/// `<case>/psql-input/<pid>`; returns the wrapper.
+pub fn tee_psql(case: &Case) -> PathBuf {
+    let captures = case.dir.path().join("psql-input");
+    std::fs::create_dir_all(&captures).unwrap();
+    let wrapper = case.dir.path().join("tee-psql.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprog=$1; shift\nif [ \"$prog\" = psql ]; then\n  tee '{}/'$$ | psql \"$@\"\n  exit $?\nfi\nexec \"$prog\" \"$@\"\n",
+            captures.display()
+        ),
+    )
+    .unwrap();
+    make_executable(&wrapper);
+    wrapper
+}

@@ -3,40 +3,12 @@
 //! and time is checked.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use coffer_core::fsutil::{STAGING_MARKER, STAGING_MARKER_TEXT};
 
 use crate::harness::*;
-
-/// Runs coffer with `args` and fails the test if it does not finish within `limit`: a
-/// special file in place of a metadata file must be a clear error within seconds.
-fn run_within(case: &Case, args: &[&str], limit: Duration) -> Output {
-    let mut child = case
-        .coffer()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "coffer {args:?} still running after {limit:?}\nstdout:\n{}\nstderr:\n{}",
-                stdout(&out),
-                stderr(&out)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 const QUICK: Duration = Duration::from_secs(20);
 
@@ -169,7 +141,7 @@ fn prune_deletes_only_what_it_positively_knows_and_lists_the_rest_as_unknown() {
         })
         .collect();
 
-    let out = run_within(&case, &["prune", "--dry-run", "--json"], QUICK);
+    let out = run_bounded(&case, &["prune", "--dry-run", "--json"], QUICK);
     assert_success(&out);
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let listed: Vec<&str> = plan["plan"]["unknown"]
@@ -180,7 +152,7 @@ fn prune_deletes_only_what_it_positively_knows_and_lists_the_rest_as_unknown() {
         .collect();
     assert_eq!(listed, unknown, "{}", stdout(&out));
 
-    let out = run_within(&case, &["prune"], QUICK);
+    let out = run_bounded(&case, &["prune"], QUICK);
     assert_success(&out);
     let text = stdout(&out);
     for name in unknown.iter().filter(|n| !n.contains('\n')) {
@@ -264,11 +236,11 @@ fn a_killed_backup_leaves_a_marked_staging_dir_that_prune_removes_when_stale() {
         STAGING_MARKER_TEXT
     );
     case.write_config(&case.db_section(), "");
-    let out = run_within(&case, &["prune"], QUICK);
+    let out = run_bounded(&case, &["prune"], QUICK);
     assert_success(&out);
     assert!(staging.exists(), "a fresh staging dir was deleted");
     age(&staging);
-    let out = run_within(&case, &["prune"], QUICK);
+    let out = run_bounded(&case, &["prune"], QUICK);
     assert_success(&out);
     assert!(!staging.exists(), "{}", stdout(&out));
     // A published backup does not carry the marker.
@@ -319,7 +291,7 @@ fn special_or_giant_metadata_files_are_clear_errors_within_seconds() {
         }
     }
     for (name, file, what) in &damaged {
-        let out = run_within(&case, &["verify", name], QUICK);
+        let out = run_bounded(&case, &["verify", name], QUICK);
         assert_exit(&out, 5);
         let text = format!("{}{}", stdout(&out), stderr(&out));
         let want = match *what {
@@ -332,7 +304,7 @@ fn special_or_giant_metadata_files_are_clear_errors_within_seconds() {
             "{file} as {what}:\n{text}"
         );
     }
-    let out = run_within(&case, &["list"], QUICK);
+    let out = run_bounded(&case, &["list"], QUICK);
     assert_success(&out);
     let text = stdout(&out);
     assert!(
@@ -346,11 +318,11 @@ fn special_or_giant_metadata_files_are_clear_errors_within_seconds() {
             assert!(line.contains("UNREADABLE"), "{line}");
         }
     }
-    let out = run_within(&case, &["verify", "--all"], QUICK);
+    let out = run_bounded(&case, &["verify", "--all"], QUICK);
     assert_exit(&out, 5);
     assert!(stdout(&out).contains(&good_name), "{}", stdout(&out));
     for args in [&["prune", "--dry-run"][..], &["prune"], &["status"]] {
-        let out = run_within(&case, args, QUICK);
+        let out = run_bounded(&case, args, QUICK);
         assert!(
             out.status.code().is_some_and(|c| c == 0 || c == 10),
             "{args:?}: {out:?}"
@@ -358,7 +330,7 @@ fn special_or_giant_metadata_files_are_clear_errors_within_seconds() {
     }
     // The prune after a backup still runs, and the other backups are still listed.
     case.backup_ok(&["--kind", "auto"]);
-    let out = run_within(&case, &["list", "--json"], QUICK);
+    let out = run_bounded(&case, &["list", "--json"], QUICK);
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), damaged.len() + 2);
 }
@@ -371,7 +343,7 @@ fn a_hostile_run_log_is_a_clear_error_or_read_bounded() {
     for (what, make) in hostile_variants() {
         std::fs::remove_file(&log).unwrap();
         make(&log);
-        let out = run_within(&case, &["status"], QUICK);
+        let out = run_bounded(&case, &["status"], QUICK);
         let text = format!("{}{}", stdout(&out), stderr(&out));
         match what {
             "50 MB file" => {
@@ -395,13 +367,13 @@ fn a_hostile_run_log_is_a_clear_error_or_read_bounded() {
             }
         }
         // A backup never blocks on it, and its prune still runs.
-        let out = run_within(
+        let out = run_bounded(
             &case,
             &["backup", "--kind", "auto"],
             Duration::from_secs(120),
         );
         assert_success(&out);
-        let out = run_within(&case, &["prune"], QUICK);
+        let out = run_bounded(&case, &["prune"], QUICK);
         assert!(out.status.success(), "{what}: {}", stderr(&out));
     }
 }
@@ -456,11 +428,11 @@ fn artifact_names_outside_the_backup_directory_are_refused() {
     .unwrap();
 
     for name in &bad {
-        let out = run_within(&case, &["verify", name], QUICK);
+        let out = run_bounded(&case, &["verify", name], QUICK);
         assert_exit(&out, 5);
         let text = format!("{}{}", stdout(&out), stderr(&out));
         assert!(text.contains("artifacts[0].file"), "{name}: {text}");
-        let out = run_within(
+        let out = run_bounded(
             &case,
             &[
                 "restore",
@@ -474,10 +446,10 @@ fn artifact_names_outside_the_backup_directory_are_refused() {
         );
         assert_exit(&out, 5);
     }
-    let out = run_within(&case, &["verify", "manual-20200109T000000Z"], QUICK);
+    let out = run_bounded(&case, &["verify", "manual-20200109T000000Z"], QUICK);
     assert_exit(&out, 5);
     assert!(stdout(&out).contains("contains `/`"), "{}", stdout(&out));
-    let out = run_within(&case, &["list"], QUICK);
+    let out = run_bounded(&case, &["list"], QUICK);
     for name in &bad {
         let line = stdout(&out)
             .lines()
@@ -495,7 +467,7 @@ fn artifact_names_outside_the_backup_directory_are_refused() {
         &case.db_section(),
         &format!("[remote]\nurl = \"file://{}\"\n", offsite.display()),
     );
-    let out = run_within(&case, &["sync"], Duration::from_secs(120));
+    let out = run_bounded(&case, &["sync"], Duration::from_secs(120));
     let err = stderr(&out);
     for name in &bad {
         assert!(
@@ -515,7 +487,7 @@ fn future_dated_backups_are_never_latest_silently() {
     let future = "auto-20991231T235959Z";
     copy_dir(&real, &case.root.join(future));
 
-    let out = run_within(&case, &["verify"], Duration::from_secs(120));
+    let out = run_bounded(&case, &["verify"], Duration::from_secs(120));
     assert_success(&out);
     assert!(stdout(&out).contains(&real_name), "{}", stdout(&out));
     assert!(
@@ -523,12 +495,12 @@ fn future_dated_backups_are_never_latest_silently() {
         "{}",
         stderr(&out)
     );
-    let out = run_within(&case, &["verify", "--latest"], Duration::from_secs(120));
+    let out = run_bounded(&case, &["verify", "--latest"], Duration::from_secs(120));
     assert_success(&out);
     assert!(!stdout(&out).contains(future), "{}", stdout(&out));
 
     let target = case.dir.path().join("restored");
-    let out = run_within(
+    let out = run_bounded(
         &case,
         &[
             "restore",
@@ -550,14 +522,14 @@ fn future_dated_backups_are_never_latest_silently() {
         "{all}"
     );
 
-    let out = run_within(&case, &["list"], QUICK);
+    let out = run_bounded(&case, &["list"], QUICK);
     let line = stdout(&out)
         .lines()
         .find(|l| l.starts_with(future))
         .unwrap()
         .to_string();
     assert!(line.contains("future-dated — clock skew?"), "{line}");
-    let out = run_within(&case, &["prune", "--dry-run"], QUICK);
+    let out = run_bounded(&case, &["prune", "--dry-run"], QUICK);
     let text = stdout(&out);
     let line = text.lines().find(|l| l.contains(future)).unwrap();
     assert!(
@@ -573,15 +545,15 @@ fn future_dated_backups_are_never_latest_silently() {
         &case.db_section(),
         &format!("[remote]\nurl = \"file://{}\"\n", offsite.display()),
     );
-    assert_success(&run_within(&case, &["sync"], Duration::from_secs(120)));
-    let out = run_within(&case, &["list", "--remote"], QUICK);
+    assert_success(&run_bounded(&case, &["sync"], Duration::from_secs(120)));
+    let out = run_bounded(&case, &["list", "--remote"], QUICK);
     let line = stdout(&out)
         .lines()
         .find(|l| l.starts_with(future))
         .unwrap()
         .to_string();
     assert!(line.contains("future-dated — clock skew?"), "{line}");
-    let out = run_within(&case, &["pull", "--latest"], Duration::from_secs(120));
+    let out = run_bounded(&case, &["pull", "--latest"], Duration::from_secs(120));
     assert_success(&out);
     let all = format!("{}{}", stdout(&out), stderr(&out));
     assert!(
@@ -592,7 +564,7 @@ fn future_dated_backups_are_never_latest_silently() {
 
     // Only future-dated backups: refused with a clear message, not picked.
     std::fs::rename(&real, case.dir.path().join("moved-away")).unwrap();
-    let out = run_within(&case, &["verify", "--latest"], QUICK);
+    let out = run_bounded(&case, &["verify", "--latest"], QUICK);
     assert_exit(&out, 1);
     assert!(
         error_line(&out).contains("not dated in the future") && error_line(&out).contains(future),
@@ -630,7 +602,7 @@ fn status_counts_failures_in_log_order_and_reports_a_future_success_as_skew() {
     ]
     .concat();
     std::fs::write(case.root.join("coffer-runs.jsonl"), log).unwrap();
-    let out = run_within(&case, &["status"], QUICK);
+    let out = run_bounded(&case, &["status"], QUICK);
     assert_exit(&out, 10);
     let text = stdout(&out);
     let headline = text.lines().next().unwrap();
@@ -653,7 +625,7 @@ fn status_counts_failures_in_log_order_and_reports_a_future_success_as_skew() {
 fn status_on_a_missing_root_says_the_root_is_missing() {
     let case = Case::new();
     assert!(!case.root.exists());
-    let out = run_within(&case, &["status"], QUICK);
+    let out = run_bounded(&case, &["status"], QUICK);
     assert_exit(&out, 10);
     assert!(
         stdout(&out).starts_with(
@@ -662,7 +634,7 @@ fn status_on_a_missing_root_says_the_root_is_missing() {
         "{}",
         stdout(&out)
     );
-    let out = run_within(&case, &["status", "--json"], QUICK);
+    let out = run_bounded(&case, &["status", "--json"], QUICK);
     assert_exit(&out, 10);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["status"]["root_missing"], true);
@@ -680,7 +652,7 @@ fn giant_metadata_objects_on_the_remote_are_refused_without_downloading_them() {
     );
     let giant = "manual-20200101T000000Z";
     copy_dir(&real, &case.root.join(giant));
-    assert_success(&run_within(&case, &["sync"], Duration::from_secs(120)));
+    assert_success(&run_bounded(&case, &["sync"], Duration::from_secs(120)));
     // On the remote: a 50 MB manifest for one backup, a 50 MB SHA256SUMS for the other.
     let set_len = |p: PathBuf| {
         std::fs::OpenOptions::new()
@@ -692,7 +664,7 @@ fn giant_metadata_objects_on_the_remote_are_refused_without_downloading_them() {
     };
     set_len(offsite.join(giant).join("manifest.json"));
     set_len(offsite.join(&name).join("SHA256SUMS"));
-    let out = run_within(&case, &["list", "--remote"], QUICK);
+    let out = run_bounded(&case, &["list", "--remote"], QUICK);
     assert_success(&out);
     let text = stdout(&out);
     let line = text.lines().find(|l| l.starts_with(giant)).unwrap();
@@ -710,7 +682,7 @@ fn giant_metadata_objects_on_the_remote_are_refused_without_downloading_them() {
         ),
     )
     .unwrap();
-    let out = run_within(&case, &["pull", &name], QUICK);
+    let out = run_bounded(&case, &["pull", &name], QUICK);
     assert_exit(&out, 5);
     assert!(
         error_line(&out).contains("SHA256SUMS is 52428800 bytes"),

@@ -7,7 +7,6 @@
 //! rewritten to match, so every integrity check passes.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
@@ -81,19 +80,7 @@ fn write_manifest(backup: &Path, m: &serde_json::Value) {
         serde_json::to_string_pretty(m).unwrap(),
     )
     .unwrap();
-    let sums: String = m["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            format!(
-                "{}  {}\n",
-                a["sha256"].as_str().unwrap(),
-                a["file"].as_str().unwrap()
-            )
-        })
-        .collect();
-    std::fs::write(backup.join("SHA256SUMS"), sums).unwrap();
+    write_sums_from_manifest(backup);
 }
 
 /// A shell-script-era backup holding `dump` (and the case's workspace).
@@ -110,34 +97,6 @@ pub(super) fn legacy_backup(case: &Case, name: &str, dump: &str, head: &str) {
         p = plain.display(),
         ws = case.workspace.display()
     ));
-}
-
-/// Runs coffer and kills it if it does not exit within `limit`: a restore must never wait
-/// forever.
-pub(super) fn run_bounded(case: &Case, args: &[&str], limit: Duration) -> std::process::Output {
-    let mut child = case
-        .coffer()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > limit {
-            child.kill().unwrap();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "coffer {args:?} still running after {limit:?}: killed\nstdout:\n{}\nstderr:\n{}",
-                stdout(&out),
-                stderr(&out)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// No session of the case's database is left open inside a transaction.
@@ -667,18 +626,8 @@ fn psql_gets_a_fresh_restrict_key_and_never_the_dumps_own_lines() {
         .expect("pg_dump 15.14+ writes \\restrict")
         .to_string();
     // psql through a wrapper that records what it is given on its standard input.
+    let wrapper = tee_psql(&case);
     let captures = case.dir.path().join("psql-input");
-    std::fs::create_dir(&captures).unwrap();
-    let wrapper = case.dir.path().join("tee-psql.sh");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nprog=$1; shift\nif [ \"$prog\" = psql ]; then\n  tee '{}/'$$ | psql \"$@\"\n  exit $?\nfi\nexec \"$prog\" \"$@\"\n",
-            captures.display()
-        ),
-    )
-    .unwrap();
-    make_executable(&wrapper);
     case.write_config(
         &format!(
             "url = \"{}\"\nexec = [\"{}\"]\n",

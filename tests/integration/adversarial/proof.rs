@@ -3,30 +3,13 @@
 //! restore source; and the dump can never end coffer's single transaction, while pg_dump's
 //! own large-object `BEGIN;`/`COMMIT;` pair restores inside it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use super::dump::{
-    Before, assert_no_open_transaction, forge_dump, inject, legacy_backup, read_dump, run_bounded,
+    Before, assert_no_open_transaction, forge_dump, inject, legacy_backup, read_dump,
 };
 use crate::harness::*;
-
-/// A `database.exec` wrapper that records psql's standard input in `captures/<pid>`.
-fn tee_psql(case: &Case) -> PathBuf {
-    let captures = case.dir.path().join("psql-input");
-    std::fs::create_dir_all(&captures).unwrap();
-    let wrapper = case.dir.path().join("tee-psql.sh");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nprog=$1; shift\nif [ \"$prog\" = psql ]; then\n  tee '{}/'$$ | psql \"$@\"\n  exit $?\nfi\nexec \"$prog\" \"$@\"\n",
-            captures.display()
-        ),
-    )
-    .unwrap();
-    make_executable(&wrapper);
-    wrapper
-}
 
 fn database_section(case: &Case, wrapper: &Path) -> String {
     format!(

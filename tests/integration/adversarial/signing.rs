@@ -97,24 +97,6 @@ fn edit_manifest(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     .unwrap();
 }
 
-/// SHA256SUMS rewritten from the manifest's artifacts, as a forger would.
-fn rewrite_sums(dir: &Path) {
-    let m = manifest(dir);
-    let text: String = m["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            format!(
-                "{}  {}\n",
-                a["sha256"].as_str().unwrap(),
-                a["file"].as_str().unwrap()
-            )
-        })
-        .collect();
-    std::fs::write(dir.join("SHA256SUMS"), text).unwrap();
-}
-
 #[test]
 fn keygen_signing_writes_a_private_key_and_its_public_half_and_never_overwrites() {
     let case = Case::new();
@@ -308,7 +290,7 @@ fn with_a_trusted_key_forged_or_missing_signatures_are_refused_and_nothing_chang
                     m["artifacts"][1] = other["artifacts"][1].clone();
                     m["workspace"] = other["workspace"].clone();
                 });
-                rewrite_sums(d);
+                write_sums_from_manifest(d);
             }),
             "does not verify manifest.json",
         ),
