@@ -686,3 +686,44 @@ pub fn tee_psql(case: &Case) -> PathBuf {
     make_executable(&wrapper);
     wrapper
 }
+
+/// The database and workspace as they were, to prove a failed run changed nothing.
+pub struct Before {
+    pub tables: BTreeMap<String, String>,
+    pub workspace: BTreeMap<Vec<u8>, String>,
+}
+
+impl Before {
+    pub fn take(case: &Case) -> Before {
+        Before {
+            tables: table_fingerprints(&case.db),
+            workspace: snapshot(&case.workspace),
+        }
+    }
+
+    /// The database and workspace are as before.
+    pub fn assert_state_unchanged(&self, case: &Case, context: &str) {
+        assert_eq!(
+            table_fingerprints(&case.db),
+            self.tables,
+            "{context}: database changed"
+        );
+        assert_eq!(
+            snapshot(&case.workspace),
+            self.workspace,
+            "{context}: workspace changed"
+        );
+    }
+
+    /// The database and workspace are as before, and nothing is left beside the workspace.
+    pub fn assert_unchanged(&self, case: &Case, context: &str) {
+        self.assert_state_unchanged(case, context);
+        let parent = case.workspace.parent().unwrap();
+        let leftovers: Vec<String> = std::fs::read_dir(parent)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("coffer-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{context}: left behind {leftovers:?}");
+    }
+}

@@ -34,46 +34,6 @@ fn name_of(backup: &Path) -> String {
     backup.file_name().unwrap().to_string_lossy().into_owned()
 }
 
-/// The things restore must leave untouched when it fails.
-struct Before {
-    tables: std::collections::BTreeMap<String, String>,
-    workspace: std::collections::BTreeMap<Vec<u8>, String>,
-}
-
-impl Before {
-    fn take(case: &Case) -> Before {
-        Before {
-            tables: table_fingerprints(&case.db),
-            workspace: snapshot(&case.workspace),
-        }
-    }
-
-    /// The database and workspace are as before, and nothing is left beside the workspace.
-    fn assert_unchanged(&self, case: &Case, context: &str) {
-        self.assert_state_unchanged(case, context);
-        let parent = case.workspace.parent().unwrap();
-        let leftovers: Vec<String> = std::fs::read_dir(parent)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.contains("coffer-"))
-            .collect();
-        assert!(leftovers.is_empty(), "{context}: left behind {leftovers:?}");
-    }
-
-    fn assert_state_unchanged(&self, case: &Case, context: &str) {
-        assert_eq!(
-            table_fingerprints(&case.db),
-            self.tables,
-            "{context}: database changed"
-        );
-        assert_eq!(
-            snapshot(&case.workspace),
-            self.workspace,
-            "{context}: workspace changed"
-        );
-    }
-}
-
 #[test]
 fn round_trip_restores_database_and_workspace_exactly() {
     let case = Case::new();

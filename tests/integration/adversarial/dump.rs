@@ -11,34 +11,6 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-/// The database and workspace as they were, to prove nothing changed.
-pub(super) struct Before {
-    pub(super) tables: std::collections::BTreeMap<String, String>,
-    workspace: std::collections::BTreeMap<Vec<u8>, String>,
-}
-
-impl Before {
-    pub(super) fn take(case: &Case) -> Before {
-        Before {
-            tables: table_fingerprints(&case.db),
-            workspace: snapshot(&case.workspace),
-        }
-    }
-
-    pub(super) fn assert_unchanged(&self, case: &Case, context: &str) {
-        assert_eq!(
-            table_fingerprints(&case.db),
-            self.tables,
-            "{context}: database changed"
-        );
-        assert_eq!(
-            snapshot(&case.workspace),
-            self.workspace,
-            "{context}: workspace changed"
-        );
-    }
-}
-
 pub(super) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
@@ -354,7 +326,7 @@ fn forged_coffer_backups_with_meta_commands_never_run_them() {
             !marker.exists(),
             "{context}: the payload ran during restore"
         );
-        before.assert_unchanged(&case, &context);
+        before.assert_state_unchanged(&case, &context);
         assert_no_open_transaction(&case, &context);
 
         let out = case.run(&["verify", &name, "--restore-test"]);
@@ -383,7 +355,7 @@ fn forged_coffer_backups_with_meta_commands_never_run_them() {
         );
         let out = run_bounded(&case, &["restore", &name, "--yes"], Duration::from_secs(60));
         assert_exit(&out, 5);
-        before.assert_unchanged(&case, copy);
+        before.assert_state_unchanged(&case, copy);
     }
     // The untouched dump still restores: the gate passes pg_dump's own output.
     forge_dump(&backup, &original);
@@ -414,7 +386,7 @@ fn forged_legacy_backups_with_meta_commands_never_run_them() {
         let out = run_bounded(&case, &["restore", &name, "--yes"], Duration::from_secs(60));
         assert_exit(&out, 5);
         assert!(!marker.exists(), "{what}: the payload ran");
-        before.assert_unchanged(&case, what);
+        before.assert_state_unchanged(&case, what);
         assert_no_open_transaction(&case, what);
     }
 }
@@ -475,11 +447,11 @@ fn cut_dumps_never_verify_never_commit_and_never_hang() {
             "{what}: {}",
             error_line(&out)
         );
-        before.assert_unchanged(&case, what);
+        before.assert_state_unchanged(&case, what);
         assert_no_open_transaction(&case, what);
     }
     forge_dump(&backup, &original);
-    before.assert_unchanged(&case, "setup");
+    before.assert_state_unchanged(&case, "setup");
     assert_success(&case.run(&["verify", &name]));
 }
 
@@ -555,7 +527,7 @@ fn an_edited_manifest_head_or_table_list_is_refused() {
             "{what}: {}",
             error_line(&out)
         );
-        before.assert_unchanged(&case, what);
+        before.assert_state_unchanged(&case, what);
         assert_no_open_transaction(&case, what);
     }
     write_manifest(&backup, &original);
@@ -723,6 +695,6 @@ fn a_psql_left_waiting_for_input_is_rolled_back_not_waited_on() {
         "gave up before the stall bound: {:?}",
         started.elapsed()
     );
-    before.assert_unchanged(&case, "stalled psql");
+    before.assert_state_unchanged(&case, "stalled psql");
     assert_no_open_transaction(&case, "stalled psql");
 }

@@ -6,9 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::dump::{
-    Before, assert_no_open_transaction, forge_dump, inject, legacy_backup, read_dump,
-};
+use super::dump::{assert_no_open_transaction, forge_dump, inject, legacy_backup, read_dump};
 use crate::harness::*;
 
 fn database_section(case: &Case, wrapper: &Path) -> String {
@@ -145,7 +143,7 @@ fn same_size_forged_dumps_are_refused_before_psql_sees_a_byte() {
                 );
                 assert!(!role_exists(&role), "{context}: a role was created");
                 assert!(!marker.exists(), "{context}: the program ran");
-                before.assert_unchanged(&case, &context);
+                before.assert_state_unchanged(&case, &context);
                 assert_no_open_transaction(&case, &context);
             }
         }
@@ -188,7 +186,7 @@ fn a_same_size_forgery_is_refused_by_restore_from_remote() {
         !psql_input(&captures).contains("DROP TABLE public.users"),
         "psql received the forgery"
     );
-    before.assert_unchanged(&case, "restore --from-remote");
+    before.assert_state_unchanged(&case, "restore --from-remote");
 }
 
 /// pg_dump's plain output brackets large-object data with `BEGIN;` … `COMMIT;`. Restored
@@ -275,7 +273,7 @@ fn large_objects_restore_inside_the_one_transaction() {
         "missing",
         "the large-object section committed"
     );
-    before.assert_unchanged(&case, "failure after the large objects");
+    before.assert_state_unchanged(&case, "failure after the large objects");
     assert_no_open_transaction(&case, "failure after the large objects");
 }
 
@@ -339,7 +337,7 @@ fn transaction_control_in_a_dump_is_refused_before_psql_receives_it() {
                 "{context}: psql received {sent:.300}"
             );
             assert!(!role_exists(&role), "{context}: a role was created");
-            before.assert_unchanged(&case, &context);
+            before.assert_state_unchanged(&case, &context);
             assert_no_open_transaction(&case, &context);
         }
     }
