@@ -3,6 +3,7 @@
 
 mod catalog;
 mod dump;
+mod encoding;
 mod filesystem;
 mod output;
 mod proof;

@@ -34,6 +34,11 @@ impl DumpScanner {
         let overflow = std::mem::take(&mut self.stmt_overflow);
         if started {
             self.statement(&stmt, overflow, at);
+            // Whatever psql just ran may have switched the client encoding (a function can,
+            // unseen): it is set back before psql lexes another byte of the dump.
+            if self.problem.is_none() && !self.drop_held && self.lex == Lex::Top {
+                self.resync = super::Resync::Inline;
+            }
         }
         // Judged: a COPY that passed is released with its `;` (a refused one never is).
         self.holding = false;
@@ -144,7 +149,16 @@ impl DumpScanner {
             return;
         };
         let ok = match value {
-            statement::EncodingSetting::To(name) => !statement::is_client_only_encoding(&name),
+            statement::EncodingSetting::To(name) => {
+                // `DEFAULT` is whatever the session started with: not a declared encoding.
+                let ok = !name.is_empty()
+                    && name != b"default"
+                    && !statement::is_client_only_encoding(&name);
+                if ok {
+                    self.client_encoding = name;
+                }
+                ok
+            }
             // A function body may run later (`SELECT f()`): only a comment is inert.
             statement::EncodingSetting::Elsewhere => word == b"comment",
         };
@@ -206,6 +220,8 @@ impl DumpScanner {
                 self.close_copy(copy);
             }
             self.lex = Lex::Top;
+            // A trigger or CHECK run by the COPY may have switched the client encoding.
+            self.resync = super::Resync::OwnLine;
         } else if let Some(copy) = self.copy.as_mut() {
             copy.rows += 1;
             if copy.any_alembic

@@ -2,10 +2,11 @@
 //! except the dump's own whole-line `\restrict`/`\unrestrict` and large-object
 //! `BEGIN;`/`COMMIT;` (dropped), a meta-command
 //! line and a statement that may be a COPY (held until judged), and anything from the
-//! first refused byte on (never).
+//! first refused byte on (never). coffer adds its own `SET client_encoding` statements
+//! (see the module docs of `dump_scan`).
 
-use super::DumpScanner;
 use super::lexer::Lex;
+use super::{DumpScanner, Resync};
 
 /// Longest statement starting with `COPY` held back from psql until judged (pg_dump's
 /// longest, 1600 quoted 63-byte column names, is about 110 KB).
@@ -17,6 +18,12 @@ impl DumpScanner {
     pub(super) fn run(&mut self, chunk: &[u8], mut out: Option<&mut Vec<u8>>) {
         if self.problem.is_some() {
             return;
+        }
+        if let Some(out) = out.as_deref_mut()
+            && !std::mem::replace(&mut self.pinned, true)
+        {
+            // psql starts in whatever encoding its environment chose.
+            out.extend_from_slice(&self.encoding_statement(Resync::OwnLine));
         }
         // A NUL byte: psql would drop the rest of its line, so its view and ours would part.
         let (chunk, nul) = match memchr::memchr(0, chunk) {
@@ -88,6 +95,14 @@ impl DumpScanner {
                 }
                 _ => {}
             }
+            let resync = std::mem::replace(&mut self.resync, Resync::No);
+            if resync != Resync::No {
+                if let Some(out) = out.as_deref_mut() {
+                    out.extend_from_slice(&chunk[emit_from..next]);
+                    out.extend_from_slice(&self.encoding_statement(resync));
+                }
+                emit_from = next;
+            }
             i = next;
         }
         if let Some(out) = out
@@ -109,5 +124,22 @@ impl DumpScanner {
                 ),
             );
         }
+    }
+
+    /// coffer's statement that sets the dump's declared client encoding again: inline after
+    /// a `;`, or as a line of its own.
+    fn encoding_statement(&self, at: Resync) -> Vec<u8> {
+        let mut sql = Vec::with_capacity(48);
+        if at == Resync::Inline {
+            sql.push(b' ');
+        }
+        sql.extend_from_slice(b"SET client_encoding = '");
+        // Letters and digits only (normalised when the dump declared it).
+        sql.extend_from_slice(&self.client_encoding);
+        sql.extend_from_slice(b"';");
+        if at == Resync::OwnLine {
+            sql.push(b'\n');
+        }
+        sql
     }
 }

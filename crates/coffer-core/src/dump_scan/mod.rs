@@ -31,6 +31,16 @@
 //! `COPY` or a transaction-control word only once judged, since psql would run it at
 //! end-of-input) and nothing from the first refused byte on.
 //!
+//! It also keeps psql reading the dump the way the scanner does. psql lexes each input line
+//! in the client encoding it last heard from the server, and in a client-only encoding
+//! (SJIS, BIG5, GBK, …) a multi-byte character can swallow the quote or backslash that
+//! follows it: a function the dump defines could switch the encoding at run time (no text
+//! names it) and make psql see a meta-command inside what the scanner reads as a string. So
+//! the filtered stream starts by setting `client_encoding` to UTF-8 and sets it back to the
+//! dump's own declared encoding right after every statement psql runs (on the same line,
+//! after its `;`) and on a line of its own after every COPY data section: every line psql
+//! lexes starts in the encoding the scanner assumes.
+//!
 //! Chunks may split the stream anywhere (mid-line, mid-UTF-8); memory stays bounded:
 //! at most [`LINE_CAP`] bytes of a statement (plus its last [`TAIL_CAP`]) and of an Alembic
 //! data row are kept, and a few bytes of any other row.
@@ -189,6 +199,16 @@ fn qualified_alembic_table() -> String {
     format!("{ALEMBIC_SCHEMA}.{ALEMBIC_TABLE}")
 }
 
+/// Where psql must be told the dump's client encoding again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resync {
+    No,
+    /// Right after the `;` of the statement psql is about to run, on the same line.
+    Inline,
+    /// On a line of its own: first of all, and after the `\.` line that ends a COPY section.
+    OwnLine,
+}
+
 /// The COPY section the scanner is inside.
 #[derive(Debug)]
 struct CopySection {
@@ -267,6 +287,12 @@ pub struct DumpScanner {
     drop_held: bool,
     /// Between pg_dump's large-object `BEGIN;` and its `COMMIT;`.
     in_lo_section: bool,
+    /// The client encoding the dump declared (normalised: `utf8`, `latin1`), and where psql
+    /// must be told it again: after the statement that just ended, or after a COPY section.
+    client_encoding: Vec<u8>,
+    resync: Resync,
+    /// The filtered stream has started with coffer's own `client_encoding` line.
+    pinned: bool,
     problem: Option<String>,
     /// Index in the current chunk of the byte that was refused.
     problem_at: Option<usize>,
@@ -329,6 +355,9 @@ impl DumpScanner {
             held_len: 0,
             drop_held: false,
             in_lo_section: false,
+            client_encoding: b"utf8".to_vec(),
+            resync: Resync::No,
+            pinned: false,
             problem: None,
             problem_at: None,
             facts: DumpFacts::default(),
@@ -342,7 +371,9 @@ impl DumpScanner {
 
     /// Scans the next bytes and appends to `out` those psql may be given: all of them but
     /// the dump's own `\restrict`/`\unrestrict` lines, and none from a refused byte on
-    /// (then [`DumpScanner::problem`] says why, and later chunks are ignored).
+    /// (then [`DumpScanner::problem`] says why, and later chunks are ignored); plus coffer's
+    /// own `SET client_encoding` statements that keep psql's reading equal to the scanner's
+    /// (see the module docs).
     pub fn feed_filtered(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         self.run(chunk, Some(out));
     }

@@ -29,12 +29,21 @@ fn scan_in_chunks(dump: &[u8], sizes: &[usize]) -> DumpFacts {
 }
 
 /// What psql would be given, fed in two chunks split at `at`.
-fn filtered(dump: &[u8], at: usize) -> (Vec<u8>, DumpFacts) {
+fn filtered_with_encoding(dump: &[u8], at: usize) -> (Vec<u8>, DumpFacts) {
     let mut scanner = DumpScanner::new();
     let mut out = Vec::new();
     scanner.feed_filtered(&dump[..at], &mut out);
     scanner.feed_filtered(&dump[at..], &mut out);
     (out, scanner.finish())
+}
+
+/// What psql would be given of the dump itself: without coffer's `client_encoding` lines.
+fn filtered(dump: &[u8], at: usize) -> (Vec<u8>, DumpFacts) {
+    let (out, facts) = filtered_with_encoding(dump, at);
+    let text = String::from_utf8_lossy(&out)
+        .replace(" SET client_encoding = 'utf8';", "")
+        .replace("SET client_encoding = 'utf8';\n", "");
+    (text.into_bytes(), facts)
 }
 
 fn tables(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
@@ -1136,5 +1145,40 @@ fn alembic_rows_are_bounded() {
         let problem = facts.problem.unwrap_or_default();
         assert!(problem.contains("alembic_version"), "{what}: {problem}");
         assert!(problem.len() < 400, "{what}: the message is bounded");
+    }
+}
+
+#[test]
+fn psql_is_told_the_declared_encoding_after_every_statement_and_copy_section() {
+    let body = "SET client_encoding = 'LATIN1';\nSELECT 1; SELECT 'a;b'\n;\n\
+        COPY public.t (x) FROM stdin;\n1\n\\.\n\
+        CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;\n;\n";
+    let d = dump(body);
+    let want = format!(
+        "SET client_encoding = 'utf8';\n{}SET client_encoding = 'LATIN1'; SET client_encoding = 'latin1';\n\
+         SELECT 1; SET client_encoding = 'latin1'; SELECT 'a;b'\n; SET client_encoding = 'latin1';\n\
+         COPY public.t (x) FROM stdin;\n1\n\\.\nSET client_encoding = 'latin1';\n\
+         CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END; SET client_encoding = 'latin1';\n;\n{}",
+        HEADER.replace("\\restrict abc\n", ""),
+        TRAILER_LINES.replace("\\unrestrict abc\n", "")
+    );
+    for at in 0..=d.len() {
+        let (out, facts) = filtered_with_encoding(d.as_bytes(), at);
+        assert!(
+            facts.complete && facts.problem.is_none(),
+            "@{at}: {facts:?}"
+        );
+        assert_eq!(String::from_utf8_lossy(&out), want, "@{at}");
+    }
+    // Only a declared encoding is ever set again: `DEFAULT` is the session's, not the dump's.
+    for body in [
+        "SET client_encoding = DEFAULT;\n",
+        "SET client_encoding = '';\n",
+    ] {
+        let problem = scan(dump(body).as_bytes()).problem.unwrap_or_default();
+        assert!(
+            problem.contains("changes client_encoding"),
+            "{body:?}: {problem}"
+        );
     }
 }
