@@ -1,14 +1,6 @@
 //! Exit codes, documented in `--help` and the README.
 
-use coffer_core::backup::BackupError;
-use coffer_core::config::ConfigError;
-use coffer_core::crypto::CryptoError;
-use coffer_core::lock::LockError;
-use coffer_core::prune::PruneError;
-use coffer_core::remote::RemoteError;
-use coffer_core::restore::RestoreError;
-use coffer_core::signing::SigningError;
-use coffer_core::systemd::SystemdError;
+use coffer_core::ErrorKind;
 
 /// The operation failed (see the error message).
 pub const FAILED: u8 = 1;
@@ -60,84 +52,31 @@ Exit codes:
        permissions, or the bucket does not exist (the message names the remote)
   130  interrupted by SIGINT (143: SIGTERM); nothing partial was left behind";
 
-/// 3 only when another run holds the lock; an unusable lock (read-only root, a symlink in
-/// its place) is a failure of this run.
-fn lock_code(e: &LockError) -> u8 {
-    if e.is_held() { LOCKED } else { FAILED }
-}
-
-/// A signing or trusted key that cannot be used is a configuration problem.
-fn signing_code(e: &SigningError) -> u8 {
-    match e {
-        SigningError::SecretKey { .. } | SigningError::PublicKey { .. } => USAGE,
-        _ => FAILED,
-    }
-}
-
-/// Maps an error to its exit code.
+/// Maps an error to its exit code: a core error by its kind, the CLI's own refusal to go on
+/// without confirmation as a refusal, anything else as a failure.
 pub fn code_for(err: &anyhow::Error) -> u8 {
-    if err.downcast_ref::<ConfigError>().is_some() {
-        return USAGE;
-    }
-    if let Some(e) = err.downcast_ref::<BackupError>() {
-        return match e {
-            BackupError::Locked(l) => lock_code(l),
-            BackupError::Config(_) => USAGE,
-            BackupError::Interrupted { signal } => 128 + *signal as u8,
-            BackupError::Crypto(_) => USAGE,
-            BackupError::Signing(e) => signing_code(e),
-            _ => FAILED,
-        };
-    }
     if err
         .downcast_ref::<crate::cmd::restore::NotConfirmed>()
         .is_some()
     {
         return REFUSED;
     }
-    if let Some(e) = err.downcast_ref::<RestoreError>() {
-        return match e {
-            RestoreError::Refused { .. } | RestoreError::BeforeHook(_) => REFUSED,
-            RestoreError::Damaged { .. } => VERIFY_FAILED,
-            RestoreError::RolledBack { .. } => ROLLED_BACK,
-            RestoreError::Interrupted { signal } => 128 + *signal as u8,
-            RestoreError::Inconsistent(_) => INCONSISTENT,
-            RestoreError::AfterRestore { .. } => AFTER_RESTORE,
-        };
+    err.downcast_ref::<coffer_core::Error>()
+        .map_or(FAILED, |e| code_of(e.kind()))
+}
+
+/// The exit code of each kind of core error.
+fn code_of(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::InvalidConfig => USAGE,
+        ErrorKind::Locked => LOCKED,
+        ErrorKind::Damaged => VERIFY_FAILED,
+        ErrorKind::Refused => REFUSED,
+        ErrorKind::RolledBack => ROLLED_BACK,
+        ErrorKind::AfterRestore => AFTER_RESTORE,
+        ErrorKind::Inconsistent => INCONSISTENT,
+        ErrorKind::RemoteUnavailable => REMOTE_UNAVAILABLE,
+        ErrorKind::Interrupted { signal } => 128 + signal as u8,
+        _ => FAILED,
     }
-    if let Some(e) = err.downcast_ref::<CryptoError>() {
-        // An identity or recipient that cannot be used is a configuration problem.
-        return match e {
-            CryptoError::Keygen { .. } | CryptoError::Decrypt { .. } => FAILED,
-            _ => USAGE,
-        };
-    }
-    if let Some(e) = err.downcast_ref::<SigningError>() {
-        return signing_code(e);
-    }
-    if let Some(e) = err.downcast_ref::<LockError>() {
-        return lock_code(e);
-    }
-    if let Some(e) = err.downcast_ref::<RemoteError>() {
-        return match e {
-            RemoteError::NotConfigured | RemoteError::Config { .. } => USAGE,
-            RemoteError::Locked(l) => lock_code(l),
-            e if e.is_unavailable() => REMOTE_UNAVAILABLE,
-            e if e.is_damage() => VERIFY_FAILED,
-            _ => FAILED,
-        };
-    }
-    if let Some(e) = err.downcast_ref::<PruneError>() {
-        return match e {
-            PruneError::Locked(l) => lock_code(l),
-            _ => FAILED,
-        };
-    }
-    if let Some(e) = err.downcast_ref::<SystemdError>() {
-        return match e {
-            SystemdError::RelativePath { .. } | SystemdError::BadValue { .. } => USAGE,
-            _ => FAILED,
-        };
-    }
-    FAILED
 }

@@ -116,7 +116,8 @@ impl Cli {
     /// Loads the configuration and applies the global flags.
     fn load_config(&self) -> anyhow::Result<coffer_core::config::Config> {
         let loaded =
-            coffer_core::config::Config::load(self.config.as_deref(), &|k| std::env::var(k).ok())?;
+            coffer_core::config::Config::load(self.config.as_deref(), &|k| std::env::var(k).ok())
+                .map_err(coffer_core::Error::from)?;
         let mut config = loaded.config;
         if let Some(dir) = &self.backup_dir {
             config.backup_dir = Some(dir.clone());
@@ -124,7 +125,7 @@ impl Cli {
         if let Some(path) = &self.metrics_file {
             config.metrics_file = Some(path.clone());
         }
-        config.check_paths()?;
+        config.check_paths().map_err(coffer_core::Error::from)?;
         Ok(config)
     }
 }

@@ -9,6 +9,7 @@
 //! lock-in during a disaster.
 //!
 //! Modules, one per concern:
+//! - [`error`]: the one error type of every operation, with its [`ErrorKind`].
 //! - [`config`]: the TOML configuration, environment overrides and validation.
 //! - [`names`]: backup directory names (`auto-…`, `manual-…`, legacy `YYYY-MM-DD-HHMMSS`).
 //! - [`manifest`]: `manifest.json`, the coffer schema and the legacy shell-script one.
@@ -57,6 +58,7 @@ pub mod crypto;
 pub mod digest;
 pub mod drill;
 pub mod dump_scan;
+pub mod error;
 pub mod hooks;
 pub mod lock;
 pub mod manifest;
@@ -86,6 +88,8 @@ pub mod fsutil;
 pub(crate) mod psql_watch;
 #[cfg(test)]
 mod test_corpus;
+
+pub use error::{Error, ErrorKind};
 
 /// The version of coffer that wrote a backup, recorded in its manifest.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -169,7 +169,7 @@ pub fn run_with_config(
     label: Option<String>,
     quiet: bool,
 ) -> anyhow::Result<BackupReport> {
-    let settings = BackupSettings::from_config(config)?;
+    let settings = BackupSettings::from_config(config).map_err(coffer_core::Error::from)?;
     if settings.workspace.is_none() && !quiet {
         crate::output::errln!(
             "note: no workspace configured (workspace.path / WORKSPACE_HOST_PATH): backing up the database only"
@@ -178,12 +178,8 @@ pub fn run_with_config(
     let cancel = super::cancel_on_signals().context("cannot install signal handlers")?;
     let progress = output::reporter(quiet);
     let request = BackupRequest { kind, label };
-    Ok(backup::run(
-        &settings,
-        &request,
-        progress.as_ref(),
-        &cancel,
-    )?)
+    Ok(backup::run(&settings, &request, progress.as_ref(), &cancel)
+        .map_err(coffer_core::Error::from)?)
 }
 
 /// Prints the result: a few lines for people, or JSON.

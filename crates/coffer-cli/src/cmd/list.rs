@@ -98,8 +98,9 @@ fn print_table<'a>(rows: impl Iterator<Item = Row<'a>>) {
 }
 
 fn list_remote(config: &coffer_core::config::Config, json: bool) -> anyhow::Result<ExitCode> {
-    let remote = coffer_core::remote::Remote::from_config(&config.remote)?;
-    let scanned = remote.scan()?;
+    let remote = coffer_core::remote::Remote::from_config(&config.remote)
+        .map_err(coffer_core::Error::from)?;
+    let scanned = remote.scan().map_err(coffer_core::Error::from)?;
     let backups = &scanned.backups;
     if json {
         let mut rows: Vec<_> = backups

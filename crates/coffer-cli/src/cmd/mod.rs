@@ -40,7 +40,9 @@ pub fn load_identities(
 ) -> anyhow::Result<Option<coffer_core::crypto::Identities>> {
     let path = flag.or(config.encryption.identity_file.as_deref());
     Ok(match path {
-        Some(p) => Some(coffer_core::crypto::Identities::load(p)?),
+        Some(p) => {
+            Some(coffer_core::crypto::Identities::load(p).map_err(coffer_core::Error::from)?)
+        }
         None => None,
     })
 }
@@ -51,10 +53,9 @@ pub fn signature_policy(
     config: &coffer_core::config::Config,
     allow_unsigned: bool,
 ) -> anyhow::Result<coffer_core::signing::SignaturePolicy> {
-    Ok(
-        coffer_core::signing::SignaturePolicy::load(&config.signing)?
-            .allowing_unsigned(allow_unsigned),
-    )
+    Ok(coffer_core::signing::SignaturePolicy::load(&config.signing)
+        .map_err(coffer_core::Error::from)?
+        .allowing_unsigned(allow_unsigned))
 }
 
 /// What to do about an unsigned backup refused because trusted keys are configured.

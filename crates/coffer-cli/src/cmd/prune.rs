@@ -43,7 +43,7 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let started = Utc::now();
     let result = prune::run(&reporting.root, &config.retention, started, args.dry_run);
     if args.dry_run {
-        print(&result?, args.json)?;
+        print(&result.map_err(coffer_core::Error::from)?, args.json)?;
         return Ok(ExitCode::SUCCESS);
     }
     let record = RunRecord::new(Operation::Prune, started);
@@ -59,7 +59,7 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         Err(e) => (record.failed(Utc::now(), &e.to_string()), Err(e)),
     };
     super::print_warnings(&reporting.after_run(&record, Utc::now()));
-    outcome?;
+    outcome.map_err(coffer_core::Error::from)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -95,7 +95,7 @@ pub fn pull_with_config(
     signatures: &coffer_core::signing::SignaturePolicy,
     quiet: bool,
 ) -> anyhow::Result<PullReport> {
-    let remote = Remote::from_config(&config.remote)?;
+    let remote = Remote::from_config(&config.remote).map_err(coffer_core::Error::from)?;
     let events = |line: String| {
         if !quiet {
             crate::output::errln!("{line}");
@@ -108,5 +108,6 @@ pub fn pull_with_config(
         identities,
         signatures,
         &events,
-    )?)
+    )
+    .map_err(coffer_core::Error::from)?)
 }

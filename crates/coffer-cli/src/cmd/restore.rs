@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::Utc;
+use coffer_core::Error;
 use coffer_core::catalog::{self, BackupEntry};
 use coffer_core::config::Config;
 use coffer_core::lock::RootLock;
@@ -190,10 +191,11 @@ fn restore(config: &Config, args: &Args, backup: &mut Option<BackupEntry>) -> an
             crate::output::outln!("{line}");
         }
     };
-    if let Some(r) = restore::recover_interrupted(&settings, &options)? {
+    if let Some(r) = restore::recover_interrupted(&settings, &options).map_err(Error::from)? {
         say(format!("note: {r}"));
     }
-    let plan = restore::prepare(&settings, &entry, &options, identities.as_ref())?;
+    let plan =
+        restore::prepare(&settings, &entry, &options, identities.as_ref()).map_err(Error::from)?;
     for c in &plan.checks {
         say(format!("✓ {c}"));
     }
@@ -216,7 +218,7 @@ fn restore(config: &Config, args: &Args, backup: &mut Option<BackupEntry>) -> an
         &events,
         &cancel,
     );
-    let report = result?;
+    let report = result.map_err(Error::from)?;
     if args.json {
         crate::output::outln!(
             "{}",
@@ -243,13 +245,16 @@ fn pull_first(
     use coffer_core::remote::pull::Which;
     if let Some(name) = &args.name {
         if name.contains('/') {
-            anyhow::bail!(coffer_core::config::ConfigError::Invalid {
-                path: "command line".into(),
-                key: "NAME".into(),
-                reason: format!(
-                    "--from-remote takes a backup name (see `coffer list --remote`), not the path `{name}`"
-                ),
-            });
+            return Err(coffer_core::Error::from(
+                coffer_core::config::ConfigError::Invalid {
+                    path: "command line".into(),
+                    key: "NAME".into(),
+                    reason: format!(
+                        "--from-remote takes a backup name (see `coffer list --remote`), not the path `{name}`"
+                    ),
+                },
+            )
+            .into());
         }
         let local = config.backup_dir().join(name);
         if local.is_dir() && BackupEntry::read(&local).status.is_usable() {
@@ -285,7 +290,7 @@ fn lock_if_in_root(
         _ => false,
     };
     Ok(if inside {
-        Some(RootLock::acquire(root, "restore")?)
+        Some(RootLock::acquire(root, "restore").map_err(coffer_core::Error::from)?)
     } else {
         None
     })

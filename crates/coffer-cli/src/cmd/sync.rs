@@ -76,7 +76,7 @@ pub fn sync_with_config(
     apply_retention: bool,
     quiet: bool,
 ) -> anyhow::Result<SyncReport> {
-    let remote = Remote::open(&config.remote, true)?;
+    let remote = Remote::open(&config.remote, true).map_err(coffer_core::Error::from)?;
     let options = SyncOptions {
         verify,
         retention: apply_retention.then(|| config.remote.retention_or(&config.retention).clone()),
@@ -87,7 +87,8 @@ pub fn sync_with_config(
             crate::output::errln!("{line}");
         }
     };
-    Ok(sync::run(&remote, &config.backup_dir(), &options, &events)?)
+    Ok(sync::run(&remote, &config.backup_dir(), &options, &events)
+        .map_err(coffer_core::Error::from)?)
 }
 
 /// The run log record of a sync.

@@ -69,13 +69,16 @@ struct InstallArgs {
 pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     match &args.command {
         Command::Print(u) => {
-            for unit in systemd::render(&options(cli, u)?)? {
+            for unit in systemd::render(&options(cli, u)?).map_err(coffer_core::Error::from)? {
                 crate::output::outln!("### {}\n{}", unit.name, unit.text);
             }
         }
         Command::Install(i) => {
-            let units = systemd::render(&options(cli, &i.units)?)?;
-            for done in systemd::install(&i.dir, &units, i.force)? {
+            let units =
+                systemd::render(&options(cli, &i.units)?).map_err(coffer_core::Error::from)?;
+            let installed =
+                systemd::install(&i.dir, &units, i.force).map_err(coffer_core::Error::from)?;
+            for done in installed {
                 match done {
                     Installed::Written(p) => crate::output::outln!("wrote {}", p.display()),
                     Installed::Unchanged(p) => crate::output::outln!("unchanged {}", p.display()),

@@ -177,7 +177,8 @@ fn restore_test(
         &coffer_core::progress::Silent,
         &events,
         &cancel,
-    )?;
+    )
+    .map_err(coffer_core::Error::from)?;
     for c in &report.checks {
         say(format!(
             "  {} {}: {}",
