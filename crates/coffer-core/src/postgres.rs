@@ -183,13 +183,26 @@ pub fn redact_url(text: &str) -> String {
 /// [`redact_url`] without its query string: for a URL that was rejected, whose parameters
 /// may hold a mistyped secret anywhere (`?ssl=assword=…`, `?sslpassword[…`).
 fn redact_url_values(text: &str) -> String {
-    match url::Url::parse(&redact_url(text)) {
-        Ok(mut url) => {
-            let had_query = url.query().is_some();
-            url.set_query(None);
-            let mut shown = url.to_string();
-            if had_query {
-                shown.push_str("?…");
+    // A mistyped URL may hold its password anywhere (`postgres:'/app:pw@db`,
+    // `postgres://app'pw@db`): show the scheme and the host, never user-info, path or query.
+    match url::Url::parse(text) {
+        Ok(url) => {
+            let mut shown = format!("{}:", url.scheme());
+            match url.host_str().filter(|_| url.has_authority()) {
+                Some(host) => {
+                    shown.push_str("//");
+                    if !url.username().is_empty() || url.password().is_some() {
+                        shown.push_str("…@");
+                    }
+                    shown.push_str(host);
+                    if let Some(port) = url.port() {
+                        shown.push_str(&format!(":{port}"));
+                    }
+                    if !matches!(url.path(), "" | "/") || url.query().is_some() {
+                        shown.push_str("/…");
+                    }
+                }
+                None => shown.push('…'),
             }
             shown
         }
@@ -829,6 +842,23 @@ mod tests {
                 && !e.contains("bogus"),
             "{e}"
         );
+        // A rejected URL shows its scheme and host only, wherever a typo put the password.
+        for (text, shown) in [
+            (
+                "postgres://u:hunter2@h:5433/db?bogus=1",
+                "postgres://…@h:5433/…",
+            ),
+            ("postgres:'/u:hunter2@h/db?bogus=1", "postgres:…"),
+            ("postgres://u'hunter2@h/db?bogus=1", "postgres://…@h/…"),
+            ("postgres://h?bogus=1", "postgres://h/…"),
+            ("postgres://u:hunter2#h/db", "(unparseable URL)"),
+        ] {
+            let e = ConnectionParams::from_url(text).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("invalid database URL {shown}: ")),
+                "{text}: {e}"
+            );
+        }
         assert!(redact_url("postgres://u:hunter2@h/db").contains("***"));
         assert!(!redact_url("postgres://h/db?password=hunter2").contains("hunter2"));
         assert!(ConnectionParams::from_url("mysql://h/db").is_err());

@@ -90,6 +90,7 @@ pub fn execute(
             Stage::BeforeRestore,
             &settings.hooks.before_restore,
             &hook_env(plan, None),
+            settings.hooks.timeout,
         ) {
             let err = Err(RestoreError::BeforeHook(e));
             run_after_hooks(settings, plan, &err, events);
@@ -142,6 +143,7 @@ fn run_after_hooks(
         Stage::AfterRestore,
         &settings.hooks.after_restore,
         &hook_env(plan, Some(result)),
+        settings.hooks.timeout,
     );
     for f in &failures {
         events(Event::Note(f.to_string()));

@@ -27,7 +27,7 @@ pub(super) fn check_head(
     let expected = if let Some(h) = &options.expect_heads {
         Some((h.clone(), "--expect-head".to_string()))
     } else if let Some(cmd) = &settings.alembic.expected_head_command {
-        match hooks::capture(cmd) {
+        match hooks::capture(cmd, settings.hooks.timeout) {
             Ok((status, out)) if status.success() => {
                 let heads = alembic::parse_heads_output(&out);
                 if heads.is_empty() {
