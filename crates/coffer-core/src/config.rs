@@ -30,6 +30,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::Compression;
+use crate::postgres::connection::{ConnectionParams, redact_url};
+use crate::remote::location::RemoteUrl;
 use crate::retention::RetentionPolicy;
 
 /// Where the configuration file is looked for when neither `--config` nor
@@ -196,7 +198,7 @@ impl RemoteConfig {
 
     fn validate(&self) -> Result<(), (String, String)> {
         if let Some(url) = &self.url {
-            crate::remote::RemoteUrl::parse(url).map_err(|e| ("remote.url".to_string(), e))?;
+            RemoteUrl::parse(url).map_err(|e| ("remote.url".to_string(), e))?;
         }
         if let Some(ep) = &self.endpoint {
             let u = url::Url::parse(ep)
@@ -479,8 +481,7 @@ impl Config {
             ));
         }
         if let Some(url) = &self.database.url {
-            crate::postgres::ConnectionParams::from_url(url)
-                .map_err(|e| ("database.url".into(), e.to_string()))?;
+            ConnectionParams::from_url(url).map_err(|e| ("database.url".into(), e.to_string()))?;
         }
         for pattern in &self.workspace.exclude {
             globset::Glob::new(pattern)
@@ -632,7 +633,7 @@ impl Config {
             self.workspace.path = Some(PathBuf::from(v));
         }
         if let Some((_, v)) = get(env, &["COFFER_DATABASE_URL"]) {
-            crate::postgres::ConnectionParams::from_url(&v).map_err(|e| ConfigError::Invalid {
+            ConnectionParams::from_url(&v).map_err(|e| ConfigError::Invalid {
                 path: "environment".into(),
                 key: "COFFER_DATABASE_URL".into(),
                 reason: e.to_string(),
@@ -684,7 +685,7 @@ impl Config {
         let mut m = BTreeMap::new();
         m.insert("backup_dir", self.backup_dir().display().to_string());
         if let Some(url) = &self.database.url {
-            m.insert("database.url", crate::postgres::redact_url(url));
+            m.insert("database.url", redact_url(url));
         }
         m
     }
