@@ -30,6 +30,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::Compression;
+use crate::postgres::connection::{ConnectionParams, redact_url};
+use crate::remote::location::RemoteUrl;
 use crate::retention::RetentionPolicy;
 
 /// Where the configuration file is looked for when neither `--config` nor
@@ -196,7 +198,7 @@ impl RemoteConfig {
 
     fn validate(&self) -> Result<(), (String, String)> {
         if let Some(url) = &self.url {
-            crate::remote::RemoteUrl::parse(url).map_err(|e| ("remote.url".to_string(), e))?;
+            RemoteUrl::parse(url).map_err(|e| ("remote.url".to_string(), e))?;
         }
         if let Some(ep) = &self.endpoint {
             let u = url::Url::parse(ep)
@@ -306,7 +308,7 @@ impl CompressionConfig {
 }
 
 /// `[hooks]`: commands (argv lists, no shell) run around restores and after runs.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HooksConfig {
     /// Run before a restore changes anything, e.g. `[["docker","compose","stop","backend"]]`.
@@ -317,6 +319,39 @@ pub struct HooksConfig {
     pub on_success: Vec<Vec<String>>,
     /// Run after a failed run.
     pub on_failure: Vec<Vec<String>>,
+    /// How long one command (a hook, or `alembic.expected_head_command`) may run before it
+    /// is stopped, as `"90s"`, `"10m"`, `"1h"`; default 10 minutes.
+    #[serde(with = "duration_text")]
+    pub timeout: std::time::Duration,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        HooksConfig {
+            before_restore: Vec::new(),
+            after_restore: Vec::new(),
+            on_success: Vec::new(),
+            on_failure: Vec::new(),
+            timeout: crate::hooks::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// A duration written as people do (`"90s"`, `"10m"`, `"1h 30m"`).
+mod duration_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!("{e}: write a duration such as \"90s\" or \"10m\""))
+        })
+    }
 }
 
 /// `[alembic]`: where the code's expected head comes from before a restore.
@@ -446,8 +481,7 @@ impl Config {
             ));
         }
         if let Some(url) = &self.database.url {
-            crate::postgres::ConnectionParams::from_url(url)
-                .map_err(|e| ("database.url".into(), e.to_string()))?;
+            ConnectionParams::from_url(url).map_err(|e| ("database.url".into(), e.to_string()))?;
         }
         for pattern in &self.workspace.exclude {
             globset::Glob::new(pattern)
@@ -463,6 +497,12 @@ impl Config {
             if list.iter().any(|argv| argv.is_empty()) {
                 return Err((key.into(), "an empty command (argv list)".into()));
             }
+        }
+        if self.hooks.timeout.is_zero() {
+            return Err((
+                "hooks.timeout".into(),
+                "must be longer than zero, e.g. \"10m\"".into(),
+            ));
         }
         if let Some(cmd) = &self.alembic.expected_head_command
             && cmd.is_empty()
@@ -593,7 +633,7 @@ impl Config {
             self.workspace.path = Some(PathBuf::from(v));
         }
         if let Some((_, v)) = get(env, &["COFFER_DATABASE_URL"]) {
-            crate::postgres::ConnectionParams::from_url(&v).map_err(|e| ConfigError::Invalid {
+            ConnectionParams::from_url(&v).map_err(|e| ConfigError::Invalid {
                 path: "environment".into(),
                 key: "COFFER_DATABASE_URL".into(),
                 reason: e.to_string(),
@@ -645,7 +685,7 @@ impl Config {
         let mut m = BTreeMap::new();
         m.insert("backup_dir", self.backup_dir().display().to_string());
         if let Some(url) = &self.database.url {
-            m.insert("database.url", crate::postgres::redact_url(url));
+            m.insert("database.url", redact_url(url));
         }
         m
     }
@@ -700,6 +740,7 @@ keep_days = 14
 keep_weekly = 4
 [hooks]
 before_restore = [["docker", "compose", "stop", "backend"]]
+timeout = "2m 30s"
 [alembic]
 versions_dir = "/opt/app/backend/alembic/versions"
 "#,
@@ -707,6 +748,19 @@ versions_dir = "/opt/app/backend/alembic/versions"
         )
         .unwrap();
         assert_eq!(c.compression.effective_level(), 3);
+        assert_eq!(c.hooks.timeout, std::time::Duration::from_secs(150));
+        assert_eq!(
+            Config::default().hooks.timeout,
+            crate::hooks::DEFAULT_TIMEOUT
+        );
+        for (timeout, needle) in [
+            ("\"soon\"", "write a duration such as"),
+            ("\"0s\"", "hooks.timeout"),
+            ("10", "hooks.timeout"),
+        ] {
+            let e = err(&format!("[hooks]\ntimeout = {timeout}\n"));
+            assert!(e.contains(needle), "{timeout}: {e}");
+        }
         assert_eq!(c.retention.keep_days, Some(14));
         assert_eq!(c.retention.keep_weekly, Some(4));
         assert!(c.encryption.enabled());

@@ -59,7 +59,7 @@ impl Reporting {
             Outcome::Failure => (Stage::OnFailure, &self.hooks.on_failure),
         };
         let env = runlog::hook_env(record, &self.root);
-        hooks::run_all(stage, list, &env)
+        hooks::run_all(stage, list, &env, self.hooks.timeout)
             .into_iter()
             .map(|e| format!("{e} (the {} itself is not affected)", record.operation))
             .collect()

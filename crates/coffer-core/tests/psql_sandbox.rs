@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Stdio;
 
-use coffer_core::postgres::Database;
+use coffer_core::postgres::{Database, PgError};
 use coffer_core::sandbox::TempCluster;
 use coffer_core::sandbox_exec::Confinement;
 
@@ -123,9 +123,12 @@ fn run_confined(db: &Database, script: &str) -> (bool, String, String) {
     let mut out = String::new();
     stdout.read_to_string(&mut out).unwrap();
     writer.join().unwrap();
-    let stderr_before = psql.stderr_tail();
-    let ok = psql.wait("").is_ok();
-    (ok, out, stderr_before)
+    // Read after the exit: until then psql's last words may still be in the pipe.
+    match psql.wait("") {
+        Ok(()) => (true, out, String::new()),
+        Err(PgError::Failed { stderr, .. }) => (false, out, stderr),
+        Err(e) => (false, out, e.to_string()),
+    }
 }
 
 /// The same script through psql with the same arguments, unconfined.

@@ -30,10 +30,13 @@
 //! backup deletes only the objects coffer wrote, manifest first, after listing the folder
 //! again; a folder found holding anything else is left whole.
 //!
-//! Modules: [`classify`] decides what a folder is; [`store`] builds the store from `[remote]`; [`sync`] uploads and applies remote
-//! retention; [`pull`] downloads a backup into the backup root through a staging directory.
+//! Modules: `location` parses `remote.url` (a leaf, so [`crate::config`] can validate it
+//! without depending on the rest); [`classify`] decides what a folder is; [`store`] builds
+//! the store from `[remote]`; [`sync`] uploads and applies remote retention; [`pull`]
+//! downloads a backup into the backup root through a staging directory.
 
 pub mod classify;
+pub(crate) mod location;
 pub mod pull;
 pub mod store;
 pub mod sync;
@@ -57,7 +60,7 @@ use crate::lock::LockError;
 use crate::manifest::{self, AnyManifest};
 use crate::names::{self, BackupKind};
 
-pub use store::RemoteUrl;
+pub use location::RemoteUrl;
 
 /// Why a remote operation failed. Texts name the remote (URL without secrets), the
 /// operation and the object, never credentials.
@@ -216,7 +219,7 @@ pub struct Remote {
     store: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
     display: String,
-    kind: store::StoreKind,
+    kind: location::StoreKind,
     settings: UploadSettings,
 }
 
@@ -326,7 +329,7 @@ impl Remote {
     pub fn open(config: &RemoteConfig, create: bool) -> Result<Remote, RemoteError> {
         let url = config.url.as_deref().ok_or(RemoteError::NotConfigured)?;
         let parsed = RemoteUrl::parse(url).map_err(|reason| RemoteError::Config {
-            remote: store::display_url(url),
+            remote: location::display_url(url),
             reason,
         })?;
         let display = parsed.display();

@@ -1,0 +1,347 @@
+//! The database stream: the dump, through the [`crate::dump_scan`] gate, into one `psql`
+//! transaction in restricted mode, held open without `COMMIT` until the caller decides.
+
+use std::io::{self, Read, Write};
+use std::process::ChildStdin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::cancel::CancelFlag;
+use crate::crypto::Identities;
+use crate::dump_scan::{DumpFacts, DumpScanner};
+use crate::manifest::ArtifactRole;
+use crate::postgres::{PgError, RunningProgram};
+use crate::progress::Progress;
+use crate::psql_watch;
+use crate::sandbox_exec::Confinement;
+use crate::units;
+
+use super::DatabaseTarget;
+use super::failure::{StreamFailure, artifact_failure};
+
+/// Chunk size for streaming the dump into psql.
+const CHUNK: usize = 1 << 20;
+
+/// A database transaction with the whole dump applied, waiting for `COMMIT`.
+pub(super) struct PendingCommit {
+    psql: RunningProgram,
+    stdin: ChildStdin,
+    /// How psql was confined (see [`crate::sandbox_exec`]).
+    pub(super) confinement: Confinement,
+}
+
+impl PendingCommit {
+    /// Sends `COMMIT` and waits for psql to exit: `Ok` only when the server committed.
+    pub(super) fn commit(mut self) -> Result<(), PgError> {
+        let sent = self
+            .stdin
+            .write_all(b"COMMIT;\n")
+            .and_then(|_| self.stdin.flush());
+        drop(self.stdin);
+        let waited = self
+            .psql
+            .wait("the transaction was rolled back; check the error above and the server log");
+        match (sent, waited) {
+            (_, Err(e)) => Err(e),
+            (Err(e), Ok(())) => Err(PgError::Unsupported(format!(
+                "psql stopped reading before COMMIT: {e}"
+            ))),
+            (Ok(()), Ok(())) => Ok(()),
+        }
+    }
+
+    /// Ends psql without `COMMIT`: the server rolls the transaction back.
+    pub(super) fn rollback(self) {
+        let PendingCommit { psql, stdin, .. } = self;
+        end_without_commit(psql, Some(stdin));
+    }
+}
+
+/// Closes psql's input without `COMMIT` and waits for it to exit (killing it after a
+/// while): either way the session ends and the server rolls back.
+fn end_without_commit(mut psql: RunningProgram, stdin: Option<ChildStdin>) {
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match psql.child.try_wait() {
+            Ok(Some(_)) | Err(_) => break,
+            Ok(None) if Instant::now() >= deadline => {
+                psql.kill();
+                return;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    let _ = psql.wait("");
+}
+
+/// Streams the dump into psql inside a transaction and stops just before `COMMIT`.
+pub(super) fn stream_database(
+    db: &DatabaseTarget,
+    identities: Option<&Identities>,
+    progress: &dyn Progress,
+    cancel: &CancelFlag,
+    abort: &AtomicBool,
+    backup: &str,
+) -> Result<(PendingCommit, (DumpFacts, u64)), StreamFailure> {
+    let mut reader = db.source.open(identities).map_err(artifact_failure)?;
+    let (mut psql, confinement) =
+        db.runner
+            .spawn_psql_script()
+            .map_err(|e| StreamFailure::Failed {
+                what: "database",
+                reason: e.to_string(),
+            })?;
+    let mut stdin = psql.child.stdin.take().expect("psql stdin is piped");
+    // Random, so no dump can print it early and pass for "everything applied".
+    let marker = match restrict_key() {
+        Ok(key) => format!("coffer-applied-{key}"),
+        Err(e) => {
+            abandon(psql, stdin);
+            return Err(no_rng(e));
+        }
+    };
+    let watch = psql_watch::Watch::spawn(
+        psql.child.stdout.take().expect("psql stdout is piped"),
+        marker.clone(),
+    );
+    let psql_failed = |psql: RunningProgram, stdin: Option<ChildStdin>| {
+        drop(stdin);
+        let reason =
+            match psql.wait("the transaction was rolled back; fix the cause and restore again") {
+                Err(e) => restrict_hint(e.to_string()),
+                Ok(()) => "psql stopped reading its input".into(),
+            };
+        StreamFailure::Failed {
+            what: "database",
+            reason,
+        }
+    };
+    // psql's restricted mode with a key only this process knows: whatever the dump holds,
+    // psql refuses every meta-command (and stops: ON_ERROR_STOP). The scanner below also
+    // refuses them before they are sent, with a clearer message.
+    let opening = match restrict_key() {
+        Ok(key) => format!("\\restrict {key}\n{}BEGIN;\n", psql_watch::pid_query()),
+        Err(e) => {
+            abandon(psql, stdin);
+            return Err(no_rng(e));
+        }
+    };
+    if stdin.write_all(opening.as_bytes()).is_err() {
+        return Err(psql_failed(psql, Some(stdin)));
+    }
+    progress.start(ArtifactRole::Database, &db.source.file_name());
+    let mut scanner = DumpScanner::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut allowed = Vec::with_capacity(CHUNK);
+    // Mid-stream, psql may hold a statement without its `;` that end-of-input would make it
+    // run: every stop before the whole dump is through the gate kills it instead.
+    loop {
+        if cancel.signal().is_some() || abort.load(Ordering::SeqCst) {
+            abandon(psql, stdin);
+            return Err(StreamFailure::Aborted);
+        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                abandon(psql, stdin);
+                return Err(artifact_failure(reader.damaged(e)));
+            }
+        };
+        allowed.clear();
+        scanner.feed_filtered(&buf[..n], &mut allowed);
+        if stdin.write_all(&allowed).is_err() {
+            return Err(psql_failed(psql, Some(stdin)));
+        }
+        if let Some(problem) = scanner.problem() {
+            // Nothing from the refused byte on was sent; psql must not see end-of-input
+            // either (it would run a statement left without its `;`).
+            let problem = problem.to_string();
+            abandon(psql, stdin);
+            return Err(StreamFailure::Damaged(format!(
+                "{problem} (in {})",
+                db.source.path.display()
+            )));
+        }
+        progress.advance(ArtifactRole::Database, n as u64);
+    }
+    let sql_bytes = reader.plain_bytes();
+    let checked = reader.finish().and_then(|d| match &db.source.expected {
+        Some(a) => d.check(a, &db.source.path),
+        None => Ok(()),
+    });
+    if let Err(e) = checked {
+        abandon(psql, stdin);
+        return Err(artifact_failure(e));
+    }
+    let facts = scanner.finish();
+    // A cut dump may leave psql inside a string or a statement: it is killed, never sent
+    // the end marker (which it might wait on forever) nor end-of-input.
+    let unproven = facts.unusable().or_else(|| {
+        db.manifest
+            .as_ref()
+            .and_then(|m| facts.check_against(m).err())
+    });
+    if let Some(reason) = unproven {
+        abandon(psql, stdin);
+        return Err(StreamFailure::Damaged(format!(
+            "{reason} (in {} of {backup})",
+            db.source.path.display()
+        )));
+    }
+    // psql may still be working through the tail of the dump (index builds can take
+    // minutes). Wait until it has applied everything, so the workspace swap and COMMIT
+    // that follow are only milliseconds apart; but never for input it will not get.
+    if stdin
+        .write_all(format!("SELECT '{marker}';\n").as_bytes())
+        .and_then(|_| stdin.flush())
+        .is_err()
+    {
+        return Err(psql_failed(psql, Some(stdin)));
+    }
+    let mut backend = None;
+    let mut next_check = Instant::now() + Duration::from_secs(5);
+    let mut waiting_since: Option<Instant> = None;
+    loop {
+        match watch.next(Duration::from_millis(200)) {
+            Ok(psql_watch::Signal::Applied) => break,
+            Ok(psql_watch::Signal::Pid(pid)) => backend = Some(pid),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if cancel.signal().is_some() || abort.load(Ordering::SeqCst) {
+                    abandon(psql, stdin);
+                    return Err(StreamFailure::Aborted);
+                }
+                if let Some(pid) = backend
+                    && Instant::now() >= next_check
+                {
+                    next_check = Instant::now() + Duration::from_secs(5);
+                    // A failed look (the server busy, a permission) is no evidence: go on.
+                    let state = psql_watch::session_state(&db.runner, pid)
+                        .unwrap_or(psql_watch::Session::Other);
+                    let stalled = match state {
+                        psql_watch::Session::IdleTooLong => true,
+                        psql_watch::Session::WaitingForClient => {
+                            waiting_since.get_or_insert_with(Instant::now).elapsed()
+                                >= psql_watch::COPY_STALL_AFTER
+                        }
+                        psql_watch::Session::Other => {
+                            waiting_since = None;
+                            false
+                        }
+                    };
+                    if stalled {
+                        abandon(psql, stdin);
+                        return Err(StreamFailure::Damaged(format!(
+                            "psql is still waiting for input after the whole dump of {backup} was sent: \
+                             the dump ends inside a statement or string that coffer's scanner did not see as open; \
+                             the transaction was rolled back (in {})",
+                            db.source.path.display()
+                        )));
+                    }
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(psql_failed(psql, Some(stdin)));
+            }
+        }
+    }
+    progress.finish(
+        ArtifactRole::Database,
+        &format!(
+            "{} of SQL applied, waiting to commit",
+            units::bytes(sql_bytes)
+        ),
+    );
+    Ok((
+        PendingCommit {
+            psql,
+            stdin,
+            confinement,
+        },
+        (facts, sql_bytes),
+    ))
+}
+
+fn no_rng(e: io::Error) -> StreamFailure {
+    StreamFailure::Failed {
+        what: "database",
+        reason: format!("cannot read the operating system's random number generator: {e}"),
+    }
+}
+
+/// Stops psql at once without end-of-input: the session ends and the server rolls back.
+fn abandon(psql: RunningProgram, stdin: ChildStdin) {
+    psql.kill();
+    drop(stdin);
+}
+
+/// A fresh key for psql's `\restrict`: 32 alphanumeric characters from the OS RNG.
+fn restrict_key() -> io::Result<String> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
+/// Adds what to do when psql predates `\restrict` (added in the August 2025 minor releases).
+fn restrict_hint(reason: String) -> String {
+    if reason.contains("invalid command \\restrict") {
+        format!(
+            "{reason}; this psql is too old to run a dump in restricted mode: install a psql from the August 2025 minor releases or later (15.14, 16.10, 17.6, 18.0, …)"
+        )
+    } else {
+        reason
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restrict_key_is_32_lowercase_hex_characters_and_fresh_each_time() {
+        let key = restrict_key().unwrap();
+        assert_eq!(key.len(), 32, "{key}");
+        // psql accepts only an alphanumeric key.
+        assert!(
+            key.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "{key}"
+        );
+        assert_ne!(key, restrict_key().unwrap());
+    }
+
+    #[test]
+    fn restrict_hint_explains_a_psql_without_restricted_mode() {
+        let hinted =
+            restrict_hint("psql:<stdin>:1: invalid command \\restrict (exit code 3)".to_string());
+        assert!(
+            hinted.starts_with(
+                "psql:<stdin>:1: invalid command \\restrict (exit code 3); this psql is too old"
+            ),
+            "{hinted}"
+        );
+        assert!(hinted.contains("15.14"), "{hinted}");
+    }
+
+    #[test]
+    fn restrict_hint_leaves_other_errors_alone() {
+        let reason = "psql: ERROR: relation \"t\" already exists".to_string();
+        assert_eq!(restrict_hint(reason.clone()), reason);
+    }
+
+    #[test]
+    fn no_rng_is_a_database_failure_naming_the_generator() {
+        match no_rng(io::Error::other("no /dev/urandom")) {
+            StreamFailure::Failed { what, reason } => {
+                assert_eq!(what, "database");
+                assert_eq!(
+                    reason,
+                    "cannot read the operating system's random number generator: no /dev/urandom"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,517 @@
+//! Pre-flight: everything a restore needs is checked before anything is changed, and every
+//! problem found is reported at once.
+
+use std::path::Path;
+
+use crate::artifact::ArtifactReader;
+use crate::catalog::{self, BackupEntry, EntryStatus};
+use crate::crypto::Identities;
+use crate::manifest::{AnyManifest, ArtifactRole};
+use crate::postgres::Session;
+use crate::signing::Verdict;
+use crate::units;
+use crate::workspace_swap;
+
+use super::head::check_head;
+use super::workspace::swap_path;
+use super::{
+    DatabaseTarget, HeadCheck, Plan, RestoreError, RestoreOptions, RestoreSettings, Source,
+    WorkspaceTarget, workspace_target,
+};
+
+/// The artifacts of a backup, whichever generation wrote it.
+fn sources(entry: &BackupEntry) -> (Option<Source>, Option<Source>) {
+    let find = |role: ArtifactRole| -> Option<Source> {
+        match &entry.manifest {
+            Some(AnyManifest::Coffer(m)) => m.artifact(role).map(|a| Source {
+                path: entry.path.join(&a.file),
+                encrypted: a.encryption.is_some(),
+                expected: Some(a.clone()),
+            }),
+            _ => catalog::legacy_artifact(&entry.path, role).map(|path| Source {
+                encrypted: path.extension().is_some_and(|e| e == "age"),
+                path,
+                expected: None,
+            }),
+        }
+    };
+    (find(ArtifactRole::Database), find(ArtifactRole::Workspace))
+}
+
+/// Runs the pre-flight checks; changes nothing except finishing or undoing a swap that a
+/// killed earlier restore left half done (reported as a note).
+///
+/// The checks: the backup is usable, the identity opens encrypted artifacts, the database is
+/// reachable, the roles the dump assigns ownership to exist, the Alembic head fits the code,
+/// the workspace's filesystem has room for a second copy.
+pub fn prepare(
+    settings: &RestoreSettings,
+    entry: &BackupEntry,
+    options: &RestoreOptions,
+    identities: Option<&Identities>,
+) -> Result<Plan, RestoreError> {
+    let mut problems = Vec::new();
+    let mut damaged = Vec::new();
+    let mut plan = Plan {
+        backup: entry.name.clone(),
+        backup_path: entry.path.clone(),
+        created: entry.created,
+        database: None,
+        workspace: None,
+        head: HeadCheck {
+            backup: entry
+                .manifest
+                .as_ref()
+                .and_then(|m| m.alembic_head())
+                .map(|h| h.heads()),
+            expected: None,
+            source: None,
+            relation: None,
+        },
+        sessions: Vec::new(),
+        checks: Vec::new(),
+        notes: Vec::new(),
+    };
+
+    match &entry.status {
+        EntryStatus::Complete => plan.checks.push(format!("backup {} is complete", entry.name)),
+        EntryStatus::Legacy => plan.checks.push(format!(
+            "backup {} is a legacy shell-script backup (no hashes: gzip and dump integrity are checked while restoring)",
+            entry.name
+        )),
+        EntryStatus::Incomplete(r) | EntryStatus::Unreadable(r) => {
+            return Err(RestoreError::Damaged {
+                backup: entry.name.clone(),
+                reason: r.clone(),
+            });
+        }
+    }
+    // Authenticity before anything else is read or run.
+    let judgement = settings
+        .signatures
+        .judge(&entry.path, &entry.name, entry.manifest.as_ref());
+    match judgement.verdict {
+        Verdict::Verified => plan.checks.push(format!("signature: {}", judgement.detail)),
+        // Said only when signatures are required: then an unsigned backup passing is news.
+        Verdict::NotChecked if settings.signatures.enforced() => {
+            plan.notes.push(format!("signature: {}", judgement.detail))
+        }
+        Verdict::NotChecked => {}
+        Verdict::Refused => {
+            return Err(RestoreError::Damaged {
+                backup: entry.name.clone(),
+                reason: judgement.detail,
+            });
+        }
+    }
+    let (db_source, ws_source) = sources(entry);
+
+    // Artifacts: present, of the recorded size, and openable with the identity.
+    for source in db_source.iter().chain(ws_source.iter()) {
+        if let Some(a) = &source.expected {
+            let len = std::fs::metadata(&source.path)
+                .map(|m| m.len())
+                .unwrap_or(0);
+            if len != a.size {
+                damaged.push(format!(
+                    "{} is {len} bytes, the manifest says {}",
+                    a.file, a.size
+                ));
+                continue;
+            }
+        }
+        if source.encrypted {
+            // Only the identity is checked here: the content is proven when it is applied.
+            match ArtifactReader::open(&source.path, source.encrypted, identities) {
+                Ok(_) => plan.checks.push(format!(
+                    "identity {} opens {}",
+                    identities.map_or_else(String::new, |i| i.path().display().to_string()),
+                    source.file_name()
+                )),
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+    }
+    if !damaged.is_empty() {
+        return Err(RestoreError::Damaged {
+            backup: entry.name.clone(),
+            reason: damaged.join("; "),
+        });
+    }
+
+    if options.database {
+        match db_source {
+            Some(source) => {
+                plan.database = check_database(
+                    settings,
+                    entry,
+                    options,
+                    source,
+                    &mut plan.checks,
+                    &mut plan.notes,
+                    &mut plan.sessions,
+                    &mut problems,
+                );
+            }
+            None => problems.push(format!(
+                "backup {} has no database artifact; use --workspace-only",
+                entry.name
+            )),
+        }
+    }
+    if options.workspace {
+        match (ws_source, workspace_target(settings, options)) {
+            (None, _) if !options.database => problems.push(format!(
+                "backup {} has no workspace artifact",
+                entry.name
+            )),
+            (None, _) => plan
+                .notes
+                .push("the backup has no workspace archive: only the database is restored".into()),
+            (Some(_), None) => problems.push(
+                "no workspace path: set workspace.path (or WORKSPACE_HOST_PATH), pass --target-dir, or use --db-only"
+                    .into(),
+            ),
+            (Some(source), Some(target)) => {
+                plan.workspace = check_workspace(settings, entry, source, target, &mut plan.checks, &mut plan.notes, &mut problems);
+            }
+        }
+    }
+    if options.check_code_head {
+        check_head(settings, options, &mut plan, &mut problems);
+    }
+    if problems.is_empty() {
+        Ok(plan)
+    } else {
+        Err(RestoreError::Refused { problems })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_database(
+    settings: &RestoreSettings,
+    entry: &BackupEntry,
+    options: &RestoreOptions,
+    source: Source,
+    checks: &mut Vec<String>,
+    notes: &mut Vec<String>,
+    sessions: &mut Vec<Session>,
+    problems: &mut Vec<String>,
+) -> Option<DatabaseTarget> {
+    let runner = match &options.target_db {
+        Some(name) => settings.database.with_dbname(name),
+        None => settings.database.clone(),
+    };
+    let mut target = DatabaseTarget {
+        name: options.target_db.clone().unwrap_or_default(),
+        server_version: None,
+        create: false,
+        runner: runner.clone(),
+        source,
+        manifest: entry.manifest.clone(),
+    };
+    match runner.server_info() {
+        Ok(info) => {
+            checks.push(format!(
+                "database {} reachable (PostgreSQL {}, {})",
+                info.database,
+                info.version,
+                units::bytes(info.size_bytes)
+            ));
+            target.name = info.database;
+            target.server_version = Some(info.version);
+        }
+        Err(e) => {
+            // A missing --target-db is created, if allowed; anything else is a refusal.
+            let maintenance = settings.database.with_dbname("postgres");
+            let missing = options
+                .target_db
+                .as_deref()
+                .is_some_and(|name| matches!(maintenance.database_exists(name), Ok(false)));
+            if missing && options.create_target_db {
+                checks.push(format!("database {} will be created", target.name));
+                target.create = true;
+            } else {
+                problems.push(format!(
+                    "cannot reach the target database: {}",
+                    e.to_string().trim_end()
+                ));
+                return None;
+            }
+        }
+    }
+    let owners = match &entry.manifest {
+        Some(AnyManifest::Coffer(m)) => Some(m.database.owners.clone()),
+        _ => None,
+    };
+    let probe = if target.create {
+        settings.database.with_dbname("postgres")
+    } else {
+        runner.clone()
+    };
+    match owners {
+        Some(owners) => match probe.missing_roles(&owners) {
+            Ok(missing) if missing.is_empty() => {
+                if !owners.is_empty() {
+                    checks.push(format!("roles exist: {}", owners.join(", ")));
+                }
+            }
+            Ok(missing) => problems.push(format!(
+                "roles named by the dump's OWNER TO do not exist: {}; create them first (CREATE ROLE name LOGIN)",
+                missing.join(", ")
+            )),
+            Err(e) => problems.push(format!("cannot check roles: {e}")),
+        },
+        None => notes.push(
+            "legacy backup: the roles it needs are not recorded; a missing one fails the restore, which is then rolled back"
+                .into(),
+        ),
+    }
+    if !target.create {
+        match runner.other_sessions() {
+            Ok(found) if found.is_empty() => checks.push("no other sessions connected".into()),
+            Ok(found) => {
+                let list = found
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                if options.terminate_connections {
+                    notes.push(format!(
+                        "{} other session(s) will be terminated: {list}",
+                        found.len()
+                    ));
+                } else if options.run_hooks && !settings.hooks.before_restore.is_empty() {
+                    notes.push(format!(
+                        "{} other session(s) connected now; hooks.before_restore should end them: {list}",
+                        found.len()
+                    ));
+                } else {
+                    problems.push(format!(
+                        "{} other session(s) connected to {}: {list}; stop the application (or configure hooks.before_restore) or pass --terminate-connections",
+                        found.len(),
+                        target.name
+                    ));
+                }
+                *sessions = found;
+            }
+            Err(e) => problems.push(format!("cannot list sessions: {e}")),
+        }
+    }
+    Some(target)
+}
+
+fn check_workspace(
+    settings: &RestoreSettings,
+    entry: &BackupEntry,
+    source: Source,
+    configured: &Path,
+    checks: &mut Vec<String>,
+    notes: &mut Vec<String>,
+    problems: &mut Vec<String>,
+) -> Option<WorkspaceTarget> {
+    let real = swap_path(configured);
+    if real != std::path::absolute(configured).unwrap_or_default() {
+        notes.push(format!(
+            "{} resolves to {}: that directory is replaced, symlinks on the way are kept",
+            configured.display(),
+            real.display()
+        ));
+    }
+    let target = real.as_path();
+    let conflicts = crate::boundaries::check_restore_target(
+        configured,
+        target,
+        &settings.backup_root,
+        (&entry.name, &entry.path),
+        settings.metrics_file.as_deref(),
+    );
+    if !conflicts.is_empty() {
+        problems.extend(conflicts);
+        return None;
+    }
+    // coffer stages and swaps beside the target: another user able to write there could
+    // substitute what is restored, or plant a journal.
+    let parent_exists = target.parent().is_some_and(Path::is_dir);
+    if parent_exists && let Err(e) = workspace_swap::check_parent(target) {
+        problems.push(e.to_string());
+        return None;
+    }
+    // The swap removes the previous tree: whatever is mounted below it would go with it.
+    match crate::mounts::mounts_below_dir(target) {
+        Ok(m) if m.is_empty() => {}
+        Ok(m) => {
+            problems.push(format!(
+                "{} has {} mounted below it ({}): replacing it would delete the mounted data; unmount {}, or restore into another directory",
+                target.display(),
+                if m.len() == 1 { "a filesystem" } else { "filesystems" },
+                m.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+                if m.len() == 1 { "it" } else { "them" },
+            ));
+            return None;
+        }
+        Err(e) => {
+            problems.push(format!(
+                "{e}; coffer must know what is mounted below {} before replacing it",
+                target.display()
+            ));
+            return None;
+        }
+    }
+    // A swap a killed restore left behind is settled first, so what we check is real.
+    match workspace_swap::recover(target) {
+        Ok(Some(r)) => notes.push(r.to_string()),
+        Ok(None) => {}
+        Err(e) => {
+            problems.push(format!("{e}; resolve it by hand before restoring"));
+            return None;
+        }
+    }
+    let exists = match std::fs::symlink_metadata(target) {
+        Ok(m) if m.is_dir() => true,
+        Ok(_) => {
+            problems.push(format!(
+                "workspace {} exists and is not a directory",
+                target.display()
+            ));
+            return None;
+        }
+        Err(_) => false,
+    };
+    let parent = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        problems.push(format!(
+            "the workspace's parent directory {} does not exist; create it first",
+            parent.display()
+        ));
+        return None;
+    }
+    // The staging directory and journal are created beside the target: refuse now if the
+    // parent does not allow that (read-only filesystem, permissions), not halfway through.
+    if let Err(e) = rustix::fs::access(
+        parent,
+        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+    ) {
+        problems.push(format!(
+            "cannot create the staging directory beside {} in {} ({}): make that directory writable for the user running coffer, or restore elsewhere",
+            target.display(),
+            parent.display(),
+            std::io::Error::from(e)
+        ));
+        return None;
+    }
+    if exists && is_mount_point(target, parent) {
+        problems.push(format!(
+            "workspace {} is a mount point, so it cannot be swapped in by rename; restore into a directory inside it with --target-dir, or mount its parent instead",
+            target.display()
+        ));
+        return None;
+    }
+    let facts = match &entry.manifest {
+        Some(AnyManifest::Coffer(m)) => m.workspace.clone(),
+        _ => None,
+    };
+    match (facts, rustix::fs::statvfs(parent)) {
+        (Some(w), Ok(st)) => {
+            let available = st.f_bavail.saturating_mul(st.f_frsize);
+            // File data plus a block per entry for metadata.
+            let needed = w.file_bytes + (w.files + w.directories + w.symlinks) * 4096;
+            if available < needed {
+                problems.push(format!(
+                    "not enough space beside {} for the staging copy: {} free, about {} needed (the previous workspace is kept until the restore succeeds)",
+                    target.display(),
+                    units::bytes(available),
+                    units::bytes(needed)
+                ));
+            } else {
+                checks.push(format!(
+                    "free space for the staging copy: {} free, about {} needed",
+                    units::bytes(available),
+                    units::bytes(needed)
+                ));
+            }
+        }
+        (None, _) => notes.push(
+            "legacy backup: the workspace size is not recorded, so free space cannot be checked in advance".into(),
+        ),
+        (_, Err(e)) => notes.push(format!("cannot check free space in {}: {e}", parent.display())),
+    }
+    Some(WorkspaceTarget {
+        path: target.to_path_buf(),
+        exists,
+        source,
+    })
+}
+
+/// Whether `dir` is on another filesystem than its parent (renaming it would fail).
+fn is_mount_point(dir: &Path, parent: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(dir), std::fs::metadata(parent)) {
+        (Ok(d), Ok(p)) => d.dev() != p.dev(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn legacy_entry(dir: &Path) -> BackupEntry {
+        BackupEntry {
+            name: "b1".into(),
+            path: dir.to_path_buf(),
+            kind: None,
+            created: None,
+            status: EntryStatus::Legacy,
+            manifest: None,
+            size_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn a_legacy_backup_has_its_artifacts_found_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("postgres.sql.gz"), b"x").unwrap();
+        std::fs::write(dir.path().join("workspace.tar.gz.age"), b"x").unwrap();
+        let (db, ws) = sources(&legacy_entry(dir.path()));
+        let (db, ws) = (db.unwrap(), ws.unwrap());
+        assert_eq!(db.path, dir.path().join("postgres.sql.gz"));
+        assert!(!db.encrypted);
+        assert!(db.expected.is_none());
+        assert_eq!(ws.path, dir.path().join("workspace.tar.gz.age"));
+        assert!(ws.encrypted);
+        assert!(ws.expected.is_none());
+    }
+
+    #[test]
+    fn a_legacy_backup_may_lack_an_artifact() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("postgres.sql.gz"), b"x").unwrap();
+        let (db, ws) = sources(&legacy_entry(dir.path()));
+        assert!(db.is_some());
+        assert!(ws.is_none());
+    }
+
+    #[test]
+    fn a_directory_on_its_parents_filesystem_is_no_mount_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let child = dir.path().join("ws");
+        std::fs::create_dir(&child).unwrap();
+        assert!(!is_mount_point(&child, dir.path()));
+        // Neither is a directory that does not exist (there is nothing to compare).
+        assert!(!is_mount_point(
+            &PathBuf::from("/nonexistent/ws"),
+            dir.path()
+        ));
+    }
+
+    #[test]
+    fn proc_is_a_mount_point() {
+        assert!(is_mount_point(Path::new("/proc"), Path::new("/")));
+    }
+}
