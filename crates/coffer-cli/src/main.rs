@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use coffer_core::Coffer;
+use coffer_core::config::Config;
 
 /// Backup and restore for a PostgreSQL database plus a workspace directory.
 ///
@@ -113,11 +115,11 @@ impl Command {
 }
 
 impl Cli {
-    /// Loads the configuration and applies the global flags.
-    fn load_config(&self) -> anyhow::Result<coffer_core::config::Config> {
-        let loaded =
-            coffer_core::config::Config::load(self.config.as_deref(), &|k| std::env::var(k).ok())
-                .map_err(coffer_core::Error::from)?;
+    /// The handle on the backup root: the configuration loaded, the global flags applied,
+    /// its paths checked.
+    fn coffer(&self) -> anyhow::Result<Coffer> {
+        let loaded = Config::load(self.config.as_deref(), &|k| std::env::var(k).ok())
+            .map_err(coffer_core::Error::from)?;
         let mut config = loaded.config;
         if let Some(dir) = &self.backup_dir {
             config.backup_dir = Some(dir.clone());
@@ -125,7 +127,6 @@ impl Cli {
         if let Some(path) = &self.metrics_file {
             config.metrics_file = Some(path.clone());
         }
-        config.check_paths().map_err(coffer_core::Error::from)?;
-        Ok(config)
+        Ok(Coffer::new(config)?)
     }
 }

@@ -9,12 +9,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cancel::CancelFlag;
 use crate::catalog::BackupEntry;
+use crate::context::RunContext;
 use crate::crypto::Identities;
 use crate::manifest::AnyManifest;
-use crate::progress::Progress;
-use crate::restore::{self, Event, RestoreError, RestoreOptions, RestoreSettings};
+use crate::restore::{self, RestoreError, RestoreSettings, RestoreSteps};
 use crate::{names, units};
 
 /// One finding of the drill.
@@ -60,9 +59,7 @@ pub fn run(
     settings: &RestoreSettings,
     entry: &BackupEntry,
     identities: Option<&Identities>,
-    progress: &dyn Progress,
-    events: &dyn Fn(Event),
-    cancel: &CancelFlag,
+    ctx: &RunContext<'_>,
 ) -> Result<DrillReport, RestoreError> {
     let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S");
     let database = format!("coffer_restore_test_{}_{stamp}", std::process::id());
@@ -103,19 +100,22 @@ pub fn run(
         )],
     })?;
     let directory = container.join("workspace");
-    let options = RestoreOptions {
+    // No head check against the code and no hooks: the application keeps running.
+    let options = RestoreSteps {
         database: true,
         workspace: true,
         target_db: Some(database.clone()),
         create_target_db: true,
         target_dir: Some(directory.clone()),
-        ..RestoreOptions::default()
+        expect_heads: None,
+        check_code_head: false,
+        allow_head_mismatch: false,
+        terminate_connections: false,
+        keep_old: false,
+        run_hooks: false,
     };
-    let result = restore::prepare(settings, entry, &options, identities).and_then(|plan| {
-        restore::execute(
-            settings, &plan, &options, identities, progress, events, cancel,
-        )
-    });
+    let result = restore::prepare(settings, entry, &options, identities)
+        .and_then(|plan| restore::execute(settings, &plan, &options, identities, ctx));
     let outcome = result.map(|report| {
         let mut checks = Vec::new();
         let restored_db = settings.database.with_dbname(&database);
@@ -146,22 +146,22 @@ pub fn run(
     let removed = std::fs::remove_dir_all(&container);
     let cleaned_up = dropped.is_ok() && removed.is_ok();
     if let Err(e) = &dropped {
-        events(Event::Note(format!(
+        ctx.note(&format!(
             "could not drop the throw-away database {database}: {e}; drop it by hand"
-        )));
+        ));
     }
     if let Err(e) = &removed {
-        events(Event::Note(format!(
+        ctx.note(&format!(
             "could not remove {}: {e}; remove it by hand",
             container.display()
-        )));
+        ));
     }
     let checks = outcome?;
     if cleaned_up {
-        events(Event::Done(format!(
+        ctx.done(&format!(
             "throw-away database {database} dropped and {} removed",
             container.display()
-        )));
+        ));
     }
     Ok(DrillReport {
         backup: entry.name.clone(),

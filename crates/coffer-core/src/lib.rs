@@ -8,7 +8,19 @@
 //! `psql`, `sha256sum`): the layout is the one the shell-script era used, so there is no
 //! lock-in during a disaster.
 //!
+//! Start at [`Coffer`]: the handle built once from a checked [`config::Config`], whose
+//! methods are the operations (one module each in [`commands`]): [`Coffer::backup`] (the
+//! whole job: backup, run log, prune, sync, metrics, hooks), [`Coffer::restore`],
+//! [`Coffer::verify`], [`Coffer::drill`], [`Coffer::prune`], [`Coffer::sync`],
+//! [`Coffer::pull`], [`Coffer::list`] and [`Coffer::status`]. Each takes an options struct whose `Default` is the safe, complete
+//! behaviour and a [`RunContext`] (a [`Progress`] receiving typed [`progress::Event`]s, and
+//! the cancellation flag), and fails with an [`Error`] whose [`ErrorKind`] a front end maps
+//! to exit codes or statuses.
+//!
 //! Modules, one per concern:
+//! - [`coffer`] and [`commands`]: the handle and its operations.
+//! - [`context`], [`progress`] and [`cancel`]: reporting from, and stopping, long operations.
+//! - [`warning`]: what failed around an operation without changing its outcome.
 //! - [`error`]: the one error type of every operation, with its [`ErrorKind`].
 //! - [`config`]: the TOML configuration, environment overrides and validation.
 //! - [`names`]: backup directory names (`auto-…`, `manual-…`, legacy `YYYY-MM-DD-HHMMSS`).
@@ -42,7 +54,6 @@
 //! - [`sandbox`]: throw-away PostgreSQL clusters for the demo, tests and benchmarks.
 //! - [`units`]: human-readable sizes for messages.
 //! - [`redact`]: passwords and keys masked in every text coffer shows or stores.
-//! - [`progress`] and [`cancel`]: reporting from, and stopping, long operations.
 
 #![warn(missing_docs)]
 
@@ -53,7 +64,10 @@ pub mod backup;
 pub mod boundaries;
 pub mod cancel;
 pub mod catalog;
+pub mod coffer;
+pub mod commands;
 pub mod config;
+pub mod context;
 pub mod crypto;
 pub mod digest;
 pub mod drill;
@@ -82,6 +96,7 @@ pub mod sums;
 pub mod systemd;
 pub mod units;
 pub mod verify;
+pub mod warning;
 pub mod workspace_swap;
 
 pub mod fsutil;
@@ -89,7 +104,21 @@ pub(crate) mod psql_watch;
 #[cfg(test)]
 mod test_corpus;
 
+pub use coffer::Coffer;
+pub use commands::backup::{BackupOptions, BackupOutcome};
+pub use commands::drill::DrillOptions;
+pub use commands::list::{ListedBackup, Listing};
+pub use commands::prune::PruneOptions;
+pub use commands::pull::PullOptions;
+pub use commands::restore::{PreparedRestore, RestoreOptions, RestoreOutcome};
+pub use commands::status::{State, StatusReport};
+pub use commands::sync::SyncOptions;
+pub use commands::verify::{VerifyOptions, VerifyOutcome};
+pub use commands::{BackupRef, Selection};
+pub use context::RunContext;
 pub use error::{Error, ErrorKind};
+pub use progress::{Event, Progress};
+pub use warning::Warning;
 
 /// The version of coffer that wrote a backup, recorded in its manifest.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -11,6 +11,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::config::{Config, HooksConfig};
 use crate::hooks::{self, Stage};
 use crate::runlog::{self, Operation, Outcome, RunRecord};
+use crate::warning::Warning;
 
 /// Where a run's outcome goes.
 #[derive(Debug, Clone)]
@@ -36,24 +37,24 @@ impl Reporting {
     /// Records `record` in the run log, rewrites the metrics file (from the whole log and
     /// the root's listing at `now`), then runs the hooks for its outcome with
     /// [`runlog::hook_env`]. Returns one warning per step that failed.
-    pub fn after_run(&self, record: &RunRecord, now: DateTime<Utc>) -> Vec<String> {
+    pub fn after_run(&self, record: &RunRecord, now: DateTime<Utc>) -> Vec<Warning> {
         let mut warnings = self.record(record);
-        warnings.extend(self.write_metrics(now).err());
+        warnings.extend(self.write_metrics(now).err().map(Warning::Metrics));
         warnings.extend(self.run_hooks(record));
         warnings
     }
 
     /// Appends `record` to the run log; the warning when that failed.
-    pub fn record(&self, record: &RunRecord) -> Vec<String> {
+    pub fn record(&self, record: &RunRecord) -> Vec<Warning> {
         match runlog::append(&self.root, record) {
             Ok(()) => Vec::new(),
-            Err(e) => vec![format!("{e}; `coffer status` will not count this run")],
+            Err(e) => vec![Warning::RunLog(e.to_string())],
         }
     }
 
     /// Runs `hooks.on_success` or `hooks.on_failure`, as `record`'s outcome says, with
     /// [`runlog::hook_env`]; one warning per command that failed.
-    pub fn run_hooks(&self, record: &RunRecord) -> Vec<String> {
+    pub fn run_hooks(&self, record: &RunRecord) -> Vec<Warning> {
         let (stage, list) = match record.outcome {
             Outcome::Success => (Stage::OnSuccess, &self.hooks.on_success),
             Outcome::Failure => (Stage::OnFailure, &self.hooks.on_failure),
@@ -61,7 +62,10 @@ impl Reporting {
         let env = runlog::hook_env(record, &self.root);
         hooks::run_all(stage, list, &env, self.hooks.timeout)
             .into_iter()
-            .map(|e| format!("{e} (the {} itself is not affected)", record.operation))
+            .map(|e| Warning::Hook {
+                error: e.to_string(),
+                operation: record.operation,
+            })
             .collect()
     }
 
@@ -86,7 +90,7 @@ pub enum UnitFailure {
     AlreadyReported,
     /// coffer did not record it (killed, timed out, crashed): a failure record was
     /// appended and the hooks ran; the warnings of that.
-    Reported(Vec<String>),
+    Reported(Vec<Warning>),
 }
 
 /// The systemd `OnFailure=` unit's job: when `unit` failed and the run log holds no failed
@@ -115,6 +119,13 @@ pub fn unit_failed(reporting: &Reporting, unit: &str, now: DateTime<Utc>) -> Uni
             ),
         );
     UnitFailure::Reported(reporting.after_run(&record, now))
+}
+
+impl crate::Coffer {
+    /// What systemd's `OnFailure=` unit runs: see [`unit_failed`].
+    pub fn unit_failed(&self, unit: &str, now: DateTime<Utc>) -> UnitFailure {
+        unit_failed(self.reporting(), unit, now)
+    }
 }
 
 /// The metrics file's directory, which the systemd service must be able to write.
@@ -153,7 +164,11 @@ mod tests {
         let failed = RunRecord::new(Operation::Prune, now).failed(now, "disk on fire\nmore");
         let warnings = reporting.after_run(&failed, now);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(warnings[0].starts_with("hooks.on_failure command `false` failed"));
+        assert!(
+            warnings[0]
+                .to_string()
+                .starts_with("hooks.on_failure command `false` failed")
+        );
         assert_eq!(
             std::fs::read_to_string(&out).unwrap(),
             "prune failure disk on fire"
@@ -172,7 +187,9 @@ mod tests {
         };
         let warnings = broken.after_run(&failed, now);
         assert!(
-            warnings[0].starts_with("cannot write metrics file"),
+            warnings[0]
+                .to_string()
+                .starts_with("cannot write metrics file"),
             "{warnings:?}"
         );
         assert_eq!(warnings.len(), 2);

@@ -6,8 +6,10 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 use coffer_core::config::{Config, DatabaseConfig, WorkspaceConfig};
-use coffer_core::names::BackupKind;
 use coffer_core::sandbox::TempCluster;
+use coffer_core::{BackupOptions, Coffer, RunContext};
+
+use crate::output::{self, Lines, Reporter};
 
 /// The fixture database, compiled in so the demo needs no checkout beside the binary.
 const FIXTURE_SQL: &str = include_str!("../../../../fixtures/portal.sql");
@@ -63,13 +65,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         },
         ..Default::default()
     };
-    let report = super::backup::run_with_config(
-        &config,
-        BackupKind::Manual,
-        Some("quick-start demo".into()),
-        false,
-    )?;
-    super::backup::print_report(&report, false)?;
+    let coffer = Coffer::new(config)?;
+    let reporter = Reporter::new(false, Lines::Stderr);
+    let cancel = super::cancel_on_signals().context("cannot install signal handlers")?;
+    let options = BackupOptions::default().label(Some("quick-start demo".into()));
+    let report = coffer
+        .backup(&options, &RunContext::new(&reporter).with_cancel(cancel))?
+        .report;
+    output::print_backup(&report, false)?;
     drop(cluster);
 
     let b = report.path.display();

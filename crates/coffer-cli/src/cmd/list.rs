@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use coffer_core::catalog::{self, BackupEntry, EntryStatus};
+use coffer_core::catalog::EntryStatus;
 use serde_json::json;
 
 use crate::output;
@@ -22,34 +22,30 @@ pub struct Args {
 
 /// Runs `coffer list`.
 pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
+    let coffer = cli.coffer()?;
     if args.remote {
-        return list_remote(&config, args.json);
+        return list_remote(coffer.config(), args.json);
     }
-    let root = config.backup_dir();
-    let scanned = catalog::scan(&root)?;
-    let entries = &scanned.backups;
-    let now = chrono::Utc::now();
+    let listing = coffer.list()?;
     if args.json {
-        let rows: Vec<_> = entries.iter().map(|e| entry_json(e, now)).collect();
-        crate::output::outln!("{}", serde_json::to_string_pretty(&rows)?);
+        output::print_json_sorted(&listing.backups)?;
         return Ok(ExitCode::SUCCESS);
     }
-    if entries.is_empty() {
-        crate::output::errln!("no backups in {}", root.display());
+    if listing.backups.is_empty() {
+        output::errln!("no backups in {}", coffer.root().display());
     } else {
-        print_table(entries.iter().map(|e| Row {
-            name: &e.name,
-            kind: e.kind,
-            created: e.created,
-            size: e.size_bytes,
-            head: e.alembic_head(),
-            status: &e.status,
-            future: e.is_future(now),
+        print_table(listing.backups.iter().map(|b| Row {
+            name: &b.name,
+            kind: b.kind,
+            created: b.created,
+            size: b.size_bytes,
+            head: b.alembic_head.as_ref().map(ToString::to_string),
+            status: &b.status,
+            future: b.future_dated,
         }));
     }
-    for u in &scanned.unknown {
-        crate::output::errln!(
+    for u in &listing.unknown {
+        output::errln!(
             "note: {:?} in the backup root is unknown — left alone: {}",
             u.name,
             u.reason
@@ -70,7 +66,7 @@ struct Row<'a> {
 }
 
 fn print_table<'a>(rows: impl Iterator<Item = Row<'a>>) {
-    crate::output::outln!(
+    output::outln!(
         "{:<28} {:<7} {:<20} {:>10}  {:<14} STATUS",
         "NAME",
         "KIND",
@@ -79,7 +75,7 @@ fn print_table<'a>(rows: impl Iterator<Item = Row<'a>>) {
         "DB REVISION"
     );
     for r in rows {
-        crate::output::outln!(
+        output::outln!(
             "{:<28} {:<7} {:<20} {:>10}  {:<14} {}",
             r.name,
             r.kind.map_or("?".into(), |k| k.to_string()),
@@ -130,21 +126,21 @@ fn list_remote(config: &coffer_core::config::Config, json: bool) -> anyhow::Resu
                 "objects": u.objects,
             })
         }));
-        crate::output::outln!("{}", serde_json::to_string_pretty(&rows)?);
+        output::outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     for u in &scanned.unknown {
-        crate::output::errln!(
+        output::errln!(
             "note: {:?} on the remote is unknown — left alone: {}",
             u.name,
             u.unknown.as_deref().unwrap_or_default()
         );
     }
     if backups.is_empty() {
-        crate::output::errln!("no backups on {}", remote.url());
+        output::errln!("no backups on {}", remote.url());
         return Ok(ExitCode::SUCCESS);
     }
-    crate::output::outln!("remote {}", remote.url());
+    output::outln!("remote {}", remote.url());
     print_table(backups.iter().map(|b| {
         Row {
             name: &b.name,
@@ -168,22 +164,4 @@ fn status_text(s: &EntryStatus) -> String {
         EntryStatus::Incomplete(r) => format!("INCOMPLETE: {r}"),
         EntryStatus::Unreadable(r) => format!("UNREADABLE: {r}"),
     }
-}
-
-fn entry_json(e: &BackupEntry, now: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
-    let label = match &e.manifest {
-        Some(coffer_core::manifest::AnyManifest::Coffer(m)) => m.label.clone(),
-        _ => None,
-    };
-    json!({
-        "name": e.name,
-        "path": e.path,
-        "kind": e.kind,
-        "created": e.created,
-        "size_bytes": e.size_bytes,
-        "alembic_head": e.manifest.as_ref().and_then(|m| m.alembic_head()),
-        "label": label,
-        "status": e.status,
-        "future_dated": e.is_future(now),
-    })
 }

@@ -2,12 +2,10 @@
 
 use std::process::ExitCode;
 
-use chrono::Utc;
-use coffer_core::notify::Reporting;
-use coffer_core::prune::{self, PruneReport};
-use coffer_core::runlog::{Operation, RunRecord};
+use coffer_core::prune::PruneReport;
+use coffer_core::{PruneOptions, RunContext};
 
-use crate::output;
+use crate::output::{self, Lines, Reporter};
 
 /// Arguments of `coffer prune`.
 #[derive(Debug, clap::Args)]
@@ -38,42 +36,27 @@ pub struct Args {
 
 /// Runs `coffer prune`.
 pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
-    let reporting = Reporting::from_config(&config);
-    let started = Utc::now();
-    let result = prune::run(&reporting.root, &config.retention, started, args.dry_run);
-    if args.dry_run {
-        print(&result.map_err(coffer_core::Error::from)?, args.json)?;
-        return Ok(ExitCode::SUCCESS);
+    let coffer = cli.coffer()?;
+    let reporter = Reporter::new(true, Lines::Hidden);
+    let options = PruneOptions::default().dry_run(args.dry_run);
+    let report = coffer.prune(&options, &RunContext::new(&reporter))?;
+    print(&report, args.json)?;
+    if let Some(e) = report.error() {
+        return Err(coffer_core::Error::from(e).into());
     }
-    let record = RunRecord::new(Operation::Prune, started);
-    let (record, outcome) = match result {
-        Ok(report) => {
-            print(&report, args.json)?;
-            let record = record.with_detail(report.summary());
-            match report.error() {
-                None => (record.succeeded(Utc::now()), Ok(())),
-                Some(e) => (record.failed(Utc::now(), &e.to_string()), Err(e)),
-            }
-        }
-        Err(e) => (record.failed(Utc::now(), &e.to_string()), Err(e)),
-    };
-    super::print_warnings(&reporting.after_run(&record, Utc::now()));
-    outcome.map_err(coffer_core::Error::from)?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn print(report: &PruneReport, json: bool) -> anyhow::Result<()> {
     let plan = &report.plan;
     if json {
-        crate::output::outln!("{}", serde_json::to_string_pretty(report)?);
-        return Ok(());
+        return output::print_json(report);
     }
     if plan.backups.is_empty() && plan.staging.is_empty() && plan.unknown.is_empty() {
-        crate::output::errln!("no backups in {}", plan.root.display());
+        output::errln!("no backups in {}", plan.root.display());
         return Ok(());
     }
-    crate::output::outln!(
+    output::outln!(
         "{:<7} {:<28} {:<7} {:<20} {:>10}  WHY",
         "ACTION",
         "NAME",
@@ -83,7 +66,7 @@ fn print(report: &PruneReport, json: bool) -> anyhow::Result<()> {
     );
     let action = |keep: bool| if keep { "keep" } else { "delete" };
     for b in &plan.backups {
-        crate::output::outln!(
+        output::outln!(
             "{:<7} {:<28} {:<7} {:<20} {:>10}  {}",
             action(b.keep),
             b.name,
@@ -95,7 +78,7 @@ fn print(report: &PruneReport, json: bool) -> anyhow::Result<()> {
         );
     }
     for s in &plan.staging {
-        crate::output::outln!(
+        output::outln!(
             "{:<7} {:<28} {:<7} {:<20} {:>10}  {}",
             action(s.keep),
             s.name,
@@ -110,7 +93,7 @@ fn print(report: &PruneReport, json: bool) -> anyhow::Result<()> {
         );
     }
     for u in &plan.unknown {
-        crate::output::outln!(
+        output::outln!(
             "{:<7} {:<28} {:<7} {:<20} {:>10}  unknown — left alone: {}",
             "keep",
             format!("{:?}", u.name).trim_matches('"'),
@@ -120,9 +103,9 @@ fn print(report: &PruneReport, json: bool) -> anyhow::Result<()> {
             u.reason
         );
     }
-    crate::output::outln!("{}", report.summary());
+    output::outln!("{}", report.summary());
     for (name, err) in &report.failed {
-        crate::output::errln!("error: cannot delete {name}: {err}");
+        output::errln!("error: cannot delete {name}: {err}");
     }
     Ok(())
 }

@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use coffer_core::remote::Remote;
-use coffer_core::remote::pull::{self, PullReport, Which};
+use coffer_core::{BackupRef, PullOptions, RunContext};
+
+use crate::output::{self, Lines, Reporter};
 
 /// Arguments of `coffer pull`.
 #[derive(Debug, clap::Args)]
@@ -49,35 +50,31 @@ pub struct Args {
 
 /// Runs `coffer pull`.
 pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
-    let identities = super::load_identities(&config, args.identity.as_deref())?;
-    let which = match &args.name {
-        Some(n) => Which::Name(n.clone()),
-        None => Which::Latest,
+    let coffer = cli.coffer()?;
+    let backup = match &args.name {
+        Some(n) => BackupRef::Named(n.clone()),
+        None => BackupRef::Latest,
     };
-    let signatures = super::signature_policy(&config, args.allow_unsigned)?;
-    let report = pull_with_config(
-        &config,
-        &which,
-        identities.as_ref(),
-        &signatures,
-        args.quiet,
-    )?;
+    let options = PullOptions::default()
+        .identity(args.identity.clone())
+        .allow_unsigned(args.allow_unsigned);
+    let reporter = Reporter::new(args.quiet, Lines::Hidden);
+    let report = coffer.pull(&backup, &options, &RunContext::new(&reporter))?;
     if args.json {
-        crate::output::outln!("{}", serde_json::to_string_pretty(&report)?);
+        output::print_json(&report)?;
     } else {
         for n in &report.not_checked {
-            crate::output::outln!("note: not checked: {n}");
+            output::outln!("note: not checked: {n}");
         }
         if report.downloaded {
-            crate::output::outln!(
+            output::outln!(
                 "pulled {} ({}), verified: {}",
                 report.name,
-                crate::output::bytes(report.bytes),
+                output::bytes(report.bytes),
                 report.path.display()
             );
         } else {
-            crate::output::outln!(
+            output::outln!(
                 "{} is already complete in the backup root: {}",
                 report.name,
                 report.path.display()
@@ -85,29 +82,4 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Pulls a backup from the configured remote into the configured backup root.
-pub fn pull_with_config(
-    config: &coffer_core::config::Config,
-    which: &Which,
-    identities: Option<&coffer_core::crypto::Identities>,
-    signatures: &coffer_core::signing::SignaturePolicy,
-    quiet: bool,
-) -> anyhow::Result<PullReport> {
-    let remote = Remote::from_config(&config.remote).map_err(coffer_core::Error::from)?;
-    let events = |line: String| {
-        if !quiet {
-            crate::output::errln!("{line}");
-        }
-    };
-    Ok(pull::run(
-        &remote,
-        &config.backup_dir(),
-        which,
-        identities,
-        signatures,
-        &events,
-    )
-    .map_err(coffer_core::Error::from)?)
 }

@@ -5,16 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use chrono::Utc;
-use coffer_core::Error;
-use coffer_core::catalog::{self, BackupEntry};
-use coffer_core::config::Config;
-use coffer_core::lock::RootLock;
-use coffer_core::notify::Reporting;
-use coffer_core::restore::{self, Event, Plan, RestoreOptions, RestoreSettings};
-use coffer_core::runlog::{Operation, RunRecord};
+use coffer_core::config::ConfigError;
+use coffer_core::restore::Plan;
+use coffer_core::{BackupRef, RestoreOptions, RunContext};
 
-use crate::output;
+use crate::output::{self, Lines, Reporter};
 
 /// Arguments of `coffer restore`.
 #[derive(Debug, clap::Args)]
@@ -123,177 +118,63 @@ pub struct Args {
 #[error("{0}")]
 pub struct NotConfirmed(String);
 
-/// Runs `coffer restore` and records the attempt in the run log (metrics and
+/// Runs `coffer restore`. The core records the attempt in the run log (metrics and
 /// `hooks.on_success` / `hooks.on_failure` follow), unless it was never confirmed.
 pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
-    let reporting = Reporting::from_config(&config);
-    let started = Utc::now();
-    let mut backup = None;
-    let result = restore(&config, args, &mut backup);
-    if result
+    let coffer = cli.coffer()?;
+    if let Some(name) = args
+        .name
         .as_ref()
-        .err()
-        .is_none_or(|e| e.downcast_ref::<NotConfirmed>().is_none())
+        .filter(|n| args.from_remote && n.contains('/'))
     {
-        let mut record = RunRecord::new(Operation::Restore, started);
-        if let Some(entry) = &backup {
-            record = record.with_backup(entry.name.clone(), entry.kind);
-        }
-        let record = match &result {
-            Ok(()) => record.succeeded(Utc::now()),
-            Err(e) => record.failed(Utc::now(), &format!("{e:#}")),
-        };
-        super::print_warnings(&reporting.after_run(&record, Utc::now()));
+        return Err(coffer_core::Error::from(ConfigError::Invalid {
+            path: "command line".into(),
+            key: "NAME".into(),
+            reason: format!(
+                "--from-remote takes a backup name (see `coffer list --remote`), not the path `{name}`"
+            ),
+        })
+        .into());
     }
-    result.map(|()| ExitCode::SUCCESS)
-}
-
-fn restore(config: &Config, args: &Args, backup: &mut Option<BackupEntry>) -> anyhow::Result<()> {
-    let root = config.backup_dir();
-    let mut settings = RestoreSettings::from_config(config)?;
-    settings.signatures = super::signature_policy(config, args.allow_unsigned)?;
-    let identities = super::load_identities(config, args.identity.as_deref())?;
-    let name = if args.from_remote {
-        Some(pull_first(
-            config,
-            args,
-            identities.as_ref(),
-            &settings.signatures,
-        )?)
+    let backup = match &args.name {
+        Some(name) => BackupRef::Named(name.clone()),
+        None => BackupRef::Latest,
+    };
+    let options = RestoreOptions::default()
+        .database(!args.workspace_only)
+        .workspace(!args.db_only)
+        .target_db(args.target_db.clone())
+        .target_dir(args.target_dir.clone())
+        .expect_heads((!args.expect_head.is_empty()).then(|| args.expect_head.clone()))
+        .allow_head_mismatch(args.allow_head_mismatch)
+        .terminate_connections(args.terminate_connections)
+        .keep_old(args.keep_old)
+        .run_hooks(!args.no_hooks)
+        .identity(args.identity.clone())
+        .allow_unsigned(args.allow_unsigned)
+        .from_remote(args.from_remote);
+    let lines = if args.json {
+        Lines::Stderr
     } else {
-        args.name.clone()
+        Lines::Stdout
     };
-    // The pull's lock is released here; restore takes its own below.
-    let resolved = catalog::resolve_at(&root, name.as_deref(), Utc::now())?;
-    super::print_warnings(&resolved.warnings);
-    let entry = resolved.entry;
-    *backup = Some(entry.clone());
-    // Keep prune and other runs away from a backup being restored from the root.
-    let _lock = lock_if_in_root(&root, &entry)?;
-    let options = RestoreOptions {
-        database: !args.workspace_only,
-        workspace: !args.db_only,
-        target_db: args.target_db.clone(),
-        create_target_db: args.target_db.is_some(),
-        target_dir: args.target_dir.clone(),
-        expect_heads: (!args.expect_head.is_empty()).then(|| args.expect_head.clone()),
-        check_code_head: true,
-        allow_head_mismatch: args.allow_head_mismatch,
-        terminate_connections: args.terminate_connections,
-        keep_old: args.keep_old,
-        run_hooks: !args.no_hooks,
-    };
-    let say = |line: String| {
-        if args.json {
-            crate::output::errln!("{line}");
-        } else {
-            crate::output::outln!("{line}");
-        }
-    };
-    if let Some(r) = restore::recover_interrupted(&settings, &options).map_err(Error::from)? {
-        say(format!("note: {r}"));
-    }
-    let plan =
-        restore::prepare(&settings, &entry, &options, identities.as_ref()).map_err(Error::from)?;
-    for c in &plan.checks {
-        say(format!("✓ {c}"));
-    }
-    for n in &plan.notes {
-        say(format!("note: {n}"));
-    }
-    confirm(&plan, args.yes)?;
+    let reporter = Reporter::new(args.quiet, lines);
+    // Until confirmed, a signal ends coffer at once: nothing has changed.
+    let ctx = RunContext::new(&reporter);
+    let prepared = coffer.prepare_restore(&backup, &options, &ctx)?;
+    confirm(prepared.plan(), args.yes)?;
     let cancel = super::cancel_on_signals().context("cannot install signal handlers")?;
-    let progress = output::reporter(args.quiet);
-    let events = |e: Event| match e {
-        Event::Done(t) => say(format!("✓ {t}")),
-        Event::Note(t) => say(format!("note: {t}")),
-    };
-    let result = restore::execute(
-        &settings,
-        &plan,
-        &options,
-        identities.as_ref(),
-        progress.as_ref(),
-        &events,
-        &cancel,
-    );
-    let report = result.map_err(Error::from)?;
+    let outcome = prepared.execute(&ctx.with_cancel(cancel))?;
     if args.json {
-        crate::output::outln!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "report": report }))?
-        );
+        output::print_json_sorted(&outcome)?;
     } else {
-        crate::output::outln!(
+        output::outln!(
             "restore of {} complete in {:.1}s",
-            report.backup,
-            report.duration_seconds
+            outcome.report.backup,
+            outcome.report.duration_seconds
         );
     }
-    Ok(())
-}
-
-/// `--from-remote`: the backup's name in the root after pulling it (or finding it complete
-/// there already).
-fn pull_first(
-    config: &coffer_core::config::Config,
-    args: &Args,
-    identities: Option<&coffer_core::crypto::Identities>,
-    signatures: &coffer_core::signing::SignaturePolicy,
-) -> anyhow::Result<String> {
-    use coffer_core::remote::pull::Which;
-    if let Some(name) = &args.name {
-        if name.contains('/') {
-            return Err(coffer_core::Error::from(
-                coffer_core::config::ConfigError::Invalid {
-                    path: "command line".into(),
-                    key: "NAME".into(),
-                    reason: format!(
-                        "--from-remote takes a backup name (see `coffer list --remote`), not the path `{name}`"
-                    ),
-                },
-            )
-            .into());
-        }
-        let local = config.backup_dir().join(name);
-        if local.is_dir() && BackupEntry::read(&local).status.is_usable() {
-            if !args.quiet {
-                crate::output::errln!(
-                    "note: {name} is already complete in the backup root; not pulling it"
-                );
-            }
-            return Ok(name.clone());
-        }
-    }
-    let which = match &args.name {
-        Some(n) => Which::Name(n.clone()),
-        None => Which::Latest,
-    };
-    let report = super::pull::pull_with_config(config, &which, identities, signatures, args.quiet)?;
-    if !args.quiet {
-        crate::output::errln!(
-            "✓ pulled {} from the remote and verified it: {}",
-            report.name,
-            report.path.display()
-        );
-    }
-    Ok(report.name)
-}
-
-fn lock_if_in_root(
-    root: &std::path::Path,
-    entry: &BackupEntry,
-) -> anyhow::Result<Option<RootLock>> {
-    let inside = match (entry.path.canonicalize(), root.canonicalize()) {
-        (Ok(p), Ok(r)) => p.starts_with(r),
-        _ => false,
-    };
-    Ok(if inside {
-        Some(RootLock::acquire(root, "restore").map_err(coffer_core::Error::from)?)
-    } else {
-        None
-    })
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What will be replaced, then `restore` typed at a terminal; `--yes` otherwise.

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use chrono::Utc;
-use coffer_core::runlog::{self, Alert, Status, Thresholds};
-use serde_json::json;
+use coffer_core::StatusReport;
+use coffer_core::runlog::{self, Alert, Thresholds};
+use serde::Serialize;
 
 use crate::exit;
 use crate::output;
@@ -44,45 +45,42 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Runs `coffer status`.
 pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
-    let root = config.backup_dir();
-    let status = runlog::status(&root, Utc::now())?;
+    let coffer = cli.coffer()?;
     let thresholds = Thresholds {
         max_age: args.max_age,
         max_failures: args.max_failures,
     };
-    let alert = status.check(&thresholds);
-    let code = match alert {
+    let report = coffer.status(&thresholds)?;
+    let code = match report.alert {
         None => 0,
         Some(Alert::TooOld) => exit::STATUS_TOO_OLD,
         Some(Alert::TooManyFailures) => exit::STATUS_FAILING,
     };
     if args.json {
-        let v = json!({
-            "state": if alert.is_some() { "critical" } else { "ok" },
-            "alert": alert.map(|a| match a {
-                Alert::TooOld => "too_old",
-                Alert::TooManyFailures => "too_many_failures",
-            }),
-            "exit_code": code,
-            "headline": status.headline(&thresholds),
-            "max_age_seconds": args.max_age.as_secs(),
-            "max_failures": args.max_failures,
-            "backup_dir": root,
-            "status": status,
-        });
-        crate::output::outln!("{}", serde_json::to_string_pretty(&v)?);
+        output::print_json_sorted(&StatusJson {
+            report: &report,
+            exit_code: code,
+        })?;
     } else {
-        print_text(&status, &thresholds);
+        print_text(&report);
     }
     Ok(ExitCode::from(code))
 }
 
-fn print_text(status: &Status, thresholds: &Thresholds) {
-    crate::output::outln!("{}", status.headline(thresholds));
+/// The `--json` form: the core's report and the exit code it makes.
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    #[serde(flatten)]
+    report: &'a StatusReport,
+    exit_code: u8,
+}
+
+fn print_text(report: &StatusReport) {
+    let status = &report.status;
+    output::outln!("{}", report.headline);
     let at = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%SZ").to_string();
     match &status.last_success {
-        Some(s) => crate::output::outln!(
+        Some(s) => output::outln!(
             "last success:         {} ({}) at {}, {} ago{}",
             s.backup.as_deref().unwrap_or("?"),
             s.kind.map_or("?".into(), |k| k.to_string()),
@@ -93,27 +91,27 @@ fn print_text(status: &Status, thresholds: &Thresholds) {
                 runlog::SuccessSource::Backups => " (from the backups; not in the run log)",
             }
         ),
-        None => crate::output::outln!("last success:         never"),
+        None => output::outln!("last success:         never"),
     }
     if let Some(a) = &status.last_attempt {
-        crate::output::outln!(
+        output::outln!(
             "last attempt:         {} at {}, {:.1}s",
             a.outcome,
             at(a.ended),
             a.duration_seconds
         );
     }
-    crate::output::outln!(
+    output::outln!(
         "consecutive failures: {} (alert at {})",
         status.consecutive_failures,
-        if thresholds.max_failures == 0 {
+        if report.max_failures == 0 {
             "never".to_string()
         } else {
-            thresholds.max_failures.to_string()
+            report.max_failures.to_string()
         }
     );
     if let Some(s) = &status.last_sync {
-        crate::output::outln!(
+        output::outln!(
             "last sync:            {} at {}{}",
             s.outcome,
             at(s.ended),
@@ -130,7 +128,7 @@ fn print_text(status: &Status, thresholds: &Thresholds) {
         .as_ref()
         .filter(|_| status.consecutive_failures == 0)
     {
-        crate::output::outln!(
+        output::outln!(
             "last error:           {} at {}: {}",
             f.operation,
             at(f.ended),
@@ -143,7 +141,7 @@ fn print_text(status: &Status, thresholds: &Thresholds) {
         .iter()
         .map(|(k, n)| format!("{k} {n}"))
         .collect();
-    crate::output::outln!(
+    output::outln!(
         "backups:              {} ({}), {}",
         status.backups.count,
         if kinds.is_empty() {
@@ -154,26 +152,26 @@ fn print_text(status: &Status, thresholds: &Thresholds) {
         output::bytes(status.backups.total_bytes)
     );
     if !status.backups.future_dated.is_empty() {
-        crate::output::outln!(
+        output::outln!(
             "note: dated in the future (clock skew?): {}",
             runlog::truncate(&status.backups.future_dated.join(", "), 500)
         );
     }
     if status.long_log_lines > 0 {
-        crate::output::outln!(
+        output::outln!(
             "note: {} line(s) of the run log are longer than {} bytes and were skipped",
             status.long_log_lines,
             runlog::LINE_CAP
         );
     }
     if status.log_truncated {
-        crate::output::outln!(
+        output::outln!(
             "note: the run log is longer than {} bytes; only its end was read",
             runlog::READ_WINDOW
         );
     }
     if status.bad_log_lines > 0 {
-        crate::output::outln!(
+        output::outln!(
             "note: {} line(s) of the run log could not be read and were ignored",
             status.bad_log_lines
         );

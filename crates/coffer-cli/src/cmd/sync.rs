@@ -2,12 +2,9 @@
 
 use std::process::ExitCode;
 
-use chrono::Utc;
-use coffer_core::config::Config;
-use coffer_core::notify::Reporting;
-use coffer_core::remote::Remote;
-use coffer_core::remote::sync::{self, SyncOptions, SyncReport};
-use coffer_core::runlog::{Operation, RunRecord};
+use coffer_core::{RunContext, SyncOptions};
+
+use crate::output::{self, Lines, Reporter};
 
 /// Arguments of `coffer sync`.
 #[derive(Debug, clap::Args)]
@@ -49,17 +46,16 @@ pub struct Args {
 
 /// Runs `coffer sync`.
 pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
-    let reporting = Reporting::from_config(&config);
-    let started = Utc::now();
-    let result = sync_with_config(&config, args.verify, !args.no_retention, args.quiet);
-    let record = record_for(started, &result);
-    super::print_warnings(&reporting.after_run(&record, Utc::now()));
-    let report = result?;
+    let coffer = cli.coffer()?;
+    let reporter = Reporter::new(args.quiet, Lines::Hidden);
+    let options = SyncOptions::default()
+        .verify(args.verify)
+        .retention(!args.no_retention);
+    let report = coffer.sync(&options, &RunContext::new(&reporter))?;
     if args.json {
-        crate::output::outln!("{}", serde_json::to_string_pretty(&report)?);
+        output::print_json(&report)?;
     } else {
-        crate::output::outln!(
+        output::outln!(
             "sync to {} complete in {:.1}s: {}",
             report.remote,
             report.duration_seconds,
@@ -67,46 +63,4 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Syncs the configured backup root to the configured remote.
-pub fn sync_with_config(
-    config: &Config,
-    verify: bool,
-    apply_retention: bool,
-    quiet: bool,
-) -> anyhow::Result<SyncReport> {
-    let remote = Remote::open(&config.remote, true).map_err(coffer_core::Error::from)?;
-    let options = SyncOptions {
-        verify,
-        retention: apply_retention.then(|| config.remote.retention_or(&config.retention).clone()),
-        now: Utc::now(),
-    };
-    let events = |line: String| {
-        if !quiet {
-            crate::output::errln!("{line}");
-        }
-    };
-    Ok(sync::run(&remote, &config.backup_dir(), &options, &events)
-        .map_err(coffer_core::Error::from)?)
-}
-
-/// The run log record of a sync.
-pub fn record_for(
-    started: chrono::DateTime<Utc>,
-    result: &anyhow::Result<SyncReport>,
-) -> RunRecord {
-    let record = RunRecord::new(Operation::Sync, started);
-    match result {
-        Ok(report) => {
-            let record = match report.newest_uploaded() {
-                Some(b) => record.with_backup(b.name.clone(), b.kind),
-                None => record,
-            };
-            record
-                .with_detail(format!("{}: {}", report.remote, report.summary()))
-                .succeeded(Utc::now())
-        }
-        Err(e) => record.failed(Utc::now(), &format!("sync: {e:#}")),
-    }
 }

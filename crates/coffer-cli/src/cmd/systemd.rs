@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::Utc;
-use coffer_core::notify::{self, Reporting, UnitFailure};
+use coffer_core::notify::{self, UnitFailure};
 use coffer_core::systemd::{self, Installed, UnitOptions};
 
 /// Arguments of `coffer systemd`.
@@ -90,9 +90,8 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
             );
         }
         Command::NotifyFailure { unit } => {
-            let config = cli.load_config()?;
-            let reporting = Reporting::from_config(&config);
-            match notify::unit_failed(&reporting, unit, Utc::now()) {
+            let coffer = cli.coffer()?;
+            match coffer.unit_failed(unit, Utc::now()) {
                 UnitFailure::AlreadyReported => {
                     crate::output::errln!(
                         "{unit} failed; coffer already recorded and reported the failure"
@@ -102,7 +101,9 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
                     crate::output::errln!(
                         "{unit} failed without a record from coffer: recorded, hooks.on_failure run"
                     );
-                    super::print_warnings(&warnings);
+                    for w in &warnings {
+                        crate::output::print_warning(w);
+                    }
                 }
             }
         }
@@ -115,7 +116,7 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 }
 
 fn options(cli: &crate::Cli, args: &UnitArgs) -> anyhow::Result<UnitOptions> {
-    let config = cli.load_config()?;
+    let coffer = cli.coffer()?;
     let binary = match &args.binary {
         Some(b) => absolute(b)?,
         None => std::env::current_exe()
@@ -140,9 +141,9 @@ fn options(cli: &crate::Cli, args: &UnitArgs) -> anyhow::Result<UnitOptions> {
         global_args,
         backup_dir: match &cli.backup_dir {
             Some(dir) => absolute(dir)?,
-            None => config.backup_dir(),
+            None => coffer.root().to_path_buf(),
         },
-        writable: notify::metrics_dir(&config)
+        writable: notify::metrics_dir(coffer.config())
             .map(Path::to_path_buf)
             .into_iter()
             .collect(),

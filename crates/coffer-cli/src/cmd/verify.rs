@@ -3,12 +3,13 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use coffer_core::catalog::{self, BackupEntry};
-use coffer_core::drill::{self, DrillReport};
-use coffer_core::restore::{Event, RestoreSettings};
-use coffer_core::verify::{self, Outcome, VerifyReport};
+use coffer_core::cancel::CancelFlag;
+use coffer_core::drill::DrillReport;
+use coffer_core::verify::{Outcome, VerifyReport};
+use coffer_core::{BackupRef, Event, Progress, RunContext, Selection, VerifyOptions};
 
 use crate::exit;
+use crate::output::{self, Lines};
 
 /// Arguments of `coffer verify`.
 #[derive(Debug, clap::Args)]
@@ -63,67 +64,109 @@ pub struct Args {
 
 /// Runs `coffer verify`.
 pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
-    let root = config.backup_dir();
-    let identities = super::load_identities(&config, args.identity.as_deref())?;
-    let signatures = super::signature_policy(&config, args.allow_unsigned)?;
-    let entries: Vec<BackupEntry> = if args.all {
-        catalog::list(&root)?
-    } else {
-        let resolved = catalog::resolve_at(&root, args.name.as_deref(), chrono::Utc::now())?;
-        super::print_warnings(&resolved.warnings);
-        vec![resolved.entry]
+    let coffer = cli.coffer()?;
+    let selection = match (&args.name, args.all) {
+        (_, true) => Selection::All,
+        (Some(name), false) => Selection::One(BackupRef::Named(name.clone())),
+        (None, false) => Selection::One(BackupRef::Latest),
     };
-    if entries.is_empty() {
-        crate::output::errln!("no backups in {}", root.display());
-    }
-    let mut reports = Vec::new();
-    let mut drills = Vec::new();
-    let mut failed = 0;
-    for entry in &entries {
-        let report = verify::verify_signed(entry, identities.as_ref(), &signatures);
-        if !args.json {
-            print_report(&report);
-        }
-        let mut passed = report.passed();
-        if args.restore_test && passed {
-            let drill = restore_test(&config, entry, identities.as_ref(), &signatures, args.json)?;
-            passed = drill.passed();
-            drills.push(drill);
-        }
-        if !passed {
-            failed += 1;
-        }
-        reports.push(report);
+    let options = VerifyOptions::default()
+        .identity(args.identity.clone())
+        .allow_unsigned(args.allow_unsigned)
+        .restore_test(args.restore_test);
+    // Only the restore test changes anything, so only it stops cleanly on a signal.
+    let cancel = if args.restore_test {
+        super::cancel_on_signals().context("cannot install signal handlers")?
+    } else {
+        CancelFlag::new()
+    };
+    let shown = Shown { json: args.json };
+    let outcome = coffer.verify(
+        &selection,
+        &options,
+        &RunContext::new(&shown).with_cancel(cancel),
+    )?;
+    if outcome.reports.is_empty() {
+        output::errln!("no backups in {}", coffer.root().display());
     }
     if args.json {
-        let value = if args.restore_test {
-            serde_json::json!({ "verify": reports, "restore_test": drills })
-        } else {
-            serde_json::to_value(&reports)?
-        };
-        crate::output::outln!("{}", serde_json::to_string_pretty(&value)?);
+        output::print_json_sorted(&outcome)?;
     }
+    let failed = outcome.failures();
     if failed > 0 {
-        crate::output::errln!(
+        output::errln!(
             "error: {failed} of {} backup(s) failed verification: do not restore from them; use another backup and check the storage",
-            reports.len()
+            outcome.reports.len()
         );
-        let unsigned = reports
+        let unsigned = outcome
+            .reports
             .iter()
             .flat_map(|r| &r.checks)
             .any(|c| c.detail == coffer_core::signing::UNSIGNED_REFUSED);
         if unsigned {
-            crate::output::errln!("  hint: {}", super::ALLOW_UNSIGNED_HINT);
+            output::errln!("  hint: {}", super::ALLOW_UNSIGNED_HINT);
         }
         return Ok(ExitCode::from(exit::VERIFY_FAILED));
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// What verify shows as it goes: each backup's checks (not with `--json`), and the restore
+/// test's lines (on stderr with `--json`).
+struct Shown {
+    json: bool,
+}
+
+impl Shown {
+    fn say(&self, text: std::fmt::Arguments<'_>) {
+        let lines = if self.json {
+            Lines::Stderr
+        } else {
+            Lines::Stdout
+        };
+        lines.say(text);
+    }
+}
+
+impl Progress for Shown {
+    fn event(&self, event: &Event<'_>) {
+        match event {
+            Event::Verified(report) if !self.json => print_report(report),
+            Event::DrillStarted(name) => self.say(format_args!("  restore test of {name}:")),
+            Event::Done(text) => self.say(format_args!("  ✓ {text}")),
+            Event::Note(text) => self.say(format_args!("  note: {text}")),
+            Event::Drilled(report) => self.drilled(report),
+            Event::Warning(w) => output::print_warning(w),
+            _ => {}
+        }
+    }
+}
+
+impl Shown {
+    /// The restore test's findings.
+    fn drilled(&self, report: &DrillReport) {
+        for c in &report.checks {
+            self.say(format_args!(
+                "  {} {}: {}",
+                if c.passed { "✓" } else { "✗" },
+                c.subject,
+                c.detail
+            ));
+        }
+        self.say(format_args!(
+            "  {}",
+            if report.passed() {
+                "restore test OK"
+            } else {
+                "restore test FAILED"
+            }
+        ));
+    }
+}
+
 /// Prints one line per check.
-pub fn print_report(report: &VerifyReport) {
-    crate::output::outln!("{} ({})", report.name, report.path.display());
+fn print_report(report: &VerifyReport) {
+    output::outln!("{} ({})", report.name, report.path.display());
     for c in &report.checks {
         let mark = match c.outcome {
             Outcome::Pass => "✓",
@@ -135,9 +178,9 @@ pub fn print_report(report: &VerifyReport) {
         } else {
             ""
         };
-        crate::output::outln!("  {mark} {}: {note}{}", c.subject, c.detail);
+        output::outln!("  {mark} {}: {note}{}", c.subject, c.detail);
     }
-    crate::output::outln!(
+    output::outln!(
         "  {}",
         if report.passed() {
             "OK"
@@ -145,55 +188,4 @@ pub fn print_report(report: &VerifyReport) {
             "FAILED: the backup is damaged"
         }
     );
-}
-
-/// Runs the restore drill for one backup and prints its findings.
-fn restore_test(
-    config: &coffer_core::config::Config,
-    entry: &BackupEntry,
-    identities: Option<&coffer_core::crypto::Identities>,
-    signatures: &coffer_core::signing::SignaturePolicy,
-    json: bool,
-) -> anyhow::Result<DrillReport> {
-    let mut settings = RestoreSettings::from_config(config)?;
-    settings.signatures = signatures.clone();
-    let say = |line: String| {
-        if json {
-            crate::output::errln!("{line}");
-        } else {
-            crate::output::outln!("{line}");
-        }
-    };
-    say(format!("  restore test of {}:", entry.name));
-    let events = |e: Event| match e {
-        Event::Done(t) => say(format!("  ✓ {t}")),
-        Event::Note(t) => say(format!("  note: {t}")),
-    };
-    let cancel = super::cancel_on_signals().context("cannot install signal handlers")?;
-    let report = drill::run(
-        &settings,
-        entry,
-        identities,
-        &coffer_core::progress::Silent,
-        &events,
-        &cancel,
-    )
-    .map_err(coffer_core::Error::from)?;
-    for c in &report.checks {
-        say(format!(
-            "  {} {}: {}",
-            if c.passed { "✓" } else { "✗" },
-            c.subject,
-            c.detail
-        ));
-    }
-    say(format!(
-        "  {}",
-        if report.passed() {
-            "restore test OK"
-        } else {
-            "restore test FAILED"
-        }
-    ));
-    Ok(report)
 }

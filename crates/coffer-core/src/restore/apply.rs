@@ -6,12 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::archive::ExtractStats;
-use crate::cancel::CancelFlag;
+use crate::context::RunContext;
 use crate::crypto::Identities;
 use crate::dump_scan::DumpFacts;
 use crate::hooks::{self, Stage};
 use crate::postgres::Database;
-use crate::progress::Progress;
 use crate::units;
 use crate::workspace_swap::Swap;
 
@@ -19,8 +18,8 @@ use super::database::{PendingCommit, stream_database};
 use super::failure::StreamFailure;
 use super::workspace::extract_workspace;
 use super::{
-    DatabaseRestored, DatabaseTarget, Event, Plan, RestoreError, RestoreOptions, RestoreReport,
-    RestoreSettings, WorkspaceRestored, WorkspaceTarget,
+    DatabaseRestored, DatabaseTarget, Plan, RestoreError, RestoreReport, RestoreSettings,
+    RestoreSteps, WorkspaceRestored, WorkspaceTarget,
 };
 
 /// The environment hooks get: `COFFER_OPERATION=restore`, the backup and the targets.
@@ -77,11 +76,9 @@ fn hook_env(
 pub fn execute(
     settings: &RestoreSettings,
     plan: &Plan,
-    options: &RestoreOptions,
+    options: &RestoreSteps,
     identities: Option<&Identities>,
-    progress: &dyn Progress,
-    events: &dyn Fn(Event),
-    cancel: &CancelFlag,
+    ctx: &RunContext<'_>,
 ) -> Result<RestoreReport, RestoreError> {
     let started = Instant::now();
     let hooks_on = options.run_hooks;
@@ -93,16 +90,14 @@ pub fn execute(
             settings.hooks.timeout,
         ) {
             let err = Err(RestoreError::BeforeHook(e));
-            run_after_hooks(settings, plan, &err, events);
+            run_after_hooks(settings, plan, &err, ctx);
             return err;
         }
-        events(Event::Done(
-            "application stopped (hooks.before_restore)".into(),
-        ));
+        ctx.done("application stopped (hooks.before_restore)");
     }
-    let mut result = apply(plan, options, identities, progress, events, cancel, started);
+    let mut result = apply(plan, options, identities, ctx, started);
     let restarted = if hooks_on {
-        run_after_hooks(settings, plan, &result, events)
+        run_after_hooks(settings, plan, &result, ctx)
     } else {
         None
     };
@@ -113,7 +108,7 @@ pub fn execute(
             problems.push("hooks.after_restore failed: start the application by hand".to_string());
         }
         if let Some(db) = &plan.database {
-            match check_live_head(&db.runner, report, events) {
+            match check_live_head(&db.runner, report, ctx) {
                 Ok(()) => {}
                 Err(p) => problems.push(p),
             }
@@ -134,7 +129,7 @@ fn run_after_hooks(
     settings: &RestoreSettings,
     plan: &Plan,
     result: &Result<RestoreReport, RestoreError>,
-    events: &dyn Fn(Event),
+    ctx: &RunContext<'_>,
 ) -> Option<bool> {
     if settings.hooks.after_restore.is_empty() {
         return None;
@@ -146,12 +141,10 @@ fn run_after_hooks(
         settings.hooks.timeout,
     );
     for f in &failures {
-        events(Event::Note(f.to_string()));
+        ctx.note(&f.to_string());
     }
     if failures.is_empty() {
-        events(Event::Done(
-            "application restarted (hooks.after_restore)".into(),
-        ));
+        ctx.done("application restarted (hooks.after_restore)");
     }
     Some(failures.is_empty())
 }
@@ -160,7 +153,7 @@ fn run_after_hooks(
 fn check_live_head(
     db: &Database,
     report: &mut RestoreReport,
-    events: &dyn Fn(Event),
+    ctx: &RunContext<'_>,
 ) -> Result<(), String> {
     let expected = report.alembic_head.take();
     let live = db
@@ -169,16 +162,11 @@ fn check_live_head(
     report.alembic_head = live.clone();
     match (expected, live) {
         (None, None) => {
-            events(Event::Note(
-                "the backup has no alembic_version table".into(),
-            ));
+            ctx.note("the backup has no alembic_version table");
             Ok(())
         }
         (Some(e), Some(l)) if e == l => {
-            events(Event::Done(format!(
-                "alembic head matches manifest ({})",
-                l.join(",")
-            )));
+            ctx.done(&format!("alembic head matches manifest ({})", l.join(",")));
             Ok(())
         }
         (e, l) => Err(format!(
@@ -192,15 +180,13 @@ fn check_live_head(
 /// The destructive part: streams, then swaps and commits together.
 fn apply(
     plan: &Plan,
-    options: &RestoreOptions,
+    options: &RestoreSteps,
     identities: Option<&Identities>,
-    progress: &dyn Progress,
-    events: &dyn Fn(Event),
-    cancel: &CancelFlag,
+    ctx: &RunContext<'_>,
     started: Instant,
 ) -> Result<RestoreReport, RestoreError> {
-    end_other_sessions(plan, options, events)?;
-    let created = create_database(plan, events)?;
+    end_other_sessions(plan, options, ctx)?;
+    let created = create_database(plan, ctx)?;
     let swap = match &plan.workspace {
         Some(ws) => match Swap::begin(&ws.path, &plan.backup) {
             Ok(s) => Some(s),
@@ -212,8 +198,9 @@ fn apply(
         None => None,
     };
 
-    let (db_result, ws_result) = stream_both(plan, swap.as_ref(), identities, progress, cancel);
-    let (streamed, failure) = gather(db_result, ws_result, events);
+    let cancel = ctx.cancel();
+    let (db_result, ws_result) = stream_both(plan, swap.as_ref(), identities, ctx);
+    let (streamed, failure) = gather(db_result, ws_result, ctx);
     if let Some(f) = failure {
         return Err(fail(
             f.into_error(cancel, &plan.backup),
@@ -241,11 +228,11 @@ fn apply(
         duration_seconds: 0.0,
     };
     if let (Some(db), Some((facts, sql_bytes))) = (&plan.database, streamed.db_facts) {
-        report.database = Some(database_restored(db, &facts, sql_bytes, events));
+        report.database = Some(database_restored(db, &facts, sql_bytes, ctx));
         report.alembic_head = facts.alembic_heads;
     }
     if let (Some(ws), Some(stats), Some(sw)) = (&plan.workspace, streamed.ws_stats, swap) {
-        report.workspace = Some(workspace_restored(ws, stats, sw, options.keep_old, events));
+        report.workspace = Some(workspace_restored(ws, stats, sw, options.keep_old, ctx));
     }
     report.duration_seconds = started.elapsed().as_secs_f64();
     Ok(report)
@@ -262,8 +249,8 @@ fn rolled_back(what: &str, reason: String) -> RestoreError {
 /// Sessions may have come back after the before-hooks; the restore needs them gone.
 fn end_other_sessions(
     plan: &Plan,
-    options: &RestoreOptions,
-    events: &dyn Fn(Event),
+    options: &RestoreSteps,
+    ctx: &RunContext<'_>,
 ) -> Result<(), RestoreError> {
     if let Some(db) = plan.database.as_ref().filter(|d| !d.create) {
         let found = db
@@ -276,7 +263,7 @@ fn end_other_sessions(
                     .runner
                     .terminate_other_sessions()
                     .map_err(|e| rolled_back("database", e.to_string()))?;
-                events(Event::Done(format!("terminated {n} other session(s)")));
+                ctx.done(&format!("terminated {n} other session(s)"));
             } else {
                 let list = found
                     .iter()
@@ -300,7 +287,7 @@ fn end_other_sessions(
 /// drops it again ([`drop_created`]).
 fn create_database<'p>(
     plan: &'p Plan,
-    events: &dyn Fn(Event),
+    ctx: &RunContext<'_>,
 ) -> Result<Option<&'p DatabaseTarget>, RestoreError> {
     let Some(db) = plan.database.as_ref().filter(|d| d.create) else {
         return Ok(None);
@@ -309,7 +296,7 @@ fn create_database<'p>(
     maintenance
         .create_database(&db.name)
         .map_err(|e| rolled_back("create database", e.to_string()))?;
-    events(Event::Done(format!("database {} created", db.name)));
+    ctx.done(&format!("database {} created", db.name));
     Ok(Some(db))
 }
 
@@ -329,12 +316,12 @@ fn stream_both(
     plan: &Plan,
     swap: Option<&Swap>,
     identities: Option<&Identities>,
-    progress: &dyn Progress,
-    cancel: &CancelFlag,
+    ctx: &RunContext<'_>,
 ) -> (
     Option<DatabaseStream>,
     Option<Result<ExtractStats, StreamFailure>>,
 ) {
+    let (progress, cancel) = (ctx.progress(), ctx.cancel());
     // Either stream failing stops the other at its next chunk.
     let abort = Arc::new(AtomicBool::new(false));
     std::thread::scope(|s| {
@@ -380,14 +367,14 @@ struct Streamed {
 fn gather(
     db_result: Option<DatabaseStream>,
     ws_result: Option<Result<ExtractStats, StreamFailure>>,
-    events: &dyn Fn(Event),
+    ctx: &RunContext<'_>,
 ) -> (Streamed, Option<StreamFailure>) {
     // The first real failure wins over "stopped because the other one failed".
     let (mut pending, mut db_facts, mut ws_stats, mut failure) = (None, None, None, None);
     match db_result {
         Some(Ok((p, facts))) => {
             if let Some(note) = p.confinement.note() {
-                events(Event::Note(note));
+                ctx.note(&note);
             }
             (pending, db_facts) = (Some(p), Some(facts))
         }
@@ -484,14 +471,14 @@ fn database_restored(
     db: &DatabaseTarget,
     facts: &DumpFacts,
     sql_bytes: u64,
-    events: &dyn Fn(Event),
+    ctx: &RunContext<'_>,
 ) -> DatabaseRestored {
     let rows = facts.tables.values().sum();
-    events(Event::Done(format!(
+    ctx.done(&format!(
         "database restored into {} ({} tables, {rows} rows)",
         db.name,
         facts.tables.len()
-    )));
+    ));
     DatabaseRestored {
         name: db.name.clone(),
         tables: facts.tables.clone(),
@@ -507,29 +494,26 @@ fn workspace_restored(
     stats: ExtractStats,
     sw: Swap,
     keep_old: bool,
-    events: &dyn Fn(Event),
+    ctx: &RunContext<'_>,
 ) -> WorkspaceRestored {
     // The restore is committed either way; a cleanup that failed is finished by the next
     // restore (the journal says committed), so it is a note, not an inconsistency.
     let kept = sw.commit(keep_old).unwrap_or_else(|e| {
-        events(Event::Note(format!(
+        ctx.note(&format!(
             "the previous workspace could not be cleaned up ({e}); the next restore finishes it, or remove it by hand"
-        )));
+        ));
         None
     });
-    events(Event::Done(format!(
+    ctx.done(&format!(
         "workspace restored to {} ({} files, {} directories, {} symlinks, {})",
         ws.path.display(),
         stats.files,
         stats.directories,
         stats.symlinks,
         units::bytes(stats.file_bytes)
-    )));
+    ));
     if let Some(k) = &kept {
-        events(Event::Note(format!(
-            "previous workspace kept at {}",
-            k.display()
-        )));
+        ctx.note(&format!("previous workspace kept at {}", k.display()));
     }
     WorkspaceRestored {
         path: ws.path.clone(),

@@ -4,13 +4,13 @@
 use crate::alembic::{self, HeadRelation, RevisionGraph};
 use crate::hooks;
 
-use super::{Plan, RestoreOptions, RestoreSettings};
+use super::{Plan, RestoreSettings, RestoreSteps};
 
 /// Compares the backup's head with the code's into `plan.head`: a match is a check, an
 /// unknown code head a note, a mismatch a problem (a note with `--allow-head-mismatch`).
 pub(super) fn check_head(
     settings: &RestoreSettings,
-    options: &RestoreOptions,
+    options: &RestoreSteps,
     plan: &mut Plan,
     problems: &mut Vec<String>,
 ) {
@@ -152,11 +152,11 @@ mod tests {
         }
     }
 
-    fn expecting(heads: &[&str]) -> RestoreOptions {
-        RestoreOptions {
+    fn expecting(heads: &[&str]) -> RestoreSteps {
+        RestoreSteps {
             expect_heads: Some(heads.iter().map(ToString::to_string).collect()),
             check_code_head: true,
-            ..RestoreOptions::default()
+            ..RestoreSteps::default()
         }
     }
 
@@ -195,7 +195,7 @@ mod tests {
         assert_eq!(refused.head.relation, Some(HeadRelation::Unrelated));
 
         let mut allowed = plan(Some(&["abc"]));
-        let options = RestoreOptions {
+        let options = RestoreSteps {
             allow_head_mismatch: true,
             ..expecting(&["def"])
         };
@@ -225,9 +225,9 @@ mod tests {
     fn an_unknown_code_head_is_a_note() {
         let mut plan = plan(Some(&["abc"]));
         let mut problems = Vec::new();
-        let options = RestoreOptions {
+        let options = RestoreSteps {
             check_code_head: true,
-            ..RestoreOptions::default()
+            ..RestoreSteps::default()
         };
         check_head(&settings(), &options, &mut plan, &mut problems);
         assert!(problems.is_empty(), "{problems:?}");

@@ -101,12 +101,15 @@ fn rest(problems: &[String]) -> String {
     problems.iter().skip(1).map(|p| format!("\n{p}")).collect()
 }
 
-/// What to restore and where.
-#[derive(Debug, Clone, Default)]
-pub struct RestoreOptions {
-    /// Restore the database (false: `--workspace-only`).
+/// Every step [`prepare`] and [`execute`] take, each spelled out (the drill turns off what
+/// an operator's restore does). Embedders use [`crate::RestoreOptions`], whose default is
+/// the complete restore.
+#[derive(Debug, Clone)]
+#[cfg_attr(test, derive(Default))]
+pub struct RestoreSteps {
+    /// Restore the database.
     pub database: bool,
-    /// Restore the workspace (false: `--db-only`).
+    /// Restore the workspace.
     pub workspace: bool,
     /// Restore into this database instead of the configured one.
     pub target_db: Option<String>,
@@ -300,20 +303,11 @@ pub struct WorkspaceRestored {
     pub previous_kept_at: Option<PathBuf>,
 }
 
-/// Something [`execute`] reports as it goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// A step completed (`database restored`, `application restarted`, …).
-    Done(String),
-    /// A note that does not stop the restore.
-    Note(String),
-}
-
 /// The workspace directory a restore with these options would replace, as configured (or
 /// given with `--target-dir`).
 pub fn workspace_target<'a>(
     settings: &'a RestoreSettings,
-    options: &'a RestoreOptions,
+    options: &'a RestoreSteps,
 ) -> Option<&'a Path> {
     if !options.workspace {
         return None;
@@ -389,11 +383,11 @@ mod tests {
         }
     }
 
-    fn options(workspace: bool, target_dir: Option<&str>) -> RestoreOptions {
-        RestoreOptions {
+    fn options(workspace: bool, target_dir: Option<&str>) -> RestoreSteps {
+        RestoreSteps {
             workspace,
             target_dir: target_dir.map(PathBuf::from),
-            ..RestoreOptions::default()
+            ..RestoreSteps::default()
         }
     }
 

@@ -15,7 +15,7 @@ use crate::workspace_swap;
 use super::head::check_head;
 use super::workspace::swap_path;
 use super::{
-    DatabaseTarget, HeadCheck, Plan, RestoreError, RestoreOptions, RestoreSettings, Source,
+    DatabaseTarget, HeadCheck, Plan, RestoreError, RestoreSettings, RestoreSteps, Source,
     WorkspaceTarget, workspace_target,
 };
 
@@ -47,7 +47,7 @@ fn sources(entry: &BackupEntry) -> (Option<Source>, Option<Source>) {
 pub fn prepare(
     settings: &RestoreSettings,
     entry: &BackupEntry,
-    options: &RestoreOptions,
+    options: &RestoreSteps,
     identities: Option<&Identities>,
 ) -> Result<Plan, RestoreError> {
     let mut problems = Vec::new();
@@ -191,7 +191,7 @@ pub fn prepare(
 fn check_database(
     settings: &RestoreSettings,
     entry: &BackupEntry,
-    options: &RestoreOptions,
+    options: &RestoreSteps,
     source: Source,
     checks: &mut Vec<String>,
     notes: &mut Vec<String>,

@@ -4,7 +4,7 @@
 use crate::workspace_swap;
 
 use super::workspace::swap_path;
-use super::{RestoreError, RestoreOptions, RestoreSettings, workspace_target};
+use super::{RestoreError, RestoreSettings, RestoreSteps, workspace_target};
 
 /// Undoes (or finishes) a workspace swap that a killed earlier restore left behind, so the
 /// workspace is whole again before anything else is checked. Call it before
@@ -12,7 +12,7 @@ use super::{RestoreError, RestoreOptions, RestoreSettings, workspace_target};
 /// as a note.
 pub fn recover_interrupted(
     settings: &RestoreSettings,
-    options: &RestoreOptions,
+    options: &RestoreSteps,
 ) -> Result<Option<workspace_swap::Recovery>, RestoreError> {
     let Some(target) = workspace_target(settings, options) else {
         return Ok(None);
@@ -70,9 +70,9 @@ mod tests {
 
     #[test]
     fn nothing_to_recover_without_a_workspace_to_restore() {
-        let options = RestoreOptions {
+        let options = RestoreSteps {
             workspace: false,
-            ..RestoreOptions::default()
+            ..RestoreSteps::default()
         };
         let found = recover_interrupted(&settings(Some("/srv/ws".into())), &options).unwrap();
         assert!(found.is_none());
@@ -83,9 +83,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ws = dir.path().join("ws");
         std::fs::create_dir(&ws).unwrap();
-        let options = RestoreOptions {
+        let options = RestoreSteps {
             workspace: true,
-            ..RestoreOptions::default()
+            ..RestoreSteps::default()
         };
         let found = recover_interrupted(&settings(Some(ws.clone())), &options).unwrap();
         assert!(found.is_none());

@@ -266,7 +266,8 @@ pub struct Thresholds {
 }
 
 /// A threshold that [`Status::check`] found crossed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Alert {
     /// No successful backup within `max_age` (or none at all).
     TooOld,

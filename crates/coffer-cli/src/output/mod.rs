@@ -1,14 +1,18 @@
 //! How results, progress and errors are shown: progress bars on a terminal, plain log lines
 //! otherwise (the systemd journal), JSON on request.
 
-use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+mod backup;
+mod progress;
 
-use coffer_core::manifest::ArtifactRole;
-use coffer_core::progress::Progress;
+use std::io::Write;
+use std::sync::Mutex;
+
+use coffer_core::Warning;
 use coffer_core::redact::redact;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+pub use backup::print_backup;
+pub use progress::{Lines, Reporter};
 
 /// Writes one line to stdout. A closed stdout (`coffer status | true`, `| head -0`) is not
 /// a failure of the operation: the line is dropped and the operation's own exit code
@@ -130,117 +134,52 @@ pub fn print_error(err: &anyhow::Error) {
     }
 }
 
-/// The `--json` form of a failure, printed on stdout (the human lines still go to stderr):
-/// `{"error": {"message": "...", "details": "..." | null, "exit_code": N}}`.
+/// The `--json` form of a failure, printed on stdout (the human lines still go to stderr).
+#[derive(Serialize)]
+struct ErrorJson {
+    error: ErrorFields,
+}
+
+#[derive(Serialize)]
+struct ErrorFields {
+    message: String,
+    details: Option<String>,
+    exit_code: u8,
+}
+
+/// The `--json` form of a failure, one line with sorted keys:
+/// `{"error": {"details": "..." | null, "exit_code": N, "message": "..."}}`.
 pub fn error_json(err: &anyhow::Error, exit_code: u8) -> serde_json::Value {
     let (message, details) = error_parts(err);
-    serde_json::json!({
-        "error": {
-            "message": message,
-            "details": (!details.is_empty()).then(|| details.join("\n")),
-            "exit_code": exit_code,
-        }
-    })
+    let json = ErrorJson {
+        error: ErrorFields {
+            message,
+            details: (!details.is_empty()).then(|| details.join("\n")),
+            exit_code,
+        },
+    };
+    serde_json::to_value(json).unwrap_or_default()
+}
+
+/// Prints `value` as pretty JSON on stdout, fields in their declared order.
+pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    outln!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Prints `value` as pretty JSON on stdout with the keys of every object sorted: the
+/// shape `list`, `status`, `verify`, `restore` and errors have always had.
+pub fn print_json_sorted(value: &impl Serialize) -> anyhow::Result<()> {
+    print_json(&serde_json::to_value(value)?)
+}
+
+/// Prints a warning on stderr, with the CLI's advice where it has some.
+pub fn print_warning(warning: &Warning) {
+    let text = match warning {
+        Warning::RunLog(e) => format!("{e}; `coffer status` will not count this run"),
+        w => w.to_string(),
+    };
+    errln!("warning: {}", redact(&text));
 }
 
 pub use coffer_core::units::bytes;
-
-/// Creates the progress reporter that fits where stderr goes.
-pub fn reporter(quiet: bool) -> Box<dyn Progress> {
-    if quiet {
-        Box::new(coffer_core::progress::Silent)
-    } else if std::io::stderr().is_terminal() {
-        Box::new(Bars::default())
-    } else {
-        Box::new(LogLines::default())
-    }
-}
-
-/// One progress bar per artifact.
-#[derive(Default)]
-struct Bars {
-    multi: MultiProgress,
-    bars: Mutex<Vec<(ArtifactRole, ProgressBar)>>,
-}
-
-impl Bars {
-    fn bar(&self, role: ArtifactRole) -> Option<ProgressBar> {
-        let bars = self.bars.lock().ok()?;
-        bars.iter()
-            .find(|(r, _)| *r == role)
-            .map(|(_, b)| b.clone())
-    }
-}
-
-impl Progress for Bars {
-    fn start(&self, role: ArtifactRole, file: &str) {
-        let bar = self.multi.add(ProgressBar::new_spinner());
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {prefix:<10} {msg:<24} {bytes:>10} {binary_bytes_per_sec:>12} {elapsed:>4}")
-                .expect("valid template"),
-        );
-        bar.set_prefix(role.as_str());
-        bar.set_message(file.to_string());
-        bar.enable_steady_tick(Duration::from_millis(120));
-        if let Ok(mut bars) = self.bars.lock() {
-            bars.push((role, bar));
-        }
-    }
-
-    fn advance(&self, role: ArtifactRole, bytes: u64) {
-        if let Some(b) = self.bar(role) {
-            b.inc(bytes);
-        }
-    }
-
-    fn finish(&self, role: ArtifactRole, summary: &str) {
-        if let Some(b) = self.bar(role) {
-            b.finish_with_message(summary.to_string());
-        }
-    }
-
-    fn step(&self, text: &str) {
-        let _ = self.multi.println(format!("· {text}"));
-    }
-}
-
-/// Plain lines for logs: a start line, a line every 30 s per artifact, an end line.
-#[derive(Default)]
-struct LogLines {
-    state: Mutex<Vec<(ArtifactRole, u64, Instant, Instant)>>,
-}
-
-impl Progress for LogLines {
-    fn start(&self, role: ArtifactRole, file: &str) {
-        errln!("{}: {file} started", role.as_str());
-        if let Ok(mut s) = self.state.lock() {
-            s.push((role, 0, Instant::now(), Instant::now()));
-        }
-    }
-
-    fn advance(&self, role: ArtifactRole, n: u64) {
-        if let Ok(mut s) = self.state.lock()
-            && let Some(entry) = s.iter_mut().find(|e| e.0 == role)
-        {
-            entry.1 += n;
-            if entry.3.elapsed() >= Duration::from_secs(30) {
-                entry.3 = Instant::now();
-                let secs = entry.2.elapsed().as_secs_f64().max(0.001);
-                errln!(
-                    "{}: {} processed ({}/s)",
-                    role.as_str(),
-                    bytes(entry.1),
-                    bytes((entry.1 as f64 / secs) as u64)
-                );
-            }
-        }
-    }
-
-    fn finish(&self, role: ArtifactRole, summary: &str) {
-        errln!("{}: done: {summary}", role.as_str());
-    }
-
-    fn step(&self, text: &str) {
-        errln!("{text}");
-    }
-}

@@ -1,0 +1,141 @@
+//! `backup`: the whole job. The backup itself, its run-log record, the prune and the sync
+//! after a success, the metrics file and the `on_success` / `on_failure` hooks.
+
+use chrono::Utc;
+
+use crate::backup::{self, BackupReport, BackupRequest, BackupSettings};
+use crate::coffer::{Coffer, finished, warn_all};
+use crate::context::RunContext;
+use crate::error::Error;
+use crate::names::BackupKind;
+use crate::progress::Event;
+use crate::runlog::{Operation, RunRecord};
+use crate::warning::Warning;
+
+/// What to back up and what follows.
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// Who made the backup: `Auto` (the nightly timer; pruned by retention) or `Manual`
+    /// (never pruned automatically). Default: `Manual`.
+    pub kind: BackupKind,
+    /// Free text stored in the manifest.
+    pub label: Option<String>,
+    /// Prune the root after a successful backup. Default: yes.
+    pub prune: bool,
+    /// Sync the root to the remote after a successful backup, as `remote.sync_after_backup`
+    /// does. Default: no (the configuration decides).
+    pub sync: bool,
+}
+
+impl Default for BackupOptions {
+    fn default() -> BackupOptions {
+        BackupOptions {
+            kind: BackupKind::Manual,
+            label: None,
+            prune: true,
+            sync: false,
+        }
+    }
+}
+
+impl BackupOptions {
+    /// Sets who made the backup.
+    pub fn kind(mut self, kind: BackupKind) -> BackupOptions {
+        self.kind = kind;
+        self
+    }
+
+    /// Sets the label stored in the manifest.
+    pub fn label(mut self, label: Option<String>) -> BackupOptions {
+        self.label = label;
+        self
+    }
+
+    /// Whether to prune after a successful backup.
+    pub fn prune(mut self, prune: bool) -> BackupOptions {
+        self.prune = prune;
+        self
+    }
+
+    /// Whether to sync after a successful backup (also when not configured).
+    pub fn sync(mut self, sync: bool) -> BackupOptions {
+        self.sync = sync;
+        self
+    }
+}
+
+/// A successful backup and what went wrong around it.
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub struct BackupOutcome {
+    /// The backup made.
+    pub report: BackupReport,
+    /// What failed after it without failing it (run log, prune, sync, metrics, hooks), also
+    /// reported as [`Event::Warning`]s.
+    pub warnings: Vec<Warning>,
+}
+
+impl Coffer {
+    /// Makes a backup, then records the attempt in the run log; after a success prunes the
+    /// root (unless disabled) and syncs it to the remote (when asked or configured); then
+    /// rewrites the metrics file and runs the hooks. Whatever fails after the backup is a
+    /// warning: the backup's outcome stands.
+    pub fn backup(
+        &self,
+        options: &BackupOptions,
+        ctx: &RunContext<'_>,
+    ) -> Result<BackupOutcome, Error> {
+        let started = Utc::now();
+        let result = self.write_backup(options, ctx);
+        let record = RunRecord::new(Operation::Backup, started).with_kind(options.kind);
+        let record = match &result {
+            Ok(report) => finished(record.with_backup_report(report), &result),
+            Err(_) => finished(record, &result),
+        };
+        let reporting = self.reporting();
+        let mut warnings = reporting.record(&record);
+        if record.is_success() && options.prune {
+            warnings.extend(self.prune_after_backup(ctx));
+        }
+        if record.is_success() && (options.sync || self.config().remote.sync_after_backup) {
+            warnings.extend(self.sync_after_backup(ctx));
+        }
+        warnings.extend(
+            reporting
+                .write_metrics(Utc::now())
+                .err()
+                .map(Warning::Metrics),
+        );
+        warnings.extend(reporting.run_hooks(&record));
+        warn_all(ctx, &warnings);
+        Ok(BackupOutcome {
+            report: result?,
+            warnings,
+        })
+    }
+
+    /// The backup itself.
+    fn write_backup(
+        &self,
+        options: &BackupOptions,
+        ctx: &RunContext<'_>,
+    ) -> Result<BackupReport, Error> {
+        let settings = BackupSettings::from_config(self.config())?;
+        if settings.workspace.is_none() {
+            ctx.emit(Event::Note(
+                "no workspace configured (workspace.path / WORKSPACE_HOST_PATH): backing up the database only",
+            ));
+        }
+        let request = BackupRequest {
+            kind: options.kind,
+            label: options.label.clone(),
+        };
+        Ok(backup::run(
+            &settings,
+            &request,
+            ctx.progress(),
+            ctx.cancel(),
+        )?)
+    }
+}

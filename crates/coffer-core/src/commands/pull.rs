@@ -1,0 +1,109 @@
+//! `pull`: a remote backup downloaded into the backup root, verified, all or nothing.
+
+use std::path::PathBuf;
+
+use super::BackupRef;
+use crate::catalog::BackupEntry;
+use crate::coffer::Coffer;
+use crate::config::ConfigError;
+use crate::context::RunContext;
+use crate::crypto::Identities;
+use crate::error::Error;
+use crate::progress::Event;
+use crate::remote::Remote;
+use crate::remote::pull::{self, PullReport, Which};
+use crate::signing::SignaturePolicy;
+
+/// How to pull.
+#[non_exhaustive]
+#[derive(Debug, Clone, Default)]
+pub struct PullOptions {
+    /// The age identity file, instead of `encryption.identity_file`; without any, the
+    /// content of encrypted artifacts is not checked.
+    pub identity: Option<PathBuf>,
+    /// Accept a backup without signatures although trusted keys are configured (a bad
+    /// signature is still refused). Default: no.
+    pub allow_unsigned: bool,
+}
+
+impl PullOptions {
+    /// Sets the age identity file.
+    pub fn identity(mut self, identity: Option<PathBuf>) -> PullOptions {
+        self.identity = identity;
+        self
+    }
+
+    /// Whether to accept an unsigned backup.
+    pub fn allow_unsigned(mut self, allow: bool) -> PullOptions {
+        self.allow_unsigned = allow;
+        self
+    }
+}
+
+impl Coffer {
+    /// Downloads `backup` (a name on the remote, or its newest complete backup) into the
+    /// root, verified as [`Coffer::verify`] would, unless it is complete there already.
+    /// Reports each step as [`Event::Transfer`].
+    pub fn pull(
+        &self,
+        backup: &BackupRef,
+        options: &PullOptions,
+        ctx: &RunContext<'_>,
+    ) -> Result<PullReport, Error> {
+        let identities = self.identities(options.identity.as_deref())?;
+        let signatures = self.signature_policy(options.allow_unsigned)?;
+        self.download(backup, identities.as_ref(), &signatures, ctx)
+    }
+
+    /// The backup a restore from the remote uses: the one in the root when it is complete
+    /// there already ([`Event::FoundInRoot`]), else the one pulled ([`Event::Pulled`]).
+    pub(crate) fn pull_for_restore(
+        &self,
+        backup: &BackupRef,
+        identities: Option<&Identities>,
+        signatures: &SignaturePolicy,
+        ctx: &RunContext<'_>,
+    ) -> Result<BackupRef, Error> {
+        if let BackupRef::Named(name) = backup {
+            if name.contains('/') {
+                return Err(ConfigError::Invalid {
+                    path: "restore options".into(),
+                    key: "backup".into(),
+                    reason: format!("a backup on the remote is named, not given by path: `{name}`"),
+                }
+                .into());
+            }
+            let local = self.root().join(name);
+            if local.is_dir() && BackupEntry::read(&local).status.is_usable() {
+                ctx.emit(Event::FoundInRoot(name));
+                return Ok(backup.clone());
+            }
+        }
+        let report = self.download(backup, identities, signatures, ctx)?;
+        ctx.emit(Event::Pulled(&report));
+        Ok(BackupRef::Named(report.name))
+    }
+
+    fn download(
+        &self,
+        backup: &BackupRef,
+        identities: Option<&Identities>,
+        signatures: &SignaturePolicy,
+        ctx: &RunContext<'_>,
+    ) -> Result<PullReport, Error> {
+        let remote = Remote::from_config(&self.config().remote)?;
+        let which = match backup {
+            BackupRef::Named(name) => Which::Name(name.clone()),
+            BackupRef::Latest => Which::Latest,
+        };
+        let events = |line: String| ctx.emit(Event::Transfer(&line));
+        Ok(pull::run(
+            &remote,
+            self.root(),
+            &which,
+            identities,
+            signatures,
+            &events,
+        )?)
+    }
+}

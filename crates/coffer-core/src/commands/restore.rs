@@ -1,0 +1,323 @@
+//! `restore`: pre-flight, then the database and the workspace restored all or nothing
+//! (see [`crate::restore`]), under the root's lock, recorded in the run log.
+//!
+//! Two steps, so a front end can show the plan and ask before anything changes:
+//! [`Coffer::prepare_restore`] checks and plans, [`PreparedRestore::execute`] restores.
+//! [`Coffer::restore`] does both.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::BackupRef;
+use crate::catalog::BackupEntry;
+use crate::coffer::{Coffer, finished};
+use crate::context::RunContext;
+use crate::crypto::Identities;
+use crate::error::Error;
+use crate::lock::RootLock;
+use crate::restore::{self, Plan, RestoreReport, RestoreSettings};
+use crate::runlog::{Operation, RunRecord};
+use crate::warning::Warning;
+
+/// What to restore and where. The default restores the database and the workspace into
+/// their configured places, with the Alembic head check and the restore hooks.
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// Restore the database. Default: yes.
+    pub database: bool,
+    /// Restore the workspace. Default: yes.
+    pub workspace: bool,
+    /// Restore into this database (created if missing) instead of the configured one.
+    pub target_db: Option<String>,
+    /// Restore the workspace into this directory instead of `workspace.path`.
+    pub target_dir: Option<PathBuf>,
+    /// The Alembic head(s) the code expects, overriding `alembic.expected_head_command` and
+    /// `alembic.versions_dir`.
+    pub expect_heads: Option<Vec<String>>,
+    /// Restore even when the backup's Alembic head differs from the code's. Default: no.
+    pub allow_head_mismatch: bool,
+    /// End other sessions connected to the target database instead of refusing. Default: no.
+    pub terminate_connections: bool,
+    /// Keep the previous workspace beside the restored one. Default: no.
+    pub keep_old: bool,
+    /// Run `hooks.before_restore` / `hooks.after_restore`. Default: yes.
+    pub run_hooks: bool,
+    /// The age identity file, instead of `encryption.identity_file`.
+    pub identity: Option<PathBuf>,
+    /// Restore a backup without signatures although trusted keys are configured (a bad
+    /// signature is still refused). Default: no.
+    pub allow_unsigned: bool,
+    /// Disaster recovery: pull the backup from the remote into the root first (verified,
+    /// all or nothing) unless it is complete there already. Default: no.
+    pub from_remote: bool,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> RestoreOptions {
+        RestoreOptions {
+            database: true,
+            workspace: true,
+            target_db: None,
+            target_dir: None,
+            expect_heads: None,
+            allow_head_mismatch: false,
+            terminate_connections: false,
+            keep_old: false,
+            run_hooks: true,
+            identity: None,
+            allow_unsigned: false,
+            from_remote: false,
+        }
+    }
+}
+
+impl RestoreOptions {
+    /// Whether to restore the database.
+    pub fn database(mut self, database: bool) -> RestoreOptions {
+        self.database = database;
+        self
+    }
+
+    /// Whether to restore the workspace.
+    pub fn workspace(mut self, workspace: bool) -> RestoreOptions {
+        self.workspace = workspace;
+        self
+    }
+
+    /// Sets the database to restore into.
+    pub fn target_db(mut self, name: Option<String>) -> RestoreOptions {
+        self.target_db = name;
+        self
+    }
+
+    /// Sets the directory to restore the workspace into.
+    pub fn target_dir(mut self, dir: Option<PathBuf>) -> RestoreOptions {
+        self.target_dir = dir;
+        self
+    }
+
+    /// Sets the Alembic head(s) the code expects.
+    pub fn expect_heads(mut self, heads: Option<Vec<String>>) -> RestoreOptions {
+        self.expect_heads = heads;
+        self
+    }
+
+    /// Whether to restore despite a head mismatch.
+    pub fn allow_head_mismatch(mut self, allow: bool) -> RestoreOptions {
+        self.allow_head_mismatch = allow;
+        self
+    }
+
+    /// Whether to end other sessions on the target database.
+    pub fn terminate_connections(mut self, terminate: bool) -> RestoreOptions {
+        self.terminate_connections = terminate;
+        self
+    }
+
+    /// Whether to keep the previous workspace.
+    pub fn keep_old(mut self, keep: bool) -> RestoreOptions {
+        self.keep_old = keep;
+        self
+    }
+
+    /// Whether to run the restore hooks.
+    pub fn run_hooks(mut self, run: bool) -> RestoreOptions {
+        self.run_hooks = run;
+        self
+    }
+
+    /// Sets the age identity file.
+    pub fn identity(mut self, identity: Option<PathBuf>) -> RestoreOptions {
+        self.identity = identity;
+        self
+    }
+
+    /// Whether to accept an unsigned backup.
+    pub fn allow_unsigned(mut self, allow: bool) -> RestoreOptions {
+        self.allow_unsigned = allow;
+        self
+    }
+
+    /// Whether to pull the backup from the remote first.
+    pub fn from_remote(mut self, from_remote: bool) -> RestoreOptions {
+        self.from_remote = from_remote;
+        self
+    }
+
+    /// The steps [`crate::restore`] takes for these options.
+    fn steps(&self) -> restore::RestoreSteps {
+        restore::RestoreSteps {
+            database: self.database,
+            workspace: self.workspace,
+            target_db: self.target_db.clone(),
+            create_target_db: self.target_db.is_some(),
+            target_dir: self.target_dir.clone(),
+            expect_heads: self.expect_heads.clone(),
+            check_code_head: true,
+            allow_head_mismatch: self.allow_head_mismatch,
+            terminate_connections: self.terminate_connections,
+            keep_old: self.keep_old,
+            run_hooks: self.run_hooks,
+        }
+    }
+}
+
+/// A completed restore.
+#[non_exhaustive]
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreOutcome {
+    /// What pre-flight found and planned.
+    pub plan: Plan,
+    /// What the restore did.
+    pub report: RestoreReport,
+    /// What failed around it without failing it (run log, metrics, hooks), also reported
+    /// as [`Event::Warning`](crate::Event::Warning)s.
+    #[serde(skip)]
+    pub warnings: Vec<Warning>,
+}
+
+/// A restore that passed pre-flight and changed nothing yet; it holds the root's lock.
+/// Dropped without [`execute`](Self::execute), nothing happens and nothing is recorded.
+#[derive(Debug)]
+pub struct PreparedRestore<'c> {
+    coffer: &'c Coffer,
+    started: DateTime<Utc>,
+    entry: BackupEntry,
+    settings: RestoreSettings,
+    identities: Option<Identities>,
+    steps: restore::RestoreSteps,
+    plan: Plan,
+    lock: Option<RootLock>,
+}
+
+impl Coffer {
+    /// Pre-flight and restore in one go (see [`Coffer::prepare_restore`] and
+    /// [`PreparedRestore::execute`]).
+    pub fn restore(
+        &self,
+        backup: &BackupRef,
+        options: &RestoreOptions,
+        ctx: &RunContext<'_>,
+    ) -> Result<RestoreOutcome, Error> {
+        self.prepare_restore(backup, options, ctx)?.execute(ctx)
+    }
+
+    /// Finds the backup, takes the root's lock when the backup lies in the root, finishes
+    /// or undoes a swap a killed earlier restore left behind, and runs the pre-flight
+    /// checks; changes nothing else. Reports each passed check as [`Event::Done`](crate::Event::Done) and each
+    /// note as [`Event::Note`](crate::Event::Note). A refusal is recorded in the run log as a failed restore.
+    pub fn prepare_restore(
+        &self,
+        backup: &BackupRef,
+        options: &RestoreOptions,
+        ctx: &RunContext<'_>,
+    ) -> Result<PreparedRestore<'_>, Error> {
+        let started = Utc::now();
+        let mut found = None;
+        let result = self.preflight(backup, options, started, &mut found, ctx);
+        if result.is_err() {
+            let record = restore_record(started, found.as_ref());
+            self.after_run(&finished(record, &result), ctx);
+        }
+        result
+    }
+
+    fn preflight(
+        &self,
+        backup: &BackupRef,
+        options: &RestoreOptions,
+        started: DateTime<Utc>,
+        found: &mut Option<BackupEntry>,
+        ctx: &RunContext<'_>,
+    ) -> Result<PreparedRestore<'_>, Error> {
+        let mut settings = RestoreSettings::from_config(self.config())?;
+        settings.signatures = self.signature_policy(options.allow_unsigned)?;
+        let identities = self.identities(options.identity.as_deref())?;
+        let pulled;
+        let backup = if options.from_remote {
+            pulled =
+                self.pull_for_restore(backup, identities.as_ref(), &settings.signatures, ctx)?;
+            &pulled
+        } else {
+            backup
+        };
+        let (entry, _) = self.resolve(backup, ctx)?;
+        *found = Some(entry.clone());
+        // Keep prune and other runs away from a backup being restored from the root.
+        let lock = lock_if_in_root(self.root(), &entry)?;
+        let steps = options.steps();
+        if let Some(r) = restore::recover_interrupted(&settings, &steps)? {
+            ctx.note(&r.to_string());
+        }
+        let plan = restore::prepare(&settings, &entry, &steps, identities.as_ref())?;
+        for check in &plan.checks {
+            ctx.done(check);
+        }
+        for note in &plan.notes {
+            ctx.note(note);
+        }
+        Ok(PreparedRestore {
+            coffer: self,
+            started,
+            entry,
+            settings,
+            identities,
+            steps,
+            plan,
+            lock,
+        })
+    }
+}
+
+impl PreparedRestore<'_> {
+    /// What pre-flight found and what will be replaced.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Restores as planned, reporting each step as [`Event::Done`](crate::Event::Done) or [`Event::Note`](crate::Event::Note); then
+    /// records the run in the run log, rewrites the metrics file and runs the hooks.
+    pub fn execute(self, ctx: &RunContext<'_>) -> Result<RestoreOutcome, Error> {
+        let result = restore::execute(
+            &self.settings,
+            &self.plan,
+            &self.steps,
+            self.identities.as_ref(),
+            ctx,
+        )
+        .map_err(Error::from);
+        drop(self.lock);
+        let record = finished(restore_record(self.started, Some(&self.entry)), &result);
+        let warnings = self.coffer.after_run(&record, ctx);
+        Ok(RestoreOutcome {
+            plan: self.plan,
+            report: result?,
+            warnings,
+        })
+    }
+}
+
+/// The run-log record of a restore of `entry` (`None`: failed before one was found).
+fn restore_record(started: DateTime<Utc>, entry: Option<&BackupEntry>) -> RunRecord {
+    let record = RunRecord::new(Operation::Restore, started);
+    match entry {
+        Some(e) => record.with_backup(e.name.clone(), e.kind),
+        None => record,
+    }
+}
+
+/// The root's lock, when `entry` lies in the root.
+fn lock_if_in_root(root: &Path, entry: &BackupEntry) -> Result<Option<RootLock>, Error> {
+    let inside = match (entry.path.canonicalize(), root.canonicalize()) {
+        (Ok(p), Ok(r)) => p.starts_with(r),
+        _ => false,
+    };
+    Ok(if inside {
+        Some(RootLock::acquire(root, "restore")?)
+    } else {
+        None
+    })
+}
