@@ -43,7 +43,7 @@
 //! - [`redact`]: passwords and keys masked in every text coffer shows or stores.
 //! - [`progress`] and [`cancel`]: reporting from, and stopping, long operations.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod alembic;
 pub mod archive;

@@ -1,7 +1,7 @@
 //! The Prometheus textfile: the health of a backup root for node_exporter's textfile
 //! collector (`--collector.textfile.directory`), rewritten after every run.
 //!
-//! [`render`] is pure; [`write`] replaces the file atomically (a temporary file in the same
+//! [`render`] is pure; [`write()`] replaces the file atomically (a temporary file in the same
 //! directory, fsynced, renamed over it), so the collector never reads half a file. The file
 //! is 0644: node_exporter usually runs as another user, and it holds no secrets.
 //!
