@@ -340,7 +340,7 @@ pub struct Catalog {
 }
 
 /// Files coffer keeps in the root itself.
-const ROOT_FILES: &[&str] = &[crate::lock::LOCK_FILE, crate::runlog::RUN_LOG_FILE];
+const ROOT_FILES: &[&str] = &[crate::lock::LOCK_FILE, crate::names::RUN_LOG_FILE];
 
 /// Sorts every entry of `root` into backups, coffer's staging directories and unknown
 /// entries. Nothing is followed: a symlink in the root is unknown, whatever it points to.
@@ -560,7 +560,7 @@ mod tests {
             &[(STAGING_MARKER, STAGING_MARKER_TEXT)],
         );
         fs::write(root.join(crate::lock::LOCK_FILE), "").unwrap();
-        fs::write(root.join(crate::runlog::RUN_LOG_FILE), "").unwrap();
+        fs::write(root.join(crate::names::RUN_LOG_FILE), "").unwrap();
 
         let c = scan(root).unwrap();
         let proven: Vec<(&str, Option<String>)> = c

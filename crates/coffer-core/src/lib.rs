@@ -55,7 +55,7 @@
 //! - [`units`]: human-readable sizes for messages.
 //! - [`redact`]: passwords and keys masked in every text coffer shows or stores.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod alembic;
 pub mod archive;

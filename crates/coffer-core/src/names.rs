@@ -11,6 +11,9 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// File name of the run log inside the backup root.
+pub const RUN_LOG_FILE: &str = "coffer-runs.jsonl";
+
 /// Prefix of the hidden staging directories a backup or pull is written into.
 pub const STAGING_PREFIX: &str = ".coffer-staging-";
 

@@ -32,6 +32,7 @@ use crate::names::BackupKind;
 
 mod read;
 mod status;
+pub use crate::names::RUN_LOG_FILE;
 pub use read::{LINE_CAP, READ_WINDOW, RunLog, parse, read};
 pub use status::{
     Alert, BackupStats, LastSuccess, Status, StatusError, SuccessSource, Thresholds, human_age,
@@ -51,9 +52,6 @@ pub fn truncate(text: &str, max: usize) -> String {
         Some((cut, _)) => format!("{}… ({} more bytes)", &text[..cut], text.len() - cut),
     }
 }
-
-/// File name of the run log inside the backup root.
-pub const RUN_LOG_FILE: &str = "coffer-runs.jsonl";
 
 /// The run log of a backup root.
 pub fn path(root: &Path) -> PathBuf {

@@ -42,7 +42,7 @@
 //! lexes starts in the encoding the scanner assumes.
 //!
 //! Chunks may split the stream anywhere (mid-line, mid-UTF-8); memory stays bounded:
-//! at most [`LINE_CAP`] bytes of a statement (plus its last [`TAIL_CAP`]) and of an Alembic
+//! at most [`LINE_CAP`] bytes of a statement (plus its last few) and of an Alembic
 //! data row are kept, and a few bytes of any other row.
 
 mod facts;
