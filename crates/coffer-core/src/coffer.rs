@@ -32,11 +32,19 @@ use crate::warning::Warning;
 /// println!("{}", outcome.report.path.display());
 /// # Ok::<(), coffer_core::Error>(())
 /// ```
-#[derive(Debug)]
 pub struct Coffer {
     config: Config,
     root: PathBuf,
     reporting: Reporting,
+}
+
+/// The root only: the configuration may hold the database password.
+impl std::fmt::Debug for Coffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coffer")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Coffer {

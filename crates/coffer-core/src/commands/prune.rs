@@ -53,7 +53,7 @@ impl Coffer {
     }
 
     /// The prune after a successful backup: recorded as a `prune` run, without metrics or
-    /// hooks (the backup's report the run). A failure is a warning, never the backup's.
+    /// hooks (the backup's hooks report the run). A failure is a warning, never the backup's.
     pub(crate) fn prune_after_backup(&self, ctx: &RunContext<'_>) -> Vec<Warning> {
         let started = Utc::now();
         let result = prune::run(self.root(), &self.config().retention, started, false);

@@ -181,7 +181,6 @@ pub struct RestoreOutcome {
 
 /// A restore that passed pre-flight and changed nothing yet; it holds the root's lock.
 /// Dropped without [`execute`](Self::execute), nothing happens and nothing is recorded.
-#[derive(Debug)]
 pub struct PreparedRestore<'c> {
     coffer: &'c Coffer,
     started: DateTime<Utc>,
@@ -191,6 +190,15 @@ pub struct PreparedRestore<'c> {
     steps: restore::RestoreSteps,
     plan: Plan,
     lock: Option<RootLock>,
+}
+
+/// The backup only: the settings and the plan hold the database's credentials.
+impl std::fmt::Debug for PreparedRestore<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedRestore")
+            .field("backup", &self.entry.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Coffer {

@@ -58,7 +58,7 @@ impl Coffer {
     }
 
     /// The sync after a successful backup: recorded as a `sync` run, without metrics or
-    /// hooks (the backup's report the run). A failure is a warning, never the backup's.
+    /// hooks (the backup's hooks report the run). A failure is a warning, never the backup's.
     pub(crate) fn sync_after_backup(&self, ctx: &RunContext<'_>) -> Vec<Warning> {
         let started = Utc::now();
         let result = self.upload(&SyncOptions::default(), ctx);

@@ -13,11 +13,23 @@ use crate::config::DatabaseConfig;
 use crate::sandbox_exec::{ConfineError, Confinement, ExecConfinement};
 
 /// How to run PostgreSQL client programs against the configured database.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Database {
     exec: Option<Vec<String>>,
     env: Vec<(String, String)>,
     args: Vec<String>,
+}
+
+/// The environment's names only: `PGPASSWORD`'s value must not reach a log.
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Database")
+            .field("exec", &self.exec)
+            .field("env", &env)
+            .field("args", &self.args)
+            .finish()
+    }
 }
 
 impl Database {
@@ -428,6 +440,11 @@ mod tests {
         let cmd = db.command("pg_dump");
         let argv: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into()).collect();
         assert!(!argv.join(" ").contains("hunter2"), "{argv:?}");
+        let shown = format!("{db:?}");
+        assert!(
+            shown.contains("PGPASSWORD") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 
     #[test]
