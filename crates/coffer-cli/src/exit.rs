@@ -122,6 +122,7 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         return match e {
             RemoteError::NotConfigured | RemoteError::Config { .. } => USAGE,
             RemoteError::Locked(l) => lock_code(l),
+            RemoteError::Interrupted { signal, .. } => 128 + *signal as u8,
             e if e.is_unavailable() => REMOTE_UNAVAILABLE,
             e if e.is_damage() => VERIFY_FAILED,
             _ => FAILED,

@@ -99,7 +99,7 @@ fn print_table<'a>(rows: impl Iterator<Item = Row<'a>>) {
 
 fn list_remote(config: &coffer_core::config::Config, json: bool) -> anyhow::Result<ExitCode> {
     let remote = coffer_core::remote::Remote::from_config(&config.remote)?;
-    let scanned = remote.scan()?;
+    let scanned = super::runtime::block_on(remote.scan())??;
     let backups = &scanned.backups;
     if json {
         let mut rows: Vec<_> = backups

@@ -96,17 +96,16 @@ pub fn pull_with_config(
     quiet: bool,
 ) -> anyhow::Result<PullReport> {
     let remote = Remote::from_config(&config.remote)?;
+    let root = config.backup_dir();
     let events = |line: String| {
         if !quiet {
             crate::output::errln!("{line}");
         }
     };
-    Ok(pull::run(
-        &remote,
-        &config.backup_dir(),
-        which,
-        identities,
-        signatures,
-        &events,
-    )?)
+    super::signals::cancellable(|cancel| {
+        let pulled = super::runtime::block_on(pull::run(
+            &remote, &root, which, identities, signatures, cancel, &events,
+        ))?;
+        Ok(pulled?)
+    })
 }

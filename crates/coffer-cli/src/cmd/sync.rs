@@ -82,12 +82,17 @@ pub fn sync_with_config(
         retention: apply_retention.then(|| config.remote.retention_or(&config.retention).clone()),
         now: Utc::now(),
     };
+    let root = config.backup_dir();
     let events = |line: String| {
         if !quiet {
             crate::output::errln!("{line}");
         }
     };
-    Ok(sync::run(&remote, &config.backup_dir(), &options, &events)?)
+    super::signals::cancellable(|cancel| {
+        let synced =
+            super::runtime::block_on(sync::run(&remote, &root, &options, cancel, &events))?;
+        Ok(synced?)
+    })
 }
 
 /// The run log record of a sync.
