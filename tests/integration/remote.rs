@@ -272,6 +272,59 @@ fn sync_killed_mid_upload_leaves_nothing_complete_and_the_next_sync_finishes() {
 }
 
 #[test]
+fn sigint_mid_upload_stops_the_sync_cleanly_with_exit_130() {
+    let server = s3();
+    let case = Case::new();
+    random_file(&case.workspace.join("random.bin"), 40 << 20);
+    case.write_config(
+        &case.db_section(),
+        &server.remote_section(
+            S3_BUCKET,
+            "interrupted",
+            "part_size = \"5MiB\"\nconcurrency = 1",
+        ),
+    );
+    let name = name_of(&case.backup_ok(&[]));
+    let mut cmd = case.coffer();
+    with_s3_credentials(&mut cmd, S3_SECRET);
+    let mut child = cmd
+        .arg("sync")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !server.upload_in_progress() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "sync finished before it could be interrupted"
+        );
+        assert!(Instant::now() < deadline, "no multipart upload started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Seven more parts are to go: the sync sees the signal before the next one.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{status}: {err}");
+    assert!(err.contains("sync interrupted by signal 2"), "{err}");
+    let remote_dir = server.data.join(S3_BUCKET).join("interrupted").join(&name);
+    assert!(!remote_dir.join("manifest.json").exists());
+    assert!(!remote_dir.join("workspace.tar.gz").exists());
+    assert!(
+        !server.upload_in_progress(),
+        "the interrupted multipart upload was not aborted"
+    );
+    let list = remote_list(&case, S3_SECRET);
+    assert_ne!(remote_status(&list, &name).as_deref(), Some("complete"));
+}
+
+#[test]
 fn server_stopped_mid_upload_fails_clearly_and_nothing_looks_complete() {
     let server = S3Server::start();
     server.create_bucket("stopped");

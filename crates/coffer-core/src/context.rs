@@ -1,15 +1,26 @@
-//! The context every long operation runs in: where it reports progress, and the flag that
-//! stops it.
+//! The context every long operation runs in: where it reports progress, the flag that
+//! stops it, and the runtime its remote part runs on.
+
+use std::future::Future;
+
+use tokio::runtime::Handle;
 
 use crate::cancel::CancelFlag;
+use crate::error::{Error, ErrorKind};
 use crate::progress::{Event, Progress, Silent};
 
 /// Progress and cancellation for one operation, passed to every method of
 /// [`crate::Coffer`] that runs long.
+///
+/// The blocking methods whose workflow reaches the remote (a backup that syncs when done, a
+/// restore from the remote) run that part on a tokio runtime: the one given with
+/// [`Self::with_runtime`], else the one the calling thread is in (e.g. inside
+/// `tokio::task::spawn_blocking`). coffer starts none of its own.
 #[derive(Clone)]
 pub struct RunContext<'a> {
     progress: &'a dyn Progress,
     cancel: CancelFlag,
+    runtime: Option<Handle>,
 }
 
 impl std::fmt::Debug for RunContext<'_> {
@@ -26,12 +37,19 @@ impl<'a> RunContext<'a> {
         RunContext {
             progress,
             cancel: CancelFlag::new(),
+            runtime: None,
         }
     }
 
     /// Stops the operation once `cancel` is set (e.g. by a signal handler).
     pub fn with_cancel(mut self, cancel: CancelFlag) -> RunContext<'a> {
         self.cancel = cancel;
+        self
+    }
+
+    /// Runs the remote part of blocking methods on this (multi-thread) runtime.
+    pub fn with_runtime(mut self, runtime: Handle) -> RunContext<'a> {
+        self.runtime = Some(runtime);
         self
     }
 
@@ -58,6 +76,25 @@ impl<'a> RunContext<'a> {
     /// Reports a note.
     pub(crate) fn note(&self, text: &str) {
         self.emit(Event::Note(text));
+    }
+
+    /// Reports a step of a transfer to or from the remote.
+    pub(crate) fn transfer(&self, text: &str) {
+        self.emit(Event::Transfer(text));
+    }
+
+    /// Waits for `work` (the remote part of a blocking method) on the context's runtime.
+    pub(crate) fn block_on<F: Future>(&self, work: F) -> Result<F::Output, Error> {
+        let runtime = match &self.runtime {
+            Some(handle) => handle.clone(),
+            None => Handle::try_current().map_err(|_| {
+                Error::new(
+                    ErrorKind::Failed,
+                    "the remote needs a tokio runtime: give the RunContext one (with_runtime), or call from a thread of one (tokio::task::spawn_blocking)",
+                )
+            })?,
+        };
+        Ok(runtime.block_on(work))
     }
 }
 

@@ -161,9 +161,11 @@ fn parse_recipient(
     })
 }
 
-/// Identities (secret keys) loaded from a file, to decrypt with.
+/// Identities (secret keys) loaded from a file, to decrypt with. Cloning shares the keys
+/// (a pull hands them to the thread that verifies the download).
+#[derive(Clone)]
 pub struct Identities {
-    keys: Vec<Box<dyn age::Identity + Send + Sync>>,
+    keys: std::sync::Arc<[Box<dyn age::Identity + Send + Sync>]>,
     path: PathBuf,
 }
 
@@ -223,7 +225,7 @@ impl Identities {
             return Err(err("the file holds no identity".into()));
         }
         Ok(Identities {
-            keys,
+            keys: keys.into(),
             path: path.to_path_buf(),
         })
     }

@@ -179,6 +179,7 @@ from_with_kind! {
     RemoteError => |e| match e {
         RemoteError::NotConfigured | RemoteError::Config { .. } => ErrorKind::InvalidConfig,
         RemoteError::Locked(l) => lock_kind(l),
+        RemoteError::Interrupted { signal, .. } => ErrorKind::Interrupted { signal: *signal },
         e if e.is_unavailable() => ErrorKind::RemoteUnavailable,
         e if e.is_damage() => ErrorKind::Damaged,
         _ => ErrorKind::Failed,
@@ -239,7 +240,7 @@ mod tests {
     }
 
     #[test]
-    fn restore_outcomes_keep_their_kind() {
+    fn interruptions_and_restore_outcomes_keep_their_kind() {
         let refused = RestoreError::Refused {
             problems: vec!["no".into()],
         };
@@ -252,6 +253,15 @@ mod tests {
         assert_eq!(
             Error::from(RestoreError::Inconsistent("x".into())).kind(),
             ErrorKind::Inconsistent
+        );
+        let stopped = RemoteError::Interrupted {
+            operation: "pull",
+            signal: 2,
+            outcome: "nothing was put into the backup root",
+        };
+        assert_eq!(
+            Error::from(stopped).kind(),
+            ErrorKind::Interrupted { signal: 2 }
         );
     }
 

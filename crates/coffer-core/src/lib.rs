@@ -12,7 +12,7 @@
 //! methods are the operations (one module each in [`commands`]): [`Coffer::backup`] (the
 //! whole job: backup, run log, prune, sync, metrics, hooks), [`Coffer::restore`],
 //! [`Coffer::verify`], [`Coffer::drill`], [`Coffer::prune`], [`Coffer::sync`],
-//! [`Coffer::pull`], [`Coffer::list`] and [`Coffer::status`]. Each takes an options struct whose `Default` is the safe, complete
+//! [`Coffer::pull`], [`Coffer::list`], [`Coffer::list_remote`] and [`Coffer::status`]. Each takes an options struct whose `Default` is the safe, complete
 //! behaviour and a [`RunContext`] (a [`Progress`] receiving typed [`progress::Event`]s, and
 //! the cancellation flag), and fails with an [`Error`] whose [`ErrorKind`] a front end maps
 //! to exit codes or statuses.
@@ -107,7 +107,7 @@ mod test_corpus;
 pub use coffer::Coffer;
 pub use commands::backup::{BackupOptions, BackupOutcome};
 pub use commands::drill::DrillOptions;
-pub use commands::list::{ListedBackup, Listing};
+pub use commands::list::{ListedBackup, Listing, RemoteListedBackup, RemoteListing, RemoteUnknown};
 pub use commands::prune::PruneOptions;
 pub use commands::pull::PullOptions;
 pub use commands::restore::{PreparedRestore, RestoreOptions, RestoreOutcome};

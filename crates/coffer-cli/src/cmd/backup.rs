@@ -74,7 +74,14 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     };
     let reporter = Reporter::new(args.quiet, lines);
     let cancel = super::cancel_on_signals().context("cannot install signal handlers")?;
-    let ctx = RunContext::new(&reporter).with_cancel(cancel);
+    let mut ctx = RunContext::new(&reporter).with_cancel(cancel);
+    // Only a backup that syncs when done reaches the remote.
+    let runtime = (args.sync || coffer.config().remote.sync_after_backup)
+        .then(super::runtime::start)
+        .transpose()?;
+    if let Some(runtime) = &runtime {
+        ctx = ctx.with_runtime(runtime.handle().clone());
+    }
     let options = BackupOptions::default()
         .kind(args.kind)
         .label(args.label.clone())

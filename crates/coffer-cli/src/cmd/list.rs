@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
+use coffer_core::Coffer;
 use coffer_core::catalog::EntryStatus;
-use serde_json::json;
 
 use crate::output;
 
@@ -24,7 +24,7 @@ pub struct Args {
 pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let coffer = cli.coffer()?;
     if args.remote {
-        return list_remote(coffer.config(), args.json);
+        return list_remote(&coffer, args.json);
     }
     let listing = coffer.list()?;
     if args.json {
@@ -93,66 +93,32 @@ fn print_table<'a>(rows: impl Iterator<Item = Row<'a>>) {
     }
 }
 
-fn list_remote(config: &coffer_core::config::Config, json: bool) -> anyhow::Result<ExitCode> {
-    let remote = coffer_core::remote::Remote::from_config(&config.remote)
-        .map_err(coffer_core::Error::from)?;
-    let scanned = remote.scan().map_err(coffer_core::Error::from)?;
-    let backups = &scanned.backups;
+fn list_remote(coffer: &Coffer, json: bool) -> anyhow::Result<ExitCode> {
+    let listing = super::runtime::start()?.block_on(coffer.list_remote())?;
     if json {
-        let mut rows: Vec<_> = backups
-            .iter()
-            .map(|b| {
-                json!({
-                    "name": b.name,
-                    "kind": b.kind,
-                    "created": b.created,
-                    "size_bytes": b.size_bytes(),
-                    "alembic_head": b.manifest.as_ref().and_then(|m| m.alembic_head()),
-                    "status": b.status,
-                    "objects": b.objects,
-                    // Both signature files are there (checked by pull, not by a listing).
-                    "signed": coffer_core::signing::SIGNED_FILES
-                        .iter()
-                        .all(|(_, sig)| b.objects.contains_key(*sig)),
-                })
-            })
-            .collect();
-        // Folders coffer does not know: status "unknown", never pulled or deleted.
-        rows.extend(scanned.unknown.iter().map(|u| {
-            json!({
-                "name": u.name,
-                "size_bytes": u.size_bytes(),
-                "status": {"status": "unknown", "reason": u.unknown},
-                "objects": u.objects,
-            })
-        }));
-        output::outln!("{}", serde_json::to_string_pretty(&rows)?);
+        output::print_json_sorted(&listing)?;
         return Ok(ExitCode::SUCCESS);
     }
-    for u in &scanned.unknown {
+    for u in &listing.unknown {
         output::errln!(
             "note: {:?} on the remote is unknown — left alone: {}",
             u.name,
-            u.unknown.as_deref().unwrap_or_default()
+            u.status.reason.as_deref().unwrap_or_default()
         );
     }
-    if backups.is_empty() {
-        output::errln!("no backups on {}", remote.url());
+    if listing.backups.is_empty() {
+        output::errln!("no backups on {}", listing.remote);
         return Ok(ExitCode::SUCCESS);
     }
-    output::outln!("remote {}", remote.url());
-    print_table(backups.iter().map(|b| {
-        Row {
-            name: &b.name,
-            kind: b.kind,
-            created: b.created,
-            size: b.size_bytes(),
-            head: b.alembic_head(),
-            status: &b.status,
-            future: b
-                .created
-                .is_some_and(|t| coffer_core::names::is_future(t, chrono::Utc::now())),
-        }
+    output::outln!("remote {}", listing.remote);
+    print_table(listing.backups.iter().map(|b| Row {
+        name: &b.name,
+        kind: b.kind,
+        created: b.created,
+        size: b.size_bytes,
+        head: b.alembic_head.as_ref().map(ToString::to_string),
+        status: &b.status,
+        future: b.future_dated,
     }));
     Ok(ExitCode::SUCCESS)
 }

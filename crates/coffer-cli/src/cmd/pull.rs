@@ -59,7 +59,11 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         .identity(args.identity.clone())
         .allow_unsigned(args.allow_unsigned);
     let reporter = Reporter::new(args.quiet, Lines::Hidden);
-    let report = coffer.pull(&backup, &options, &RunContext::new(&reporter))?;
+    let runtime = super::runtime::start()?;
+    let report = super::signals::cancellable(|cancel| {
+        let ctx = RunContext::new(&reporter).with_cancel(cancel.clone());
+        Ok(runtime.block_on(coffer.pull(&backup, &options, &ctx))?)
+    })?;
     if args.json {
         output::print_json(&report)?;
     } else {

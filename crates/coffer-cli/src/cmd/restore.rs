@@ -159,9 +159,20 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         Lines::Stdout
     };
     let reporter = Reporter::new(args.quiet, lines);
-    // Until confirmed, a signal ends coffer at once: nothing has changed.
+    // Until confirmed, a signal ends coffer at once (nothing has changed), except while a
+    // backup is pulled from the remote: that pull stops cleanly.
     let ctx = RunContext::new(&reporter);
-    let prepared = coffer.prepare_restore(&backup, &options, &ctx)?;
+    let runtime;
+    let prepared = if args.from_remote {
+        runtime = super::runtime::start()?;
+        let ctx = ctx.clone().with_runtime(runtime.handle().clone());
+        super::signals::cancellable(|cancel| {
+            let ctx = ctx.with_cancel(cancel.clone());
+            Ok(coffer.prepare_restore(&backup, &options, &ctx)?)
+        })?
+    } else {
+        coffer.prepare_restore(&backup, &options, &ctx)?
+    };
     confirm(prepared.plan(), args.yes)?;
     let cancel = super::cancel_on_signals().context("cannot install signal handlers")?;
     let outcome = prepared.execute(&ctx.with_cancel(cancel))?;

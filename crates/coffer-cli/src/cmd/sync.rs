@@ -51,7 +51,11 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let options = SyncOptions::default()
         .verify(args.verify)
         .retention(!args.no_retention);
-    let report = coffer.sync(&options, &RunContext::new(&reporter))?;
+    let runtime = super::runtime::start()?;
+    let report = super::signals::cancellable(|cancel| {
+        let ctx = RunContext::new(&reporter).with_cancel(cancel.clone());
+        Ok(runtime.block_on(coffer.sync(&options, &ctx))?)
+    })?;
     if args.json {
         output::print_json(&report)?;
     } else {

@@ -1,15 +1,18 @@
-//! `list`: the backups in the root, described for people and programs.
+//! `list`: the backups in the root, or on the remote, described for people and programs.
 
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde::ser::SerializeSeq;
 
 use crate::catalog::{self, BackupEntry, EntryStatus, UnknownEntry};
 use crate::coffer::Coffer;
 use crate::error::Error;
 use crate::manifest::{AlembicHead, AnyManifest};
-use crate::names::BackupKind;
+use crate::names::{self, BackupKind};
+use crate::remote::{Remote, RemoteBackup};
+use crate::signing::SIGNED_FILES;
 
 /// One backup of a listing.
 #[non_exhaustive]
@@ -83,6 +86,134 @@ impl Coffer {
                 .map(|e| ListedBackup::of(e, now))
                 .collect(),
             unknown: scanned.unknown,
+        })
+    }
+}
+
+/// One backup on the remote.
+#[non_exhaustive]
+#[derive(Debug, Clone, Serialize)]
+pub struct RemoteListedBackup {
+    /// Its folder name.
+    pub name: String,
+    /// Who made it, when known.
+    pub kind: Option<BackupKind>,
+    /// When it was made, when known.
+    pub created: Option<DateTime<Utc>>,
+    /// Bytes of its objects.
+    pub size_bytes: u64,
+    /// The Alembic head its manifest records.
+    pub alembic_head: Option<AlembicHead>,
+    /// Complete when the manifest exists and every artifact it lists has the recorded size.
+    pub status: EntryStatus,
+    /// Its objects: file name → size in bytes.
+    pub objects: std::collections::BTreeMap<String, u64>,
+    /// Whether both signature files are there (checked by a pull, not by a listing).
+    pub signed: bool,
+    /// Whether its name dates it in the future (clock skew?).
+    #[serde(skip)]
+    pub future_dated: bool,
+}
+
+/// A folder on the remote that is not one of coffer's backups: listed, never pulled or
+/// deleted. Shown with the status `unknown` and the reason.
+#[non_exhaustive]
+#[derive(Debug, Clone, Serialize)]
+pub struct RemoteUnknown {
+    /// Its folder name.
+    pub name: String,
+    /// Bytes of its objects.
+    pub size_bytes: u64,
+    /// `{"status": "unknown", "reason": …}`.
+    pub status: UnknownStatus,
+    /// Its objects: file name → size in bytes.
+    pub objects: std::collections::BTreeMap<String, u64>,
+}
+
+/// Why a remote folder is not coffer's.
+#[non_exhaustive]
+#[derive(Debug, Clone, Serialize)]
+pub struct UnknownStatus {
+    /// Always `unknown`.
+    pub status: &'static str,
+    /// What it is and why coffer does not take it for its own.
+    pub reason: Option<String>,
+}
+
+/// What the remote holds.
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub struct RemoteListing {
+    /// The remote (URL without secrets).
+    pub remote: String,
+    /// coffer's backups (complete or not), newest first.
+    pub backups: Vec<RemoteListedBackup>,
+    /// Folders coffer does not know, by name.
+    pub unknown: Vec<RemoteUnknown>,
+}
+
+/// One list: the backups, then the unknown folders.
+impl Serialize for RemoteListing {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.backups.len() + self.unknown.len()))?;
+        for b in &self.backups {
+            seq.serialize_element(b)?;
+        }
+        for u in &self.unknown {
+            seq.serialize_element(u)?;
+        }
+        seq.end()
+    }
+}
+
+impl RemoteListedBackup {
+    fn of(b: RemoteBackup, now: DateTime<Utc>) -> RemoteListedBackup {
+        RemoteListedBackup {
+            size_bytes: b.size_bytes(),
+            alembic_head: b.manifest.as_ref().and_then(|m| m.alembic_head()).cloned(),
+            signed: SIGNED_FILES
+                .iter()
+                .all(|(_, sig)| b.objects.contains_key(*sig)),
+            future_dated: b.created.is_some_and(|t| names::is_future(t, now)),
+            name: b.name,
+            kind: b.kind,
+            created: b.created,
+            status: b.status,
+            objects: b.objects,
+        }
+    }
+}
+
+impl RemoteUnknown {
+    fn of(b: RemoteBackup) -> RemoteUnknown {
+        RemoteUnknown {
+            size_bytes: b.size_bytes(),
+            name: b.name,
+            status: UnknownStatus {
+                status: "unknown",
+                reason: b.unknown,
+            },
+            objects: b.objects,
+        }
+    }
+}
+
+impl Coffer {
+    /// The backups on the remote (`remote.url`), newest first, and the folders coffer does
+    /// not know. Complete means the manifest exists and every artifact it lists has the
+    /// recorded size.
+    pub async fn list_remote(&self) -> Result<RemoteListing, Error> {
+        let remote = Remote::from_config(&self.config().remote)?;
+        let scanned = remote.scan().await?;
+        let now = Utc::now();
+        Ok(RemoteListing {
+            remote: remote.url().to_string(),
+            backups: scanned
+                .backups
+                .into_iter()
+                .map(|b| RemoteListedBackup::of(b, now))
+                .collect(),
+            unknown: scanned.unknown.into_iter().map(RemoteUnknown::of).collect(),
         })
     }
 }

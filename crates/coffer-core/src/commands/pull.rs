@@ -43,8 +43,9 @@ impl PullOptions {
 impl Coffer {
     /// Downloads `backup` (a name on the remote, or its newest complete backup) into the
     /// root, verified as [`Coffer::verify`] would, unless it is complete there already.
-    /// Reports each step as [`Event::Transfer`].
-    pub fn pull(
+    /// Reports each step as [`Event::Transfer`]; once the context's flag is set, stops at
+    /// the next chunk leaving nothing in the root.
+    pub async fn pull(
         &self,
         backup: &BackupRef,
         options: &PullOptions,
@@ -53,6 +54,7 @@ impl Coffer {
         let identities = self.identities(options.identity.as_deref())?;
         let signatures = self.signature_policy(options.allow_unsigned)?;
         self.download(backup, identities.as_ref(), &signatures, ctx)
+            .await
     }
 
     /// The backup a restore from the remote uses: the one in the root when it is complete
@@ -79,12 +81,12 @@ impl Coffer {
                 return Ok(backup.clone());
             }
         }
-        let report = self.download(backup, identities, signatures, ctx)?;
+        let report = ctx.block_on(self.download(backup, identities, signatures, ctx))??;
         ctx.emit(Event::Pulled(&report));
         Ok(BackupRef::Named(report.name))
     }
 
-    fn download(
+    async fn download(
         &self,
         backup: &BackupRef,
         identities: Option<&Identities>,
@@ -96,14 +98,6 @@ impl Coffer {
             BackupRef::Named(name) => Which::Name(name.clone()),
             BackupRef::Latest => Which::Latest,
         };
-        let events = |line: String| ctx.emit(Event::Transfer(&line));
-        Ok(pull::run(
-            &remote,
-            self.root(),
-            &which,
-            identities,
-            signatures,
-            &events,
-        )?)
+        Ok(pull::run(&remote, self.root(), &which, identities, signatures, ctx).await?)
     }
 }

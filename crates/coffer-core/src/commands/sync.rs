@@ -3,12 +3,12 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::coffer::Coffer;
+use crate::coffer::{Coffer, warn_all};
 use crate::context::RunContext;
 use crate::error::Error;
 use crate::progress::Event;
-use crate::remote::Remote;
 use crate::remote::sync::{self, SyncOptions as Steps, SyncReport};
+use crate::remote::{Remote, off_executor};
 use crate::runlog::{Operation, RunRecord};
 use crate::warning::Warning;
 
@@ -49,11 +49,20 @@ impl SyncOptions {
 impl Coffer {
     /// Uploads every complete local backup missing or incomplete on the remote (manifest
     /// last), then applies remote retention; records the run, rewrites the metrics file
-    /// and runs the hooks. Reports each step as [`Event::Transfer`].
-    pub fn sync(&self, options: &SyncOptions, ctx: &RunContext<'_>) -> Result<SyncReport, Error> {
+    /// and runs the hooks. Reports each step as [`Event::Transfer`]; stops at the next file
+    /// or chunk once the context's flag is set.
+    pub async fn sync(
+        &self,
+        options: &SyncOptions,
+        ctx: &RunContext<'_>,
+    ) -> Result<SyncReport, Error> {
         let started = Utc::now();
-        let result = self.upload(options, ctx);
-        self.after_run(&sync_record(started, &result), ctx);
+        let result = self.upload(options, ctx).await;
+        let record = sync_record(started, &result);
+        // Hooks are processes that may run for minutes: not on the executor.
+        let reporting = self.reporting().clone();
+        let warnings = off_executor(move || reporting.after_run(&record, Utc::now())).await;
+        warn_all(ctx, &warnings);
         result
     }
 
@@ -61,7 +70,9 @@ impl Coffer {
     /// hooks (the backup's hooks report the run). A failure is a warning, never the backup's.
     pub(crate) fn sync_after_backup(&self, ctx: &RunContext<'_>) -> Vec<Warning> {
         let started = Utc::now();
-        let result = self.upload(&SyncOptions::default(), ctx);
+        let result = ctx
+            .block_on(self.upload(&SyncOptions::default(), ctx))
+            .and_then(|r| r);
         let mut warnings = Vec::new();
         match &result {
             Ok(report) => ctx.emit(Event::Synced(report)),
@@ -71,7 +82,11 @@ impl Coffer {
         warnings
     }
 
-    fn upload(&self, options: &SyncOptions, ctx: &RunContext<'_>) -> Result<SyncReport, Error> {
+    async fn upload(
+        &self,
+        options: &SyncOptions,
+        ctx: &RunContext<'_>,
+    ) -> Result<SyncReport, Error> {
         let config = self.config();
         let remote = Remote::open(&config.remote, true)?;
         let steps = Steps {
@@ -81,8 +96,7 @@ impl Coffer {
                 .then(|| config.remote.retention_or(&config.retention).clone()),
             now: Utc::now(),
         };
-        let events = |line: String| ctx.emit(Event::Transfer(&line));
-        Ok(sync::run(&remote, self.root(), &steps, &events)?)
+        Ok(sync::run(&remote, self.root(), &steps, ctx).await?)
     }
 }
 

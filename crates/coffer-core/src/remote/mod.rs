@@ -10,10 +10,17 @@
 //! Legacy shell-script backups (no hashes) are mirrored too: every file of the directory,
 //! manifest last; they are complete when `postgres.sql.gz` (or `.gz.age`) is there.
 //!
-//! # Synchronous API
+//! # Async API
 //!
-//! The rest of coffer is synchronous (threads, not tasks): [`Remote`] owns a small tokio
-//! runtime and every public method blocks on it.
+//! Every operation that talks to the store is an `async fn` ([`Remote::scan`],
+//! [`Remote::list`], [`sync::run`], [`pull::run`], [`retention::apply`]) and runs on the
+//! caller's tokio runtime: the library starts none, so it embeds in an async program (a web
+//! backend, a task-queue worker) as well as in the `coffer` command, which builds one runtime
+//! per command. Long disk and CPU work inside them (hashing large chunks, fsync, verifying a
+//! pulled backup) runs on tokio's blocking pool, never on the executor. The futures are
+//! `Send`, so they may be spawned. [`Remote::with_store`] takes any [`ObjectStore`] (an
+//! in-memory one, a local directory, a client configured by the embedding program);
+//! [`Remote::from_config`] builds one from `[remote]`.
 //!
 //! # Credentials
 //!
@@ -32,194 +39,47 @@
 //!
 //! Modules: `location` parses `remote.url` (a leaf, so [`crate::config`] can validate it
 //! without depending on the rest); [`classify`] decides what a folder is; [`store`] builds
-//! the store from `[remote]`; [`sync`] uploads and applies remote retention; [`pull`]
-//! downloads a backup into the backup root through a staging directory.
+//! the store from `[remote]`; [`sync`] uploads (one backup at a time, through the private
+//! `upload`) and then applies [`retention`]; [`pull`] downloads a backup into the backup root
+//! through a staging directory; [`error`] says what failed.
 
 pub mod classify;
+pub mod error;
 pub(crate) mod location;
 pub mod pull;
+pub mod retention;
 pub mod store;
 pub mod sync;
+mod upload;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
-
-/// The most objects a remote listing reads (a backup is at most six objects).
-pub const MAX_LISTED_OBJECTS: usize = 100_000;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 
 use crate::catalog::EntryStatus;
 use crate::config::RemoteConfig;
-use crate::lock::LockError;
 use crate::manifest::{self, AnyManifest};
 use crate::names::{self, BackupKind};
 
+pub use error::RemoteError;
 pub use location::RemoteUrl;
 
-/// Why a remote operation failed. Texts name the remote (URL without secrets), the
-/// operation and the object, never credentials.
-#[derive(Debug, thiserror::Error)]
-pub enum RemoteError {
-    /// No `remote.url` is configured.
-    #[error(
-        "no remote configured: set remote.url (or COFFER_REMOTE_URL) to s3://bucket/prefix, gs://…, az://… or file:///path"
-    )]
-    NotConfigured,
-    /// The remote settings cannot be used to build a client.
-    #[error("invalid remote settings for {remote}: {reason}")]
-    Config {
-        /// The remote.
-        remote: String,
-        /// Why.
-        reason: String,
-    },
-    /// The remote cannot be reached or refuses us: network, credentials, permissions, or
-    /// a bucket that does not exist.
-    #[error("remote {remote} is unavailable: {operation} {object}: {problem}; {hint}")]
-    Unavailable {
-        /// The remote.
-        remote: String,
-        /// What was being done, e.g. `upload`.
-        operation: &'static str,
-        /// The object or prefix.
-        object: String,
-        /// What went wrong, in a few words.
-        problem: String,
-        /// What to check.
-        hint: String,
-    },
-    /// Another failure of the object store.
-    #[error("remote {remote}: {operation} {object} failed: {reason}")]
-    Store {
-        /// The remote.
-        remote: String,
-        /// What was being done.
-        operation: &'static str,
-        /// The object.
-        object: String,
-        /// The store's error (scrubbed).
-        reason: String,
-    },
-    /// A local file or directory could not be read or written.
-    #[error("cannot {operation} {path}: {source}")]
-    Local {
-        /// What was being done, e.g. `read`.
-        operation: &'static str,
-        /// The local path.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// What was read or written does not match the manifest or what was sent.
-    #[error("{object} on remote {remote} does not match: {what} is {actual}, expected {expected}")]
-    Mismatch {
-        /// The remote.
-        remote: String,
-        /// The object.
-        object: String,
-        /// Which value, e.g. `sha256`.
-        what: &'static str,
-        /// The value expected.
-        expected: String,
-        /// The value found.
-        actual: String,
-    },
-    /// A pulled backup failed verification; nothing was put into the backup root.
-    #[error(
-        "backup {name} pulled from {remote} is damaged: {detail}; nothing was put into the backup root"
-    )]
-    Damaged {
-        /// The backup.
-        name: String,
-        /// The remote.
-        remote: String,
-        /// The failed checks.
-        detail: String,
-    },
-    /// A local backup's artifact does not match its own manifest: it is not uploaded.
-    #[error(
-        "local backup {path} is damaged: {detail}; it was not uploaded (run `coffer verify` on it)"
-    )]
-    LocalDamaged {
-        /// The backup directory.
-        path: PathBuf,
-        /// What differs.
-        detail: String,
-    },
-    /// No backup of that name on the remote.
-    #[error("no backup named `{name}` on remote {remote}; `coffer list --remote` shows them")]
-    NotFound {
-        /// The name asked for.
-        name: String,
-        /// The remote.
-        remote: String,
-    },
-    /// `--latest` found no complete backup on the remote.
-    #[error("no complete backup on remote {remote}; run `coffer sync` where the backups are")]
-    NoneComplete {
-        /// The remote.
-        remote: String,
-    },
-    /// The named remote backup is not complete.
-    #[error(
-        "backup {name} on remote {remote} is not complete ({reason}); run `coffer sync` on the host that has it, or pull another one"
-    )]
-    Incomplete {
-        /// The backup.
-        name: String,
-        /// The remote.
-        remote: String,
-        /// What is missing.
-        reason: String,
-    },
-    /// The backup already exists locally but is not usable.
-    #[error(
-        "{path} already exists and is not a complete backup ({reason}); move it away to pull this backup again"
-    )]
-    LocalExists {
-        /// The local directory.
-        path: PathBuf,
-        /// Its status.
-        reason: String,
-    },
-    /// The backup root's lock is held.
-    #[error(transparent)]
-    Locked(#[from] LockError),
-    /// The backup root could not be listed.
-    #[error(transparent)]
-    Catalog(#[from] crate::catalog::CatalogError),
-}
+/// The most objects a remote listing reads (a backup is at most six objects).
+pub const MAX_LISTED_OBJECTS: usize = 100_000;
 
-impl RemoteError {
-    /// Whether this is the remote being unreachable, refusing our credentials, or missing.
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, RemoteError::Unavailable { .. })
-    }
-
-    /// Whether this says that backup data is damaged (a hash or size mismatch).
-    pub fn is_damage(&self) -> bool {
-        matches!(
-            self,
-            RemoteError::Damaged { .. }
-                | RemoteError::LocalDamaged { .. }
-                | RemoteError::Mismatch { .. }
-        )
-    }
-}
-
-/// A connection to the configured remote.
+/// A connection to an object store holding backups under a prefix. Building one sends
+/// nothing; every operation is `async` and runs on the caller's tokio runtime.
 pub struct Remote {
-    runtime: tokio::runtime::Runtime,
     store: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
     display: String,
-    kind: location::StoreKind,
+    /// `None` for a store given to [`Remote::with_store`].
+    kind: Option<location::StoreKind>,
     settings: UploadSettings,
 }
 
@@ -240,6 +100,24 @@ pub struct UploadSettings {
     pub max_parts: u32,
     /// Parts in flight per file.
     pub concurrency: usize,
+}
+
+impl UploadSettings {
+    /// The settings `[remote]` gives (`part_size`, `max_parts`, `concurrency`).
+    pub fn from_config(config: &RemoteConfig) -> UploadSettings {
+        UploadSettings {
+            part_size: config.part_size.map(|p| p.0),
+            max_parts: config.max_parts,
+            concurrency: config.concurrency,
+        }
+    }
+}
+
+impl Default for UploadSettings {
+    /// The defaults of `[remote]`: part size chosen per file, S3's part limit.
+    fn default() -> UploadSettings {
+        UploadSettings::from_config(&RemoteConfig::default())
+    }
 }
 
 /// One MiB.
@@ -332,33 +210,41 @@ impl Remote {
             remote: location::display_url(url),
             reason,
         })?;
-        let display = parsed.display();
-        let store = store::build(&parsed, config, create)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("coffer-remote")
-            .enable_all()
-            .build()
-            .map_err(|source| RemoteError::Local {
-                operation: "start the I/O runtime for",
-                path: PathBuf::from(&display),
-                source,
-            })?;
         Ok(Remote {
-            runtime,
-            store,
+            store: store::build(&parsed, config, create)?,
             prefix: parsed.prefix.clone(),
-            display,
-            kind: parsed.kind,
-            settings: UploadSettings {
-                part_size: config.part_size.map(|p| p.0),
-                max_parts: config.max_parts,
-                concurrency: config.concurrency,
-            },
+            display: parsed.display(),
+            kind: Some(parsed.kind),
+            settings: UploadSettings::from_config(config),
         })
     }
 
-    /// The remote's URL, without user information or query (safe to print).
+    /// A remote over a store the embedding program built (e.g.
+    /// `object_store::memory::InMemory`, a `LocalFileSystem`, or an S3 client configured
+    /// its own way), holding backups under `prefix`. `label` names the remote in messages
+    /// and reports in place of a URL: it must not carry secrets. Uploads use the default
+    /// [`UploadSettings`] until [`Remote::with_upload_settings`] says otherwise.
+    pub fn with_store(
+        store: Arc<dyn ObjectStore>,
+        prefix: ObjectPath,
+        label: impl Into<String>,
+    ) -> Remote {
+        Remote {
+            store,
+            prefix,
+            display: label.into(),
+            kind: None,
+            settings: UploadSettings::default(),
+        }
+    }
+
+    /// The same remote with these upload settings.
+    pub fn with_upload_settings(self, settings: UploadSettings) -> Remote {
+        Remote { settings, ..self }
+    }
+
+    /// The remote's URL, without user information or query (safe to print), or the label
+    /// given to [`Remote::with_store`].
     pub fn url(&self) -> &str {
         &self.display
     }
@@ -384,18 +270,14 @@ impl Remote {
 
     /// Lists coffer's backups on the remote, newest first (reading every manifest); unknown
     /// folders are left out (see [`Remote::scan`]).
-    pub fn list(&self) -> Result<Vec<RemoteBackup>, RemoteError> {
-        self.scan().map(|c| c.backups)
+    pub async fn list(&self) -> Result<Vec<RemoteBackup>, RemoteError> {
+        Ok(self.scan().await?.backups)
     }
 
     /// Lists every folder under the prefix, sorted into coffer's backups and unknown ones.
-    pub fn scan(&self) -> Result<RemoteCatalog, RemoteError> {
-        self.runtime.block_on(self.scan_async())
-    }
-
-    pub(crate) async fn scan_async(&self) -> Result<RemoteCatalog, RemoteError> {
+    pub async fn scan(&self) -> Result<RemoteCatalog, RemoteError> {
         let (unknown, backups) = self
-            .list_async()
+            .folders()
             .await?
             .into_iter()
             .partition(|b| b.unknown.is_some());
@@ -442,7 +324,7 @@ impl Remote {
     }
 
     /// Every folder under the prefix with its objects and classification, newest first.
-    async fn list_async(&self) -> Result<Vec<RemoteBackup>, RemoteError> {
+    async fn folders(&self) -> Result<Vec<RemoteBackup>, RemoteError> {
         let mut groups: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         for (path, size) in self.list_objects(&self.prefix).await? {
             // An object right under the prefix is no folder: not listed, never touched.
@@ -461,7 +343,7 @@ impl Remote {
             let (manifest, status) = if parsed.is_none() {
                 (None, EntryStatus::Incomplete("not a backup".into()))
             } else if objects.contains_key(manifest::MANIFEST_FILE) {
-                match self.read_manifest_async(&name).await {
+                match self.read_manifest(&name).await {
                     Ok(m) => {
                         let status = classify::remote_status(&objects, &m);
                         (Some(m), status)
@@ -496,7 +378,7 @@ impl Remote {
     }
 
     /// Reads and parses a remote backup's manifest.
-    async fn read_manifest_async(&self, name: &str) -> Result<AnyManifest, RemoteError> {
+    async fn read_manifest(&self, name: &str) -> Result<AnyManifest, RemoteError> {
         let path = self.object(name, manifest::MANIFEST_FILE);
         let too_large = || RemoteError::Store {
             remote: self.display.clone(),
@@ -540,7 +422,7 @@ impl Remote {
     /// Otherwise its objects go manifest first (so it stops looking complete at once, as an
     /// upload writes it last), then the artifacts, `SHA256SUMS` and the signatures; an
     /// interruption leaves a folder without a manifest, never a complete-looking one.
-    async fn delete_backup_async(
+    async fn delete_backup(
         &self,
         backup: &RemoteBackup,
     ) -> Result<Result<(), String>, RemoteError> {
@@ -568,7 +450,7 @@ impl Remote {
         path: &ObjectPath,
         start: u64,
         size: u64,
-    ) -> Result<impl AsRef<[u8]> + use<>, RemoteError> {
+    ) -> Result<impl AsRef<[u8]> + Send + use<>, RemoteError> {
         let end = (start + DOWNLOAD_CHUNK).min(size);
         let bytes = self
             .store
@@ -594,6 +476,18 @@ impl Remote {
             Err(e) => Err(self.error("delete", path.as_ref(), e)),
         }
     }
+}
+
+/// Runs `work` (file I/O, hashing a large chunk, verifying a pulled backup) on tokio's
+/// blocking pool so that the executor's threads stay free; a panic inside it is resumed here.
+pub(crate) async fn off_executor<T, F>(work: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 #[cfg(test)]

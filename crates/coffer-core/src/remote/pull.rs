@@ -7,15 +7,23 @@
 //! the identity, encrypted artifacts are decrypted and decompressed to the end). Only then
 //! is it renamed into place. On any failure the staging directory is removed and nothing
 //! appears in the root.
+//!
+//! Cancellation: the [`CancelFlag`] is checked before every ranged request and before the
+//! copy is put in place; a stop fails with [`RemoteError::Interrupted`] after removing the
+//! staging directory. Writing, hashing and verifying run on tokio's blocking pool.
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
-use super::{Remote, RemoteBackup, RemoteError};
+use super::error::{PULL_STOPPED, check_cancel};
+use super::{Remote, RemoteBackup, RemoteError, off_executor};
+use crate::cancel::CancelFlag;
 use crate::catalog::{BackupEntry, EntryStatus};
+use crate::context::RunContext;
 use crate::crypto::Identities;
 use crate::fsutil;
 use crate::lock::RootLock;
@@ -55,14 +63,16 @@ pub fn staging_dir(root: &Path, name: &str) -> PathBuf {
 
 /// Pulls a remote backup into `root` (created if missing), holding the root's lock.
 /// `identities` lets verification check encrypted content; `signatures` says which
-/// signatures the copy needs before it is put in place.
-pub fn run(
+/// signatures the copy needs before it is put in place. Each step is reported to `ctx` as a
+/// transfer event; once its cancel flag is set the pull stops at the next chunk with
+/// [`RemoteError::Interrupted`], leaving nothing in the root.
+pub async fn run(
     remote: &Remote,
     root: &Path,
     which: &Which,
     identities: Option<&Identities>,
     signatures: &SignaturePolicy,
-    events: &dyn Fn(String),
+    ctx: &RunContext<'_>,
 ) -> Result<PullReport, RemoteError> {
     fsutil::create_private_dir_all(root).map_err(|source| RemoteError::Local {
         operation: "create the backup root",
@@ -70,7 +80,7 @@ pub fn run(
         source,
     })?;
     let _lock = RootLock::acquire(root, "pull")?;
-    let listing = remote.list()?;
+    let listing = remote.list().await?;
     let backup = choose(remote, &listing, which)?;
     if *which == Which::Latest {
         let future: Vec<&str> = listing
@@ -79,7 +89,7 @@ pub fn run(
             .map(|b| b.name.as_str())
             .collect();
         if !future.is_empty() {
-            events(format!(
+            ctx.transfer(&format!(
                 "warning: passed over {} backup(s) dated in the future (clock skew?): {}; using {}",
                 future.len(),
                 future.join(", "),
@@ -92,7 +102,7 @@ pub fn run(
         let local = BackupEntry::read(&target);
         return match local.status {
             EntryStatus::Complete | EntryStatus::Legacy => {
-                events(format!(
+                ctx.transfer(&format!(
                     "{}: already in {} (complete); nothing downloaded",
                     backup.name,
                     root.display()
@@ -114,7 +124,10 @@ pub fn run(
         };
     }
     let staging = staging_dir(root, &backup.name);
-    let result = download_and_check(remote, backup, &staging, identities, signatures, events);
+    let result = download_and_check(remote, backup, &staging, identities, signatures, ctx)
+        .await
+        // The last chance to stop: after this the copy is in place.
+        .and_then(|report| check_cancel(ctx.cancel(), "pull", PULL_STOPPED).map(|()| report));
     let report = match result {
         Ok(r) => r,
         Err(e) => {
@@ -193,13 +206,13 @@ fn choose<'a>(
     }
 }
 
-fn download_and_check(
+async fn download_and_check(
     remote: &Remote,
     backup: &RemoteBackup,
     staging: &Path,
     identities: Option<&Identities>,
     signatures: &SignaturePolicy,
-    events: &dyn Fn(String),
+    ctx: &RunContext<'_>,
 ) -> Result<PullReport, RemoteError> {
     let local_err = |operation, path: &Path, source| RemoteError::Local {
         operation,
@@ -284,66 +297,70 @@ fn download_and_check(
         }
     }
     let mut bytes = 0u64;
-    remote
-        .runtime
-        .block_on(async {
-            for (file, expect) in &expected {
-                events(format!("{}: downloading {file}", backup.name));
-                let dest = staging.join(file);
-                let listed = backup.objects.get(file).copied().unwrap_or(0);
-                let (size, sha) = download(remote, &backup.name, file, listed, &dest).await?;
-                if let Some((want_size, want_sha)) = expect {
-                    let object = remote.object(&backup.name, file).to_string();
-                    let mismatch = |what, expected: String, actual: String| RemoteError::Mismatch {
-                        remote: remote.display.clone(),
-                        object: object.clone(),
-                        what,
-                        expected,
-                        actual,
-                    };
-                    if size != *want_size {
-                        return Err(mismatch("size", want_size.to_string(), size.to_string()));
-                    }
-                    if !want_sha.is_empty() && sha != *want_sha {
-                        return Err(mismatch("sha256", want_sha.clone(), sha));
-                    }
+    async {
+        for (file, expect) in &expected {
+            ctx.transfer(&format!("{}: downloading {file}", backup.name));
+            let dest = staging.join(file);
+            let listed = backup.objects.get(file).copied().unwrap_or(0);
+            let (size, sha) =
+                download(remote, &backup.name, file, listed, &dest, ctx.cancel()).await?;
+            if let Some((want_size, want_sha)) = expect {
+                let object = remote.object(&backup.name, file).to_string();
+                let mismatch = |what, expected: String, actual: String| RemoteError::Mismatch {
+                    remote: remote.display.clone(),
+                    object: object.clone(),
+                    what,
+                    expected,
+                    actual,
+                };
+                if size != *want_size {
+                    return Err(mismatch("size", want_size.to_string(), size.to_string()));
                 }
-                bytes += size;
+                if !want_sha.is_empty() && sha != *want_sha {
+                    return Err(mismatch("sha256", want_sha.clone(), sha));
+                }
             }
-            let manifest_size = backup
-                .objects
-                .get(manifest::MANIFEST_FILE)
-                .copied()
-                .unwrap_or(0);
-            download(
-                remote,
-                &backup.name,
-                manifest::MANIFEST_FILE,
-                manifest_size,
-                &staging.join(manifest::MANIFEST_FILE),
-            )
-            .await?;
-            Ok::<_, RemoteError>(())
-        })
-        .map_err(|e| match e {
-            RemoteError::Mismatch {
-                object,
-                what,
-                expected,
-                actual,
-                ..
-            } => RemoteError::Damaged {
-                name: backup.name.clone(),
-                remote: remote.display.clone(),
-                detail: format!("{object}: {what} is {actual}, the manifest says {expected}"),
-            },
-            other => other,
-        })?;
+            bytes += size;
+        }
+        let manifest_size = backup
+            .objects
+            .get(manifest::MANIFEST_FILE)
+            .copied()
+            .unwrap_or(0);
+        download(
+            remote,
+            &backup.name,
+            manifest::MANIFEST_FILE,
+            manifest_size,
+            &staging.join(manifest::MANIFEST_FILE),
+            ctx.cancel(),
+        )
+        .await?;
+        Ok::<_, RemoteError>(())
+    }
+    .await
+    .map_err(|e| match e {
+        RemoteError::Mismatch {
+            object,
+            what,
+            expected,
+            actual,
+            ..
+        } => RemoteError::Damaged {
+            name: backup.name.clone(),
+            remote: remote.display.clone(),
+            detail: format!("{object}: {what} is {actual}, the manifest says {expected}"),
+        },
+        other => other,
+    })?;
     fsutil::sync_dir(staging).map_err(|e| local_err("sync", staging, e))?;
-    events(format!("{}: verifying the downloaded copy", backup.name));
+    ctx.transfer(&format!("{}: verifying the downloaded copy", backup.name));
     let mut entry = BackupEntry::read(staging);
     entry.name = backup.name.clone();
-    let report = verify::verify_signed(&entry, identities, signatures);
+    // Decrypting and decompressing every artifact to the end: minutes for a large backup.
+    let (identities, signatures) = (identities.cloned(), signatures.clone());
+    let report =
+        off_executor(move || verify::verify_signed(&entry, identities.as_ref(), &signatures)).await;
     let failed: Vec<String> = report
         .checks
         .iter()
@@ -373,13 +390,14 @@ fn download_and_check(
 }
 
 /// Streams one object of `size` bytes (as listed) into a new 0600 file, in ranged requests,
-/// fsynced; returns the size and SHA-256 written.
+/// fsynced; returns the size and SHA-256 written. `cancel` is checked before each request.
 async fn download(
     remote: &Remote,
     name: &str,
     file: &str,
     size: u64,
     dest: &Path,
+    cancel: &CancelFlag,
 ) -> Result<(u64, String), RemoteError> {
     let object = remote.object(name, file);
     let local_err = |source| RemoteError::Local {
@@ -387,23 +405,28 @@ async fn download(
         path: dest.to_path_buf(),
         source,
     };
-    let mut out = tokio::fs::OpenOptions::new()
+    let mut out = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(fsutil::FILE_MODE)
         .open(dest)
-        .await
         .map_err(local_err)?;
     let mut hasher = Sha256::new();
     let mut done = 0u64;
     while done < size {
+        check_cancel(cancel, "pull", PULL_STOPPED)?;
         let chunk = remote.get_chunk(&object, done, size).await?;
-        let chunk = chunk.as_ref();
-        hasher.update(chunk);
-        done += chunk.len() as u64;
-        out.write_all(chunk).await.map_err(local_err)?;
+        done += chunk.as_ref().len() as u64;
+        // Writing and hashing a whole chunk (tens of MiB) runs on the blocking pool.
+        (out, hasher) = off_executor(move || {
+            hasher.update(chunk.as_ref());
+            out.write_all(chunk.as_ref()).map(|()| (out, hasher))
+        })
+        .await
+        .map_err(local_err)?;
     }
-    out.flush().await.map_err(local_err)?;
-    out.sync_all().await.map_err(local_err)?;
+    off_executor(move || out.sync_all())
+        .await
+        .map_err(local_err)?;
     Ok((done, hex::encode(hasher.finalize())))
 }

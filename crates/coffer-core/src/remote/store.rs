@@ -145,7 +145,12 @@ pub fn scrub(text: &str) -> String {
     out
 }
 
-fn credentials_hint(kind: StoreKind) -> &'static str {
+/// What to check when the store refuses us; `kind` is `None` for a store the embedding
+/// program built ([`Remote::with_store`](super::Remote::with_store)).
+fn credentials_hint(kind: Option<StoreKind>) -> &'static str {
+    let Some(kind) = kind else {
+        return "check the credentials and permissions the store was built with: they must allow listing, reading, writing and deleting under the prefix";
+    };
     match kind {
         StoreKind::S3 => {
             "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), remote.region, and that the key may list, read, write and delete under the prefix"
@@ -176,10 +181,11 @@ fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Classifies an object store error: credentials, permissions, a missing bucket and an
-/// unreachable endpoint become [`RemoteError::Unavailable`] with what to check.
+/// unreachable endpoint become [`RemoteError::Unavailable`] with what to check. `kind` is
+/// `None` for a store the embedding program built.
 pub(crate) fn classify(
     remote: &str,
-    kind: StoreKind,
+    kind: Option<StoreKind>,
     operation: &'static str,
     object: &str,
     e: object_store::Error,
@@ -273,7 +279,7 @@ mod tests {
     fn errors_are_classified() {
         let e = classify(
             "s3://b/p",
-            StoreKind::S3,
+            Some(StoreKind::S3),
             "list",
             "p/",
             object_store::Error::NotFound {
@@ -285,7 +291,7 @@ mod tests {
         assert!(e.to_string().contains("does not exist"), "{e}");
         let e = classify(
             "s3://b/p",
-            StoreKind::S3,
+            Some(StoreKind::S3),
             "upload",
             "p/x",
             object_store::Error::PermissionDenied {
@@ -296,7 +302,7 @@ mod tests {
         assert!(e.to_string().contains("AWS_SECRET_ACCESS_KEY"), "{e}");
         let e = classify(
             "s3://b/p",
-            StoreKind::S3,
+            Some(StoreKind::S3),
             "upload",
             "p/x",
             object_store::Error::Generic {
