@@ -1,11 +1,12 @@
 //! coffer-core through its public API only, as an embedder uses it: backup → list → verify
-//! → restore → prune → status against a real throw-away PostgreSQL cluster.
+//! → restore → prune → status against a real throw-away PostgreSQL cluster, and the remote
+//! (a `file://` store) reached from the blocking methods through a runtime of the caller's.
 
 use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 
-use coffer_core::config::{Config, DatabaseConfig, WorkspaceConfig};
+use coffer_core::config::{Config, DatabaseConfig, RemoteConfig, WorkspaceConfig};
 use coffer_core::names::BackupKind;
 use coffer_core::retention::RetentionPolicy;
 use coffer_core::runlog::Thresholds;
@@ -41,6 +42,37 @@ impl Progress for Recorder {
     }
 }
 
+/// A cluster with the fixture database `portal` loaded.
+fn cluster_with_fixture() -> TempCluster {
+    let cluster = TempCluster::start().unwrap();
+    cluster.create_database("portal").unwrap();
+    cluster
+        .psql_file("portal", &Path::new(FIXTURES).join("portal.sql"))
+        .unwrap();
+    cluster
+}
+
+/// Backs up `portal` and a copy of the fixture workspace into `dir/backups`.
+fn config_in(dir: &Path, cluster: &TempCluster) -> Config {
+    let workspace = dir.join("workspace");
+    if !workspace.exists() {
+        std::fs::create_dir_all(dir).unwrap();
+        copy_tree(&Path::new(FIXTURES).join("workspace"), &workspace);
+    }
+    Config {
+        backup_dir: Some(dir.join("backups")),
+        database: DatabaseConfig {
+            url: Some(cluster.url("portal")),
+            ..Default::default()
+        },
+        workspace: WorkspaceConfig {
+            path: Some(workspace),
+            exclude: vec!["cache/**".into()],
+        },
+        ..Default::default()
+    }
+}
+
 fn copy_tree(from: &Path, to: &Path) {
     let status = Command::new("cp")
         .arg("-a")
@@ -61,31 +93,17 @@ fn row_count(cluster: &TempCluster, db: &str, table: &str) -> String {
 
 #[test]
 fn backup_list_verify_restore_prune_through_the_public_api() {
-    let cluster = TempCluster::start().unwrap();
-    cluster.create_database("portal").unwrap();
-    cluster
-        .psql_file("portal", &Path::new(FIXTURES).join("portal.sql"))
-        .unwrap();
+    let cluster = cluster_with_fixture();
     let dir = tempfile::tempdir().unwrap();
     let workspace = dir.path().join("workspace");
-    copy_tree(&Path::new(FIXTURES).join("workspace"), &workspace);
     let root = dir.path().join("backups");
     let config = Config {
-        backup_dir: Some(root.clone()),
-        database: DatabaseConfig {
-            url: Some(cluster.url("portal")),
-            ..Default::default()
-        },
-        workspace: WorkspaceConfig {
-            path: Some(workspace.clone()),
-            exclude: vec!["cache/**".into()],
-        },
         retention: RetentionPolicy {
             keep_days: None,
             keep_last: Some(1),
             ..RetentionPolicy::default()
         },
-        ..Default::default()
+        ..config_in(dir.path(), &cluster)
     };
     let coffer = Coffer::new(config).unwrap();
     assert_eq!(coffer.root(), root);
@@ -182,4 +200,56 @@ fn backup_list_verify_restore_prune_through_the_public_api() {
     let status = coffer.status(&thresholds).unwrap();
     assert_eq!(status.state, State::Ok, "{}", status.headline);
     assert!(status.status.last_success.is_some());
+}
+
+#[test]
+fn a_backup_syncs_and_a_fresh_root_restores_from_the_remote_on_the_callers_runtime() {
+    let cluster = cluster_with_fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let remote = RemoteConfig {
+        url: Some(format!("file://{}", dir.path().join("offsite").display())),
+        ..RemoteConfig::default()
+    };
+    let config = Config {
+        remote: remote.clone(),
+        ..config_in(&dir.path().join("host"), &cluster)
+    };
+    let coffer = Coffer::new(config).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // The blocking backup waits for its sync on the runtime it is handed.
+    let ctx = RunContext::default().with_runtime(runtime.handle().clone());
+    let made = coffer
+        .backup(&BackupOptions::default().sync(true), &ctx)
+        .unwrap();
+    assert!(made.warnings.is_empty(), "{:?}", made.warnings);
+    let listing = runtime.block_on(coffer.list_remote()).unwrap();
+    assert_eq!(listing.backups.len(), 1);
+    assert_eq!(listing.backups[0].name, made.report.manifest.name);
+    assert!(listing.backups[0].status.is_usable());
+
+    // A fresh host: its restore pulls the backup first, from a thread of the runtime.
+    let fresh = Coffer::new(Config {
+        remote,
+        ..config_in(&dir.path().join("fresh"), &cluster)
+    })
+    .unwrap();
+    cluster.psql("portal", "DELETE FROM audit_log").unwrap();
+    let name = made.report.manifest.name.clone();
+    let restored = runtime
+        .block_on(runtime.spawn_blocking(move || {
+            let options = RestoreOptions::default().from_remote(true);
+            let outcome = fresh.restore(&BackupRef::Latest, &options, &RunContext::default());
+            (outcome, fresh.root().join(&name))
+        }))
+        .unwrap();
+    let (outcome, pulled) = restored;
+    let outcome = outcome.unwrap();
+    assert_eq!(outcome.report.backup, made.report.manifest.name);
+    assert!(pulled.join("manifest.json").is_file());
+    assert_ne!(row_count(&cluster, "portal", "audit_log"), "0");
 }
