@@ -5,6 +5,7 @@ mod catalog;
 mod dump;
 mod encoding;
 mod filesystem;
+mod lexing;
 mod output;
 mod proof;
 mod secrets;

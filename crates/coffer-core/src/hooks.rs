@@ -203,32 +203,41 @@ pub fn capture(argv: &[String], timeout: Duration) -> std::io::Result<(ExitStatu
         .stderr(Stdio::inherit())
         .process_group(0)
         .spawn()?;
-    // Read on another thread so a command that prints without end never blocks the wait.
-    let out = child.stdout.take().expect("stdout is piped");
-    let reader = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let mut out = out;
-        (&mut out)
-            .take(CAPTURE_CAP as u64)
-            .read_to_end(&mut bytes)?;
-        // Drained, not closed: a command must not die of SIGPIPE for printing too much.
-        std::io::copy(&mut out, &mut std::io::sink())?;
-        Ok::<_, std::io::Error>(bytes)
-    });
-    let status = wait_at_most(&mut child, timeout)?;
-    let Some(status) = status else {
-        return Err(std::io::Error::new(
+    let deadline = Instant::now() + timeout;
+    let timed_out = || {
+        std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             format!(
                 "it did not finish within {} (hooks.timeout) and was stopped",
                 humantime::format_duration(timeout)
             ),
-        ));
+        )
     };
-    // The group is gone (or was never split): the pipe ends, whatever is left unread.
-    let bytes = reader
-        .join()
-        .map_err(|_| std::io::Error::other("the output reader panicked"))??;
+    // Read on another thread so a command that prints without end never blocks the wait.
+    let out = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let mut out = out;
+        let read = (&mut out)
+            .take(CAPTURE_CAP as u64)
+            .read_to_end(&mut bytes)
+            // Drained, not closed: a command must not die of SIGPIPE for printing too much.
+            .and_then(|_| std::io::copy(&mut out, &mut std::io::sink()));
+        let _ = tx.send(read.map(|_| bytes));
+    });
+    let Some(status) = wait_at_most(&mut child, timeout)? else {
+        return Err(timed_out());
+    };
+    // What the command left running in its group (`sleep 60 &`) may hold the pipe open.
+    let group = rustix::process::Pid::from_child(&child);
+    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    let left = deadline.saturating_duration_since(Instant::now());
+    let bytes = match rx.recv_timeout(left.max(Duration::from_millis(100))) {
+        Ok(read) => read?,
+        // Something that left the group holds the pipe: its output is not waited for.
+        Err(_) => return Err(timed_out()),
+    };
     Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }
 
@@ -257,8 +266,10 @@ fn wait_at_most(child: &mut Child, timeout: Duration) -> std::io::Result<Option<
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Whatever of the group is left (a child that ignored SIGTERM, its own children).
+    // Whatever of the group is left (a child that ignored SIGTERM, its own children), and
+    // the child itself should it have moved to another group.
     let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    let _ = child.kill();
     child.wait()?;
     Ok(None)
 }
@@ -366,6 +377,19 @@ mod tests {
             }
             assert!(!alive(pid), "process {pid} of the hook is still running");
         }
+        // Exited, but a background child holds the pipe: within the limit all the same.
+        let started = Instant::now();
+        let (status, text) = capture(
+            &argv(&["sh", "-c", "echo abc123; sleep 60 &"]),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        assert!(status.success() && text.trim() == "abc123", "{text}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
         let err = capture(&argv(&["sleep", "60"]), Duration::from_millis(300)).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
         assert!(err.to_string().contains("hooks.timeout"), "{err}");

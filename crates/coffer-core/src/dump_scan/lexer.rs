@@ -80,6 +80,8 @@ impl DumpScanner {
     /// the index of the next unhandled byte.
     pub(super) fn advance(&mut self, chunk: &[u8], i: usize) -> usize {
         let rest = &chunk[i..];
+        // Only the byte right after a `:` can start psql's `:variable`.
+        self.prev_colon = std::mem::take(&mut self.after_colon);
         // Fast paths over the bulk of a dump: data rows and bodies.
         match self.lex {
             Lex::CopyData => {
@@ -299,6 +301,17 @@ impl DumpScanner {
                     return true;
                 }
                 self.push_stmt(&[b]);
+                if b == b'\'' && extended && escape {
+                    // psql may not read this string as E'…' (its tokens before the quote can
+                    // differ: `$1e'`, `:e'`, `1e5e'`): there the quote would end it.
+                    self.refuse(
+                        Some(at),
+                        format!(
+                            "the dump has a string literal with a backslash right before a quote on line {}: psql could read where it ends differently from coffer; the backup is not trustworthy",
+                            self.line
+                        ),
+                    );
+                }
                 if b == b'\'' && !extended && self.str_backslash {
                     // With standard_conforming_strings off (which the server can switch
                     // without the dump's text showing it) this quote would be escaped.
@@ -365,6 +378,9 @@ impl DumpScanner {
                 if b.is_ascii_digit() {
                     self.push_stmt(&[b]);
                     false
+                } else if is_ident_start(b) {
+                    self.refuse_junk(at, "a parameter ($1)");
+                    false
                 } else {
                     self.lex = Lex::Top;
                     true
@@ -418,14 +434,25 @@ impl DumpScanner {
 
     /// A byte at the top level.
     fn top(&mut self, b: u8, at: usize) -> bool {
-        let e_prefix =
-            self.in_word && self.word_len_total == 1 && matches!(self.word[0], b'e' | b'E');
+        let one_letter = (self.in_word && self.word_len_total == 1).then(|| self.word[0]);
+        let e_prefix = !self.var_word && matches!(one_letter, Some(b'e' | b'E'));
+        // psql reads `E'`, `N'`, `B'` and `X'` as one string token: no word.
+        let string_prefix = !self.var_word
+            && matches!(
+                one_letter,
+                Some(b'e' | b'E' | b'n' | b'N' | b'b' | b'B' | b'x' | b'X')
+            );
         if self.in_word && !is_ident_cont(b) {
-            if b == b'\'' && e_prefix {
-                self.in_word = false; // `E'`: the start of an extended string, not a word
+            if b == b'\'' && string_prefix {
+                self.in_word = false;
+                self.var_word = false;
                 if self.identifier_count == 0 {
                     self.holding = false;
                 }
+            } else if b == b'&' && matches!(one_letter, Some(b'u' | b'U')) {
+                // `U&'…'` / `U&"…"`: psql's own token kinds; pg_dump never writes them.
+                self.refuse_junk(at, "U&");
+                return false;
             } else {
                 self.end_word();
             }
@@ -441,9 +468,24 @@ impl DumpScanner {
                 return false;
             }
             self.in_number = false;
+            if is_ident_start(b) {
+                // psql takes `123abc` or `1e5e` as one junk token, coffer as a number and a
+                // word: they would count the words of a statement differently.
+                self.refuse_junk(at, "a number");
+                return false;
+            }
         }
-        if !is_space(b) && !is_ident_start(b) && !matches!(b, b'-' | b'/') {
+        // `::` is a cast; a lone `:` before a name is psql's `:variable`.
+        self.after_colon = b == b':' && !self.prev_colon;
+        if b == b'.' {
+            self.label_next = true;
+        } else if !is_space(b) && !is_ident_start(b) && !matches!(b, b'-' | b'/') {
+            self.label_next = false;
+        }
+        if !is_space(b) && !is_ident_start(b) && !matches!(b, b'-' | b'/') && self.after_begin {
+            // A function's `begin` followed by anything but ATOMIC (`begin(`, `begin;`).
             self.after_begin = false;
+            self.refuse_block_word(b"begin");
         }
         match b {
             b'-' => {
@@ -527,6 +569,7 @@ impl DumpScanner {
                     self.holding = true;
                     self.held_len = 0;
                 }
+                self.var_word = self.prev_colon;
                 self.in_word = true;
                 self.word.clear();
                 self.word_len_total = 0;
@@ -570,6 +613,11 @@ impl DumpScanner {
         if slot == 0 && word != b"copy" && !is_transaction_word(word) {
             self.holding = false;
         }
+        if std::mem::take(&mut self.var_word) {
+            // psql's `:name` (left as it is when no such variable exists): not a word to it.
+            self.label_next = false;
+            return;
+        }
         if slot == 0 {
             self.identifiers = [0; 4];
         }
@@ -587,11 +635,22 @@ impl DumpScanner {
                 || ids[1] == b'p'
                 || (ids[1] == b'o' && ids[2] == b'r' && (ids[3] == b'f' || ids[3] == b'p')));
         let after_begin = std::mem::take(&mut self.after_begin);
+        let label = std::mem::replace(&mut self.label_next, word == b"as");
         if in_function && self.paren_depth == 0 {
+            // psql counts these words to find where a function's body ends, the server
+            // parses it: they agree only when every `begin` opens a BEGIN ATOMIC body and no
+            // `begin`, `case` or `end` is a name (`AS end`, `t.begin`). Otherwise psql could
+            // send text after the body (a COPY, a COMMIT) in the same query.
+            if after_begin && word != b"atomic" {
+                self.refuse_block_word(b"begin");
+            }
+            if label && matches!(word, b"begin" | b"case" | b"end") {
+                self.refuse_block_word(word);
+            }
             match word {
                 b"begin" => {
                     self.begin_depth += 1;
-                    self.after_begin = self.begin_depth == 1;
+                    self.after_begin = true;
                 }
                 b"atomic" if after_begin => self.atomic_body = true,
                 b"case" if self.begin_depth >= 1 => self.begin_depth += 1,
@@ -599,6 +658,29 @@ impl DumpScanner {
                 _ => {}
             }
         }
+    }
+
+    /// Refuses a token psql reads as one piece and coffer as two (or not at all).
+    fn refuse_junk(&mut self, at: usize, what: &str) {
+        self.refuse(
+            Some(at),
+            format!(
+                "the dump has {what} followed directly by a letter on line {}: psql reads such text as one token and could count the statement's words differently from coffer; pg_dump never writes that; the backup is not trustworthy",
+                self.line
+            ),
+        );
+    }
+
+    /// Refuses a `begin`, `case` or `end` psql would count differently from the server.
+    fn refuse_block_word(&mut self, word: &[u8]) {
+        let line = self.line;
+        self.refuse(
+            None,
+            format!(
+                "the dump has `{}` on line {line} of a function statement where it does not open or close a BEGIN ATOMIC body or CASE: psql and the server would see the body end in different places; the backup is not trustworthy",
+                String::from_utf8_lossy(word)
+            ),
+        );
     }
 
     /// Text that belongs to the statement and is not whitespace or a comment.

@@ -240,6 +240,15 @@ pub struct DumpScanner {
     /// a SQL-standard `BEGIN ATOMIC` one: the only kind whose `;` psql may swallow.
     after_begin: bool,
     atomic_body: bool,
+    /// In a function statement, the last word was `as` or the last byte a `.`: a `begin`,
+    /// `case` or `end` there is a name to the server but a block word to psql.
+    label_next: bool,
+    /// The previous top-level byte was a `:` not paired into `::`, and whether the word
+    /// being read started right after one (psql's `:variable`, which it does not count as
+    /// a word).
+    after_colon: bool,
+    prev_colon: bool,
+    var_word: bool,
     /// The last content byte of the current plain string literal was a backslash.
     str_backslash: bool,
     identifier_count: usize,
@@ -322,6 +331,10 @@ impl DumpScanner {
             begin_depth: 0,
             after_begin: false,
             atomic_body: false,
+            label_next: false,
+            after_colon: false,
+            prev_colon: false,
+            var_word: false,
             str_backslash: false,
             identifier_count: 0,
             identifiers: [0; 4],

@@ -210,9 +210,15 @@ fn small_dumps() {
             "the same in comments, strings and identifiers",
             "/* COPY public.ghost (x) FROM stdin;\n1\n\\.\n/* nested */ \\! id */\n\
              -- COPY public.ghost (x) FROM stdin; \\! id\n\
-             SELECT 'COPY public.ghost (x) FROM stdin;\n\\! id\n''\n', E'\\' \\! id',\n\
+             SELECT 'COPY public.ghost (x) FROM stdin;\n\\! id\n''\n', E'\\\\ \\! id',\n\
              \"COPY public.ghost (x) FROM stdin;\n\\! id\" FROM x;\n\
              COMMENT ON TABLE t IS $$\n-- PostgreSQL database dump complete\n$$;\n",
+            base(),
+        ),
+        (
+            "bit and hex strings, array slices and casts are ordinary text",
+            "CREATE TABLE t (b bit(3) DEFAULT B'101', x bytea DEFAULT X'00', n text DEFAULT N'x');\n\
+             SELECT a[1:2], a[1 : n], 'x'::text, $1::int FROM t;\n",
             base(),
         ),
         (
@@ -281,12 +287,63 @@ fn refused_bodies() -> Vec<(&'static str, &'static str, &'static str)> {
         (
             "a swallowed `;` after a BEGIN that is not BEGIN ATOMIC",
             "CREATE TEMP TABLE rce_t (a text);\nCREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql SET search_path = begin AS 'select 1'; COPY rce_t (a) FROM stdin; SELECT 1 AS end;\n",
-            "BEGIN that does not start",
+            "`begin`",
         ),
         (
             "`begin, atomic` is not BEGIN ATOMIC",
             "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql SET search_path = begin, atomic AS 'select 1'; SELECT 1 AS end;\n",
-            "BEGIN that does not start",
+            "`begin`",
+        ),
+        // psql and coffer must tokenize alike: these read as one token to psql (so the
+        // string after them is a plain one, and no word is counted) and as two to coffer.
+        (
+            "a parameter run into a word: `$1e'`",
+            "SELECT $1e'\\' \\unrestrict `touch /tmp/x` ';\n",
+            "followed directly by a letter",
+        ),
+        (
+            "a psql variable before a quote: `:e'`",
+            "SELECT :e'\\' \\unrestrict `touch /tmp/x` ';\n",
+            "backslash right before a quote",
+        ),
+        (
+            "a number run into a word: `1e5e'`",
+            "SELECT 1e5e'\\' \\unrestrict `touch /tmp/x` ';\n",
+            "followed directly by a letter",
+        ),
+        (
+            "an E'' string with an escaped quote",
+            "SELECT E'\\' \\unrestrict `touch /tmp/x` ';\n",
+            "backslash right before a quote",
+        ),
+        (
+            "a string prefix psql does not count as a word: `CREATE N'x' FUNCTION begin;`",
+            "CREATE N'x' FUNCTION begin;\nCOPY public.t (x) FROM stdin;\n\\unrestrict `touch /tmp/x`\n\\.\n",
+            "`begin`",
+        ),
+        ("U& strings", "SELECT U&'\\0041';\n", "U&"),
+        // psql counts block words to find the end of a BEGIN ATOMIC body, the server
+        // parses it: a name spelled like one makes psql send what follows the body (a
+        // COPY, a COMMIT) in the same query.
+        (
+            "a column alias `begin` inside a BEGIN ATOMIC body",
+            "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 AS begin; END; COPY public.sink FROM STDIN; SELECT 1 AS end;\nSELECT $x$\n\\.\n\\unrestrict `touch /tmp/x`\n$x$;\n",
+            "`begin`",
+        ),
+        (
+            "a hidden COMMIT after a BEGIN ATOMIC body",
+            "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 AS begin; END; COMMIT; SELECT 1 AS end;\n",
+            "`begin`",
+        ),
+        (
+            "a qualified column `t.end` inside a BEGIN ATOMIC body",
+            "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT t.end FROM t; SELECT CASE WHEN true THEN 1 END; END; COMMIT; BEGIN;\n",
+            "`end`",
+        ),
+        (
+            "a function named begin inside a BEGIN ATOMIC body",
+            "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT begin(1); END; COMMIT; SELECT 1 AS end;\n",
+            "`begin`",
         ),
         ("shell", "\\! touch /tmp/x\n", "(\\!)"),
         ("shell mid-line", "SELECT 1; \\! touch /tmp/x\n", "(\\!)"),

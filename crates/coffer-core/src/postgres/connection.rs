@@ -122,19 +122,19 @@ pub fn redact_url(text: &str) -> String {
     }
 }
 
-/// What is shown of a URL that was rejected: its scheme, host and port only. A mistyped URL
+/// What is shown of a URL that was rejected: its scheme, and host and port only after a
+/// user-info. A mistyped URL
 /// may hold its password anywhere (`postgres:'/app:pw@db`, `postgres://app'pw@db`,
 /// `?ssl=assword=…`), so user-info, path and query are never shown.
 fn redact_url_values(text: &str) -> String {
     match url::Url::parse(text) {
         Ok(url) => {
             let mut shown = format!("{}:", url.scheme());
+            // Without user-info, `host:port` may be a user and a password (`postgres://app:31337`).
+            let user_info = !url.username().is_empty() || url.password().is_some();
             match url.host_str().filter(|_| url.has_authority()) {
-                Some(host) => {
-                    shown.push_str("//");
-                    if !url.username().is_empty() || url.password().is_some() {
-                        shown.push_str("…@");
-                    }
+                Some(host) if user_info => {
+                    shown.push_str("//…@");
                     shown.push_str(host);
                     if let Some(port) = url.port() {
                         shown.push_str(&format!(":{port}"));
@@ -143,6 +143,7 @@ fn redact_url_values(text: &str) -> String {
                         shown.push_str("/…");
                     }
                 }
+                Some(_) => shown.push_str("//…"),
                 None => shown.push('…'),
             }
             shown
@@ -176,7 +177,8 @@ mod tests {
             ),
             ("postgres:'/u:hunter2@h/db?bogus=1", "postgres:…"),
             ("postgres://u'hunter2@h/db?bogus=1", "postgres://…@h/…"),
-            ("postgres://h?bogus=1", "postgres://h/…"),
+            ("postgres://h?bogus=1", "postgres://…"),
+            ("postgres://app:31337?ssl=require", "postgres://…"),
             ("postgres://u:hunter2#h/db", "(unparseable URL)"),
         ] {
             let e = ConnectionParams::from_url(text).unwrap_err().to_string();
