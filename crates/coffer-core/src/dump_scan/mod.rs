@@ -51,6 +51,7 @@ mod lexer;
 mod statement;
 #[cfg(test)]
 mod tests;
+mod words;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
