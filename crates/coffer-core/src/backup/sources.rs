@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::artifact_writer::{ArtifactWriter, Taps};
 use super::{BackupError, BackupSettings, IO_BUFFER};
-use crate::archive::{self, ArchiveOptions, ArchiveStats};
-use crate::dump_scan::{DumpFacts, ScanningWriter};
-use crate::manifest::{Artifact, ArtifactRole, Encryption};
+use crate::format::manifest::{Artifact, ArtifactRole, Encryption};
+use crate::stream::archive::{self, ArchiveOptions, ArchiveStats};
+use crate::stream::dump_scan::{DumpFacts, ScanningWriter};
 
 /// Streams pg_dump's output into the database artifact, scanning it as it passes.
 pub(super) fn dump_database(
