@@ -18,9 +18,7 @@ use crate::prune::PruneError;
 use crate::remote::RemoteError;
 use crate::restore::RestoreError;
 use crate::runlog::{RunLogError, StatusError};
-use crate::sandbox::SandboxError;
 use crate::signing::SigningError;
-use crate::systemd::SystemdError;
 
 /// What kind of failure an [`Error`] is: whether anything changed, and whether trying again,
 /// fixing the configuration or using another backup is what helps.
@@ -188,18 +186,17 @@ from_with_kind! {
         PruneError::Locked(l) => lock_kind(l),
         _ => ErrorKind::Failed,
     };
-    SystemdError => |e| match e {
-        SystemdError::RelativePath { .. } | SystemdError::BadValue { .. } => {
-            ErrorKind::InvalidConfig
-        }
-        _ => ErrorKind::Failed,
-    };
     CatalogError => |_| ErrorKind::Failed;
     PgError => |_| ErrorKind::Failed;
     RunLogError => |_| ErrorKind::Failed;
     StatusError => |_| ErrorKind::Failed;
-    SandboxError => |_| ErrorKind::Failed;
     std::io::Error => |_| ErrorKind::Failed;
+}
+
+// The throw-away cluster's errors, only with the feature that has it.
+#[cfg(feature = "sandbox")]
+from_with_kind! {
+    crate::sandbox::SandboxError => |_| ErrorKind::Failed;
 }
 
 #[cfg(test)]

@@ -48,12 +48,19 @@
 //! - [`runlog`]: the run log of every attempt, and the status computed from it.
 //! - [`metrics`]: that status as a Prometheus textfile.
 //! - [`notify`]: what follows every run: run log, metrics, `on_success`/`on_failure` hooks.
-//! - [`systemd`]: the nightly timer's unit files.
 //! - [`lock`]: the backup root's lock.
 //! - [`hooks`]: operator commands run around restores and after runs.
-//! - [`sandbox`]: throw-away PostgreSQL clusters for the demo, tests and benchmarks.
+//! - `sandbox` (cargo feature `sandbox`): throw-away PostgreSQL clusters for the demo, tests
+//!   and benchmarks.
 //! - [`units`]: human-readable sizes for messages.
 //! - [`redact`]: passwords and keys masked in every text coffer shows or stores.
+//!
+//! ## Cargo features
+//!
+//! - `sandbox` (off by default): the `sandbox` module, whose `TempCluster` runs a
+//!   throw-away PostgreSQL cluster (`initdb` and `pg_ctl` in a temporary directory, stopped
+//!   and removed on drop) for demos, tests and benchmarks. Backups and restores do not need
+//!   it; the `coffer` command enables it for `coffer demo`.
 
 #![deny(missing_docs)]
 
@@ -89,11 +96,11 @@ pub mod remote;
 pub mod restore;
 pub mod retention;
 pub mod runlog;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod sandbox_exec;
 pub mod signing;
 pub mod sums;
-pub mod systemd;
 pub mod units;
 pub mod verify;
 pub mod warning;

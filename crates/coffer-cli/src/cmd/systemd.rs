@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::Utc;
-use coffer_core::notify::{self, UnitFailure};
-use coffer_core::systemd::{self, Installed, UnitOptions};
+use coffer_core::notify::UnitFailure;
+
+use crate::systemd_units::{self as systemd, Installed, UnitOptions};
 
 /// Arguments of `coffer systemd`.
 #[derive(Debug, clap::Args)]
@@ -143,7 +144,7 @@ fn options(cli: &crate::Cli, args: &UnitArgs) -> anyhow::Result<UnitOptions> {
             Some(dir) => absolute(dir)?,
             None => coffer.root().to_path_buf(),
         },
-        writable: notify::metrics_dir(coffer.config())
+        writable: systemd::metrics_dir(coffer.config())
             .map(Path::to_path_buf)
             .into_iter()
             .collect(),
