@@ -39,6 +39,7 @@
 //! - [`drill`]: the restore drill into a throw-away database and directory.
 //! - [`workspace_swap`]: replacing the workspace by rename, undone after a crash.
 //! - [`mounts`]: what is mounted below a directory; removing a tree within one mount.
+//! - [`describe`]: what a backup is from its name, manifest and file sizes (local or remote).
 //! - [`catalog`]: the backups found in a backup root.
 //! - [`verify`]: checking a backup end to end without restoring it.
 //! - [`signing`]: minisign signatures of the manifest and `SHA256SUMS`, made and checked.
@@ -76,6 +77,7 @@ pub mod commands;
 pub mod config;
 pub mod context;
 pub mod crypto;
+pub mod describe;
 pub mod digest;
 pub mod drill;
 pub mod dump_scan;
