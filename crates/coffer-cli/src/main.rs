@@ -4,6 +4,7 @@
 mod cmd;
 mod exit;
 mod output;
+mod systemd_units;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

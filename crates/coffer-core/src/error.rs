@@ -18,9 +18,7 @@ use crate::root::catalog::CatalogError;
 use crate::root::lock::LockError;
 use crate::root::prune::PruneError;
 use crate::root::runlog::{RunLogError, StatusError};
-use crate::sandbox::SandboxError;
 use crate::stream::crypto::CryptoError;
-use crate::systemd::SystemdError;
 
 /// What kind of failure an [`Error`] is: whether anything changed, and whether trying again,
 /// fixing the configuration or using another backup is what helps.
@@ -188,18 +186,17 @@ from_with_kind! {
         PruneError::Locked(l) => lock_kind(l),
         _ => ErrorKind::Failed,
     };
-    SystemdError => |e| match e {
-        SystemdError::RelativePath { .. } | SystemdError::BadValue { .. } => {
-            ErrorKind::InvalidConfig
-        }
-        _ => ErrorKind::Failed,
-    };
     CatalogError => |_| ErrorKind::Failed;
     PgError => |_| ErrorKind::Failed;
     RunLogError => |_| ErrorKind::Failed;
     StatusError => |_| ErrorKind::Failed;
-    SandboxError => |_| ErrorKind::Failed;
     std::io::Error => |_| ErrorKind::Failed;
+}
+
+// The throw-away cluster's errors, only with the feature that has it.
+#[cfg(feature = "sandbox")]
+from_with_kind! {
+    crate::sandbox::SandboxError => |_| ErrorKind::Failed;
 }
 
 #[cfg(test)]

@@ -18,7 +18,8 @@
 //! to exit codes or statuses.
 //!
 //! The source is layered, from the bottom up (the configuration sits beside `format`):
-//! - `util` and `format`: helpers, backup names, `manifest.json`, `SHA256SUMS`, signatures.
+//! - `util` and `format`: helpers, backup names, `manifest.json`, `SHA256SUMS`, signatures,
+//!   and what a backup is from its name, manifest and file sizes (local or remote).
 //! - `stream`: the one-pass readers and writers — hashing, block-parallel gzip, age, the
 //!   workspace tar (written, listed, extracted), the dump scanner that gates what psql reads,
 //!   and an artifact read back with both digests checked.
@@ -34,8 +35,12 @@
 //! The public face is this page: the handle, its options and reports, and the types they
 //! carry, re-exported below. Everything else is internal and may change in any release.
 //!
-//! Cargo feature `sandbox` (off by default) adds [`sandbox`]: throw-away PostgreSQL
-//! clusters for demos, tests and benchmarks.
+//! ## Cargo features
+//!
+//! - `sandbox` (off by default): the `sandbox` module, whose `TempCluster` runs a
+//!   throw-away PostgreSQL cluster (`initdb` and `pg_ctl` in a temporary directory, stopped
+//!   and removed on drop) for demos, tests and benchmarks. Backups and restores do not need
+//!   it; the `coffer` command enables it for `coffer demo`.
 
 #![deny(missing_docs)]
 
@@ -55,9 +60,9 @@ mod remote;
 mod report;
 mod restore;
 mod root;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 mod stream;
-pub mod systemd;
 #[cfg(test)]
 mod test_corpus;
 mod util;
@@ -90,6 +95,7 @@ pub use format::manifest::ArtifactRole;
 pub use format::names::BackupKind;
 pub use format::signing::{SignaturePolicy, UNSIGNED_REFUSED};
 pub use remote::{Remote, RemoteError, UploadSettings};
+pub use report::metrics;
 pub use report::notify::UnitFailure;
 pub use restore::Plan as RestorePlan;
 pub use root::catalog::EntryStatus;

@@ -4,6 +4,9 @@
 //! that directory and a free TCP port on 127.0.0.1. PostgreSQL refuses to run as root, so
 //! as root the cluster runs as the `postgres` OS user. A watchdog process stops the cluster
 //! and removes its directory if this process dies without dropping it.
+//!
+//! Built only with the cargo feature `sandbox` (off by default): backups and restores never
+//! start a cluster of their own.
 
 use std::fs;
 use std::io;

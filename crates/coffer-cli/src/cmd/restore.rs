@@ -87,7 +87,7 @@ pub struct Args {
     #[arg(long)]
     terminate_connections: bool,
 
-    /// Keep the previous workspace as <workspace>.before-restore-<time> after success
+    /// Keep the previous workspace as WORKSPACE.before-restore-TIME after success
     #[arg(long)]
     keep_old: bool,
 

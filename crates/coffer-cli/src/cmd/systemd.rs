@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::Utc;
 use coffer_core::UnitFailure;
-use coffer_core::systemd::{self, Installed, UnitOptions};
+
+use crate::systemd_units::{self as systemd, Installed, UnitOptions};
 
 /// Arguments of `coffer systemd`.
 #[derive(Debug, clap::Args)]
@@ -143,8 +144,7 @@ fn options(cli: &crate::Cli, args: &UnitArgs) -> anyhow::Result<UnitOptions> {
             Some(dir) => absolute(dir)?,
             None => coffer.root().to_path_buf(),
         },
-        writable: coffer
-            .metrics_dir()
+        writable: systemd::metrics_dir(coffer.config())
             .map(Path::to_path_buf)
             .into_iter()
             .collect(),

@@ -8,9 +8,8 @@ use serde::ser::SerializeSeq;
 
 use crate::coffer::Coffer;
 use crate::error::Error;
-use crate::format::manifest::{AlembicHead, AnyManifest};
+use crate::format::manifest::AlembicHead;
 use crate::format::names::{self, BackupKind};
-use crate::format::signing::SIGNED_FILES;
 use crate::remote::{Remote, RemoteBackup};
 use crate::root::catalog::{self, BackupEntry, EntryStatus, UnknownEntry};
 
@@ -42,22 +41,14 @@ impl ListedBackup {
     /// Describes `entry` as of `now`.
     fn of(entry: BackupEntry, now: DateTime<Utc>) -> ListedBackup {
         let future_dated = entry.is_future(now);
-        let label = match &entry.manifest {
-            Some(AnyManifest::Coffer(m)) => m.label.clone(),
-            _ => None,
-        };
         ListedBackup {
-            alembic_head: entry
-                .manifest
-                .as_ref()
-                .and_then(|m| m.alembic_head())
-                .cloned(),
+            alembic_head: entry.alembic_head,
             name: entry.name,
             path: entry.path,
             kind: entry.kind,
             created: entry.created,
             size_bytes: entry.size_bytes,
-            label,
+            label: entry.label,
             status: entry.status,
             future_dated,
         }
@@ -170,10 +161,8 @@ impl RemoteListedBackup {
     fn of(b: RemoteBackup, now: DateTime<Utc>) -> RemoteListedBackup {
         RemoteListedBackup {
             size_bytes: b.size_bytes(),
-            alembic_head: b.manifest.as_ref().and_then(|m| m.alembic_head()).cloned(),
-            signed: SIGNED_FILES
-                .iter()
-                .all(|(_, sig)| b.objects.contains_key(*sig)),
+            alembic_head: b.alembic_head,
+            signed: b.signed,
             future_dated: b.created.is_some_and(|t| names::is_future(t, now)),
             name: b.name,
             kind: b.kind,

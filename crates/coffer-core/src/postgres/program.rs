@@ -9,12 +9,18 @@ use std::thread::JoinHandle;
 use super::PgError;
 
 /// A child program whose standard error is collected (its last lines) in the background.
+///
+/// Dropped before [`wait`](Self::wait) returned, it is killed (its process group too) and
+/// reaped, and only then is its standard input (still in [`child`](Self::child)) closed:
+/// a `psql` cut off mid-statement never sees end-of-input, which would run the statement.
 pub struct RunningProgram {
     /// The child process.
     pub child: Child,
     name: String,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     stderr_thread: Option<JoinHandle<()>>,
+    /// Whether the child was reaped (after which its pid may belong to another process).
+    reaped: bool,
 }
 
 impl RunningProgram {
@@ -36,6 +42,7 @@ impl RunningProgram {
             name: name.to_string(),
             stderr_tail: tail,
             stderr_thread,
+            reaped: false,
         })
     }
 
@@ -45,17 +52,21 @@ impl RunningProgram {
             program: self.name.clone(),
             source,
         })?;
+        self.reaped = true;
         self.check(status, hint)
     }
 
-    /// Kills the program and its process group (when a later stage failed) and reaps it.
-    pub fn kill(mut self) {
-        kill_group(self.child.id());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(t) = self.stderr_thread.take() {
-            let _ = t.join();
-        }
+    /// Whether the program has exited, without waiting (it is then reaped).
+    pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        let status = self.child.try_wait()?;
+        self.reaped |= status.is_some();
+        Ok(status)
+    }
+
+    /// Kills the program and its process group (when a later stage failed) and reaps it:
+    /// what dropping it does, said where it matters.
+    pub fn kill(self) {
+        drop(self);
     }
 
     fn check(&mut self, status: ExitStatus, hint: &str) -> Result<(), PgError> {
@@ -84,6 +95,21 @@ impl RunningProgram {
             .lock()
             .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
             .unwrap_or_default()
+    }
+}
+
+impl Drop for RunningProgram {
+    fn drop(&mut self) {
+        if self.reaped {
+            return;
+        }
+        // Not reaped yet, so the pid (and its group) is still this child's.
+        kill_group(self.child.id());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.reaped = true;
+        // The stderr collector is not joined: a grandchild that survived the signal may
+        // hold the pipe open, and a drop must not wait for it. The thread ends with the pipe.
     }
 }
 
@@ -138,4 +164,56 @@ pub(super) fn output(mut cmd: Command, program: &str) -> Result<std::process::Ou
 pub fn tail_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.trim_end().lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gone(pid: u32) -> bool {
+        let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+        // A child killed but not reaped is still there (a zombie).
+        rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
+    }
+
+    #[test]
+    fn a_dropped_program_is_killed_and_reaped_before_its_input_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ran = dir.path().join("ran");
+        // It would create `ran` once its input ends: end-of-input must never reach it.
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "cat >/dev/null; touch \"$0\"", ran.to_str().unwrap()])
+            .stdin(Stdio::piped());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut program = RunningProgram::spawn(cmd, "sh", false).unwrap();
+        let pid = program.child.id();
+        program
+            .child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(b"partial statement")
+            .unwrap();
+        drop(program);
+        assert!(gone(pid), "the dropped program was not reaped");
+        assert!(
+            !ran.exists(),
+            "the program saw end-of-input before it was killed"
+        );
+    }
+
+    #[test]
+    fn waiting_reaps_and_a_failure_keeps_the_stderr_tail() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo 'FATAL: no such database' >&2; exit 2"]);
+        let program = RunningProgram::spawn(cmd, "sh", false).unwrap();
+        let pid = program.child.id();
+        let e = program.wait("check the settings").unwrap_err().to_string();
+        assert!(gone(pid));
+        assert!(
+            e.contains("exit code 2") && e.contains("FATAL: no such database"),
+            "{e}"
+        );
+    }
 }

@@ -9,46 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::format::manifest::{self, AnyManifest, ArtifactRole};
+use crate::format::manifest::{self, AnyManifest};
 use crate::format::names;
-use crate::root::catalog::{self, EntryStatus};
-
-/// The status of a remote backup from its objects (file name → size) and manifest:
-/// complete exactly when every artifact the manifest lists exists with the recorded size.
-pub fn remote_status(objects: &BTreeMap<String, u64>, manifest: &AnyManifest) -> EntryStatus {
-    match manifest {
-        AnyManifest::Coffer(m) => {
-            let problems: Vec<String> = m
-                .artifacts
-                .iter()
-                .filter_map(|a| match objects.get(&a.file) {
-                    None => Some(format!("missing {}", a.file)),
-                    Some(&s) if s != a.size => {
-                        Some(format!("{} is {s} bytes, manifest says {}", a.file, a.size))
-                    }
-                    Some(_) => None,
-                })
-                .collect();
-            if !problems.is_empty() {
-                EntryStatus::Incomplete(problems.join(", "))
-            } else if m.artifact(ArtifactRole::Database).is_none() {
-                EntryStatus::Incomplete("manifest lists no database artifact".into())
-            } else {
-                EntryStatus::Complete
-            }
-        }
-        AnyManifest::Legacy(_) => {
-            if ["postgres.sql.gz", "postgres.sql.gz.age"]
-                .iter()
-                .any(|f| objects.contains_key(*f))
-            {
-                EntryStatus::Legacy
-            } else {
-                EntryStatus::Incomplete("missing postgres.sql.gz".into())
-            }
-        }
-    }
-}
+use crate::root::catalog;
 
 /// `None` when the remote folder `name` is one of coffer's backups; otherwise why coffer
 /// does not take it for its own. `objects` are the folder's objects by their path below it
@@ -266,19 +229,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn legacy_status_needs_the_dump() {
-        let m = legacy();
-        assert_eq!(
-            remote_status(&objects(&["manifest.json", "postgres.sql.gz"]), &m),
-            EntryStatus::Legacy
-        );
-        assert!(matches!(
-            remote_status(&objects(&["manifest.json", "workspace.tar.gz"]), &m),
-            EntryStatus::Incomplete(_)
-        ));
     }
 
     proptest::proptest! {

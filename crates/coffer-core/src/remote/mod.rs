@@ -62,7 +62,8 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 
 use crate::config::RemoteConfig;
-use crate::format::manifest::{self, AnyManifest};
+use crate::format::describe::{self, Files, ManifestState};
+use crate::format::manifest::{self, AlembicHead, AnyManifest};
 use crate::format::names::{self, BackupKind};
 use crate::root::catalog::EntryStatus;
 
@@ -147,6 +148,12 @@ pub struct RemoteBackup {
     pub created: Option<DateTime<Utc>>,
     /// Complete (or legacy), incomplete or unreadable, and why.
     pub status: EntryStatus,
+    /// The Alembic head its manifest records.
+    #[serde(skip)]
+    pub alembic_head: Option<AlembicHead>,
+    /// Whether both signature files are there (checked by a pull, not by a listing).
+    #[serde(skip)]
+    pub signed: bool,
     /// The objects below it: file name → size in bytes.
     pub objects: BTreeMap<String, u64>,
     /// The manifest, when it exists and parsed.
@@ -337,37 +344,35 @@ impl Remote {
         }
         let mut out = Vec::new();
         for (name, objects) in groups {
-            let parsed = names::parse_name(&name);
             // A folder not named like a backup is unknown whatever it holds: its manifest
             // is not even read.
-            let (manifest, status) = if parsed.is_none() {
-                (None, EntryStatus::Incomplete("not a backup".into()))
+            let is_backup = names::parse_name(&name).is_some();
+            let (manifest, unreadable) = if !is_backup {
+                (None, None)
             } else if objects.contains_key(manifest::MANIFEST_FILE) {
                 match self.read_manifest(&name).await {
-                    Ok(m) => {
-                        let status = classify::remote_status(&objects, &m);
-                        (Some(m), status)
-                    }
+                    Ok(m) => (Some(m), None),
                     Err(e @ RemoteError::Unavailable { .. }) => return Err(e),
-                    Err(e) => (None, EntryStatus::Unreadable(e.to_string())),
+                    Err(e) => (None, Some(e.to_string())),
                 }
             } else {
-                (None, EntryStatus::Incomplete("no manifest.json".into()))
+                (None, None)
             };
+            let state = match (&manifest, &unreadable) {
+                (Some(m), _) => ManifestState::Parsed(m),
+                (None, Some(why)) => ManifestState::Unreadable(why),
+                (None, None) if !is_backup => ManifestState::NotRead,
+                (None, None) => ManifestState::Missing,
+            };
+            let d = describe::describe(&name, state, &objects, Files::Listing);
             let unknown = classify::unknown_reason(&name, &objects, manifest.as_ref());
-            let kind = parsed.map(|p| p.kind).or(match &manifest {
-                Some(AnyManifest::Coffer(m)) => Some(m.kind),
-                Some(AnyManifest::Legacy(_)) => Some(BackupKind::Legacy),
-                None => None,
-            });
-            let created = parsed
-                .map(|p| p.time)
-                .or_else(|| manifest.as_ref().and_then(AnyManifest::created_at));
             out.push(RemoteBackup {
                 name,
-                kind,
-                created,
-                status,
+                kind: d.kind,
+                created: d.created,
+                status: d.status,
+                alembic_head: d.alembic_head,
+                signed: d.signed,
                 objects,
                 manifest,
                 unknown,

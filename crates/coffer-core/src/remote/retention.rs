@@ -177,6 +177,8 @@ mod tests {
             kind: parsed.map(|p| p.kind),
             created: parsed.map(|p| p.time),
             status,
+            alembic_head: None,
+            signed: false,
             objects: BTreeMap::new(),
             manifest: Some(manifest),
             unknown: unknown.map(Into::into),

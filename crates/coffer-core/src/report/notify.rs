@@ -4,7 +4,7 @@
 //! None of it may change the run's outcome: each step that fails gives a warning for the
 //! caller to print, and the next step still runs.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -127,21 +127,6 @@ impl crate::Coffer {
     pub fn unit_failed(&self, unit: &str, now: DateTime<Utc>) -> UnitFailure {
         unit_failed(self.reporting(), unit, now)
     }
-}
-
-impl crate::Coffer {
-    /// The metrics file's directory, which the systemd service must be able to write.
-    pub fn metrics_dir(&self) -> Option<&Path> {
-        metrics_dir(self.config())
-    }
-}
-
-fn metrics_dir(config: &Config) -> Option<&Path> {
-    config
-        .metrics_file
-        .as_deref()
-        .and_then(Path::parent)
-        .filter(|p| !p.as_os_str().is_empty())
 }
 
 #[cfg(test)]

@@ -407,9 +407,9 @@ fn fail(
     swap: Option<Swap>,
     created: Option<&DatabaseTarget>,
 ) -> RestoreError {
-    if let Some(p) = pending {
-        p.rollback();
-    }
+    // Dropped first: psql ends without COMMIT, so the database is as it was (and a
+    // database coffer created is no longer in use when it is dropped below).
+    drop(pending);
     let undo = swap.map(Swap::abandon).transpose();
     drop_created(created);
     match (undo, err) {
@@ -436,9 +436,7 @@ fn swap_in_and_commit(
         && let Err(e) = sw.swap_in()
     {
         if e.left_inconsistent() {
-            if let Some(p) = pending {
-                p.rollback();
-            }
+            drop(pending);
             drop_created(created);
             return Err(RestoreError::Inconsistent(format!(
                 "the database transaction was rolled back, but {e}"

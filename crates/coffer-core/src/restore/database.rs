@@ -23,10 +23,11 @@ use super::failure::{StreamFailure, artifact_failure};
 /// Chunk size for streaming the dump into psql.
 const CHUNK: usize = 1 << 20;
 
-/// A database transaction with the whole dump applied, waiting for `COMMIT`.
+/// A database transaction with the whole dump applied, waiting for `COMMIT`. Dropped
+/// without [`commit`](Self::commit), it ends psql without `COMMIT`: the server rolls back.
 pub(super) struct PendingCommit {
-    psql: RunningProgram,
-    stdin: ChildStdin,
+    /// `None` once committed.
+    psql: Option<RunningProgram>,
     /// How psql was confined (see [`crate::postgres::sandbox_exec`]).
     pub(super) confinement: Confinement,
 }
@@ -34,14 +35,16 @@ pub(super) struct PendingCommit {
 impl PendingCommit {
     /// Sends `COMMIT` and waits for psql to exit: `Ok` only when the server committed.
     pub(super) fn commit(mut self) -> Result<(), PgError> {
-        let sent = self
-            .stdin
-            .write_all(b"COMMIT;\n")
-            .and_then(|_| self.stdin.flush());
-        drop(self.stdin);
-        let waited = self
+        let mut psql = self
             .psql
-            .wait("the transaction was rolled back; check the error above and the server log");
+            .take()
+            .expect("a pending transaction has its psql");
+        let sent = match psql.child.stdin.take() {
+            Some(mut stdin) => stdin.write_all(b"COMMIT;\n").and_then(|_| stdin.flush()),
+            None => Err(io::Error::other("psql's input is closed")),
+        };
+        let waited =
+            psql.wait("the transaction was rolled back; check the error above and the server log");
         match (sent, waited) {
             (_, Err(e)) => Err(e),
             (Err(e), Ok(())) => Err(PgError::Unsupported(format!(
@@ -50,30 +53,37 @@ impl PendingCommit {
             (Ok(()), Ok(())) => Ok(()),
         }
     }
+}
 
-    /// Ends psql without `COMMIT`: the server rolls the transaction back.
-    pub(super) fn rollback(self) {
-        let PendingCommit { psql, stdin, .. } = self;
-        end_without_commit(psql, Some(stdin));
+impl Drop for PendingCommit {
+    fn drop(&mut self) {
+        if let Some(psql) = self.psql.take() {
+            end_without_commit(psql);
+        }
     }
 }
 
 /// Closes psql's input without `COMMIT` and waits for it to exit (killing it after a
-/// while): either way the session ends and the server rolls back.
-fn end_without_commit(mut psql: RunningProgram, stdin: Option<ChildStdin>) {
-    drop(stdin);
+/// while): either way the session ends and the server rolls back. Only for a psql that has
+/// applied everything it was sent (end-of-input mid-statement would run the statement).
+fn end_without_commit(mut psql: RunningProgram) {
+    drop(psql.child.stdin.take());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match psql.child.try_wait() {
+        match psql.try_wait() {
             Ok(Some(_)) | Err(_) => break,
-            Ok(None) if Instant::now() >= deadline => {
-                psql.kill();
-                return;
-            }
+            // Dropped: killed and reaped.
+            Ok(None) if Instant::now() >= deadline => return,
             Ok(None) => std::thread::sleep(Duration::from_millis(50)),
         }
     }
     let _ = psql.wait("");
+}
+
+/// psql's standard input, which stays inside [`RunningProgram`] so that dropping psql kills
+/// it before the input is closed.
+fn input(psql: &mut RunningProgram) -> &mut ChildStdin {
+    psql.child.stdin.as_mut().expect("psql stdin is piped")
 }
 
 /// Streams the dump into psql inside a transaction and stops just before `COMMIT`.
@@ -93,21 +103,17 @@ pub(super) fn stream_database(
                 what: "database",
                 reason: e.to_string(),
             })?;
-    let mut stdin = psql.child.stdin.take().expect("psql stdin is piped");
-    // Random, so no dump can print it early and pass for "everything applied".
-    let marker = match restrict_key() {
-        Ok(key) => format!("coffer-applied-{key}"),
-        Err(e) => {
-            abandon(psql, stdin);
-            return Err(no_rng(e));
-        }
-    };
+    // Every early return below drops `psql`: killed before its input closes, so nothing
+    // more of what was sent runs, and the server rolls the transaction back.
+    // The marker is random, so no dump can print it early and pass for "everything applied".
+    let marker = format!("coffer-applied-{}", restrict_key().map_err(no_rng)?);
     let watch = psql_watch::Watch::spawn(
         psql.child.stdout.take().expect("psql stdout is piped"),
         marker.clone(),
     );
-    let psql_failed = |psql: RunningProgram, stdin: Option<ChildStdin>| {
-        drop(stdin);
+    // psql stopped reading (it failed, or exited): its own error is the reason.
+    let psql_failed = |mut psql: RunningProgram| {
+        drop(psql.child.stdin.take());
         let reason =
             match psql.wait("the transaction was rolled back; fix the cause and restore again") {
                 Err(e) => restrict_hint(e.to_string()),
@@ -121,15 +127,13 @@ pub(super) fn stream_database(
     // psql's restricted mode with a key only this process knows: whatever the dump holds,
     // psql refuses every meta-command (and stops: ON_ERROR_STOP). The scanner below also
     // refuses them before they are sent, with a clearer message.
-    let opening = match restrict_key() {
-        Ok(key) => format!("\\restrict {key}\n{}BEGIN;\n", psql_watch::pid_query()),
-        Err(e) => {
-            abandon(psql, stdin);
-            return Err(no_rng(e));
-        }
-    };
-    if stdin.write_all(opening.as_bytes()).is_err() {
-        return Err(psql_failed(psql, Some(stdin)));
+    let opening = format!(
+        "\\restrict {}\n{}BEGIN;\n",
+        restrict_key().map_err(no_rng)?,
+        psql_watch::pid_query()
+    );
+    if input(&mut psql).write_all(opening.as_bytes()).is_err() {
+        return Err(psql_failed(psql));
     }
     progress.start(ArtifactRole::Database, &db.source.file_name());
     let mut scanner = DumpScanner::new();
@@ -139,27 +143,22 @@ pub(super) fn stream_database(
     // run: every stop before the whole dump is through the gate kills it instead.
     loop {
         if cancel.signal().is_some() || abort.load(Ordering::SeqCst) {
-            abandon(psql, stdin);
             return Err(StreamFailure::Aborted);
         }
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) => {
-                abandon(psql, stdin);
-                return Err(artifact_failure(reader.damaged(e)));
-            }
+            Err(e) => return Err(artifact_failure(reader.damaged(e))),
         };
         allowed.clear();
         scanner.feed_filtered(&buf[..n], &mut allowed);
-        if stdin.write_all(&allowed).is_err() {
-            return Err(psql_failed(psql, Some(stdin)));
+        if input(&mut psql).write_all(&allowed).is_err() {
+            return Err(psql_failed(psql));
         }
         if let Some(problem) = scanner.problem() {
             // Nothing from the refused byte on was sent; psql must not see end-of-input
-            // either (it would run a statement left without its `;`).
+            // either (it would run a statement left without its `;`): dropped, it is killed.
             let problem = problem.to_string();
-            abandon(psql, stdin);
             return Err(StreamFailure::Damaged(format!(
                 "{problem} (in {})",
                 db.source.path.display()
@@ -173,7 +172,6 @@ pub(super) fn stream_database(
         None => Ok(()),
     });
     if let Err(e) = checked {
-        abandon(psql, stdin);
         return Err(artifact_failure(e));
     }
     let facts = scanner.finish();
@@ -185,7 +183,6 @@ pub(super) fn stream_database(
             .and_then(|m| facts.check_against(m).err())
     });
     if let Some(reason) = unproven {
-        abandon(psql, stdin);
         return Err(StreamFailure::Damaged(format!(
             "{reason} (in {} of {backup})",
             db.source.path.display()
@@ -194,12 +191,13 @@ pub(super) fn stream_database(
     // psql may still be working through the tail of the dump (index builds can take
     // minutes). Wait until it has applied everything, so the workspace swap and COMMIT
     // that follow are only milliseconds apart; but never for input it will not get.
+    let stdin = input(&mut psql);
     if stdin
         .write_all(format!("SELECT '{marker}';\n").as_bytes())
         .and_then(|_| stdin.flush())
         .is_err()
     {
-        return Err(psql_failed(psql, Some(stdin)));
+        return Err(psql_failed(psql));
     }
     let mut backend = None;
     let mut next_check = Instant::now() + Duration::from_secs(5);
@@ -210,7 +208,6 @@ pub(super) fn stream_database(
             Ok(psql_watch::Signal::Pid(pid)) => backend = Some(pid),
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if cancel.signal().is_some() || abort.load(Ordering::SeqCst) {
-                    abandon(psql, stdin);
                     return Err(StreamFailure::Aborted);
                 }
                 if let Some(pid) = backend
@@ -232,7 +229,6 @@ pub(super) fn stream_database(
                         }
                     };
                     if stalled {
-                        abandon(psql, stdin);
                         return Err(StreamFailure::Damaged(format!(
                             "psql is still waiting for input after the whole dump of {backup} was sent: \
                              the dump ends inside a statement or string that coffer's scanner did not see as open; \
@@ -243,7 +239,7 @@ pub(super) fn stream_database(
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(psql_failed(psql, Some(stdin)));
+                return Err(psql_failed(psql));
             }
         }
     }
@@ -256,8 +252,7 @@ pub(super) fn stream_database(
     );
     Ok((
         PendingCommit {
-            psql,
-            stdin,
+            psql: Some(psql),
             confinement,
         },
         (facts, sql_bytes),
@@ -269,12 +264,6 @@ fn no_rng(e: io::Error) -> StreamFailure {
         what: "database",
         reason: format!("cannot read the operating system's random number generator: {e}"),
     }
-}
-
-/// Stops psql at once without end-of-input: the session ends and the server rolls back.
-fn abandon(psql: RunningProgram, stdin: ChildStdin) {
-    psql.kill();
-    drop(stdin);
 }
 
 /// A fresh key for psql's `\restrict`: 32 alphanumeric characters from the OS RNG.
@@ -298,6 +287,70 @@ fn restrict_hint(reason: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::TempCluster;
+    use std::io::BufRead;
+
+    /// psql with `sql` applied (it answered the `SELECT` that follows), its transaction open.
+    fn psql_after(cluster: &TempCluster, sql: &str) -> (RunningProgram, Confinement) {
+        let (mut psql, confinement) = cluster.database("t").spawn_psql_script().unwrap();
+        let mut out = io::BufReader::new(psql.child.stdout.take().unwrap());
+        let stdin = input(&mut psql);
+        stdin
+            .write_all(format!("{sql}\nSELECT 'applied';\n").as_bytes())
+            .unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        while line.trim_end() != "applied" {
+            line.clear();
+            assert_ne!(out.read_line(&mut line).unwrap(), 0, "psql ended early");
+        }
+        // psql's later output (none expected) goes nowhere, without blocking it.
+        std::thread::spawn(move || io::copy(&mut out, &mut io::sink()));
+        (psql, confinement)
+    }
+
+    fn gone(pid: u32) -> bool {
+        let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+        rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
+    }
+
+    /// Dropping ends the transaction without `COMMIT` and reaps psql, whether the dump was
+    /// all applied (a pending commit) or psql was cut off with a statement unfinished.
+    #[test]
+    fn dropped_sessions_roll_back_and_are_reaped() {
+        let cluster = TempCluster::start().unwrap_or_else(|e| panic!("{e}"));
+        cluster.create_database("t").unwrap();
+        cluster.psql("t", "CREATE TABLE t (n int)").unwrap();
+        let count = || cluster.psql("t", "SELECT count(*) FROM t").unwrap();
+
+        let (psql, confinement) = psql_after(&cluster, "BEGIN;\nINSERT INTO t VALUES (1);");
+        let pid = psql.child.id();
+        drop(PendingCommit {
+            psql: Some(psql),
+            confinement,
+        });
+        assert!(gone(pid), "psql was not reaped");
+        assert_eq!(count(), "0");
+
+        // A `COMMIT` without its `;`: end-of-input would run it, a kill does not.
+        let (mut psql, _) = psql_after(&cluster, "BEGIN;\nINSERT INTO t VALUES (2);");
+        let pid = psql.child.id();
+        input(&mut psql).write_all(b"COMMIT").unwrap();
+        input(&mut psql).flush().unwrap();
+        drop(psql);
+        assert!(gone(pid), "psql was not reaped");
+        assert_eq!(count(), "0");
+
+        // The commit itself still commits.
+        let (psql, confinement) = psql_after(&cluster, "BEGIN;\nINSERT INTO t VALUES (3);");
+        PendingCommit {
+            psql: Some(psql),
+            confinement,
+        }
+        .commit()
+        .unwrap();
+        assert_eq!(count(), "1");
+    }
 
     #[test]
     fn restrict_key_is_32_lowercase_hex_characters_and_fresh_each_time() {

@@ -469,6 +469,8 @@ mod tests {
             created: None,
             status: EntryStatus::Legacy,
             manifest: None,
+            alembic_head: None,
+            label: None,
             size_bytes: 0,
         }
     }

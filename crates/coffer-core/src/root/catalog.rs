@@ -7,13 +7,16 @@
 //! left out. [`scan`] also sorts out what is not coffer's: every other entry of the root is
 //! an [`UnknownEntry`], which nothing in coffer deletes.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::format::manifest::{self, AnyManifest, ArtifactRole};
+pub use crate::format::describe::EntryStatus;
+use crate::format::describe::{self, Files, ManifestState};
+use crate::format::manifest::{self, AlembicHead, AnyManifest, ArtifactRole};
 use crate::format::names::{self, BackupKind};
 
 /// Why the backup root could not be listed at all.
@@ -53,27 +56,6 @@ pub enum CatalogError {
     },
 }
 
-/// Whether an entry can be used.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", content = "reason", rename_all = "lowercase")]
-pub enum EntryStatus {
-    /// A coffer manifest whose artifacts are all present.
-    Complete,
-    /// A shell-script-era backup (no hashes to check, but restorable).
-    Legacy,
-    /// Something is missing; the reason says what.
-    Incomplete(String),
-    /// The manifest cannot be read or parsed.
-    Unreadable(String),
-}
-
-impl EntryStatus {
-    /// Whether the backup can be restored from.
-    pub fn is_usable(&self) -> bool {
-        matches!(self, EntryStatus::Complete | EntryStatus::Legacy)
-    }
-}
-
 /// One backup directory.
 #[derive(Debug, Clone)]
 pub struct BackupEntry {
@@ -89,7 +71,11 @@ pub struct BackupEntry {
     pub status: EntryStatus,
     /// The manifest, when it parsed.
     pub manifest: Option<AnyManifest>,
-    /// Total bytes of the files in the directory.
+    /// The Alembic head the manifest records.
+    pub alembic_head: Option<AlembicHead>,
+    /// The label given when it was made.
+    pub label: Option<String>,
+    /// Total bytes of the (regular) files in the directory.
     pub size_bytes: u64,
 }
 
@@ -100,43 +86,31 @@ impl BackupEntry {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
-        let parsed = names::parse_name(&name);
-        let size_bytes = dir_size(path);
-        let (manifest, status) = match manifest::read(path) {
-            Ok(m) => {
-                let status = status_of(path, &m);
-                (Some(m), status)
-            }
+        let (files, size_bytes) = regular_files(path);
+        let (manifest, unreadable) = match manifest::read(path) {
+            Ok(m) => (Some(m), None),
             Err(manifest::ManifestError::Read { source, .. }) if source.is_not_found() => {
-                (None, EntryStatus::Incomplete("no manifest.json".into()))
+                (None, None)
             }
-            Err(e) => (None, EntryStatus::Unreadable(e.to_string())),
+            Err(e) => (None, Some(e.to_string())),
         };
-        let kind = parsed.map(|p| p.kind).or(match &manifest {
-            Some(AnyManifest::Coffer(m)) => Some(m.kind),
-            Some(AnyManifest::Legacy(_)) => Some(BackupKind::Legacy),
-            None => None,
-        });
-        let created = parsed
-            .map(|p| p.time)
-            .or_else(|| manifest.as_ref().and_then(AnyManifest::created_at));
+        let state = match (&manifest, &unreadable) {
+            (Some(m), _) => ManifestState::Parsed(m),
+            (None, Some(why)) => ManifestState::Unreadable(why),
+            (None, None) => ManifestState::Missing,
+        };
+        let d = describe::describe(&name, state, &files, Files::Directory);
         BackupEntry {
             name,
             path: path.to_path_buf(),
-            kind,
-            created,
-            status,
+            kind: d.kind,
+            created: d.created,
+            status: d.status,
             manifest,
+            alembic_head: d.alembic_head,
+            label: d.label,
             size_bytes,
         }
-    }
-
-    /// The Alembic head recorded in the manifest, as text.
-    pub fn alembic_head(&self) -> Option<String> {
-        self.manifest
-            .as_ref()
-            .and_then(AnyManifest::alembic_head)
-            .map(ToString::to_string)
     }
 
     /// Whether the backup is dated in the future of `now` (beyond
@@ -253,36 +227,6 @@ fn is_regular(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
 }
 
-fn status_of(dir: &Path, m: &AnyManifest) -> EntryStatus {
-    match m {
-        AnyManifest::Coffer(m) => {
-            let missing: Vec<&str> = m
-                .artifacts
-                .iter()
-                .filter(|a| !is_regular(&dir.join(&a.file)))
-                .map(|a| a.file.as_str())
-                .collect();
-            if !missing.is_empty() {
-                EntryStatus::Incomplete(format!(
-                    "missing (or not a regular file) {}",
-                    missing.join(", ")
-                ))
-            } else if m.artifact(ArtifactRole::Database).is_none() {
-                EntryStatus::Incomplete("manifest lists no database artifact".into())
-            } else {
-                EntryStatus::Complete
-            }
-        }
-        AnyManifest::Legacy(_) => {
-            if legacy_artifact(dir, ArtifactRole::Database).is_some() {
-                EntryStatus::Legacy
-            } else {
-                EntryStatus::Incomplete("missing postgres.sql.gz".into())
-            }
-        }
-    }
-}
-
 /// The artifact file of a legacy backup for `role`, if present as a regular file (`.gz`, or
 /// `.gz.age` when the script encrypted).
 pub fn legacy_artifact(dir: &Path, role: ArtifactRole) -> Option<PathBuf> {
@@ -292,17 +236,27 @@ pub fn legacy_artifact(dir: &Path, role: ArtifactRole) -> Option<PathBuf> {
         .find(|p| is_regular(p))
 }
 
-fn dir_size(dir: &Path) -> u64 {
+/// The regular files directly in `dir` with their sizes (what [`describe::describe`] judges a
+/// local backup by), and their total. A symlink, even to a regular file, a device or a
+/// directory is left out; so is a name that is not UTF-8, which no artifact has (its
+/// bytes still count in the total).
+fn regular_files(dir: &Path) -> (BTreeMap<String, u64>, u64) {
+    let mut files = BTreeMap::new();
+    let mut total = 0;
     // DirEntry::metadata does not follow symlinks: a link to a device counts nothing.
-    fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .filter_map(|e| e.metadata().ok())
-                .filter(|m| m.is_file())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
+    for dirent in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(meta) = dirent.metadata() else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        total += meta.len();
+        if let Ok(name) = dirent.file_name().into_string() {
+            files.insert(name, meta.len());
+        }
+    }
+    (files, total)
 }
 
 /// An entry of the backup root that is not a backup or staging directory coffer knows:

@@ -1,5 +1,7 @@
 //! The nightly timer's systemd units, rendered as text (pure functions), and their
-//! installation.
+//! installation. They live in the CLI because they run its command lines
+//! (`coffer backup --kind auto --quiet`, `coffer systemd notify-failure`); only
+//! `cmd::systemd` uses them.
 //!
 //! - `coffer-backup.service`: `Type=oneshot`, runs `coffer backup --kind auto --quiet`
 //!   at low CPU and I/O priority, sandboxed: the whole filesystem is read-only except the
@@ -15,6 +17,9 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+
+use coffer_core::ErrorKind;
+use coffer_core::config::Config;
 
 /// The backup service's unit name.
 pub const SERVICE: &str = "coffer-backup.service";
@@ -81,6 +86,29 @@ pub enum SystemdError {
         /// The I/O error.
         source: io::Error,
     },
+}
+
+impl From<SystemdError> for coffer_core::Error {
+    /// A path or value that cannot go in a unit is the configuration's or the command
+    /// line's fault (exit 2); a modified unit or a failed write is a failure (exit 1).
+    fn from(e: SystemdError) -> coffer_core::Error {
+        let kind = match e {
+            SystemdError::RelativePath { .. } | SystemdError::BadValue { .. } => {
+                ErrorKind::InvalidConfig
+            }
+            SystemdError::Modified { .. } | SystemdError::Io { .. } => ErrorKind::Failed,
+        };
+        coffer_core::Error::new(kind, e)
+    }
+}
+
+/// The metrics file's directory, which the backup service must be able to write.
+pub fn metrics_dir(config: &Config) -> Option<&Path> {
+    config
+        .metrics_file
+        .as_deref()
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
 }
 
 /// One unit file: its name and text.
@@ -297,8 +325,9 @@ pub fn install(
             done.push(Installed::Unchanged(path));
             continue;
         }
-        crate::report::metrics::write(&path, &unit.text).map_err(|e| match e {
-            crate::report::metrics::MetricsError::Write { source, .. } => SystemdError::Io {
+        // Atomic, 0644, nothing planted in the directory followed: what the metrics file needs too.
+        coffer_core::metrics::write(&path, &unit.text).map_err(|e| match e {
+            coffer_core::metrics::MetricsError::Write { source, .. } => SystemdError::Io {
                 path: path.clone(),
                 source,
             },
