@@ -22,6 +22,7 @@
 //! - [`context`], [`progress`] and [`cancel`]: reporting from, and stopping, long operations.
 //! - [`warning`]: what failed around an operation without changing its outcome.
 //! - [`error`]: the one error type of every operation, with its [`ErrorKind`].
+//! - [`hint`]: the caller's choices that would resolve a failure, for the front end to word.
 //! - [`config`]: the TOML configuration, environment overrides and validation.
 //! - [`names`]: backup directory names (`auto-…`, `manual-…`, legacy `YYYY-MM-DD-HHMMSS`).
 //! - [`manifest`]: `manifest.json`, the coffer schema and the legacy shell-script one.
@@ -73,6 +74,7 @@ pub mod digest;
 pub mod drill;
 pub mod dump_scan;
 pub mod error;
+pub mod hint;
 pub mod hooks;
 pub mod lock;
 pub mod manifest;
@@ -117,6 +119,7 @@ pub use commands::verify::{VerifyOptions, VerifyOutcome};
 pub use commands::{BackupRef, Selection};
 pub use context::RunContext;
 pub use error::{Error, ErrorKind};
+pub use hint::Hint;
 pub use progress::{Event, Progress};
 pub use warning::Warning;
 

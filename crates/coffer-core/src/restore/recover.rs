@@ -31,6 +31,7 @@ pub fn recover_interrupted(
             // Nothing was touched: what is there is not provably coffer's.
             RestoreError::Refused {
                 problems: vec![e.to_string()],
+                hints: Vec::new(),
             }
         } else if half_swapped {
             RestoreError::Inconsistent(format!(
@@ -40,6 +41,7 @@ pub fn recover_interrupted(
         } else if matches!(e, workspace_swap::SwapError::Target { .. }) {
             RestoreError::Refused {
                 problems: vec![e.to_string()],
+                hints: Vec::new(),
             }
         } else {
             RestoreError::Refused {
@@ -47,6 +49,7 @@ pub fn recover_interrupted(
                     "{e}; an interrupted earlier restore left files beside {}: remove them, or make the directory writable",
                     target.display()
                 )],
+                hints: Vec::new(),
             }
         }
     })
