@@ -52,20 +52,13 @@ Exit codes:
        permissions, or the bucket does not exist (the message names the remote)
   130  interrupted by SIGINT (143: SIGTERM); nothing partial was left behind";
 
-/// Maps an error to its exit code: a core error by its kind, the CLI's own refusal to go on
-/// without confirmation as a refusal, anything else as a failure.
+/// Maps an error to its exit code: a library error (the CLI's own refusals are library
+/// errors too) by its kind, anything else as a failure.
 pub fn code_for(err: &anyhow::Error) -> u8 {
-    if err
-        .downcast_ref::<crate::cmd::restore::NotConfirmed>()
-        .is_some()
-    {
-        return REFUSED;
-    }
-    err.downcast_ref::<coffer_core::Error>()
-        .map_or(FAILED, |e| code_of(e.kind()))
+    crate::output::core_error(err).map_or(FAILED, |e| code_of(e.kind()))
 }
 
-/// The exit code of each kind of core error.
+/// The exit code of each kind of library error.
 fn code_of(kind: ErrorKind) -> u8 {
     match kind {
         ErrorKind::InvalidConfig => USAGE,
@@ -78,5 +71,37 @@ fn code_of(kind: ErrorKind) -> u8 {
         ErrorKind::RemoteUnavailable => REMOTE_UNAVAILABLE,
         ErrorKind::Interrupted { signal } => 128 + signal as u8,
         _ => FAILED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn a_library_error_exits_with_its_kinds_code_even_under_context() {
+        let locked = coffer_core::Error::new(ErrorKind::Locked, std::io::Error::other("held"));
+        let err = anyhow::Error::from(locked);
+        assert_eq!(code_for(&err), LOCKED);
+        let wrapped = Err::<(), _>(coffer_core::Error::new(
+            ErrorKind::Refused,
+            std::io::Error::other("not confirmed"),
+        ))
+        .context("restore")
+        .unwrap_err();
+        assert_eq!(code_for(&wrapped), REFUSED);
+    }
+
+    #[test]
+    fn anything_else_is_a_failure() {
+        assert_eq!(code_for(&anyhow::anyhow!("disk on fire")), FAILED);
+        assert_eq!(code_of(ErrorKind::Failed), FAILED);
+    }
+
+    #[test]
+    fn interruptions_exit_128_plus_the_signal() {
+        assert_eq!(code_of(ErrorKind::Interrupted { signal: 2 }), 130);
+        assert_eq!(code_of(ErrorKind::Interrupted { signal: 15 }), 143);
     }
 }

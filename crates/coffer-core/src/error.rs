@@ -2,15 +2,17 @@
 //! happened, unchanged) and what kind of failure it is ([`ErrorKind`]).
 //!
 //! The kind is what a front end acts on: the CLI maps it to its documented exit codes, an
-//! HTTP layer could map it to statuses. The message says what is wrong and what to do; the
-//! front end adds its own advice (a flag to pass) where it has some.
+//! HTTP layer could map it to statuses. The message says what is wrong and what to do in
+//! terms of configuration and data, never a CLI flag; [`Error::hints`] names the caller's
+//! choices that would also help ([`Hint`]), and the front end words them in its own terms.
 
 use std::error::Error as StdError;
 use std::fmt;
 
 use crate::backup::BackupError;
 use crate::config::ConfigError;
-use crate::format::signing::SigningError;
+use crate::format::signing::{SigningError, UNSIGNED_REFUSED};
+use crate::hint::{Hint, push_unique};
 use crate::postgres::PgError;
 use crate::remote::RemoteError;
 use crate::restore::RestoreError;
@@ -58,6 +60,7 @@ pub enum ErrorKind {
 #[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
+    hints: Vec<Hint>,
     inner: Box<dyn StdError + Send + Sync + 'static>,
 }
 
@@ -69,13 +72,28 @@ impl Error {
     pub fn new(kind: ErrorKind, inner: impl Into<Box<dyn StdError + Send + Sync>>) -> Error {
         Error {
             kind,
+            hints: Vec::new(),
             inner: inner.into(),
         }
+    }
+
+    /// This error with `hint` added to its [`hints`](Self::hints).
+    pub fn with_hint(mut self, hint: Hint) -> Error {
+        push_unique(&mut self.hints, hint);
+        self
     }
 
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// The caller's choices that would also resolve this failure (accept an unsigned
+    /// backup, end the other sessions, list the backups…), most specific first, for the
+    /// front end to phrase. The message already says what to change in the configuration
+    /// or the data.
+    pub fn hints(&self) -> &[Hint] {
+        &self.hints
     }
 
     /// The error that happened.
@@ -142,13 +160,107 @@ fn crypto_kind(e: &CryptoError) -> ErrorKind {
     }
 }
 
-/// `From` for an error type whose kind follows from its value.
+/// The remedies of an error type that a front end may offer (see [`Hint`]).
+trait Remedies: StdError {
+    /// The hints of this value; none unless the type says otherwise.
+    fn remedies(&self) -> Vec<Hint> {
+        Vec::new()
+    }
+}
+
+/// The hints of `e`: its own, and accepting an unsigned backup wherever the refusal of one
+/// is what failed (that refusal reaches restore, pull and drill as a damage report).
+fn hints_of(e: &impl Remedies) -> Vec<Hint> {
+    let mut hints = Vec::new();
+    if e.to_string().contains(UNSIGNED_REFUSED) {
+        hints.push(Hint::AllowUnsigned);
+    }
+    for hint in e.remedies() {
+        push_unique(&mut hints, hint);
+    }
+    hints
+}
+
+impl Remedies for SigningError {
+    fn remedies(&self) -> Vec<Hint> {
+        match self {
+            SigningError::SecretKey { .. } => vec![Hint::SigningKeygen],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Remedies for CryptoError {
+    fn remedies(&self) -> Vec<Hint> {
+        match self {
+            CryptoError::Identity { .. } | CryptoError::NoIdentity { .. } => vec![Hint::Identity],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Remedies for BackupError {
+    fn remedies(&self) -> Vec<Hint> {
+        match self {
+            BackupError::Crypto(e) => e.remedies(),
+            BackupError::Signing(e) => e.remedies(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Remedies for RestoreError {
+    fn remedies(&self) -> Vec<Hint> {
+        match self {
+            RestoreError::Refused { hints, .. } => hints.clone(),
+            RestoreError::Damaged { .. } => vec![Hint::AnotherBackup],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Remedies for RemoteError {
+    fn remedies(&self) -> Vec<Hint> {
+        match self {
+            RemoteError::LocalDamaged { .. } => vec![Hint::VerifyBackup],
+            RemoteError::NotFound { .. } => vec![Hint::ListRemote],
+            RemoteError::NoneComplete { .. } | RemoteError::Incomplete { .. } => vec![Hint::Sync],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Remedies for CatalogError {
+    fn remedies(&self) -> Vec<Hint> {
+        match self {
+            CatalogError::NotFound { .. } => vec![Hint::ListBackups],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Remedies for ConfigError {}
+impl Remedies for LockError {}
+impl Remedies for PruneError {}
+impl Remedies for PgError {}
+impl Remedies for RunLogError {}
+impl Remedies for StatusError {}
+#[cfg(feature = "sandbox")]
+impl Remedies for crate::sandbox::SandboxError {}
+impl Remedies for std::io::Error {}
+
+/// `From` for an error type whose kind follows from its value (and its hints, from
+/// [`Remedies`]).
 macro_rules! from_with_kind {
     ($($error:ty => $kind:expr;)*) => {$(
         impl From<$error> for Error {
             fn from(e: $error) -> Error {
                 let kind: fn(&$error) -> ErrorKind = $kind;
-                Error::new(kind(&e), e)
+                let hints = hints_of(&e);
+                Error {
+                    hints,
+                    ..Error::new(kind(&e), e)
+                }
             }
         }
     )*};
@@ -240,6 +352,7 @@ mod tests {
     fn interruptions_and_restore_outcomes_keep_their_kind() {
         let refused = RestoreError::Refused {
             problems: vec!["no".into()],
+            hints: Vec::new(),
         };
         assert_eq!(Error::from(refused).kind(), ErrorKind::Refused);
         let interrupted = RestoreError::Interrupted { signal: 15 };
@@ -290,6 +403,43 @@ mod tests {
             .kind(),
             ErrorKind::InvalidConfig
         );
+    }
+
+    #[test]
+    fn remedies_follow_the_error_and_wrapping_keeps_them() {
+        let identity = CryptoError::Identity {
+            path: PathBuf::from("/i"),
+            reason: "bad".into(),
+        };
+        assert_eq!(Error::from(identity).hints(), [Hint::Identity]);
+        let secret = SigningError::SecretKey {
+            path: PathBuf::from("/k"),
+            reason: "bad".into(),
+        };
+        assert_eq!(
+            Error::from(BackupError::Signing(secret)).hints(),
+            [Hint::SigningKeygen]
+        );
+        let unsigned = RestoreError::Damaged {
+            backup: "b1".into(),
+            reason: UNSIGNED_REFUSED.into(),
+        };
+        assert_eq!(
+            Error::from(unsigned).hints(),
+            [Hint::AllowUnsigned, Hint::AnotherBackup]
+        );
+        let missing = RemoteError::NotFound {
+            name: "b1".into(),
+            remote: "s3://b/p".into(),
+        };
+        assert_eq!(Error::from(missing).hints(), [Hint::ListRemote]);
+        assert!(Error::from(held()).hints().is_empty());
+        let refused = RestoreError::Refused {
+            problems: vec!["sessions".into()],
+            hints: vec![Hint::TerminateConnections],
+        };
+        let err = Error::from(refused).with_hint(Hint::TerminateConnections);
+        assert_eq!(err.hints(), [Hint::TerminateConnections]);
     }
 
     #[test]

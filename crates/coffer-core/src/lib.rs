@@ -30,7 +30,7 @@
 //! - `backup`, `restore`, `check` (verify, drill) and `remote`: the pipelines.
 //! - `report`: metrics, notification hooks, operator hooks.
 //! - [`config`], [`Coffer`] and [`commands`]: the configuration, the handle and one module
-//!   per operation, on top.
+//!   per operation, on top, with [`Error`] and the [`Hint`]s a front end words as advice.
 //!
 //! The public face is this page: the handle, its options and reports, and the types they
 //! carry, re-exported below. Everything else is internal and may change in any release.
@@ -46,6 +46,7 @@
 
 pub mod commands;
 pub mod config;
+mod hint;
 pub mod progress;
 
 mod backup;
@@ -83,6 +84,7 @@ pub use commands::verify::{VerifyOptions, VerifyOutcome};
 pub use commands::{BackupRef, Selection};
 pub use context::RunContext;
 pub use error::{Error, ErrorKind, Result};
+pub use hint::Hint;
 pub use progress::{Event, Progress};
 pub use warning::Warning;
 

@@ -42,6 +42,9 @@ pub enum Event<'a> {
     Done(&'a str),
     /// Something the operator should know that does not stop the operation.
     Note(&'a str),
+    /// A choice of the caller that would settle the notes just reported (e.g. giving the
+    /// code's Alembic head), for the front end to word.
+    Hint(crate::Hint),
     /// The operation's outcome stands, but something around it failed (the run log, the
     /// metrics file, a hook, the prune after a backup) or needs attention.
     Warning(&'a Warning),

@@ -15,6 +15,3 @@ pub mod systemd;
 pub mod verify;
 
 pub use signals::cancel_on_signals;
-
-/// What to do about an unsigned backup refused because trusted keys are configured.
-pub const ALLOW_UNSIGNED_HINT: &str = "to accept an unsigned backup for this run only, pass --allow-unsigned (a bad signature is never accepted)";

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use coffer_core::RestorePlan as Plan;
 use coffer_core::config::ConfigError;
-use coffer_core::{BackupRef, RestoreOptions, RunContext};
+use coffer_core::{BackupRef, ErrorKind, RestoreOptions, RunContext};
 
 use crate::output::{self, Lines, Reporter};
 
@@ -116,7 +116,13 @@ pub struct Args {
 /// The operator did not confirm (or could not, without a terminal): nothing happened.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct NotConfirmed(String);
+struct NotConfirmed(String);
+
+/// A refusal for want of confirmation: a library error of kind `Refused`, so that its exit
+/// code comes from the one mapping of kinds.
+fn not_confirmed(text: &str) -> anyhow::Error {
+    coffer_core::Error::new(ErrorKind::Refused, NotConfirmed(text.into())).into()
+}
 
 /// Runs `coffer restore`. The core records the attempt in the run log (metrics and
 /// `hooks.on_success` / `hooks.on_failure` follow), unless it was never confirmed.
@@ -194,11 +200,9 @@ fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
-        return Err(NotConfirmed(
-            "restore refused, nothing was changed: stdin is not a terminal, so the restore cannot be confirmed; pass --yes to restore without confirmation"
-                .into(),
-        )
-        .into());
+        return Err(not_confirmed(
+            "restore refused, nothing was changed: stdin is not a terminal, so the restore cannot be confirmed; pass --yes to restore without confirmation",
+        ));
     }
     let mut err = std::io::stderr();
     writeln!(err, "\nThis restore REPLACES:")?;
@@ -248,11 +252,9 @@ fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     if answer.trim() != "restore" {
-        return Err(NotConfirmed(
-            "restore refused, nothing was changed: not confirmed (the answer was not `restore`)"
-                .into(),
-        )
-        .into());
+        return Err(not_confirmed(
+            "restore refused, nothing was changed: not confirmed (the answer was not `restore`)",
+        ));
     }
     Ok(())
 }

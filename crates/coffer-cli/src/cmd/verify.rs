@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use coffer_core::CancelFlag;
 use coffer_core::DrillReport;
-use coffer_core::{BackupRef, Event, Progress, RunContext, Selection, VerifyOptions};
+use coffer_core::{
+    BackupRef, Event, Progress, RunContext, Selection, VerifyOptions, VerifyOutcome,
+};
 use coffer_core::{CheckOutcome as Outcome, VerifyReport};
 
 use crate::exit;
@@ -98,17 +100,24 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
             "error: {failed} of {} backup(s) failed verification: do not restore from them; use another backup and check the storage",
             outcome.reports.len()
         );
-        let unsigned = outcome
-            .reports
-            .iter()
-            .flat_map(|r| &r.checks)
-            .any(|c| c.detail == coffer_core::UNSIGNED_REFUSED);
-        if unsigned {
-            output::errln!("  hint: {}", super::ALLOW_UNSIGNED_HINT);
-        }
+        print_hints(&outcome);
         return Ok(ExitCode::from(exit::VERIFY_FAILED));
     }
+    print_hints(&outcome);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The advice for the hints of the checks (an identity for encrypted artifacts, accepting
+/// an unsigned backup), once each, on stderr.
+fn print_hints(outcome: &VerifyOutcome) {
+    let hints = outcome
+        .reports
+        .iter()
+        .flat_map(|r| &r.checks)
+        .filter_map(|c| c.hint.as_ref());
+    for line in output::hint_lines(hints) {
+        output::errln!("  {line}");
+    }
 }
 
 /// What verify shows as it goes: each backup's checks (not with `--json`), and the restore

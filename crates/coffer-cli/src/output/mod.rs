@@ -2,6 +2,7 @@
 //! otherwise (the systemd journal), JSON on request.
 
 mod backup;
+mod hint;
 mod progress;
 
 use std::io::Write;
@@ -12,6 +13,7 @@ use coffer_core::text::redact;
 use serde::Serialize;
 
 pub use backup::print_backup;
+pub use hint::hint_lines;
 pub use progress::{Lines, Reporter};
 
 /// Writes one line to stdout. A closed stdout (`coffer status | true`, `| head -0`) is not
@@ -118,11 +120,18 @@ pub fn error_parts(err: &anyhow::Error) -> (String, Vec<String>) {
     for cause in err.chain().skip(1) {
         details.push(format!("caused by: {}", redact(&cause.to_string())));
     }
-    // The library names no flags (issue #12): the CLI adds the flag that changes the outcome.
-    if text.contains(coffer_core::UNSIGNED_REFUSED) {
-        details.push(format!("hint: {}", crate::cmd::ALLOW_UNSIGNED_HINT));
+    // The library names no flags (issue #12): the CLI words the remedies it names.
+    if let Some(e) = core_error(err) {
+        details.extend(hint_lines(e.hints()));
     }
     (first, details)
+}
+
+/// The library's error in `err`'s chain, if the failure came from the library (the CLI's
+/// own refusals are library errors too, so they have a kind).
+pub fn core_error(err: &anyhow::Error) -> Option<&coffer_core::Error> {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<coffer_core::Error>())
 }
 
 /// Prints an error: the first line says what failed and what to do; details follow.
@@ -177,9 +186,71 @@ pub fn print_json_sorted(value: &impl Serialize) -> anyhow::Result<()> {
 pub fn print_warning(warning: &Warning) {
     let text = match warning {
         Warning::RunLog(e) => format!("{e}; `coffer status` will not count this run"),
+        Warning::Metrics(e) => format!("{e} (or --metrics-file)"),
         w => w.to_string(),
     };
     errln!("warning: {}", redact(&text));
 }
 
 pub use coffer_core::text::bytes;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_core::{ErrorKind, Hint};
+
+    fn refused(text: &str, hints: &[Hint]) -> anyhow::Error {
+        let mut err = coffer_core::Error::new(ErrorKind::Refused, std::io::Error::other(text));
+        for hint in hints {
+            err = err.with_hint(*hint);
+        }
+        err.into()
+    }
+
+    #[test]
+    fn hints_follow_the_details_as_flag_advice() {
+        let err = refused(
+            "restore refused, nothing was changed: 1 other session(s) connected to portal; stop the application or configure hooks.before_restore",
+            &[Hint::TerminateConnections],
+        );
+        let (first, details) = error_parts(&err);
+        assert!(!first.contains("--"), "{first}");
+        assert_eq!(
+            details,
+            ["hint: to end the other sessions instead of refusing, pass --terminate-connections"]
+        );
+    }
+
+    #[test]
+    fn hints_are_found_under_the_clis_context() {
+        let err = refused("no identity", &[Hint::Identity]).context("cannot verify");
+        let (first, details) = error_parts(&err);
+        assert_eq!(first, "cannot verify");
+        assert_eq!(
+            details,
+            [
+                "caused by: no identity",
+                "hint: to use another age identity for this run, pass --identity PATH"
+            ]
+        );
+    }
+
+    #[test]
+    fn json_errors_carry_the_hints_in_their_details() {
+        let err = refused("alembic head mismatch", &[Hint::AllowHeadMismatch]);
+        let v = error_json(&err, 6);
+        assert_eq!(v["error"]["message"], "alembic head mismatch");
+        assert_eq!(
+            v["error"]["details"],
+            "hint: to restore anyway, pass --allow-head-mismatch"
+        );
+    }
+
+    #[test]
+    fn an_error_without_hints_has_no_hint_lines() {
+        let (_, details) = error_parts(&refused("no", &[]));
+        assert!(details.is_empty(), "{details:?}");
+        let (_, details) = error_parts(&anyhow::anyhow!("plain failure"));
+        assert!(details.is_empty(), "{details:?}");
+    }
+}

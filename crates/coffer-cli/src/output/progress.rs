@@ -74,6 +74,11 @@ impl Progress for Reporter {
         match event {
             Event::Done(text) => self.lines.say(format_args!("✓ {text}")),
             Event::Note(text) => self.lines.say(format_args!("note: {text}")),
+            Event::Hint(hint) => {
+                for line in super::hint_lines([hint]) {
+                    self.lines.say(format_args!("{line}"));
+                }
+            }
             Event::Pruned(name) => self.lines.say(format_args!("pruned {name}")),
             Event::Warning(w) => print_warning(w),
             Event::Transfer(text) => self.transfer(format_args!("{text}")),

@@ -91,6 +91,7 @@ pub fn run(
                     real.display(),
                     ws.display()
                 )],
+                hints: Vec::new(),
             });
         }
     }
@@ -99,6 +100,7 @@ pub fn run(
             "cannot create the drill directory {}: {e}",
             container.display()
         )],
+        hints: Vec::new(),
     })?;
     let directory = container.join("workspace");
     // No head check against the code and no hooks: the application keeps running.

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::format::manifest::{self, AnyManifest, Artifact, ArtifactRole, Manifest};
-use crate::format::signing::{SignaturePolicy, Verdict};
+use crate::format::signing::{SignaturePolicy, UNSIGNED_REFUSED, Verdict};
+use crate::hint::Hint;
 use crate::root::catalog::{self, BackupEntry, EntryStatus};
 use crate::stream::archive::{self, TarListing};
 use crate::stream::artifact::{ArtifactDigests, ArtifactError, ArtifactReader};
@@ -44,6 +45,10 @@ pub struct Check {
     pub outcome: Outcome,
     /// What was found, or why it failed or could not be checked.
     pub detail: String,
+    /// The caller's choice that would let this check pass or run (e.g. an identity for
+    /// this run), for the front end to word. Not part of the JSON report.
+    #[serde(skip)]
+    pub hint: Option<Hint>,
 }
 
 impl Check {
@@ -52,7 +57,14 @@ impl Check {
             subject: subject.into(),
             outcome,
             detail: detail.into(),
+            hint: None,
         }
+    }
+
+    /// This check with `hint`.
+    fn hinted(mut self, hint: Option<Hint>) -> Check {
+        self.hint = hint;
+        self
     }
 }
 
@@ -131,7 +143,9 @@ pub fn signature_check(entry: &BackupEntry, signatures: &SignaturePolicy) -> Opt
         Verdict::NotChecked => Outcome::NotChecked,
         Verdict::Refused => Outcome::Fail,
     };
-    Some(Check::new("signature", outcome, judgement.detail))
+    // Only an unsigned backup may be let through for one run; a bad signature never.
+    let hint = (judgement.detail == UNSIGNED_REFUSED).then_some(Hint::AllowUnsigned);
+    Some(Check::new("signature", outcome, judgement.detail).hinted(hint))
 }
 
 fn verify_coffer(
@@ -355,21 +369,22 @@ fn check_artifact(
                 e.to_string(),
             )),
         }
-        checks.push(Check::new(
-            format!("{file}: decrypt and decompress"),
-            Outcome::NotChecked,
-            "encrypted and no identity given (encryption.identity_file, COFFER_AGE_IDENTITY_FILE or --identity)",
-        ));
+        checks.push(
+            Check::new(
+                format!("{file}: decrypt and decompress"),
+                Outcome::NotChecked,
+                "encrypted and no identity given (encryption.identity_file or COFFER_AGE_IDENTITY_FILE)",
+            )
+            .hinted(Some(Hint::Identity)),
+        );
         return (checks, None);
     }
     let reader = match ArtifactReader::open(&path, encrypted, identities) {
         Ok(r) => r,
         Err(e) => {
-            checks.push(Check::new(
-                format!("{file}: open"),
-                Outcome::Fail,
-                e.to_string(),
-            ));
+            checks.push(
+                Check::new(format!("{file}: open"), Outcome::Fail, e.to_string()).hinted(e.hint()),
+            );
             return (checks, None);
         }
     };

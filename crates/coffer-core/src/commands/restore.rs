@@ -267,6 +267,9 @@ impl Coffer {
         for note in &plan.notes {
             ctx.note(note);
         }
+        for hint in &plan.hints {
+            ctx.emit(crate::Event::Hint(*hint));
+        }
         Ok(PreparedRestore {
             coffer: self,
             started,

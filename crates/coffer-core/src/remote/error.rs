@@ -87,9 +87,7 @@ pub enum RemoteError {
         detail: String,
     },
     /// A local backup's artifact does not match its own manifest: it is not uploaded.
-    #[error(
-        "local backup {path} is damaged: {detail}; it was not uploaded (run `coffer verify` on it)"
-    )]
+    #[error("local backup {path} is damaged: {detail}; it was not uploaded (verify it)")]
     LocalDamaged {
         /// The backup directory.
         path: PathBuf,
@@ -97,7 +95,7 @@ pub enum RemoteError {
         detail: String,
     },
     /// No backup of that name on the remote.
-    #[error("no backup named `{name}` on remote {remote}; `coffer list --remote` shows them")]
+    #[error("no backup named `{name}` on remote {remote}; give the name of a backup there")]
     NotFound {
         /// The name asked for.
         name: String,
@@ -105,14 +103,16 @@ pub enum RemoteError {
         remote: String,
     },
     /// `--latest` found no complete backup on the remote.
-    #[error("no complete backup on remote {remote}; run `coffer sync` where the backups are")]
+    #[error(
+        "no complete backup on remote {remote}; upload the backups from the host that has them"
+    )]
     NoneComplete {
         /// The remote.
         remote: String,
     },
     /// The named remote backup is not complete.
     #[error(
-        "backup {name} on remote {remote} is not complete ({reason}); run `coffer sync` on the host that has it, or pull another one"
+        "backup {name} on remote {remote} is not complete ({reason}); upload it again from the host that has it, or pull another one"
     )]
     Incomplete {
         /// The backup.

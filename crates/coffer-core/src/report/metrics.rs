@@ -33,7 +33,7 @@ use crate::root::runlog::Status;
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     /// Writing the temporary file or renaming it failed.
-    #[error("cannot write metrics file {path}: {source}; check metrics_file / --metrics-file")]
+    #[error("cannot write metrics file {path}: {source}; check metrics_file")]
     Write {
         /// The metrics file.
         path: PathBuf,

@@ -272,10 +272,11 @@ fn end_other_sessions(
                     .join("; ");
                 return Err(RestoreError::Refused {
                     problems: vec![format!(
-                        "{} other session(s) are connected to {}: {list}; stop the application or pass --terminate-connections",
+                        "{} other session(s) are connected to {}: {list}; stop the application or configure hooks.before_restore",
                         found.len(),
                         db.name
                     )],
+                    hints: vec![crate::Hint::TerminateConnections],
                 });
             }
         }
@@ -541,6 +542,7 @@ mod tests {
             sessions: Vec::new(),
             checks: Vec::new(),
             notes: Vec::new(),
+            hints: Vec::new(),
         }
     }
 
@@ -565,6 +567,7 @@ mod tests {
     fn after_hooks_get_the_outcome_and_the_first_line_of_the_error() {
         let failed: Result<RestoreReport, RestoreError> = Err(RestoreError::Refused {
             problems: vec!["first problem".into(), "second problem".into()],
+            hints: Vec::new(),
         });
         let env = hook_env(&plan(), Some(&failed));
         assert_eq!(value(&env, "COFFER_OUTCOME"), Some("failure"));

@@ -1,18 +1,19 @@
-//! The Alembic check: the backup's head compared with the head the code expects, from
-//! `--expect-head`, `alembic.expected_head_command` or `alembic.versions_dir`.
+//! The Alembic check: the backup's head compared with the head the code expects, as given
+//! for this restore, from `alembic.expected_head_command` or from `alembic.versions_dir`.
 
+use crate::hint::{Hint, Problems, push_unique};
 use crate::postgres::alembic::{self, HeadRelation, RevisionGraph};
 use crate::report::hooks;
 
-use super::{Plan, RestoreSettings, RestoreSteps};
+use super::{HeadSource, Plan, RestoreSettings, RestoreSteps};
 
 /// Compares the backup's head with the code's into `plan.head`: a match is a check, an
-/// unknown code head a note, a mismatch a problem (a note with `--allow-head-mismatch`).
+/// unknown code head a note, a mismatch a problem (a note when mismatches are allowed).
 pub(super) fn check_head(
     settings: &RestoreSettings,
     options: &RestoreSteps,
     plan: &mut Plan,
-    problems: &mut Vec<String>,
+    problems: &mut Problems,
 ) {
     let graph = match &settings.alembic.versions_dir {
         Some(dir) => match RevisionGraph::from_versions_dir(dir) {
@@ -25,7 +26,7 @@ pub(super) fn check_head(
         None => None,
     };
     let expected = if let Some(h) = &options.expect_heads {
-        Some((h.clone(), "--expect-head".to_string()))
+        Some((h.clone(), HeadSource::Given))
     } else if let Some(cmd) = &settings.alembic.expected_head_command {
         match hooks::capture(cmd, settings.hooks.timeout) {
             Ok((status, out)) if status.success() => {
@@ -37,14 +38,17 @@ pub(super) fn check_head(
                     ));
                     return;
                 }
-                Some((heads, format!("`{}`", cmd.join(" "))))
+                Some((heads, HeadSource::Command(cmd.join(" "))))
             }
             Ok((status, _)) => {
-                problems.push(format!(
-                    "alembic.expected_head_command `{}` failed ({}); fix it or pass --expect-head",
-                    cmd.join(" "),
-                    crate::postgres::describe_status(status)
-                ));
+                problems.push_hinted(
+                    format!(
+                        "alembic.expected_head_command `{}` failed ({}); fix it",
+                        cmd.join(" "),
+                        crate::postgres::describe_status(status)
+                    ),
+                    [Hint::ExpectHead],
+                );
                 return;
             }
             Err(e) => {
@@ -56,18 +60,16 @@ pub(super) fn check_head(
             }
         }
     } else {
-        graph.as_ref().map(|g| {
-            (
-                g.heads().into_iter().collect(),
-                "alembic.versions_dir".to_string(),
-            )
-        })
+        graph
+            .as_ref()
+            .map(|g| (g.heads().into_iter().collect(), HeadSource::VersionsDir))
     };
     let Some((expected, source)) = expected else {
         plan.notes.push(
-            "the code's Alembic head is not known (set alembic.versions_dir or alembic.expected_head_command, or pass --expect-head): compatibility not checked"
+            "the code's Alembic head is not known (set alembic.versions_dir or alembic.expected_head_command): compatibility not checked"
                 .into(),
         );
+        push_unique(&mut plan.hints, Hint::ExpectHead);
         return;
     };
     let backup = plan.head.backup.clone().unwrap_or_default();
@@ -107,12 +109,11 @@ pub(super) fn check_head(
         shown(&expected)
     );
     if options.allow_head_mismatch {
-        plan.notes
-            .push(format!("{text} (--allow-head-mismatch given)"));
-    } else {
-        problems.push(format!(
-            "{text}; pass --allow-head-mismatch to restore anyway"
+        plan.notes.push(format!(
+            "{text} (restoring anyway: a mismatch is allowed for this restore)"
         ));
+    } else {
+        problems.push_hinted(text, [Hint::AllowHeadMismatch]);
     }
 }
 
@@ -149,6 +150,7 @@ mod tests {
             sessions: Vec::new(),
             checks: Vec::new(),
             notes: Vec::new(),
+            hints: Vec::new(),
         }
     }
 
@@ -163,21 +165,21 @@ mod tests {
     #[test]
     fn the_same_head_passes_as_a_check() {
         let mut plan = plan(Some(&["abc"]));
-        let mut problems = Vec::new();
+        let mut problems = Problems::default();
         check_head(&settings(), &expecting(&["abc"]), &mut plan, &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(
             plan.checks,
-            ["alembic head abc is the code's head (from --expect-head)"]
+            ["alembic head abc is the code's head (from the heads given for this restore)"]
         );
         assert_eq!(plan.head.relation, Some(HeadRelation::Same));
-        assert_eq!(plan.head.source.as_deref(), Some("--expect-head"));
+        assert_eq!(plan.head.source, Some(HeadSource::Given));
     }
 
     #[test]
     fn a_different_head_is_refused_unless_allowed() {
         let mut refused = plan(Some(&["abc"]));
-        let mut problems = Vec::new();
+        let mut problems = Problems::default();
         check_head(
             &settings(),
             &expecting(&["def"]),
@@ -185,13 +187,13 @@ mod tests {
             &mut problems,
         );
         assert_eq!(
-            problems,
+            problems.list,
             [
-                "alembic head mismatch: the backup is at abc, the code (from --expect-head) expects def; \
-                 set alembic.versions_dir to learn whether the backup is older or newer than the code; \
-                 pass --allow-head-mismatch to restore anyway"
+                "alembic head mismatch: the backup is at abc, the code (from the heads given for this restore) expects def; \
+                 set alembic.versions_dir to learn whether the backup is older or newer than the code"
             ]
         );
+        assert_eq!(problems.hints, [Hint::AllowHeadMismatch]);
         assert_eq!(refused.head.relation, Some(HeadRelation::Unrelated));
 
         let mut allowed = plan(Some(&["abc"]));
@@ -199,12 +201,13 @@ mod tests {
             allow_head_mismatch: true,
             ..expecting(&["def"])
         };
-        let mut problems = Vec::new();
+        let mut problems = Problems::default();
         check_head(&settings(), &options, &mut allowed, &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(allowed.notes.len(), 1);
         assert!(
-            allowed.notes[0].ends_with("(--allow-head-mismatch given)"),
+            allowed.notes[0]
+                .ends_with("(restoring anyway: a mismatch is allowed for this restore)"),
             "{:?}",
             allowed.notes
         );
@@ -213,10 +216,10 @@ mod tests {
     #[test]
     fn a_backup_without_a_head_is_shown_as_none() {
         let mut plan = plan(None);
-        let mut problems = Vec::new();
+        let mut problems = Problems::default();
         check_head(&settings(), &expecting(&["def"]), &mut plan, &mut problems);
         assert!(
-            problems[0].starts_with("alembic head mismatch: the backup is at none,"),
+            problems.list[0].starts_with("alembic head mismatch: the backup is at none,"),
             "{problems:?}"
         );
     }
@@ -224,7 +227,7 @@ mod tests {
     #[test]
     fn an_unknown_code_head_is_a_note() {
         let mut plan = plan(Some(&["abc"]));
-        let mut problems = Vec::new();
+        let mut problems = Problems::default();
         let options = RestoreSteps {
             check_code_head: true,
             ..RestoreSteps::default()
@@ -237,5 +240,6 @@ mod tests {
             plan.notes
         );
         assert_eq!(plan.head.relation, None);
+        assert_eq!(plan.hints, [Hint::ExpectHead]);
     }
 }

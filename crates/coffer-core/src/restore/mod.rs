@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::config::{AlembicConfig, Config, HooksConfig};
 use crate::format::manifest::{AnyManifest, Artifact};
 use crate::format::signing::SignaturePolicy;
+use crate::hint::{Hint, Problems};
 use crate::postgres::alembic::HeadRelation;
 use crate::postgres::{Database, PgError, Session};
 use crate::report::hooks::HookError;
@@ -46,12 +47,15 @@ pub enum RestoreError {
     /// Pre-flight checks failed: nothing was changed.
     #[error("restore refused, nothing was changed: {}{}", first(.problems), rest(.problems))]
     Refused {
-        /// Each problem, with what to do about it.
+        /// Each problem, with what to do about it in configuration and data terms.
         problems: Vec<String>,
+        /// The caller's choices that would also resolve one of them (shown by the front
+        /// end in its own terms; see [`crate::Error::hints`]).
+        hints: Vec<Hint>,
     },
     /// The backup is damaged (found before or during the restore): nothing was changed.
     #[error(
-        "backup {backup} failed verification during the restore, nothing was changed: {reason}; restore another backup (`coffer list`, `coffer verify --all`)"
+        "backup {backup} failed verification during the restore, nothing was changed: {reason}; restore another backup"
     )]
     Damaged {
         /// The backup.
@@ -117,7 +121,7 @@ pub struct RestoreSteps {
     pub create_target_db: bool,
     /// Restore the workspace here instead of the configured path.
     pub target_dir: Option<PathBuf>,
-    /// The code's head(s) from `--expect-head`, overriding the configured sources.
+    /// The code's head(s) given for this restore, overriding the configured sources.
     pub expect_heads: Option<Vec<String>>,
     /// Compare the backup's head with the code's (off for the restore drill).
     pub check_code_head: bool,
@@ -234,9 +238,37 @@ pub struct HeadCheck {
     /// The code's head(s), if a source was configured.
     pub expected: Option<Vec<String>>,
     /// Where `expected` came from.
-    pub source: Option<String>,
+    pub source: Option<HeadSource>,
     /// How they relate (`None` when not compared).
     pub relation: Option<HeadRelation>,
+}
+
+/// Where the code's expected Alembic head(s) came from. Shown (and serialized) as text.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadSource {
+    /// Given by the caller for this restore ([`RestoreSteps::expect_heads`]).
+    Given,
+    /// Printed by `alembic.expected_head_command` (this command line).
+    Command(String),
+    /// The heads of the revision graph in `alembic.versions_dir`.
+    VersionsDir,
+}
+
+impl std::fmt::Display for HeadSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeadSource::Given => f.write_str("the heads given for this restore"),
+            HeadSource::Command(cmd) => write!(f, "`{cmd}`"),
+            HeadSource::VersionsDir => f.write_str("alembic.versions_dir"),
+        }
+    }
+}
+
+impl Serialize for HeadSource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// What pre-flight found: shown to the operator before confirming, then executed.
@@ -260,6 +292,20 @@ pub struct Plan {
     pub checks: Vec<String>,
     /// Things the operator should know that do not stop the restore.
     pub notes: Vec<String>,
+    /// The caller's choices that would settle a note (e.g. giving the code's head), for
+    /// the front end to word; reported as [`crate::Event::Hint`] after the notes.
+    #[serde(skip)]
+    pub hints: Vec<Hint>,
+}
+
+impl RestoreError {
+    /// A refusal for `problems` (with their hints).
+    pub(crate) fn refused(problems: Problems) -> RestoreError {
+        RestoreError::Refused {
+            problems: problems.list,
+            hints: problems.hints,
+        }
+    }
 }
 
 /// What a completed restore did.
@@ -343,12 +389,16 @@ mod tests {
     fn a_refusal_lists_every_problem() {
         let err = RestoreError::Refused {
             problems: problems(&["no room", "no roles"]),
+            hints: vec![Hint::TargetDir],
         };
         assert_eq!(
             err.to_string(),
             "restore refused, nothing was changed: no room\nno roles"
         );
-        let empty = RestoreError::Refused { problems: vec![] };
+        let empty = RestoreError::Refused {
+            problems: vec![],
+            hints: vec![],
+        };
         assert_eq!(empty.to_string(), "restore refused, nothing was changed: ");
     }
 

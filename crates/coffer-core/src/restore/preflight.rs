@@ -5,6 +5,7 @@ use std::path::Path;
 
 use crate::format::manifest::{AnyManifest, ArtifactRole};
 use crate::format::signing::Verdict;
+use crate::hint::{Hint, Problems};
 use crate::postgres::Session;
 use crate::root::catalog::{self, BackupEntry, EntryStatus};
 use crate::stream::artifact::ArtifactReader;
@@ -50,7 +51,7 @@ pub fn prepare(
     options: &RestoreSteps,
     identities: Option<&Identities>,
 ) -> Result<Plan, RestoreError> {
-    let mut problems = Vec::new();
+    let mut problems = Problems::default();
     let mut damaged = Vec::new();
     let mut plan = Plan {
         backup: entry.name.clone(),
@@ -71,6 +72,7 @@ pub fn prepare(
         sessions: Vec::new(),
         checks: Vec::new(),
         notes: Vec::new(),
+        hints: Vec::new(),
     };
 
     match &entry.status {
@@ -128,7 +130,7 @@ pub fn prepare(
                     identities.map_or_else(String::new, |i| i.path().display().to_string()),
                     source.file_name()
                 )),
-                Err(e) => problems.push(e.to_string()),
+                Err(e) => problems.push_hinted(e.to_string(), e.hint()),
             }
         }
     }
@@ -153,10 +155,13 @@ pub fn prepare(
                     &mut problems,
                 );
             }
-            None => problems.push(format!(
-                "backup {} has no database artifact; use --workspace-only",
-                entry.name
-            )),
+            None => problems.push_hinted(
+                format!(
+                    "backup {} has no database artifact: only its workspace can be restored",
+                    entry.name
+                ),
+                [Hint::WorkspaceOnly],
+            ),
         }
     }
     if options.workspace {
@@ -168,9 +173,9 @@ pub fn prepare(
             (None, _) => plan
                 .notes
                 .push("the backup has no workspace archive: only the database is restored".into()),
-            (Some(_), None) => problems.push(
-                "no workspace path: set workspace.path (or WORKSPACE_HOST_PATH), pass --target-dir, or use --db-only"
-                    .into(),
+            (Some(_), None) => problems.push_hinted(
+                "no workspace path: set workspace.path (or WORKSPACE_HOST_PATH), or restore only the database",
+                [Hint::TargetDir, Hint::DatabaseOnly],
             ),
             (Some(source), Some(target)) => {
                 plan.workspace = check_workspace(settings, entry, source, target, &mut plan.checks, &mut plan.notes, &mut problems);
@@ -183,7 +188,7 @@ pub fn prepare(
     if problems.is_empty() {
         Ok(plan)
     } else {
-        Err(RestoreError::Refused { problems })
+        Err(RestoreError::refused(problems))
     }
 }
 
@@ -196,7 +201,7 @@ fn check_database(
     checks: &mut Vec<String>,
     notes: &mut Vec<String>,
     sessions: &mut Vec<Session>,
-    problems: &mut Vec<String>,
+    problems: &mut Problems,
 ) -> Option<DatabaseTarget> {
     let runner = match &options.target_db {
         Some(name) => settings.database.with_dbname(name),
@@ -287,11 +292,14 @@ fn check_database(
                         found.len()
                     ));
                 } else {
-                    problems.push(format!(
-                        "{} other session(s) connected to {}: {list}; stop the application (or configure hooks.before_restore) or pass --terminate-connections",
-                        found.len(),
-                        target.name
-                    ));
+                    problems.push_hinted(
+                        format!(
+                            "{} other session(s) connected to {}: {list}; stop the application or configure hooks.before_restore",
+                            found.len(),
+                            target.name
+                        ),
+                        [Hint::TerminateConnections],
+                    );
                 }
                 *sessions = found;
             }
@@ -308,7 +316,7 @@ fn check_workspace(
     configured: &Path,
     checks: &mut Vec<String>,
     notes: &mut Vec<String>,
-    problems: &mut Vec<String>,
+    problems: &mut Problems,
 ) -> Option<WorkspaceTarget> {
     let real = swap_path(configured);
     if real != std::path::absolute(configured).unwrap_or_default() {
@@ -404,10 +412,13 @@ fn check_workspace(
         return None;
     }
     if exists && is_mount_point(target, parent) {
-        problems.push(format!(
-            "workspace {} is a mount point, so it cannot be swapped in by rename; restore into a directory inside it with --target-dir, or mount its parent instead",
-            target.display()
-        ));
+        problems.push_hinted(
+            format!(
+                "workspace {} is a mount point, so it cannot be swapped in by rename; restore into a directory inside it, or mount its parent instead",
+                target.display()
+            ),
+            [Hint::TargetDir],
+        );
         return None;
     }
     let facts = match &entry.manifest {

@@ -30,6 +30,7 @@ pub fn recover_interrupted(
             // Nothing was touched: what is there is not provably coffer's.
             RestoreError::Refused {
                 problems: vec![e.to_string()],
+                hints: Vec::new(),
             }
         } else if half_swapped {
             RestoreError::Inconsistent(format!(
@@ -39,6 +40,7 @@ pub fn recover_interrupted(
         } else if matches!(e, swap::SwapError::Target { .. }) {
             RestoreError::Refused {
                 problems: vec![e.to_string()],
+                hints: Vec::new(),
             }
         } else {
             RestoreError::Refused {
@@ -46,6 +48,7 @@ pub fn recover_interrupted(
                     "{e}; an interrupted earlier restore left files beside {}: remove them, or make the directory writable",
                     target.display()
                 )],
+                hints: Vec::new(),
             }
         }
     })

@@ -31,7 +31,9 @@ pub enum CatalogError {
         source: std::io::Error,
     },
     /// No backup matched a name.
-    #[error("no backup named `{name}` in {root}; `coffer list` shows the backups there")]
+    #[error(
+        "no backup named `{name}` in {root}; give the name of a backup there, or its directory"
+    )]
     NotFound {
         /// The name asked for.
         name: String,

@@ -14,6 +14,7 @@ use flate2::read::MultiGzDecoder;
 use sha2::{Digest, Sha256};
 
 use crate::format::manifest::{Artifact, Compression};
+use crate::hint::Hint;
 use crate::stream::crypto::{CryptoError, Identities};
 use crate::stream::digest::{HashingReader, StreamDigest};
 
@@ -34,7 +35,7 @@ pub enum ArtifactError {
     },
     /// The file is encrypted and no identity was given.
     #[error(
-        "artifact {path} is age-encrypted and no identity was given: set encryption.identity_file, COFFER_AGE_IDENTITY_FILE or --identity"
+        "artifact {path} is age-encrypted and no identity was given: set encryption.identity_file or COFFER_AGE_IDENTITY_FILE"
     )]
     NoIdentity {
         /// The artifact file.
@@ -65,6 +66,20 @@ pub enum ArtifactError {
         /// The value read.
         actual: String,
     },
+}
+
+impl ArtifactError {
+    /// The caller's choice that would resolve this: an identity for this run when none
+    /// was given or the given one cannot be loaded.
+    pub fn hint(&self) -> Option<Hint> {
+        match self {
+            ArtifactError::NoIdentity { .. }
+            | ArtifactError::Decrypt(
+                CryptoError::Identity { .. } | CryptoError::NoIdentity { .. },
+            ) => Some(Hint::Identity),
+            _ => None,
+        }
+    }
 }
 
 /// Both digests of an artifact read to its end.

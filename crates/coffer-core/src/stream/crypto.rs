@@ -42,7 +42,7 @@ pub enum CryptoError {
     },
     /// The identity file could not be read or parsed.
     #[error(
-        "cannot load age identity file {path}: {reason}; check encryption.identity_file (or --identity)"
+        "cannot load age identity file {path}: {reason}; check encryption.identity_file (or COFFER_AGE_IDENTITY_FILE)"
     )]
     Identity {
         /// The file.
@@ -52,7 +52,7 @@ pub enum CryptoError {
     },
     /// An encrypted artifact was given but no identity is configured.
     #[error(
-        "{artifact} is age-encrypted but no identity file is configured: set encryption.identity_file or pass --identity"
+        "{artifact} is age-encrypted but no identity file is configured: set encryption.identity_file or COFFER_AGE_IDENTITY_FILE"
     )]
     NoIdentity {
         /// The encrypted artifact.

@@ -125,7 +125,7 @@ fn parse_secret_key(bytes: &[u8]) -> Result<SecretKey, String> {
     SecretKey::from_unencrypted_box(boxed).map_err(|e| {
         let e = e.to_string();
         if e.contains("encrypted") {
-            "it is protected by a password: unattended backups need a key without one (minisign -G -W, or coffer keygen --signing)".to_string()
+            "it is protected by a password: unattended backups need a key without one (minisign -G -W writes one)".to_string()
         } else if e.contains("Corrupted") {
             "the key is corrupted (its checksum does not match)".to_string()
         } else {

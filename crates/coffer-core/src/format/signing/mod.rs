@@ -96,7 +96,7 @@ impl SigningConfig {
 pub enum SigningError {
     /// The secret key file cannot be used. Never carries the file's content.
     #[error(
-        "cannot use the signing key {path}: {reason}; check signing.secret_key_file (a minisign secret key without password, e.g. written by `coffer keygen --signing`)"
+        "cannot use the signing key {path}: {reason}; check signing.secret_key_file (a minisign secret key without password)"
     )]
     SecretKey {
         /// The file.
@@ -329,7 +329,8 @@ impl SignaturePolicy {
     }
 }
 
-/// The reason an unsigned backup is refused (callers may add how to allow it).
+/// The reason an unsigned backup is refused ([`crate::Hint::AllowUnsigned`] says how to
+/// allow it).
 pub const UNSIGNED_REFUSED: &str = "the backup is unsigned and trusted signing keys are configured (signing.trusted_public_keys): only signed backups are accepted";
 
 /// What [`SignaturePolicy::judge`] decided.
