@@ -9,6 +9,7 @@ use std::error::Error as StdError;
 use std::fmt;
 
 use crate::backup::BackupError;
+use crate::bundle::BundleError;
 use crate::catalog::CatalogError;
 use crate::config::ConfigError;
 use crate::crypto::CryptoError;
@@ -182,6 +183,12 @@ from_with_kind! {
         RemoteError::Interrupted { signal, .. } => ErrorKind::Interrupted { signal: *signal },
         e if e.is_unavailable() => ErrorKind::RemoteUnavailable,
         e if e.is_damage() => ErrorKind::Damaged,
+        _ => ErrorKind::Failed,
+    };
+    BundleError => |e| match e {
+        BundleError::Damaged { .. } | BundleError::SourceDamaged { .. } => ErrorKind::Damaged,
+        BundleError::Locked(l) => lock_kind(l),
+        BundleError::Interrupted { signal, .. } => ErrorKind::Interrupted { signal: *signal },
         _ => ErrorKind::Failed,
     };
     PruneError => |e| match e {

@@ -12,7 +12,7 @@
 //! methods are the operations (one module each in [`commands`]): [`Coffer::backup`] (the
 //! whole job: backup, run log, prune, sync, metrics, hooks), [`Coffer::restore`],
 //! [`Coffer::verify`], [`Coffer::drill`], [`Coffer::prune`], [`Coffer::sync`],
-//! [`Coffer::pull`], [`Coffer::list`], [`Coffer::list_remote`] and [`Coffer::status`]. Each takes an options struct whose `Default` is the safe, complete
+//! [`Coffer::pull`], [`Coffer::export`], [`Coffer::import`], [`Coffer::list`], [`Coffer::list_remote`] and [`Coffer::status`]. Each takes an options struct whose `Default` is the safe, complete
 //! behaviour and a [`RunContext`] (a [`Progress`] receiving typed [`progress::Event`]s, and
 //! the cancellation flag), and fails with an [`Error`] whose [`ErrorKind`] a front end maps
 //! to exit codes or statuses.
@@ -34,6 +34,7 @@
 //! - [`parallel_gzip`]: gzip compressed block-parallel on every core, as one standard member.
 //! - [`artifact`]: reading an artifact back (age → gunzip) with both digests checked.
 //! - [`backup`]: the backup pipeline that ties the above together atomically.
+//! - [`bundle`]: one-file bundles: a backup directory as one tar, exported and imported.
 //! - [`boundaries`]: coffer's own files are never inside what it archives or replaces.
 //! - [`restore`]: pre-flight checks, then database and workspace restored all or nothing.
 //! - [`drill`]: the restore drill into a throw-away database and directory.
@@ -62,6 +63,7 @@ pub mod archive;
 pub mod artifact;
 pub mod backup;
 pub mod boundaries;
+pub mod bundle;
 pub mod cancel;
 pub mod catalog;
 pub mod coffer;
@@ -105,8 +107,10 @@ pub(crate) mod psql_watch;
 mod test_corpus;
 
 pub use coffer::Coffer;
-pub use commands::backup::{BackupOptions, BackupOutcome};
+pub use commands::backup::{BackupOptions, BackupOutcome, BundleBackupOutcome};
 pub use commands::drill::DrillOptions;
+pub use commands::export::BundleOutput;
+pub use commands::import::{BundleInput, ImportOptions};
 pub use commands::list::{ListedBackup, Listing, RemoteListedBackup, RemoteListing, RemoteUnknown};
 pub use commands::prune::PruneOptions;
 pub use commands::pull::PullOptions;
