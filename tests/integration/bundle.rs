@@ -1,6 +1,7 @@
 //! One-file bundles: `export`, `import`, `backup --output`, checked with GNU tar and
 //! sha256sum, and hostile bundles refused with nothing imported.
 
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -450,4 +451,133 @@ fn backup_output_writes_one_bundle_and_nothing_in_the_root() {
             error_line(&out)
         );
     }
+}
+
+#[test]
+fn backup_output_piped_into_restore_from_file_round_trips() {
+    let case = Case::new();
+    let tables = table_fingerprints(&case.db);
+    let workspace = archived_part(snapshot(&case.workspace));
+    let bundle = case.dir.path().join("b.tar");
+    let mut producer = case.coffer();
+    producer
+        .args(["backup", "--output", "-", "--quiet"])
+        .stdout(Stdio::piped());
+    let mut producer = producer.spawn().unwrap();
+    let mut from_backup = producer.stdout.take().unwrap();
+    // The bundle's first block arrives once the backup is complete: only then is the
+    // live state changed, so the backup holds the state before.
+    let mut first = vec![0u8; 512];
+    from_backup.read_exact(&mut first).unwrap();
+    cluster()
+        .psql(
+            &case.db,
+            "DROP TABLE attachments; UPDATE users SET display_name = 'x'",
+        )
+        .unwrap();
+    std::fs::write(case.workspace.join("added.txt"), b"new\n").unwrap();
+    let mut restore = case.coffer();
+    restore
+        .args(["restore", "--from-file", "-", "--yes"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut restore = restore.spawn().unwrap();
+    let mut to_restore = restore.stdin.take().unwrap();
+    // The pipe, with a copy saved on the way for the damaged case below.
+    let saved = bundle.clone();
+    let pipe = std::thread::spawn(move || {
+        let mut copy = std::fs::File::create(saved).unwrap();
+        let mut buf = first;
+        loop {
+            copy.write_all(&buf).unwrap();
+            to_restore.write_all(&buf).unwrap();
+            buf.resize(1 << 16, 0);
+            let n = from_backup.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+        }
+    });
+    pipe.join().unwrap();
+    assert!(producer.wait().unwrap().success());
+    let out = restore.wait_with_output().unwrap();
+    assert_success(&out);
+    assert_eq!(table_fingerprints(&case.db), tables);
+    assert_eq!(archived_part(snapshot(&case.workspace)), workspace);
+    assert_eq!(
+        case.backups().len(),
+        1,
+        "the imported backup stays in the root"
+    );
+
+    // A damaged bundle from a file: refused (exit 5), nothing changed, nothing imported.
+    std::fs::remove_dir_all(&case.backups()[0]).unwrap();
+    cluster()
+        .psql(&case.db, "UPDATE users SET display_name = 'y'")
+        .unwrap();
+    let before = Before::take(&case);
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let (_, off, size) = members(&bytes)[2].clone();
+    bytes[off + size / 2] ^= 0x01;
+    let bad = case.dir.path().join("bad.tar");
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = case.run(&["restore", "--from-file", bad.to_str().unwrap(), "--yes"]);
+    assert_exit(&out, 5);
+    before.assert_unchanged(&case, "damaged bundle");
+    assert!(entries(&case.root).is_empty(), "{:?}", entries(&case.root));
+}
+
+#[test]
+fn backup_output_is_encrypted_when_recipients_are_configured() {
+    let case = Case::new();
+    let (key, public) = case.keygen("key.txt");
+    case.write_config(
+        &case.db_section(),
+        &format!("[encryption]\nrecipients = [\"{public}\"]\n"),
+    );
+    let bundle = case.dir.path().join("secret.tar");
+    let out = case.run(&["backup", "--output", bundle.to_str().unwrap()]);
+    assert_success(&out);
+    let listing = sh(&format!("tar -tf {}", bundle.display()));
+    assert!(
+        listing.contains("/postgres.sql.gz.age\n") && listing.contains("/workspace.tar.gz.age\n"),
+        "{listing}"
+    );
+    let out = case.run(&[
+        "import",
+        bundle.to_str().unwrap(),
+        "--identity",
+        key.to_str().unwrap(),
+    ]);
+    assert_success(&out);
+    assert!(!stdout(&out).contains("not checked"), "{}", stdout(&out));
+}
+
+#[test]
+fn a_bundle_is_never_written_to_a_terminal() {
+    let case = Case::new();
+    // `script` gives coffer a terminal as standard output.
+    for args in [
+        "export --latest",
+        "export --latest --output -",
+        "backup --output -",
+    ] {
+        let cmd = format!("{COFFER} --config {} {args}", case.config.display());
+        let out = std::process::Command::new("script")
+            .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+            .env_remove("COFFER_CONFIG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("`script` (util-linux) is needed: apt-get install util-linux");
+        assert_eq!(out.status.code(), Some(2), "{args}");
+        let text = stdout(&out);
+        assert!(
+            text.contains("refusing to write a bundle to a terminal"),
+            "{args}: {text}"
+        );
+        assert!(text.len() < 1000, "{args}: {text}");
+    }
+    assert!(case.backups().is_empty());
 }

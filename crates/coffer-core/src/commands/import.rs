@@ -4,6 +4,8 @@
 use std::io::Read;
 use std::path::PathBuf;
 
+use super::BackupRef;
+use super::restore::{PreparedRestore, RestoreOptions};
 use crate::bundle::{self, BundleError, ImportReport};
 use crate::coffer::Coffer;
 use crate::context::RunContext;
@@ -94,5 +96,25 @@ impl Coffer {
             ),
         };
         Ok(report?)
+    }
+}
+
+impl Coffer {
+    /// Disaster recovery from one file: imports the bundle into the root as
+    /// [`Coffer::import`] does (verified, all or nothing; a backup of that name already in
+    /// the root is refused), then runs [`Coffer::prepare_restore`] on it. The imported
+    /// backup stays in the root, as one pulled by `from_remote` does. The identity and
+    /// `allow_unsigned` of `options` apply to both steps.
+    pub fn prepare_restore_from_bundle(
+        &self,
+        input: BundleInput<'_>,
+        options: &RestoreOptions,
+        ctx: &RunContext<'_>,
+    ) -> Result<PreparedRestore<'_>, Error> {
+        let import = ImportOptions::default()
+            .identity(options.identity.clone())
+            .allow_unsigned(options.allow_unsigned);
+        let report = self.import(input, &import, ctx)?;
+        self.prepare_restore(&BackupRef::Named(report.name), options, ctx)
     }
 }
