@@ -6,10 +6,10 @@
 //! unpacks it into the ordinary backup directory. The manifest comes first so that a reader
 //! knows what to expect (sizes and hashes) before the data arrives.
 //!
-//! [`export`] streams a backup of the root into a bundle (no temporary copy), checking each
+//! [`export()`] streams a backup of the root into a bundle (no temporary copy), checking each
 //! artifact's size and SHA-256 against the manifest on the way; a mismatch stops the
 //! stream before the end marker, so the partial bundle can never be imported.
-//! [`import`] reads a bundle (or a `.tar.gz` of a shell-script backup directory) into a
+//! [`import()`] reads a bundle (or a `.tar.gz` of a shell-script backup directory) into a
 //! staging directory of the root, checking every member as it arrives and the whole backup
 //! as `coffer verify` does before renaming it into place.
 

@@ -1,5 +1,5 @@
 //! `import`: a bundle (or a `.tar.gz` of a shell-script backup) read into the backup root,
-//! verified, all or nothing (see [`crate::bundle::import`]).
+//! verified, all or nothing (see [`crate::bundle`]).
 
 use std::io::Read;
 use std::path::PathBuf;
