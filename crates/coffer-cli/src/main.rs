@@ -53,6 +53,10 @@ enum Command {
     Sync(cmd::sync::Args),
     /// Download a backup from the remote into the backup root, verified, all or nothing
     Pull(cmd::pull::Args),
+    /// Write a backup of the root as one tar file (a bundle), to a file or stdout
+    Export(cmd::export::Args),
+    /// Read a bundle (or a shell-script backup's .tar.gz) into the backup root, verified
+    Import(cmd::import::Args),
     /// Show the last success, consecutive failures and size; exit 10/11 past a threshold
     Status(cmd::status::Args),
     /// Print or install the systemd units of the nightly backup timer
@@ -73,6 +77,8 @@ fn main() -> ExitCode {
         Command::Prune(ref a) => cmd::prune::run(&cli, a),
         Command::Sync(ref a) => cmd::sync::run(&cli, a),
         Command::Pull(ref a) => cmd::pull::run(&cli, a),
+        Command::Export(ref a) => cmd::export::run(&cli, a),
+        Command::Import(ref a) => cmd::import::run(&cli, a),
         Command::Status(ref a) => cmd::status::run(&cli, a),
         Command::Systemd(ref a) => cmd::systemd::run(&cli, a),
         Command::Keygen(ref a) => cmd::keygen::run(a),
@@ -109,6 +115,8 @@ impl Command {
             Command::Prune(a) => a.json,
             Command::Sync(a) => a.json,
             Command::Pull(a) => a.json,
+            Command::Export(a) => a.json,
+            Command::Import(a) => a.json,
             Command::Status(a) => a.json,
             Command::Systemd(_) | Command::Keygen(_) | Command::Demo(_) => false,
         }

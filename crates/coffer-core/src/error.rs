@@ -10,6 +10,7 @@ use std::error::Error as StdError;
 use std::fmt;
 
 use crate::backup::BackupError;
+use crate::bundle::BundleError;
 use crate::config::ConfigError;
 use crate::format::signing::{SigningError, UNSIGNED_REFUSED};
 use crate::hint::{Hint, push_unique};
@@ -240,6 +241,14 @@ impl Remedies for CatalogError {
 }
 
 impl Remedies for ConfigError {}
+impl Remedies for BundleError {
+    fn remedies(&self) -> Vec<Hint> {
+        match self {
+            BundleError::SourceDamaged { .. } => vec![Hint::VerifyBackup],
+            _ => Vec::new(),
+        }
+    }
+}
 impl Remedies for LockError {}
 impl Remedies for PruneError {}
 impl Remedies for PgError {}
@@ -292,6 +301,12 @@ from_with_kind! {
         RemoteError::Interrupted { signal, .. } => ErrorKind::Interrupted { signal: *signal },
         e if e.is_unavailable() => ErrorKind::RemoteUnavailable,
         e if e.is_damage() => ErrorKind::Damaged,
+        _ => ErrorKind::Failed,
+    };
+    BundleError => |e| match e {
+        BundleError::Damaged { .. } | BundleError::SourceDamaged { .. } => ErrorKind::Damaged,
+        BundleError::Locked(l) => lock_kind(l),
+        BundleError::Interrupted { signal, .. } => ErrorKind::Interrupted { signal: *signal },
         _ => ErrorKind::Failed,
     };
     PruneError => |e| match e {

@@ -12,7 +12,7 @@
 //! methods are the operations (one module each in [`commands`]): [`Coffer::backup`] (the
 //! whole job: backup, run log, prune, sync, metrics, hooks), [`Coffer::restore`],
 //! [`Coffer::verify`], [`Coffer::drill`], [`Coffer::prune`], [`Coffer::sync`],
-//! [`Coffer::pull`], [`Coffer::list`], [`Coffer::list_remote`] and [`Coffer::status`]. Each takes an options struct whose `Default` is the safe, complete
+//! [`Coffer::pull`], [`Coffer::export`], [`Coffer::import`], [`Coffer::list`], [`Coffer::list_remote`] and [`Coffer::status`]. Each takes an options struct whose `Default` is the safe, complete
 //! behaviour and a [`RunContext`] (a [`Progress`] receiving typed [`progress::Event`]s, and
 //! the cancellation flag), and fails with an [`Error`] whose [`ErrorKind`] a front end maps
 //! to exit codes or statuses.
@@ -27,7 +27,8 @@
 //!   confinement, the Alembic heads.
 //! - `root`: the backup root — catalog, lock, run log, retention, prune.
 //! - `workspace`: what may be archived or replaced, mounts, the crash-safe swap.
-//! - `backup`, `restore`, `check` (verify, drill) and `remote`: the pipelines.
+//! - `backup`, `restore`, `check` (verify, drill), `bundle` (one-file export and import) and
+//!   `remote`: the pipelines.
 //! - `report`: metrics, notification hooks, operator hooks.
 //! - [`config`], [`Coffer`] and [`commands`]: the configuration, the handle and one module
 //!   per operation, on top, with [`Error`] and the [`Hint`]s a front end words as advice.
@@ -50,6 +51,7 @@ mod hint;
 pub mod progress;
 
 mod backup;
+mod bundle;
 mod cancel;
 mod check;
 mod coffer;
@@ -72,8 +74,10 @@ mod workspace;
 
 pub use cancel::CancelFlag;
 pub use coffer::Coffer;
-pub use commands::backup::{BackupOptions, BackupOutcome};
+pub use commands::backup::{BackupOptions, BackupOutcome, BundleBackupOutcome};
 pub use commands::drill::DrillOptions;
+pub use commands::export::BundleOutput;
+pub use commands::import::{BundleInput, ImportOptions};
 pub use commands::list::{ListedBackup, Listing, RemoteListedBackup, RemoteListing, RemoteUnknown};
 pub use commands::prune::PruneOptions;
 pub use commands::pull::PullOptions;
@@ -90,6 +94,7 @@ pub use warning::Warning;
 
 // What the operations' reports carry.
 pub use backup::BackupReport;
+pub use bundle::{BundleError, ExportReport, ImportReport};
 pub use check::drill::DrillReport;
 pub use check::verify::{Check, Outcome as CheckOutcome, VerifyReport};
 pub use format::manifest;

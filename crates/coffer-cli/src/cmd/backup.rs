@@ -1,10 +1,12 @@
 //! `coffer backup`.
 
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use coffer_core::BackupKind;
-use coffer_core::{BackupOptions, RunContext};
+use coffer_core::{BackupOptions, BundleOutput, ErrorKind, RunContext};
 
 use crate::exit;
 use crate::output::{self, Lines, Reporter};
@@ -21,6 +23,12 @@ With --sync or remote.sync_after_backup, a successful backup is then copied to t
 (`coffer sync`, remote retention included). A failed sync is recorded in the run log (so \
 `coffer status` and the metrics show it) and printed as a warning; the backup itself stays \
 successful and the exit code is not changed.
+
+With --output FILE (or - for standard output) the backup is written as one bundle (see `coffer \
+export`) instead of a directory in the backup root, encrypted and signed as configured. It is \
+staged in a private directory beside FILE (for -: in $TMPDIR, else /tmp), which needs room for \
+the whole backup, and removed afterwards. Nothing is written to the backup root: no run-log \
+record, no prune, no sync, no hooks.
 
 Exit codes: 0 success, 1 failed, 2 bad configuration, 3 locked, \
 4 --strict and files changed, 130/143 interrupted. On any failure no backup directory is left."
@@ -55,6 +63,11 @@ pub struct Args {
     /// remote.sync_after_backup does)
     #[arg(long)]
     sync: bool,
+
+    /// Write the backup as one bundle to FILE (0600; never replaces a file), or `-` for
+    /// standard output, instead of a directory in the backup root
+    #[arg(long, short, value_name = "FILE", conflicts_with_all = ["sync", "no_prune"])]
+    output: Option<PathBuf>,
 }
 
 fn parse_kind(s: &str) -> Result<BackupKind, String> {
@@ -66,6 +79,9 @@ fn parse_kind(s: &str) -> Result<BackupKind, String> {
 
 /// Runs `coffer backup`.
 pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    if let Some(output) = &args.output {
+        return to_bundle(cli, args, output);
+    }
     let coffer = cli.coffer()?;
     let lines = if args.quiet {
         Lines::Hidden
@@ -92,6 +108,66 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     if args.strict && !report.changed_files().is_empty() {
         output::errln!(
             "error: {} file(s) changed while being archived (--strict); the backup is complete but \
+             may be inconsistent for those files: rerun when the workspace is quiet",
+            report.changed_files().len()
+        );
+        return Ok(ExitCode::from(exit::CHANGED_FILES));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `coffer backup --output FILE|-`: the backup as one bundle, nothing in the root.
+fn to_bundle(cli: &crate::Cli, args: &Args, output: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let usage = |m: &str| coffer_core::Error::new(ErrorKind::InvalidConfig, m.to_string());
+    let stream = output.as_os_str() == "-";
+    if stream && args.json {
+        return Err(usage("--json needs --output FILE: standard output carries the bundle").into());
+    }
+    if stream && std::io::stdout().is_terminal() {
+        return Err(usage(
+            "refusing to write a bundle to a terminal: pass --output FILE, or redirect standard output",
+        )
+        .into());
+    }
+    let coffer = cli.coffer()?;
+    let lines = if args.quiet {
+        Lines::Hidden
+    } else {
+        Lines::Stderr
+    };
+    let reporter = Reporter::new(args.quiet, lines);
+    let cancel = super::cancel_on_signals().context("cannot install signal handlers")?;
+    let ctx = RunContext::new(&reporter).with_cancel(cancel);
+    let options = BackupOptions::default()
+        .kind(args.kind)
+        .label(args.label.clone())
+        .scratch_dir(stream.then(std::env::temp_dir));
+    let outcome = if stream {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+        let outcome = coffer.backup_to_bundle(&options, BundleOutput::Stream(&mut out), &ctx)?;
+        out.flush()
+            .context("cannot write the bundle to standard output")?;
+        outcome
+    } else {
+        coffer.backup_to_bundle(&options, BundleOutput::File(output.to_path_buf()), &ctx)?
+    };
+    let report = &outcome.report;
+    if stream {
+        if !args.quiet {
+            output::errln!(
+                "backup {} complete in {:.1}s: written as a bundle ({}) to standard output",
+                report.manifest.name,
+                report.duration_seconds,
+                output::bytes(outcome.bundle.bytes)
+            );
+        }
+    } else {
+        output::print_backup(report, args.json)?;
+    }
+    if args.strict && !report.changed_files().is_empty() {
+        output::errln!(
+            "error: {} file(s) changed while being archived (--strict); the bundle is complete but \
              may be inconsistent for those files: rerun when the workspace is quiet",
             report.changed_files().len()
         );

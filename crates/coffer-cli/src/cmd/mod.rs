@@ -2,6 +2,8 @@
 
 pub mod backup;
 pub mod demo;
+pub mod export;
+pub mod import;
 pub mod keygen;
 pub mod list;
 pub mod prune;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use coffer_core::RestorePlan as Plan;
 use coffer_core::config::ConfigError;
-use coffer_core::{BackupRef, ErrorKind, RestoreOptions, RunContext};
+use coffer_core::{BackupRef, BundleInput, ErrorKind, RestoreOptions, RunContext};
 
 use crate::output::{self, Lines, Reporter};
 
@@ -36,11 +36,15 @@ back.
 Disaster recovery on a fresh host: with only the binary, a configuration holding [remote], \
 [database] and [workspace], the remote's credentials in the environment and the age identity, \
 `coffer restore --from-remote --latest --yes` pulls the newest complete remote backup into the \
-backup root (verified, all or nothing) and restores it.")]
+backup root (verified, all or nothing) and restores it. From one file (a bundle of `coffer \
+export` or `coffer backup --output`, or a .tar.gz of a shell-script backup directory): \
+`coffer restore --from-file FILE --yes` (or `--from-file -` reading standard input) imports it \
+into the backup root as `coffer import` does, then restores it; the imported backup stays \
+there.")]
 pub struct Args {
     /// The backup: a name in the backup root or a directory path (legacy
     /// YYYY-MM-DD-HHMMSS ones too)
-    #[arg(value_name = "NAME|PATH", required_unless_present = "latest")]
+    #[arg(value_name = "NAME|PATH", required_unless_present_any = ["latest", "from_file"])]
     name: Option<String>,
 
     /// Restore the newest usable backup in the backup root (with --from-remote: the newest
@@ -53,6 +57,11 @@ pub struct Args {
     /// check of a local restore
     #[arg(long)]
     from_remote: bool,
+
+    /// Disaster recovery from one file: import the bundle FILE (`-`: standard input; see
+    /// `coffer import`) into the backup root, verified, then restore it
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["name", "latest", "from_remote"])]
+    from_file: Option<PathBuf>,
 
     /// Do not ask for confirmation (required when stdin is not a terminal)
     #[arg(long, short = 'y')]
@@ -169,7 +178,27 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     // backup is pulled from the remote: that pull stops cleanly.
     let ctx = RunContext::new(&reporter);
     let runtime;
-    let prepared = if args.from_remote {
+    let prepared = if let Some(file) = &args.from_file {
+        // The import stops cleanly on a signal (nothing is left in the root).
+        super::signals::cancellable(|cancel| {
+            let ctx = ctx.clone().with_cancel(cancel.clone());
+            if file.as_os_str() == "-" {
+                let stdin = std::io::stdin();
+                let mut input = stdin.lock();
+                Ok(coffer.prepare_restore_from_bundle(
+                    BundleInput::Stream(&mut input),
+                    &options,
+                    &ctx,
+                )?)
+            } else {
+                Ok(coffer.prepare_restore_from_bundle(
+                    BundleInput::File(file.clone()),
+                    &options,
+                    &ctx,
+                )?)
+            }
+        })?
+    } else if args.from_remote {
         runtime = super::runtime::start()?;
         let ctx = ctx.clone().with_runtime(runtime.handle().clone());
         super::signals::cancellable(|cancel| {

@@ -1,14 +1,20 @@
 //! `backup`: the whole job. The backup itself, its run-log record, the prune and the sync
 //! after a success, the metrics file and the `on_success` / `on_failure` hooks.
 
+use std::path::PathBuf;
+
 use chrono::Utc;
 
+use super::export::{BundleOutput, output_dir, write_bundle};
 use crate::backup::{self, BackupReport, BackupRequest, BackupSettings};
+use crate::bundle::{self, BundleError, ExportReport};
 use crate::coffer::{Coffer, finished, warn_all};
+use crate::config::ConfigError;
 use crate::context::RunContext;
 use crate::error::Error;
 use crate::format::names::BackupKind;
 use crate::progress::Event;
+use crate::root::catalog::BackupEntry;
 use crate::root::runlog::{Operation, RunRecord};
 use crate::warning::Warning;
 
@@ -26,6 +32,10 @@ pub struct BackupOptions {
     /// Sync the root to the remote after a successful backup, as `remote.sync_after_backup`
     /// does. Default: no (the configuration decides).
     pub sync: bool,
+    /// For [`Coffer::backup_to_bundle`]: the directory the backup is staged in (in a private
+    /// 0700 directory removed afterwards) before it is streamed. Default: the output file's
+    /// directory; a stream output needs it set.
+    pub scratch_dir: Option<PathBuf>,
 }
 
 impl Default for BackupOptions {
@@ -35,6 +45,7 @@ impl Default for BackupOptions {
             label: None,
             prune: true,
             sync: false,
+            scratch_dir: None,
         }
     }
 }
@@ -63,6 +74,22 @@ impl BackupOptions {
         self.sync = sync;
         self
     }
+
+    /// Sets where [`Coffer::backup_to_bundle`] stages the backup.
+    pub fn scratch_dir(mut self, dir: Option<PathBuf>) -> BackupOptions {
+        self.scratch_dir = dir;
+        self
+    }
+}
+
+/// A backup written as one bundle.
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub struct BundleBackupOutcome {
+    /// The backup made; its `path` is the output file (`-` for a stream).
+    pub report: BackupReport,
+    /// What the bundle holds.
+    pub bundle: ExportReport,
 }
 
 /// A successful backup and what went wrong around it.
@@ -113,6 +140,60 @@ impl Coffer {
             report: result?,
             warnings,
         })
+    }
+
+    /// Makes a backup and writes it as one bundle to `output` instead of a directory in the
+    /// root (encrypted and signed as configured): it is staged in a private directory inside
+    /// `options.scratch_dir` (or beside the output file), then streamed with the manifest
+    /// first, then the staging copy is removed. Nothing is written to the root (no run-log
+    /// record, no prune, no sync, no hooks); retention does not apply.
+    pub fn backup_to_bundle(
+        &self,
+        options: &BackupOptions,
+        output: BundleOutput<'_>,
+        ctx: &RunContext<'_>,
+    ) -> Result<BundleBackupOutcome, Error> {
+        let scratch_parent = match (&options.scratch_dir, &output) {
+            (Some(dir), _) => dir.clone(),
+            (None, BundleOutput::File(path)) => output_dir(path),
+            (None, _) => {
+                return Err(ConfigError::Refused(
+                    "a backup written to a stream needs a scratch directory to stage it in (BackupOptions::scratch_dir)".into(),
+                )
+                .into());
+            }
+        };
+        let shown = match &output {
+            BundleOutput::File(path) => {
+                if std::fs::symlink_metadata(path).is_ok() {
+                    return Err(BundleError::OutputExists { path: path.clone() }.into());
+                }
+                path.clone()
+            }
+            _ => PathBuf::from("-"),
+        };
+        // The manifest is known only at the end but comes first in a bundle: the whole
+        // backup is staged on disk (tempfile makes the directory 0700 and removes it).
+        let scratch = tempfile::Builder::new()
+            .prefix(".coffer-bundle-")
+            .tempdir_in(&scratch_parent)
+            .map_err(|e| BundleError::Io {
+                op: "create a staging directory in",
+                path: scratch_parent.clone(),
+                source: e,
+            })?;
+        let mut settings = BackupSettings::from_config(self.config())?;
+        settings.root = scratch.path().to_path_buf();
+        let request = BackupRequest {
+            kind: options.kind,
+            label: options.label.clone(),
+        };
+        let mut report = backup::run(&settings, &request, ctx.progress(), ctx.cancel())?;
+        let entry = BackupEntry::read(&report.path);
+        ctx.emit(Event::Step("writing the bundle"));
+        let bundle = write_bundle(output, |out| bundle::export(&entry, out, ctx.cancel()))?;
+        report.path = shown;
+        Ok(BundleBackupOutcome { report, bundle })
     }
 
     /// The backup itself.

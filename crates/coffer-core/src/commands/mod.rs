@@ -8,6 +8,8 @@
 
 pub mod backup;
 pub mod drill;
+pub mod export;
+pub mod import;
 pub mod list;
 pub mod prune;
 pub mod pull;

@@ -108,6 +108,7 @@ pub fn is_staging(name: &str) -> bool {
 
 /// Whether `name` is exactly a name coffer gives its staging directories:
 /// `.coffer-staging-<backup>` (backup), `.coffer-staging-pull-<backup>` (pull),
+/// `.coffer-staging-import-<backup>` (import of a bundle),
 /// `.coffer-staging-prune-<backup>` (a backup being deleted) or
 /// `.coffer-staging-restore-test-<pid>-<YYYYMMDDHHMMSS>` (restore drill).
 pub fn is_staging_name(name: &str) -> bool {
@@ -125,6 +126,7 @@ pub fn is_staging_name(name: &str) -> bool {
     }
     let backup = rest
         .strip_prefix("pull-")
+        .or_else(|| rest.strip_prefix("import-"))
         .or_else(|| rest.strip_prefix("prune-"))
         .unwrap_or(rest);
     parse_name(backup).is_some()
@@ -229,6 +231,8 @@ mod tests {
             (".coffer-staging-manual-20261123T030000Z", true),
             (".coffer-staging-pull-auto-20261123T030000Z", true),
             (".coffer-staging-prune-2025-01-31-041500", true),
+            (".coffer-staging-import-manual-20261123T030000Z", true),
+            (".coffer-staging-import-", false),
             (".coffer-staging-restore-test-4242-20261123030000", true),
             (".coffer-staging-", false),
             (".coffer-staging-exports", false),

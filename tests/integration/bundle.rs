@@ -1,0 +1,583 @@
+//! One-file bundles: `export`, `import`, `backup --output`, checked with GNU tar and
+//! sha256sum, and hostile bundles refused with nothing imported.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use crate::harness::*;
+
+fn name_of(backup: &Path) -> String {
+    backup.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// `coffer --backup-dir ROOT ARGS…` for this case.
+fn run_in(case: &Case, root: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = case.coffer();
+    cmd.arg("--backup-dir").arg(root).args(args);
+    cmd.output().unwrap()
+}
+
+/// Entries of `root` other than coffer's lock and run log.
+fn entries(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n != ".coffer.lock" && n != "coffer-runs.jsonl")
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The regular files of a directory: name → content.
+fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            assert!(e.file_type().unwrap().is_file(), "{:?}", e.path());
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The members of a tar: (name, data offset, size), by hand (ustar headers only).
+fn members(tar: &[u8]) -> Vec<(String, usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 512 <= tar.len() && tar[at..at + 512].iter().any(|&b| b != 0) {
+        let h = &tar[at..at + 512];
+        let name = String::from_utf8_lossy(&h[..100])
+            .trim_end_matches('\0')
+            .to_string();
+        let size_text = String::from_utf8_lossy(&h[124..136]);
+        let size =
+            usize::from_str_radix(size_text.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+                .unwrap();
+        out.push((name, at + 512, size));
+        at += 512 + size.div_ceil(512) * 512;
+    }
+    out
+}
+
+/// One ustar member, built by hand (type `0` file, `2` symlink, `5` directory).
+fn member(name: &str, kind: u8, data: &[u8]) -> Vec<u8> {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..107].copy_from_slice(b"0000600");
+    h[108..115].copy_from_slice(b"0000000");
+    h[116..123].copy_from_slice(b"0000000");
+    h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+    h[136..147].copy_from_slice(b"00000000000");
+    h[156] = kind;
+    if kind == b'2' {
+        h[157..168].copy_from_slice(b"/etc/passwd");
+    }
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    let mut out = h.to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len() + (512 - data.len() % 512) % 512, 0);
+    out
+}
+
+fn end_marker() -> Vec<u8> {
+    vec![0u8; 1024]
+}
+
+fn export_to(case: &Case, name: &str, file: &Path) {
+    let out = case.run(&["export", name, "--output", file.to_str().unwrap()]);
+    assert_success(&out);
+}
+
+#[test]
+fn export_unpacks_with_tar_into_the_same_directory() {
+    let case = Case::new();
+    let backup = case.backup_ok(&[]);
+    let name = name_of(&backup);
+    let bundle = case.dir.path().join("b.tar");
+    export_to(&case, &name, &bundle);
+    let mode = std::fs::metadata(&bundle).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // Manifest first, then the artifacts, then SHA256SUMS.
+    let listing = sh(&format!("tar -tf {}", bundle.display()));
+    let listed: Vec<&str> = listing.lines().collect();
+    let m = manifest(&backup);
+    let mut want = vec![format!("{name}/"), format!("{name}/manifest.json")];
+    for a in m["artifacts"].as_array().unwrap() {
+        want.push(format!("{name}/{}", a["file"].as_str().unwrap()));
+    }
+    want.push(format!("{name}/SHA256SUMS"));
+    assert_eq!(listed, want);
+
+    let out_dir = case.dir.path().join("unpacked");
+    std::fs::create_dir(&out_dir).unwrap();
+    sh(&format!(
+        "tar -xf {} -C {}",
+        bundle.display(),
+        out_dir.display()
+    ));
+    let unpacked = out_dir.join(&name);
+    assert_eq!(files(&unpacked), files(&backup));
+    let dir_mode = std::fs::metadata(&unpacked).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700);
+    sh(&format!(
+        "cd {} && sha256sum -c SHA256SUMS",
+        unpacked.display()
+    ));
+
+    // To standard output (--latest), byte for byte the same bundle.
+    let piped = case.dir.path().join("piped.tar");
+    let mut cmd = case.coffer();
+    cmd.args(["export", "--latest"])
+        .stdout(std::fs::File::create(&piped).unwrap());
+    assert_success(&cmd.output().unwrap());
+    assert_eq!(
+        std::fs::read(&piped).unwrap(),
+        std::fs::read(&bundle).unwrap()
+    );
+
+    // An existing file is never replaced.
+    let out = case.run(&["export", &name, "--output", bundle.to_str().unwrap()]);
+    assert_exit(&out, 1);
+    assert!(error_line(&out).contains("exists"), "{}", error_line(&out));
+    assert_eq!(
+        std::fs::read(&piped).unwrap(),
+        std::fs::read(&bundle).unwrap()
+    );
+}
+
+#[test]
+fn export_import_restore_round_trip_on_an_empty_root() {
+    let case = Case::new();
+    let tables = table_fingerprints(&case.db);
+    let workspace = archived_part(snapshot(&case.workspace));
+    let backup = case.backup_ok(&[]);
+    let name = name_of(&backup);
+    let bundle = case.dir.path().join("b.tar");
+    export_to(&case, &name, &bundle);
+
+    let other = case.dir.path().join("other-root");
+    let out = run_in(&case, &other, &["import", bundle.to_str().unwrap()]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains(&format!("imported {name}")),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(entries(&other), std::slice::from_ref(&name));
+    assert_eq!(files(&other.join(&name)), files(&backup));
+    // The same bundle again collides: refused, nothing changed.
+    let out = run_in(&case, &other, &["import", bundle.to_str().unwrap()]);
+    assert_exit(&out, 1);
+    assert!(
+        error_line(&out).contains("already exists"),
+        "{}",
+        error_line(&out)
+    );
+    assert_eq!(entries(&other), std::slice::from_ref(&name));
+
+    let c = cluster();
+    c.psql(
+        &case.db,
+        "DROP TABLE attachments; UPDATE users SET display_name = 'x'",
+    )
+    .unwrap();
+    std::fs::write(case.workspace.join("added.txt"), b"new\n").unwrap();
+    let out = run_in(&case, &other, &["restore", &name, "--yes"]);
+    assert_success(&out);
+    assert_eq!(table_fingerprints(&case.db), tables);
+    assert_eq!(archived_part(snapshot(&case.workspace)), workspace);
+}
+
+#[test]
+fn damaged_truncated_and_hostile_bundles_import_nothing() {
+    let case = Case::new();
+    let backup = case.backup_ok(&[]);
+    let name = name_of(&backup);
+    let bundle = case.dir.path().join("b.tar");
+    export_to(&case, &name, &bundle);
+    let good = std::fs::read(&bundle).unwrap();
+    let root = case.dir.path().join("import-root");
+    let bad = case.dir.path().join("bad.tar");
+    let try_import = |bytes: &[u8], what: &str, want: &str| {
+        std::fs::write(&bad, bytes).unwrap();
+        let out = run_in(&case, &root, &["import", bad.to_str().unwrap()]);
+        assert_exit(&out, 5);
+        let line = error_line(&out);
+        assert!(
+            line.contains(want) && line.contains("nothing was imported"),
+            "{what}: {line}"
+        );
+        assert!(
+            entries(&root).is_empty(),
+            "{what}: left {:?}",
+            entries(&root)
+        );
+        // Via standard input too.
+        let mut cmd = case.coffer();
+        cmd.arg("--backup-dir").arg(&root).args(["import", "-"]);
+        cmd.stdin(std::fs::File::open(&bad).unwrap());
+        let out = cmd.output().unwrap();
+        assert_exit(&out, 5);
+        assert!(entries(&root).is_empty(), "{what} (stdin)");
+    };
+
+    // Truncated: inside a member, at a member boundary, inside the end marker.
+    let parts = members(&good);
+    let last_data_end = {
+        let (_, off, size) = parts.last().unwrap();
+        off + size.div_ceil(512) * 512
+    };
+    for cut in [
+        good.len() / 2,
+        parts[2].1 - 512,
+        last_data_end,
+        good.len() - 512,
+    ] {
+        try_import(&good[..cut], &format!("cut at {cut}"), "truncated");
+    }
+    // A flipped byte in each member's data.
+    for (member_name, off, size) in &parts {
+        if *size == 0 {
+            continue;
+        }
+        let mut bytes = good.clone();
+        // The manifest's first byte (anywhere else could be a free-text field); in the
+        // others the middle. XOR 1 keeps hex digits hex but different.
+        let at = if member_name.ends_with("/manifest.json") {
+            *off
+        } else {
+            off + size / 2
+        };
+        bytes[at] ^= 0x01;
+        std::fs::write(&bad, &bytes).unwrap();
+        let out = run_in(&case, &root, &["import", bad.to_str().unwrap()]);
+        assert_exit(&out, 5);
+        assert!(
+            error_line(&out).contains("nothing was imported"),
+            "{member_name}: {}",
+            error_line(&out)
+        );
+        assert!(
+            entries(&root).is_empty(),
+            "{member_name}: {:?}",
+            entries(&root)
+        );
+    }
+
+    let m = std::fs::read(backup.join("manifest.json")).unwrap();
+    let file = |f: &str| std::fs::read(backup.join(f)).unwrap();
+    let artifacts: Vec<String> = manifest(&backup)["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["file"].as_str().unwrap().to_string())
+        .collect();
+    let with = |extra: Vec<u8>| {
+        let mut t = member(&format!("{name}/manifest.json"), b'0', &m);
+        t.extend(extra);
+        t.extend(end_marker());
+        t
+    };
+    // `..` in a member name: nothing is written outside the root either.
+    try_import(
+        &with(member(&format!("{name}/../escaped"), b'0', b"x")),
+        "dot-dot",
+        "`..`",
+    );
+    assert!(!case.dir.path().join("escaped").exists());
+    // The manifest missing: the artifacts and SHA256SUMS only.
+    let mut no_manifest = Vec::new();
+    for a in &artifacts {
+        no_manifest.extend(member(&format!("{name}/{a}"), b'0', &file(a)));
+    }
+    no_manifest.extend(member(
+        &format!("{name}/SHA256SUMS"),
+        b'0',
+        &file("SHA256SUMS"),
+    ));
+    no_manifest.extend(end_marker());
+    try_import(&no_manifest, "no manifest", "starts with its manifest");
+    // A symbolic link, a duplicate, a second backup directory, an absolute path, a stray file.
+    try_import(
+        &with(member(&format!("{name}/SHA256SUMS"), b'2', b"")),
+        "symlink",
+        "symbolic link",
+    );
+    try_import(
+        &with(member(&format!("{name}/manifest.json"), b'0', &m)),
+        "duplicate",
+        "appears twice",
+    );
+    try_import(
+        &with(member("manual-20200101T000000Z/manifest.json", b'0', &m)),
+        "two backups",
+        "more than one backup directory",
+    );
+    try_import(
+        &with(member(&format!("/{name}/x"), b'0', b"x")),
+        "absolute",
+        "absolute path",
+    );
+    try_import(
+        &with(member(&format!("{name}/report.csv"), b'0', b"x")),
+        "stray file",
+        "not listed",
+    );
+    // Not a tar at all.
+    try_import(
+        b"hello, this is not a bundle",
+        "text",
+        "nothing was imported",
+    );
+    // The good bundle still imports after all that.
+    let out = run_in(&case, &root, &["import", bundle.to_str().unwrap()]);
+    assert_success(&out);
+    assert_eq!(entries(&root), [name]);
+}
+
+#[test]
+fn legacy_tar_gz_of_a_shell_script_backup_imports_and_restores() {
+    let case = Case::new();
+    // Fifos and sockets make GNU tar warn or archive them; the script's workspaces had none.
+    std::fs::remove_file(case.workspace.join("run/app.fifo")).unwrap();
+    std::fs::remove_file(case.workspace.join("run/app.sock")).unwrap();
+    let tables = table_fingerprints(&case.db);
+    let workspace = snapshot(&case.workspace);
+    let scratch = case.dir.path().join("old-host");
+    let dir = scratch.join("2025-06-01-030000");
+    std::fs::create_dir_all(&dir).unwrap();
+    let env: Vec<(String, String)> = cluster().env(&case.db);
+    let env_str: String = env.iter().map(|(k, v)| format!("{k}='{v}' ")).collect();
+    sh(&format!(
+        "cd {d} && {env_str} pg_dump --clean --if-exists {db} | gzip > postgres.sql.gz && \
+         tar -czf workspace.tar.gz -C {ws} . && \
+         printf '{{\"timestamp\": \"2025-06-01T03:00:00Z\", \"alembic_head\": \"{HEAD}\", \"db_size\": \"12 MB\", \"workspace_path\": \"{ws}\"}}' > manifest.json && \
+         tar -czf {s}/upload.tar.gz -C {s} 2025-06-01-030000",
+        d = dir.display(),
+        s = scratch.display(),
+        db = case.db,
+        ws = case.workspace.display()
+    ));
+    let upload: PathBuf = scratch.join("upload.tar.gz");
+
+    let out = case.run(&["import", upload.to_str().unwrap()]);
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("imported 2025-06-01-030000 (legacy)"),
+        "{text}"
+    );
+    assert!(text.contains("not checked: "), "{text}");
+    assert_eq!(files(&case.root.join("2025-06-01-030000")), files(&dir));
+
+    cluster()
+        .psql(
+            &case.db,
+            "DROP TABLE attachments; UPDATE users SET display_name = 'x'",
+        )
+        .unwrap();
+    std::fs::write(case.workspace.join("added.txt"), b"new\n").unwrap();
+    let out = case.run(&["restore", "2025-06-01-030000", "--yes"]);
+    assert_success(&out);
+    assert_eq!(table_fingerprints(&case.db), tables);
+    assert_eq!(snapshot(&case.workspace), workspace);
+
+    // A truncated upload imports nothing.
+    let bytes = std::fs::read(&upload).unwrap();
+    let cut = case.dir.path().join("cut.tar.gz");
+    std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    let root = case.dir.path().join("root2");
+    let out = run_in(&case, &root, &["import", cut.to_str().unwrap()]);
+    assert_exit(&out, 5);
+    assert!(entries(&root).is_empty());
+}
+
+#[test]
+fn backup_output_writes_one_bundle_and_nothing_in_the_root() {
+    let case = Case::new();
+    let bundle = case.dir.path().join("evidence.tar");
+    let out = case.run(&["backup", "--output", bundle.to_str().unwrap()]);
+    assert_success(&out);
+    assert!(entries(&case.root).is_empty(), "{:?}", entries(&case.root));
+    assert!(!case.root.join("coffer-runs.jsonl").exists());
+    let mode = std::fs::metadata(&bundle).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // Nothing left beside the output but the output.
+    let beside: Vec<String> = std::fs::read_dir(case.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(beside.is_empty(), "{beside:?}");
+    let listing = sh(&format!("tar -tf {}", bundle.display()));
+    let second = listing.lines().nth(1).unwrap();
+    assert!(second.ends_with("/manifest.json"), "{listing}");
+
+    // To standard output, piped into an import.
+    let mut producer = case.coffer();
+    producer
+        .args(["backup", "--output", "-", "--quiet"])
+        .stdout(Stdio::piped());
+    let mut producer = producer.spawn().unwrap();
+    let mut consumer = case.coffer();
+    consumer
+        .args(["import", "-"])
+        .stdin(producer.stdout.take().unwrap());
+    let imported = consumer.output().unwrap();
+    assert!(producer.wait().unwrap().success());
+    assert_success(&imported);
+    assert_eq!(case.backups().len(), 1);
+
+    let out = case.run(&["import", bundle.to_str().unwrap()]);
+    // Both were made within seconds: distinct names, or the same second refused as a collision.
+    if out.status.success() {
+        assert_eq!(case.backups().len(), 2);
+    } else {
+        assert!(
+            error_line(&out).contains("already exists"),
+            "{}",
+            error_line(&out)
+        );
+    }
+}
+
+#[test]
+fn backup_output_piped_into_restore_from_file_round_trips() {
+    let case = Case::new();
+    let tables = table_fingerprints(&case.db);
+    let workspace = archived_part(snapshot(&case.workspace));
+    let bundle = case.dir.path().join("b.tar");
+    let mut producer = case.coffer();
+    producer
+        .args(["backup", "--output", "-", "--quiet"])
+        .stdout(Stdio::piped());
+    let mut producer = producer.spawn().unwrap();
+    let mut from_backup = producer.stdout.take().unwrap();
+    // The bundle's first block arrives once the backup is complete: only then is the
+    // live state changed, so the backup holds the state before.
+    let mut first = vec![0u8; 512];
+    from_backup.read_exact(&mut first).unwrap();
+    cluster()
+        .psql(
+            &case.db,
+            "DROP TABLE attachments; UPDATE users SET display_name = 'x'",
+        )
+        .unwrap();
+    std::fs::write(case.workspace.join("added.txt"), b"new\n").unwrap();
+    let mut restore = case.coffer();
+    restore
+        .args(["restore", "--from-file", "-", "--yes"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut restore = restore.spawn().unwrap();
+    let mut to_restore = restore.stdin.take().unwrap();
+    // The pipe, with a copy saved on the way for the damaged case below.
+    let saved = bundle.clone();
+    let pipe = std::thread::spawn(move || {
+        let mut copy = std::fs::File::create(saved).unwrap();
+        let mut buf = first;
+        loop {
+            copy.write_all(&buf).unwrap();
+            to_restore.write_all(&buf).unwrap();
+            buf.resize(1 << 16, 0);
+            let n = from_backup.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+        }
+    });
+    pipe.join().unwrap();
+    assert!(producer.wait().unwrap().success());
+    let out = restore.wait_with_output().unwrap();
+    assert_success(&out);
+    assert_eq!(table_fingerprints(&case.db), tables);
+    assert_eq!(archived_part(snapshot(&case.workspace)), workspace);
+    assert_eq!(
+        case.backups().len(),
+        1,
+        "the imported backup stays in the root"
+    );
+
+    // A damaged bundle from a file: refused (exit 5), nothing changed, nothing imported.
+    std::fs::remove_dir_all(&case.backups()[0]).unwrap();
+    cluster()
+        .psql(&case.db, "UPDATE users SET display_name = 'y'")
+        .unwrap();
+    let before = Before::take(&case);
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let (_, off, size) = members(&bytes)[2].clone();
+    bytes[off + size / 2] ^= 0x01;
+    let bad = case.dir.path().join("bad.tar");
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = case.run(&["restore", "--from-file", bad.to_str().unwrap(), "--yes"]);
+    assert_exit(&out, 5);
+    before.assert_unchanged(&case, "damaged bundle");
+    assert!(entries(&case.root).is_empty(), "{:?}", entries(&case.root));
+}
+
+#[test]
+fn backup_output_is_encrypted_when_recipients_are_configured() {
+    let case = Case::new();
+    let (key, public) = case.keygen("key.txt");
+    case.write_config(
+        &case.db_section(),
+        &format!("[encryption]\nrecipients = [\"{public}\"]\n"),
+    );
+    let bundle = case.dir.path().join("secret.tar");
+    let out = case.run(&["backup", "--output", bundle.to_str().unwrap()]);
+    assert_success(&out);
+    let listing = sh(&format!("tar -tf {}", bundle.display()));
+    assert!(
+        listing.contains("/postgres.sql.gz.age\n") && listing.contains("/workspace.tar.gz.age\n"),
+        "{listing}"
+    );
+    let out = case.run(&[
+        "import",
+        bundle.to_str().unwrap(),
+        "--identity",
+        key.to_str().unwrap(),
+    ]);
+    assert_success(&out);
+    assert!(!stdout(&out).contains("not checked"), "{}", stdout(&out));
+}
+
+#[test]
+fn a_bundle_is_never_written_to_a_terminal() {
+    let case = Case::new();
+    // `script` gives coffer a terminal as standard output.
+    for args in [
+        "export --latest",
+        "export --latest --output -",
+        "backup --output -",
+    ] {
+        let cmd = format!("{COFFER} --config {} {args}", case.config.display());
+        let out = std::process::Command::new("script")
+            .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+            .env_remove("COFFER_CONFIG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("`script` (util-linux) is needed: apt-get install util-linux");
+        assert_eq!(out.status.code(), Some(2), "{args}");
+        let text = stdout(&out);
+        assert!(
+            text.contains("refusing to write a bundle to a terminal"),
+            "{args}: {text}"
+        );
+        assert!(text.len() < 1000, "{args}: {text}");
+    }
+    assert!(case.backups().is_empty());
+}
