@@ -3,6 +3,7 @@
 
 mod adversarial;
 mod backup;
+mod barehost;
 mod harness;
 mod list;
 mod ops;

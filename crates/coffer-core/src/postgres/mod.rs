@@ -10,12 +10,14 @@
 //! Modules: `connection` parses and redacts `database.url` (a leaf, so [`crate::config`] can
 //! validate URLs without depending on the rest); `database` is the [`Database`] runner and
 //! its queries; `program` wraps a running child process; `version` reads server and client
-//! versions; `quote` quotes SQL literals and identifiers.
+//! versions; `quote` quotes SQL literals and identifiers; `roles` reads
+//! `pg_dumpall --roles-only` output strictly and regenerates the statements a restore runs.
 
 pub(crate) mod connection;
 mod database;
 mod program;
 mod quote;
+pub mod roles;
 mod version;
 
 pub use connection::{ConnectionParams, redact_url};
