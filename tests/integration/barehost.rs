@@ -465,3 +465,26 @@ fn a_privileged_role_is_never_created() {
     assert!(!role_exists(&admin));
     assert!(!database_exists(&case.db));
 }
+
+#[test]
+fn a_server_that_refuses_the_login_is_not_a_missing_database() {
+    let bare = Bare::new();
+    let case = &bare.case;
+    let name = name_of(&case.backup_ok(&[]));
+    bare.lose_everything();
+    // The same server, a role that does not exist: the login fails, whatever the database.
+    let url = cluster()
+        .url(&case.db)
+        .replace("postgres@", &format!("{}_nobody@", case.db));
+    case.write_config(&format!("url = \"{url}\"\n"), "");
+    let out = case.run(&["restore", &name, "--yes"]);
+    assert_exit(&out, 6);
+    let text = all_output(&out);
+    assert!(text.contains("cannot reach the target database"), "{text}");
+    assert!(
+        !text.contains(&format!("database {} does not exist", case.db)),
+        "{text}"
+    );
+    assert!(!database_exists(&case.db));
+    assert!(!bare.srv.exists());
+}

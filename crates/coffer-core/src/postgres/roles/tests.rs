@@ -157,10 +157,7 @@ fn anything_else_is_refused_naming_the_line() {
             "COPY x FROM PROGRAM 'id';",
             "not a statement coffer accepts",
         ),
-        (
-            "CREATE ROLE app; -- trailing",
-            "not a number: -",
-        ),
+        ("CREATE ROLE app; -- trailing", "not a number: -"),
         (
             "COMMENT ON ROLE app IS 'x';",
             "not a statement coffer accepts",
