@@ -119,8 +119,9 @@ fn a_bare_host_restores_the_latest_backup_from_the_s3_server() {
     let server = s3();
     let bare = Bare::new();
     let case = &bare.case;
+    let roles = AppRoles::create(case);
     bare.configure(
-        "",
+        "include_roles = true\n",
         &server.remote_section(S3_BUCKET, &format!("bare/{}", case.db), ""),
     );
     let tables = table_fingerprints(&case.db);
@@ -130,9 +131,15 @@ fn a_bare_host_restores_the_latest_backup_from_the_s3_server() {
     with_s3_credentials(&mut sync, S3_SECRET);
     assert_success(&sync.arg("sync").output().unwrap());
 
-    // The host is lost entirely: no backup root, no database, no workspace.
+    // The host is lost entirely: no backup root, no database, no workspace, no roles.
     std::fs::remove_dir_all(&case.root).unwrap();
     bare.lose_everything();
+    cluster()
+        .psql(
+            "postgres",
+            &format!("DROP ROLE {}; DROP ROLE {}", roles.app, roles.group),
+        )
+        .unwrap();
     let mut restore = case.coffer();
     with_s3_credentials(&mut restore, S3_SECRET);
     let out = restore
@@ -140,11 +147,19 @@ fn a_bare_host_restores_the_latest_backup_from_the_s3_server() {
         .output()
         .unwrap();
     assert_success(&out);
+    let text = all_output(&out);
     assert!(
-        all_output(&out).contains(&format!("database {} created", case.db)),
-        "{}",
-        all_output(&out)
+        text.contains(&format!("database {} created", case.db)),
+        "{text}"
     );
+    assert!(
+        text.contains(&format!(
+            "roles {}, {} do not exist: they will be created",
+            roles.app, roles.group
+        )),
+        "{text}"
+    );
+    assert!(role_exists(&roles.app) && role_exists(&roles.group));
     assert_eq!(table_fingerprints(&case.db), tables);
     assert_eq!(snapshot(&case.workspace), workspace);
 }

@@ -42,7 +42,12 @@ pub(super) fn missing_parents(configured: &Path, target: &Path) -> Result<Missin
                 ));
             }
             // Below a file (ENOTDIR): the file is found and refused further up.
-            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(20) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
                 missing.push(d.to_path_buf())
             }
             Err(e) => return Err(format!("cannot inspect {}: {e}", d.display())),
