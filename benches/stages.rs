@@ -10,10 +10,10 @@ use std::io::{Read, Write};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use coffer_core::archive::{self, ArchiveOptions};
-use coffer_core::digest::HashingWriter;
-use coffer_core::dump_scan::DumpScanner;
-use coffer_core::parallel_gzip::ParallelGzipWriter;
+use coffer_core::internals::DumpScanner;
+use coffer_core::internals::HashingWriter;
+use coffer_core::internals::ParallelGzipWriter;
+use coffer_core::internals::archive::{self, ArchiveOptions};
 
 const SIZE: usize = 16 << 20;
 

@@ -83,14 +83,14 @@ fn prune_dry_run_deletes_nothing_and_prune_deletes_exactly_what_it_listed() {
     std::fs::write(stale.join("postgres.sql.gz"), b"partial").unwrap();
     // The marker coffer writes into every staging directory it creates.
     std::fs::write(
-        stale.join(coffer_core::fsutil::STAGING_MARKER),
-        coffer_core::fsutil::STAGING_MARKER_TEXT,
+        stale.join(coffer_core::STAGING_MARKER),
+        coffer_core::STAGING_MARKER_TEXT,
     )
     .unwrap();
     sh(&format!(
         "touch -d '2 days ago' {s}/postgres.sql.gz {s}/{m} {s}",
         s = stale.display(),
-        m = coffer_core::fsutil::STAGING_MARKER
+        m = coffer_core::STAGING_MARKER
     ));
     std::fs::create_dir(root.join(".coffer-staging-manual-20990101T000000Z")).unwrap();
     let before = entries(root);

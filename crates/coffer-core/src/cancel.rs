@@ -36,7 +36,7 @@ impl CancelFlag {
         }
     }
 
-    /// Fails with [`cancelled_error`] once cancellation was asked for.
+    /// Fails with `cancelled_error` once cancellation was asked for.
     pub fn check(&self) -> io::Result<()> {
         match self.signal() {
             None => Ok(()),
@@ -54,6 +54,7 @@ pub fn cancelled_error() -> io::Error {
 }
 
 /// Whether `e` is (or wraps) the error of [`cancelled_error`].
+#[cfg(test)]
 pub fn is_cancelled(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<Cancelled>())
 }

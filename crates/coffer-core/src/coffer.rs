@@ -8,16 +8,16 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
-use crate::catalog::{self, BackupEntry};
 use crate::commands::BackupRef;
 use crate::config::Config;
 use crate::context::RunContext;
-use crate::crypto::Identities;
 use crate::error::Error;
-use crate::notify::Reporting;
+use crate::format::signing::SignaturePolicy;
 use crate::progress::Event;
-use crate::runlog::RunRecord;
-use crate::signing::SignaturePolicy;
+use crate::report::notify::Reporting;
+use crate::root::catalog::{self, BackupEntry};
+use crate::root::runlog::RunRecord;
+use crate::stream::crypto::Identities;
 use crate::warning::Warning;
 
 /// A backup root with its configuration: the handle every operation runs on.

@@ -9,17 +9,17 @@ use std::error::Error as StdError;
 use std::fmt;
 
 use crate::backup::BackupError;
-use crate::catalog::CatalogError;
 use crate::config::ConfigError;
-use crate::crypto::CryptoError;
-use crate::lock::LockError;
+use crate::format::signing::SigningError;
 use crate::postgres::PgError;
-use crate::prune::PruneError;
 use crate::remote::RemoteError;
 use crate::restore::RestoreError;
-use crate::runlog::{RunLogError, StatusError};
+use crate::root::catalog::CatalogError;
+use crate::root::lock::LockError;
+use crate::root::prune::PruneError;
+use crate::root::runlog::{RunLogError, StatusError};
 use crate::sandbox::SandboxError;
-use crate::signing::SigningError;
+use crate::stream::crypto::CryptoError;
 use crate::systemd::SystemdError;
 
 /// What kind of failure an [`Error`] is: whether anything changed, and whether trying again,
@@ -85,7 +85,7 @@ impl Error {
         self.inner.as_ref()
     }
 
-    /// The error that happened, if it is an `E` (e.g. [`RestoreError`] for its report).
+    /// The error that happened, if it is an `E` (e.g. `RestoreError` for its report).
     pub fn downcast_ref<E: StdError + 'static>(&self) -> Option<&E> {
         self.inner.downcast_ref::<E>()
     }

@@ -17,93 +17,54 @@
 //! the cancellation flag), and fails with an [`Error`] whose [`ErrorKind`] a front end maps
 //! to exit codes or statuses.
 //!
-//! Modules, one per concern:
-//! - [`coffer`] and [`commands`]: the handle and its operations.
-//! - [`context`], [`progress`] and [`cancel`]: reporting from, and stopping, long operations.
-//! - [`warning`]: what failed around an operation without changing its outcome.
-//! - [`error`]: the one error type of every operation, with its [`ErrorKind`].
-//! - [`config`]: the TOML configuration, environment overrides and validation.
-//! - [`names`]: backup directory names (`auto-…`, `manual-…`, legacy `YYYY-MM-DD-HHMMSS`).
-//! - [`manifest`]: `manifest.json`, the coffer schema and the legacy shell-script one.
-//! - [`digest`]: readers and writers that count and hash what passes through them.
-//! - [`crypto`]: age recipients, identities, encryption and decryption streams, key generation.
-//! - [`postgres`]: where the database is, and running `pg_dump` / `psql` against it.
-//! - [`dump_scan`]: facts read from a plain-format dump as it streams (row counts, Alembic head).
-//! - [`alembic`]: the backup's Alembic heads against the ones the code expects.
-//! - [`archive`]: the workspace as a tar stream, and safe extraction of one.
-//! - [`parallel_gzip`]: gzip compressed block-parallel on every core, as one standard member.
-//! - [`artifact`]: reading an artifact back (age → gunzip) with both digests checked.
-//! - [`backup`]: the backup pipeline that ties the above together atomically.
-//! - [`boundaries`]: coffer's own files are never inside what it archives or replaces.
-//! - [`restore`]: pre-flight checks, then database and workspace restored all or nothing.
-//! - [`drill`]: the restore drill into a throw-away database and directory.
-//! - [`workspace_swap`]: replacing the workspace by rename, undone after a crash.
-//! - [`mounts`]: what is mounted below a directory; removing a tree within one mount.
-//! - [`catalog`]: the backups found in a backup root.
-//! - [`verify`]: checking a backup end to end without restoring it.
-//! - [`signing`]: minisign signatures of the manifest and `SHA256SUMS`, made and checked.
-//! - [`retention`]: which backups to keep.
-//! - [`remote`]: the off-host copy on an object store: sync, pull, remote retention.
-//! - [`prune`]: deleting what retention does not keep, and abandoned staging directories.
-//! - [`runlog`]: the run log of every attempt, and the status computed from it.
-//! - [`metrics`]: that status as a Prometheus textfile.
-//! - [`notify`]: what follows every run: run log, metrics, `on_success`/`on_failure` hooks.
-//! - [`systemd`]: the nightly timer's unit files.
-//! - [`lock`]: the backup root's lock.
-//! - [`hooks`]: operator commands run around restores and after runs.
-//! - [`sandbox`]: throw-away PostgreSQL clusters for the demo, tests and benchmarks.
-//! - [`units`]: human-readable sizes for messages.
-//! - [`redact`]: passwords and keys masked in every text coffer shows or stores.
+//! The source is layered, from the bottom up (the configuration sits beside `format`):
+//! - `util` and `format`: helpers, backup names, `manifest.json`, `SHA256SUMS`, signatures.
+//! - `stream`: the one-pass readers and writers — hashing, block-parallel gzip, age, the
+//!   workspace tar (written, listed, extracted), the dump scanner that gates what psql reads,
+//!   and an artifact read back with both digests checked.
+//! - `postgres`: where the database is, `pg_dump`/`psql` as child processes, psql's
+//!   confinement, the Alembic heads.
+//! - `root`: the backup root — catalog, lock, run log, retention, prune.
+//! - `workspace`: what may be archived or replaced, mounts, the crash-safe swap.
+//! - `backup`, `restore`, `check` (verify, drill) and `remote`: the pipelines.
+//! - `report`: metrics, notification hooks, operator hooks.
+//! - [`config`], [`Coffer`] and [`commands`]: the configuration, the handle and one module
+//!   per operation, on top.
+//!
+//! The public face is this page: the handle, its options and reports, and the types they
+//! carry, re-exported below. Everything else is internal and may change in any release.
+//!
+//! Cargo feature `sandbox` (off by default) adds [`sandbox`]: throw-away PostgreSQL
+//! clusters for demos, tests and benchmarks.
 
 #![deny(missing_docs)]
 
-pub mod alembic;
-pub mod archive;
-pub mod artifact;
-pub mod backup;
-pub mod boundaries;
-pub mod cancel;
-pub mod catalog;
-pub mod coffer;
 pub mod commands;
 pub mod config;
-pub mod context;
-pub mod crypto;
-pub mod digest;
-pub mod drill;
-pub mod dump_scan;
-pub mod error;
-pub mod hooks;
-pub mod lock;
-pub mod manifest;
-pub mod metrics;
-pub mod mounts;
-pub mod names;
-pub mod notify;
-pub mod parallel_gzip;
-pub mod postgres;
 pub mod progress;
-pub mod prune;
-pub mod redact;
-pub mod remote;
-pub mod restore;
-pub mod retention;
-pub mod runlog;
-pub mod sandbox;
-pub mod sandbox_exec;
-pub mod signing;
-pub mod sums;
-pub mod systemd;
-pub mod units;
-pub mod verify;
-pub mod warning;
-pub mod workspace_swap;
 
-pub mod fsutil;
-pub(crate) mod psql_watch;
+mod backup;
+mod cancel;
+mod check;
+mod coffer;
+mod context;
+mod error;
+mod format;
+mod postgres;
+mod remote;
+mod report;
+mod restore;
+mod root;
+pub mod sandbox;
+mod stream;
+pub mod systemd;
 #[cfg(test)]
 mod test_corpus;
+mod util;
+mod warning;
+mod workspace;
 
+pub use cancel::CancelFlag;
 pub use coffer::Coffer;
 pub use commands::backup::{BackupOptions, BackupOutcome};
 pub use commands::drill::DrillOptions;
@@ -116,9 +77,57 @@ pub use commands::sync::SyncOptions;
 pub use commands::verify::{VerifyOptions, VerifyOutcome};
 pub use commands::{BackupRef, Selection};
 pub use context::RunContext;
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, Result};
 pub use progress::{Event, Progress};
 pub use warning::Warning;
+
+// What the operations' reports carry.
+pub use backup::BackupReport;
+pub use check::drill::DrillReport;
+pub use check::verify::{Check, Outcome as CheckOutcome, VerifyReport};
+pub use format::manifest;
+pub use format::manifest::ArtifactRole;
+pub use format::names::BackupKind;
+pub use format::signing::{SignaturePolicy, UNSIGNED_REFUSED};
+pub use remote::{Remote, RemoteError, UploadSettings};
+pub use report::notify::UnitFailure;
+pub use restore::Plan as RestorePlan;
+pub use root::catalog::EntryStatus;
+pub use root::prune::PruneReport;
+pub use root::retention::RetentionPolicy;
+pub use root::runlog::{
+    Alert, BackupStats, LastSuccess, Operation as RunOperation, RunRecord, Status as RootStatus,
+    SuccessSource, Thresholds,
+};
+pub use util::fsutil::{STAGING_MARKER, STAGING_MARKER_TEXT};
+
+// Keys, made once by the operator.
+pub use format::signing::{GeneratedKey, generate as generate_signing_key};
+pub use stream::crypto::keygen as generate_age_identity;
+
+/// coffer's wording for front ends: ages, sizes, truncation and redaction as the CLI shows
+/// them, and the run log's reading limits its notes mention.
+pub mod text {
+    pub use crate::root::runlog::{
+        LINE_CAP as RUN_LOG_LINE_CAP, READ_WINDOW as RUN_LOG_READ_WINDOW,
+    };
+    pub use crate::root::runlog::{human_age, truncate};
+    pub use crate::util::redact::redact;
+    pub use crate::util::units::bytes;
+}
+
+/// Not part of the API: building blocks re-exported for coffer's own benchmarks and tests.
+/// Anything here may change or disappear in any release.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::postgres::sandbox_exec::Confinement;
+    pub use crate::postgres::{Database, PgError};
+    pub use crate::remote::{pull, sync};
+    pub use crate::stream::archive;
+    pub use crate::stream::digest::HashingWriter;
+    pub use crate::stream::dump_scan::{DumpScanner, scan_reader};
+    pub use crate::stream::parallel_gzip::ParallelGzipWriter;
+}
 
 /// The version of coffer that wrote a backup, recorded in its manifest.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -4,11 +4,11 @@
 //! The library only reports; the front end decides how to show it (the CLI: progress bars
 //! on a terminal, plain log lines for the systemd journal, nothing with `--quiet`).
 
-use crate::drill::DrillReport;
-use crate::manifest::ArtifactRole;
+use crate::check::drill::DrillReport;
+use crate::check::verify::VerifyReport;
+use crate::format::manifest::ArtifactRole;
 use crate::remote::pull::PullReport;
 use crate::remote::sync::SyncReport;
-use crate::verify::VerifyReport;
 use crate::warning::Warning;
 
 /// Something a running operation reports.

@@ -297,8 +297,8 @@ pub fn install(
             done.push(Installed::Unchanged(path));
             continue;
         }
-        crate::metrics::write(&path, &unit.text).map_err(|e| match e {
-            crate::metrics::MetricsError::Write { source, .. } => SystemdError::Io {
+        crate::report::metrics::write(&path, &unit.text).map_err(|e| match e {
+            crate::report::metrics::MetricsError::Write { source, .. } => SystemdError::Io {
                 path: path.clone(),
                 source,
             },

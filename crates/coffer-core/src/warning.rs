@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::runlog::Operation;
+use crate::root::runlog::Operation;
 
 /// Something that failed or needs attention while the operation's outcome stands.
 #[non_exhaustive]

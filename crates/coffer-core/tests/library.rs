@@ -6,10 +6,10 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 
+use coffer_core::BackupKind;
+use coffer_core::RetentionPolicy;
+use coffer_core::Thresholds;
 use coffer_core::config::{Config, DatabaseConfig, RemoteConfig, WorkspaceConfig};
-use coffer_core::names::BackupKind;
-use coffer_core::retention::RetentionPolicy;
-use coffer_core::runlog::Thresholds;
 use coffer_core::sandbox::TempCluster;
 use coffer_core::{
     BackupOptions, BackupRef, Coffer, ErrorKind, Event, Progress, PruneOptions, RestoreOptions,

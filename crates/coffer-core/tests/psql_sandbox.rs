@@ -11,9 +11,9 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Stdio;
 
-use coffer_core::postgres::{Database, PgError};
+use coffer_core::internals::Confinement;
+use coffer_core::internals::{Database, PgError};
 use coffer_core::sandbox::TempCluster;
-use coffer_core::sandbox_exec::Confinement;
 
 /// What a payload does when it works.
 enum Effect {

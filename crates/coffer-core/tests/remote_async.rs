@@ -8,17 +8,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use coffer_core::cancel::CancelFlag;
-use coffer_core::catalog::EntryStatus;
+use coffer_core::BackupKind;
+use coffer_core::CancelFlag;
+use coffer_core::EntryStatus;
+use coffer_core::SignaturePolicy;
+use coffer_core::internals::pull::{self, Which};
+use coffer_core::internals::sync::{self, SyncAction, SyncOptions};
 use coffer_core::manifest::{
     self, AlembicHead, Artifact, ArtifactRole, Compression, DatabaseFacts, Manifest, WorkspaceFacts,
 };
-use coffer_core::names::BackupKind;
-use coffer_core::remote::pull::{self, Which};
-use coffer_core::remote::sync::{self, SyncAction, SyncOptions};
-use coffer_core::remote::{Remote, RemoteError, UploadSettings};
-use coffer_core::signing::SignaturePolicy;
 use coffer_core::{Event, Progress, RunContext};
+use coffer_core::{Remote, RemoteError, UploadSettings};
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
@@ -98,7 +98,7 @@ fn write_backup(root: &Path, name: &str) -> PathBuf {
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let sql = dump();
-    let facts = coffer_core::dump_scan::scan_reader(&sql[..]).unwrap();
+    let facts = coffer_core::internals::scan_reader(&sql[..]).unwrap();
     let sql_gz = gzip(&sql);
     let content = noise(WORKSPACE_BYTES);
     let tar = tar_of(&content);

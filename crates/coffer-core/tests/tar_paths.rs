@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use coffer_core::archive::extract_tar;
+use coffer_core::internals::archive::extract_tar;
 use proptest::prelude::*;
 use tar::{EntryType, Header};
 

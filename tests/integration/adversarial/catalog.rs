@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use coffer_core::fsutil::{STAGING_MARKER, STAGING_MARKER_TEXT};
+use coffer_core::{STAGING_MARKER, STAGING_MARKER_TEXT};
 
 use crate::harness::*;
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use coffer_core::names::BackupKind;
+use coffer_core::BackupKind;
 use coffer_core::{BackupOptions, RunContext};
 
 use crate::exit;

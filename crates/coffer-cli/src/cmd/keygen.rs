@@ -40,7 +40,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .output
         .as_ref()
         .expect("clap requires --output or --signing");
-    let public = coffer_core::crypto::keygen(output).map_err(coffer_core::Error::from)?;
+    let public = coffer_core::generate_age_identity(output).map_err(coffer_core::Error::from)?;
     crate::output::errln!(
         "wrote identity to {} (keep it off this host too: without it encrypted backups cannot be restored)",
         output.display()
@@ -51,7 +51,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 fn signing(path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let key = coffer_core::signing::generate(path).map_err(coffer_core::Error::from)?;
+    let key = coffer_core::generate_signing_key(path).map_err(coffer_core::Error::from)?;
     crate::output::errln!(
         "wrote signing key {} (secret, 0600: keep it on the backup host only) and public key {} (key id {})",
         key.secret_key_file.display(),

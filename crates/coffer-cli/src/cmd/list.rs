@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use coffer_core::Coffer;
-use coffer_core::catalog::EntryStatus;
+use coffer_core::EntryStatus;
 
 use crate::output;
 
@@ -57,7 +57,7 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
 /// One line of the table, local or remote.
 struct Row<'a> {
     name: &'a str,
-    kind: Option<coffer_core::names::BackupKind>,
+    kind: Option<coffer_core::BackupKind>,
     created: Option<chrono::DateTime<chrono::Utc>>,
     size: u64,
     head: Option<String>,

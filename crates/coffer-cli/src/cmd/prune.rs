@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use coffer_core::prune::PruneReport;
+use coffer_core::PruneReport;
 use coffer_core::{PruneOptions, RunContext};
 
 use crate::output::{self, Lines, Reporter};

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use coffer_core::RestorePlan as Plan;
 use coffer_core::config::ConfigError;
-use coffer_core::restore::Plan;
 use coffer_core::{BackupRef, RestoreOptions, RunContext};
 
 use crate::output::{self, Lines, Reporter};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context;
-use coffer_core::cancel::CancelFlag;
+use coffer_core::CancelFlag;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 /// What the handlers share with the operations.

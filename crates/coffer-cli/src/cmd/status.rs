@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use coffer_core::StatusReport;
-use coffer_core::runlog::{self, Alert, Thresholds};
+use coffer_core::text;
+use coffer_core::{Alert, SuccessSource, Thresholds};
 use serde::Serialize;
 
 use crate::exit;
@@ -85,10 +86,10 @@ fn print_text(report: &StatusReport) {
             s.backup.as_deref().unwrap_or("?"),
             s.kind.map_or("?".into(), |k| k.to_string()),
             at(s.at),
-            runlog::human_age(s.age_seconds),
+            text::human_age(s.age_seconds),
             match s.source {
-                runlog::SuccessSource::RunLog => "",
-                runlog::SuccessSource::Backups => " (from the backups; not in the run log)",
+                SuccessSource::RunLog => "",
+                SuccessSource::Backups => " (from the backups; not in the run log)",
             }
         ),
         None => output::outln!("last success:         never"),
@@ -154,20 +155,20 @@ fn print_text(report: &StatusReport) {
     if !status.backups.future_dated.is_empty() {
         output::outln!(
             "note: dated in the future (clock skew?): {}",
-            runlog::truncate(&status.backups.future_dated.join(", "), 500)
+            text::truncate(&status.backups.future_dated.join(", "), 500)
         );
     }
     if status.long_log_lines > 0 {
         output::outln!(
             "note: {} line(s) of the run log are longer than {} bytes and were skipped",
             status.long_log_lines,
-            runlog::LINE_CAP
+            text::RUN_LOG_LINE_CAP
         );
     }
     if status.log_truncated {
         output::outln!(
             "note: the run log is longer than {} bytes; only its end was read",
-            runlog::READ_WINDOW
+            text::RUN_LOG_READ_WINDOW
         );
     }
     if status.bad_log_lines > 0 {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::Utc;
-use coffer_core::notify::{self, UnitFailure};
+use coffer_core::UnitFailure;
 use coffer_core::systemd::{self, Installed, UnitOptions};
 
 /// Arguments of `coffer systemd`.
@@ -143,7 +143,8 @@ fn options(cli: &crate::Cli, args: &UnitArgs) -> anyhow::Result<UnitOptions> {
             Some(dir) => absolute(dir)?,
             None => coffer.root().to_path_buf(),
         },
-        writable: notify::metrics_dir(coffer.config())
+        writable: coffer
+            .metrics_dir()
             .map(Path::to_path_buf)
             .into_iter()
             .collect(),

@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use coffer_core::cancel::CancelFlag;
-use coffer_core::drill::DrillReport;
-use coffer_core::verify::{Outcome, VerifyReport};
+use coffer_core::CancelFlag;
+use coffer_core::DrillReport;
 use coffer_core::{BackupRef, Event, Progress, RunContext, Selection, VerifyOptions};
+use coffer_core::{CheckOutcome as Outcome, VerifyReport};
 
 use crate::exit;
 use crate::output::{self, Lines};
@@ -102,7 +102,7 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
             .reports
             .iter()
             .flat_map(|r| &r.checks)
-            .any(|c| c.detail == coffer_core::signing::UNSIGNED_REFUSED);
+            .any(|c| c.detail == coffer_core::UNSIGNED_REFUSED);
         if unsigned {
             output::errln!("  hint: {}", super::ALLOW_UNSIGNED_HINT);
         }

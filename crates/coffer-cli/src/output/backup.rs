@@ -1,6 +1,6 @@
 //! The result of a backup, as `backup` and `demo` show it.
 
-use coffer_core::backup::BackupReport;
+use coffer_core::BackupReport;
 use coffer_core::manifest::ArtifactRole;
 
 use super::{bytes, outln, print_json, shown};

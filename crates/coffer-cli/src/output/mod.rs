@@ -8,7 +8,7 @@ use std::io::Write;
 use std::sync::Mutex;
 
 use coffer_core::Warning;
-use coffer_core::redact::redact;
+use coffer_core::text::redact;
 use serde::Serialize;
 
 pub use backup::print_backup;
@@ -119,7 +119,7 @@ pub fn error_parts(err: &anyhow::Error) -> (String, Vec<String>) {
         details.push(format!("caused by: {}", redact(&cause.to_string())));
     }
     // The library names no flags (issue #12): the CLI adds the flag that changes the outcome.
-    if text.contains(coffer_core::signing::UNSIGNED_REFUSED) {
+    if text.contains(coffer_core::UNSIGNED_REFUSED) {
         details.push(format!("hint: {}", crate::cmd::ALLOW_UNSIGNED_HINT));
     }
     (first, details)
@@ -182,4 +182,4 @@ pub fn print_warning(warning: &Warning) {
     errln!("warning: {}", redact(&text));
 }
 
-pub use coffer_core::units::bytes;
+pub use coffer_core::text::bytes;

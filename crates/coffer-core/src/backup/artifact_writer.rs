@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{BackupError, BackupSettings, IO_BUFFER};
 use crate::cancel::CancelFlag;
-use crate::digest::HashingWriter;
-use crate::fsutil;
-use crate::manifest::{self, Artifact, ArtifactRole, Compression, Encryption};
-use crate::parallel_gzip::ParallelGzipWriter;
+use crate::format::manifest::{self, Artifact, ArtifactRole, Compression, Encryption};
 use crate::progress::Progress;
+use crate::stream::digest::HashingWriter;
+use crate::stream::parallel_gzip::ParallelGzipWriter;
+use crate::util::fsutil;
 
 /// The writer chain of one artifact, outermost (first to receive bytes) first:
 /// progress/cancel tap → hash of the plain stream → gzip → age (optional) → hash of the

@@ -24,16 +24,16 @@ use serde::Serialize;
 
 use write::write_backup;
 
-use crate::archive;
 use crate::cancel::CancelFlag;
 use crate::config::Config;
-use crate::crypto::{CryptoError, Recipients};
-use crate::fsutil;
-use crate::lock::{LockError, RootLock};
-use crate::manifest::{Compression, Manifest};
-use crate::names::{self, BackupKind};
+use crate::format::manifest::{Compression, Manifest};
+use crate::format::names::{self, BackupKind};
 use crate::postgres::{ClientVersion, Database, PgError, ServerInfo};
 use crate::progress::Progress;
+use crate::root::lock::{LockError, RootLock};
+use crate::stream::archive;
+use crate::stream::crypto::{CryptoError, Recipients};
+use crate::util::fsutil;
 
 /// Buffer size for reading pg_dump's output and writing artifact files: large enough that
 /// per-call overhead vanishes, small enough to keep memory flat.
@@ -55,7 +55,7 @@ pub enum BackupError {
     /// Recipients could not be loaded.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
-    /// The backup root and the workspace overlap (see [`crate::boundaries`]).
+    /// The backup root and the workspace overlap (see [`crate::workspace::boundaries`]).
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     /// The database could not be reached or dumped.
@@ -113,7 +113,7 @@ pub enum BackupError {
     Aborted,
     /// The signing key cannot be used, or signing failed.
     #[error(transparent)]
-    Signing(#[from] crate::signing::SigningError),
+    Signing(#[from] crate::format::signing::SigningError),
     /// A signal asked the backup to stop.
     #[error("backup interrupted by signal {signal}; the partial backup was removed")]
     Interrupted {
@@ -157,7 +157,7 @@ pub struct BackupSettings {
     /// Compression level for that algorithm.
     pub level: u32,
     /// The key `manifest.json` and `SHA256SUMS` are signed with (`signing.secret_key_file`).
-    pub signing_key: Option<crate::signing::SigningKey>,
+    pub signing_key: Option<crate::format::signing::SigningKey>,
     /// Also store the cluster's roles (`database.include_roles`).
     pub include_roles: bool,
 }
@@ -186,7 +186,7 @@ impl BackupSettings {
                 .signing
                 .secret_key_file
                 .as_deref()
-                .map(crate::signing::SigningKey::load)
+                .map(crate::format::signing::SigningKey::load)
                 .transpose()?,
             include_roles: config.database.include_roles,
         })
@@ -312,8 +312,13 @@ fn check_boundaries(settings: &BackupSettings) -> Result<(), BackupError> {
         )
         .into());
     }
-    crate::boundaries::check_config_paths(&settings.root, settings.workspace.as_deref(), None, &[])
-        .map_err(|e| ConfigError::Refused(e).into())
+    crate::workspace::boundaries::check_config_paths(
+        &settings.root,
+        settings.workspace.as_deref(),
+        None,
+        &[],
+    )
+    .map_err(|e| ConfigError::Refused(e).into())
 }
 
 /// Refuses a pg_dump older than the server's major version: it would fail or dump wrongly.

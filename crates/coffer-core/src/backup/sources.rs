@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::artifact_writer::{ArtifactWriter, Taps};
 use super::{BackupError, BackupSettings, IO_BUFFER};
-use crate::archive::{self, ArchiveOptions, ArchiveStats};
-use crate::dump_scan::{DumpFacts, ScanningWriter};
-use crate::manifest::{Artifact, ArtifactRole, Encryption};
+use crate::format::manifest::{Artifact, ArtifactRole, Encryption};
+use crate::stream::archive::{self, ArchiveOptions, ArchiveStats};
+use crate::stream::dump_scan::{DumpFacts, ScanningWriter};
 
 /// The largest roles dump read (a cluster's roles are a few KiB; this bounds memory).
 const ROLES_CAP: u64 = 64 << 20;
@@ -92,7 +92,7 @@ pub(super) fn dump_roles(
                 Err(e) => format!("cannot read pg_dumpall's output: {e}"),
                 Ok(_) => format!(
                     "pg_dumpall wrote more than {}",
-                    crate::units::bytes(ROLES_CAP)
+                    crate::util::units::bytes(ROLES_CAP)
                 ),
             })
         }));

@@ -12,10 +12,12 @@ use super::artifact_writer::Taps;
 use super::sources::{archive_workspace, dump_database, dump_roles};
 use super::{BackupError, BackupRequest, BackupSettings};
 use crate::cancel::CancelFlag;
-use crate::fsutil;
-use crate::manifest::{self, AlembicHead, DatabaseFacts, Encryption, Manifest, WorkspaceFacts};
+use crate::format::manifest::{
+    self, AlembicHead, DatabaseFacts, Encryption, Manifest, WorkspaceFacts,
+};
 use crate::postgres::{ClientVersion, ServerInfo};
 use crate::progress::Progress;
+use crate::util::fsutil;
 
 /// Writes both artifacts, the checksums and the manifest into `staging`.
 #[allow(clippy::too_many_arguments)]
@@ -152,7 +154,7 @@ pub(super) fn write_backup(
         // backup never looks complete without its signatures.
         if let Some(key) = &settings.signing_key {
             let signature = key.sign(name, file, text.as_bytes())?;
-            let sig_path = staging.join(crate::signing::signature_name(file));
+            let sig_path = staging.join(crate::format::signing::signature_name(file));
             write_small_file(&sig_path, signature.as_bytes())?;
         }
     }

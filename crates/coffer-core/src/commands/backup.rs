@@ -7,9 +7,9 @@ use crate::backup::{self, BackupReport, BackupRequest, BackupSettings};
 use crate::coffer::{Coffer, finished, warn_all};
 use crate::context::RunContext;
 use crate::error::Error;
-use crate::names::BackupKind;
+use crate::format::names::BackupKind;
 use crate::progress::Event;
-use crate::runlog::{Operation, RunRecord};
+use crate::root::runlog::{Operation, RunRecord};
 use crate::warning::Warning;
 
 /// What to back up and what follows.

@@ -1,18 +1,18 @@
 //! `drill`: a real restore of a backup into a throw-away database and directory, checked
-//! against its manifest, then removed (see [`crate::drill`]).
+//! against its manifest, then removed (see `crate::check::drill`).
 
 use std::path::PathBuf;
 
 use super::BackupRef;
-use crate::catalog::BackupEntry;
+use crate::check::drill::{self, DrillReport};
 use crate::coffer::Coffer;
 use crate::context::RunContext;
-use crate::crypto::Identities;
-use crate::drill::{self, DrillReport};
 use crate::error::Error;
+use crate::format::signing::SignaturePolicy;
 use crate::progress::Event;
 use crate::restore::RestoreSettings;
-use crate::signing::SignaturePolicy;
+use crate::root::catalog::BackupEntry;
+use crate::stream::crypto::Identities;
 
 /// How to drill.
 #[non_exhaustive]

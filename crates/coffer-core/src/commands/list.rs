@@ -6,13 +6,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::ser::SerializeSeq;
 
-use crate::catalog::{self, BackupEntry, EntryStatus, UnknownEntry};
 use crate::coffer::Coffer;
 use crate::error::Error;
-use crate::manifest::{AlembicHead, AnyManifest};
-use crate::names::{self, BackupKind};
+use crate::format::manifest::{AlembicHead, AnyManifest};
+use crate::format::names::{self, BackupKind};
+use crate::format::signing::SIGNED_FILES;
 use crate::remote::{Remote, RemoteBackup};
-use crate::signing::SIGNED_FILES;
+use crate::root::catalog::{self, BackupEntry, EntryStatus, UnknownEntry};
 
 /// One backup of a listing.
 #[non_exhaustive]

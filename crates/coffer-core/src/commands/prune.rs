@@ -6,8 +6,8 @@ use crate::coffer::Coffer;
 use crate::context::RunContext;
 use crate::error::Error;
 use crate::progress::Event;
-use crate::prune::{self, PruneError, PruneReport};
-use crate::runlog::{Operation, RunRecord};
+use crate::root::prune::{self, PruneError, PruneReport};
+use crate::root::runlog::{Operation, RunRecord};
 use crate::warning::Warning;
 
 /// How to prune.

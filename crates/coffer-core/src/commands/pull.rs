@@ -3,16 +3,16 @@
 use std::path::PathBuf;
 
 use super::BackupRef;
-use crate::catalog::BackupEntry;
 use crate::coffer::Coffer;
 use crate::config::ConfigError;
 use crate::context::RunContext;
-use crate::crypto::Identities;
 use crate::error::Error;
+use crate::format::signing::SignaturePolicy;
 use crate::progress::Event;
 use crate::remote::Remote;
 use crate::remote::pull::{self, PullReport, Which};
-use crate::signing::SignaturePolicy;
+use crate::root::catalog::BackupEntry;
+use crate::stream::crypto::Identities;
 
 /// How to pull.
 #[non_exhaustive]

@@ -1,5 +1,5 @@
 //! `restore`: pre-flight, then the database and the workspace restored all or nothing
-//! (see [`crate::restore`]), under the root's lock, recorded in the run log.
+//! (see `crate::restore`), under the root's lock, recorded in the run log.
 //!
 //! Two steps, so a front end can show the plan and ask before anything changes:
 //! [`Coffer::prepare_restore`] checks and plans, [`PreparedRestore::execute`] restores.
@@ -11,14 +11,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::BackupRef;
-use crate::catalog::BackupEntry;
 use crate::coffer::{Coffer, finished};
 use crate::context::RunContext;
-use crate::crypto::Identities;
 use crate::error::Error;
-use crate::lock::RootLock;
 use crate::restore::{self, Plan, RestoreReport, RestoreSettings};
-use crate::runlog::{Operation, RunRecord};
+use crate::root::catalog::BackupEntry;
+use crate::root::lock::RootLock;
+use crate::root::runlog::{Operation, RunRecord};
+use crate::stream::crypto::Identities;
 use crate::warning::Warning;
 
 /// What to restore and where. The default restores the database and the workspace into

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::coffer::Coffer;
 use crate::error::Error;
-use crate::runlog::{self, Alert, Status, Thresholds};
+use crate::root::runlog::{self, Alert, Status, Thresholds};
 
 /// Whether a threshold is crossed.
 #[non_exhaustive]

@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::progress::Event;
 use crate::remote::sync::{self, SyncOptions as Steps, SyncReport};
 use crate::remote::{Remote, off_executor};
-use crate::runlog::{Operation, RunRecord};
+use crate::root::runlog::{Operation, RunRecord};
 use crate::warning::Warning;
 
 /// How to sync.

@@ -7,13 +7,13 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 
 use super::Selection;
-use crate::catalog;
+use crate::check::drill::DrillReport;
+use crate::check::verify::{self, VerifyReport};
 use crate::coffer::Coffer;
 use crate::context::RunContext;
-use crate::drill::DrillReport;
 use crate::error::Error;
 use crate::progress::Event;
-use crate::verify::{self, VerifyReport};
+use crate::root::catalog;
 
 /// How to verify.
 #[non_exhaustive]

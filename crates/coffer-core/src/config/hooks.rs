@@ -27,7 +27,7 @@ impl Default for HooksConfig {
             after_restore: Vec::new(),
             on_success: Vec::new(),
             on_failure: Vec::new(),
-            timeout: crate::hooks::DEFAULT_TIMEOUT,
+            timeout: crate::report::hooks::DEFAULT_TIMEOUT,
         }
     }
 }

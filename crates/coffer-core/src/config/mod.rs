@@ -29,10 +29,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::Compression;
+use crate::format::manifest::Compression;
 use crate::postgres::connection::{ConnectionParams, redact_url};
 use crate::remote::location::RemoteUrl;
-use crate::retention::RetentionPolicy;
+use crate::root::retention::RetentionPolicy;
 
 /// Where the configuration file is looked for when neither `--config` nor
 /// `COFFER_CONFIG` names one.
@@ -71,7 +71,7 @@ pub struct Config {
     /// The off-host copy: an object store that `coffer sync` uploads to.
     pub remote: RemoteConfig,
     /// `[signing]`: the key backups are signed with, and the keys they must be signed by.
-    pub signing: crate::signing::SigningConfig,
+    pub signing: crate::format::signing::SigningConfig,
 }
 
 /// Default number of parts one multipart upload may have (the S3 limit).
@@ -344,7 +344,7 @@ pub enum ConfigError {
         reason: String,
     },
     /// The paths, taken together, would let coffer archive or delete its own files (see
-    /// [`crate::boundaries`]); or a path is unusable wherever it came from.
+    /// `crate::workspace::boundaries`); or a path is unusable wherever it came from.
     #[error("configuration refused: {0}")]
     Refused(String),
 }
@@ -398,7 +398,7 @@ impl Config {
         let invalid = |key: String, reason: String| ConfigError::Invalid {
             path: origin.to_string(),
             key,
-            reason: crate::redact::redact(&reason).into_owned(),
+            reason: crate::util::redact::redact(&reason).into_owned(),
         };
         let table: toml::Table = toml::from_str(text)
             .map_err(|e| invalid("(syntax)".to_string(), syntax_reason(text, &e)))?;
@@ -502,7 +502,7 @@ impl Config {
 
     /// Checks the paths as finally configured (file, environment and flags): none empty,
     /// coffer's own files (backup root, run log, lock, metrics file) neither inside the
-    /// workspace nor containing it, and no key file inside it (see [`crate::boundaries`]). Resolves symlinks, so it
+    /// workspace nor containing it, and no key file inside it (see `crate::workspace::boundaries`). Resolves symlinks, so it
     /// reads the filesystem; call it once the flags are applied.
     pub fn check_paths(&self) -> Result<(), ConfigError> {
         let refused = |m: String| ConfigError::Refused(m);
@@ -531,7 +531,7 @@ impl Config {
         .into_iter()
         .filter_map(|(key, path)| path.as_deref().map(|p| (key, p)))
         .collect();
-        crate::boundaries::check_config_paths(
+        crate::workspace::boundaries::check_config_paths(
             &root,
             self.workspace.path.as_deref(),
             self.metrics_file.as_deref(),

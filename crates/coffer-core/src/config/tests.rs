@@ -42,7 +42,7 @@ versions_dir = "/opt/app/backend/alembic/versions"
     assert_eq!(c.hooks.timeout, std::time::Duration::from_secs(150));
     assert_eq!(
         Config::default().hooks.timeout,
-        crate::hooks::DEFAULT_TIMEOUT
+        crate::report::hooks::DEFAULT_TIMEOUT
     );
     for (timeout, needle) in [
         ("\"soon\"", "write a duration such as"),

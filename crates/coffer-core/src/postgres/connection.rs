@@ -104,15 +104,18 @@ pub fn redact_url(text: &str) -> String {
             let pairs: Vec<(String, String)> = url
                 .query_pairs()
                 .map(|(k, v)| {
-                    let v = if crate::redact::is_secret_key(&k) {
-                        crate::redact::MASK.into()
+                    let v = if crate::util::redact::is_secret_key(&k) {
+                        crate::util::redact::MASK.into()
                     } else {
                         v.into_owned()
                     };
                     (k.into_owned(), v)
                 })
                 .collect();
-            if pairs.iter().any(|(k, _)| crate::redact::is_secret_key(k)) {
+            if pairs
+                .iter()
+                .any(|(k, _)| crate::util::redact::is_secret_key(k))
+            {
                 url.query_pairs_mut().clear().extend_pairs(pairs);
             }
             url.to_string()

@@ -10,7 +10,7 @@ use super::program::{RunningProgram, output, tail_lines};
 use super::quote::{quote_ident, quote_literal};
 use super::version::{ClientVersion, ServerInfo};
 use crate::config::DatabaseConfig;
-use crate::sandbox_exec::{ConfineError, Confinement, ExecConfinement};
+use crate::postgres::sandbox_exec::{ConfineError, Confinement, ExecConfinement};
 
 /// How to run PostgreSQL client programs against the configured database.
 #[derive(Clone, Default)]
@@ -366,15 +366,15 @@ impl Database {
     }
 
     /// The revisions in `public.alembic_version` (the same table the dump scan reads, see
-    /// [`crate::dump_scan::ALEMBIC_SCHEMA`]), sorted; `None` when there is no such table.
+    /// [`crate::stream::dump_scan::ALEMBIC_SCHEMA`]), sorted; `None` when there is no such table.
     /// Tables of that name in other schemas are not Alembic's head.
     pub fn alembic_heads(&self) -> Result<Option<Vec<String>>, PgError> {
         let tables = self.query(&format!(
             "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relname = '{}' AND n.nspname = '{}' AND c.relkind IN ('r', 'p')",
-            crate::dump_scan::ALEMBIC_TABLE,
-            crate::dump_scan::ALEMBIC_SCHEMA
+            crate::stream::dump_scan::ALEMBIC_TABLE,
+            crate::stream::dump_scan::ALEMBIC_SCHEMA
         ))?;
         let tables: Vec<&str> = tables.lines().filter(|l| !l.is_empty()).collect();
         if tables.is_empty() {
@@ -397,7 +397,7 @@ impl Database {
     }
 
     /// `count(*)` of each table, in order; names are qualified and quoted as SQL needs
-    /// (as [`crate::manifest::DatabaseFacts::tables`] holds them).
+    /// (as [`crate::format::manifest::DatabaseFacts::tables`] holds them).
     pub fn row_counts(&self, tables: &[String]) -> Result<Vec<u64>, PgError> {
         if tables.is_empty() {
             return Ok(Vec::new());
@@ -423,7 +423,7 @@ impl Database {
     /// output, its standard error collected. It runs in its own process group, so a Ctrl-C
     /// at the terminal reaches only coffer, which then decides how the transaction ends.
     ///
-    /// Without `database.exec` psql is confined with Landlock (see [`crate::sandbox_exec`]):
+    /// Without `database.exec` psql is confined with Landlock (see [`crate::postgres::sandbox_exec`]):
     /// it can run no other program and write no file, whatever the script makes it do. The
     /// returned [`Confinement`] says whether that happened; a kernel without Landlock is not
     /// an error (the caller tells the operator), any other failure to confine is.

@@ -1,7 +1,7 @@
 //! What a folder under the remote prefix is: one of coffer's backups (complete or not), or
 //! something coffer does not know, which it lists and never deletes.
 //!
-//! The rule is the backup root's ([`crate::catalog`]), from the listing instead of the file
+//! The rule is the backup root's ([`crate::root::catalog`]), from the listing instead of the file
 //! system: a folder is coffer's only when its name parses as a backup name and, once it has
 //! a manifest, that manifest fits the name and the folder holds nothing but the manifest's
 //! artifacts and the reserved names (`manifest.json`, `SHA256SUMS`, `*.minisig`). Remote
@@ -9,9 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::catalog::{self, EntryStatus};
-use crate::manifest::{self, AnyManifest, ArtifactRole};
-use crate::names;
+use crate::format::manifest::{self, AnyManifest, ArtifactRole};
+use crate::format::names;
+use crate::root::catalog::{self, EntryStatus};
 
 /// The status of a remote backup from its objects (file name → size) and manifest:
 /// complete exactly when every artifact the manifest lists exists with the recorded size.

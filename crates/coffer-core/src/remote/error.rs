@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::cancel::CancelFlag;
-use crate::lock::LockError;
+use crate::root::lock::LockError;
 
 /// Why a remote operation failed. Texts name the remote (URL without secrets), the
 /// operation and the object, never credentials.
@@ -148,7 +148,7 @@ pub enum RemoteError {
     Locked(#[from] LockError),
     /// The backup root could not be listed.
     #[error(transparent)]
-    Catalog(#[from] crate::catalog::CatalogError),
+    Catalog(#[from] crate::root::catalog::CatalogError),
 }
 
 impl RemoteError {

@@ -61,10 +61,10 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 
-use crate::catalog::EntryStatus;
 use crate::config::RemoteConfig;
-use crate::manifest::{self, AnyManifest};
-use crate::names::{self, BackupKind};
+use crate::format::manifest::{self, AnyManifest};
+use crate::format::names::{self, BackupKind};
+use crate::root::catalog::EntryStatus;
 
 pub use error::RemoteError;
 pub use location::RemoteUrl;

@@ -22,15 +22,15 @@ use sha2::{Digest, Sha256};
 use super::error::{PULL_STOPPED, check_cancel};
 use super::{Remote, RemoteBackup, RemoteError, off_executor};
 use crate::cancel::CancelFlag;
-use crate::catalog::{BackupEntry, EntryStatus};
+use crate::check::verify::{self, Outcome};
 use crate::context::RunContext;
-use crate::crypto::Identities;
-use crate::fsutil;
-use crate::lock::RootLock;
-use crate::manifest::{self, AnyManifest};
-use crate::names::STAGING_PREFIX;
-use crate::signing::{self, SignaturePolicy};
-use crate::verify::{self, Outcome};
+use crate::format::manifest::{self, AnyManifest};
+use crate::format::names::STAGING_PREFIX;
+use crate::format::signing::{self, SignaturePolicy};
+use crate::root::catalog::{BackupEntry, EntryStatus};
+use crate::root::lock::RootLock;
+use crate::stream::crypto::Identities;
+use crate::util::fsutil;
 
 /// What [`run`] did.
 #[derive(Debug, Clone, Serialize)]
@@ -243,14 +243,14 @@ async fn download_and_check(
                 .collect();
             if let Some(&size) = backup.objects.get(manifest::SUMS_FILE) {
                 // Bounded like every metadata read: a giant object is not downloaded.
-                if size > crate::sums::SUMS_CAP {
+                if size > crate::format::sums::SUMS_CAP {
                     return Err(RemoteError::Damaged {
                         name: backup.name.clone(),
                         remote: remote.url().to_string(),
                         detail: format!(
                             "{} is {size} bytes, more than the {} coffer reads",
                             manifest::SUMS_FILE,
-                            crate::sums::SUMS_CAP
+                            crate::format::sums::SUMS_CAP
                         ),
                     });
                 }
@@ -269,7 +269,7 @@ async fn download_and_check(
                 if f.as_str() == manifest::MANIFEST_FILE {
                     continue;
                 }
-                crate::names::check_artifact_file_name(f).map_err(|reason| {
+                crate::format::names::check_artifact_file_name(f).map_err(|reason| {
                     RemoteError::Damaged {
                         name: backup.name.clone(),
                         remote: remote.url().to_string(),

@@ -1,7 +1,7 @@
 //! Remote retention: which local backups are worth uploading at all, which remote backups the
 //! rules delete, and the deletions themselves.
 //!
-//! The rules are [`crate::retention::decide`]'s, the same as local pruning. Only complete
+//! The rules are [`crate::root::retention::decide`]'s, the same as local pruning. Only complete
 //! backups of coffer's are deleted, never manual ones, never the newest complete one, never
 //! one dated in the future by its name or manifest, and only folders [`super::classify`]
 //! knows as coffer's: every other folder is reported as unknown and left alone, and a
@@ -14,9 +14,9 @@ use serde::Serialize;
 
 use super::error::{SYNC_STOPPED, check_cancel};
 use super::{Remote, RemoteBackup, RemoteError};
-use crate::catalog::BackupEntry;
 use crate::context::RunContext;
-use crate::retention::{self, Candidate, RetentionPolicy};
+use crate::root::catalog::BackupEntry;
+use crate::root::retention::{self, Candidate, RetentionPolicy};
 
 /// A folder under the remote prefix that coffer does not know, and why.
 #[derive(Debug, Clone, Serialize)]
@@ -165,13 +165,13 @@ pub fn remote_deletions<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::EntryStatus;
+    use crate::root::catalog::EntryStatus;
 
     /// A legacy-named remote folder with a scripts' manifest dated `stamp`.
     fn folder(name: &str, stamp: &str, status: EntryStatus, unknown: Option<&str>) -> RemoteBackup {
         let text = format!(r#"{{"timestamp":"{stamp}"}}"#);
-        let manifest = crate::manifest::parse_bytes(text.as_bytes(), "test").unwrap();
-        let parsed = crate::names::parse_name(name);
+        let manifest = crate::format::manifest::parse_bytes(text.as_bytes(), "test").unwrap();
+        let parsed = crate::format::names::parse_name(name);
         RemoteBackup {
             name: name.into(),
             kind: parsed.map(|p| p.kind),

@@ -23,7 +23,7 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use super::RemoteError;
 // Defined in the leaf `location` (the configuration checks URLs with it); exported here too
 // so `remote::store::…` paths keep working.
-pub use super::location::{RemoteUrl, StoreKind, display_url};
+pub use super::location::{RemoteUrl, StoreKind};
 use crate::config::RemoteConfig;
 
 /// Builds the store. For `file://` the directory must exist unless `create_local` (sync)
@@ -93,7 +93,7 @@ pub(crate) fn build(
         StoreKind::Local => {
             let dir = url.local_dir.as_ref().expect("file URL has a directory");
             if create_local && !dir.exists() {
-                crate::fsutil::create_private_dir_all(dir).map_err(|source| {
+                crate::util::fsutil::create_private_dir_all(dir).map_err(|source| {
                     RemoteError::Local {
                         operation: "create the remote directory",
                         path: dir.clone(),

@@ -13,7 +13,7 @@
 //!
 //! Retention: local backups that the remote rules would delete right away are not uploaded
 //! (so a shorter remote policy does not upload and delete the same backup every night).
-//! After a sync in which every upload succeeded, [`super::retention::apply`] deletes the
+//! After a sync in which every upload succeeded, `super::retention::apply` deletes the
 //! remote backups the rules do not keep.
 //!
 //! Cancellation: the context's [`CancelFlag`](crate::cancel::CancelFlag) is checked between backups, files and chunks read; a
@@ -29,12 +29,12 @@ use serde::Serialize;
 
 use super::error::{SYNC_STOPPED, check_cancel};
 use super::{Remote, RemoteBackup, RemoteError, retention, upload};
-use crate::catalog::{self, BackupEntry};
 use crate::context::RunContext;
-use crate::lock::RootLock;
-use crate::names::BackupKind;
-use crate::retention::RetentionPolicy;
-use crate::units;
+use crate::format::names::BackupKind;
+use crate::root::catalog::{self, BackupEntry};
+use crate::root::lock::RootLock;
+use crate::root::retention::RetentionPolicy;
+use crate::util::units;
 
 pub use super::retention::UnknownFolder;
 
@@ -147,8 +147,8 @@ pub async fn run(
     // A damaged or invalid backup (e.g. a manifest naming files outside the directory) is
     // never uploaded: say so rather than skip it silently.
     for e in &refused {
-        if let crate::catalog::EntryStatus::Incomplete(r)
-        | crate::catalog::EntryStatus::Unreadable(r) = &e.status
+        if let crate::root::catalog::EntryStatus::Incomplete(r)
+        | crate::root::catalog::EntryStatus::Unreadable(r) = &e.status
         {
             ctx.transfer(&format!(
                 "{}: not uploaded, the backup is damaged or invalid: {r}",

@@ -15,10 +15,10 @@ use tokio::io::AsyncReadExt;
 use super::error::{SYNC_STOPPED, check_cancel};
 use super::sync::SyncedBackup;
 use super::{Remote, RemoteBackup, RemoteError, off_executor, part_size_for};
-use crate::catalog::BackupEntry;
 use crate::context::RunContext;
-use crate::manifest::{self, AnyManifest};
-use crate::units;
+use crate::format::manifest::{self, AnyManifest};
+use crate::root::catalog::BackupEntry;
+use crate::util::units;
 
 /// Read size when streaming a file to the remote.
 const READ_CHUNK: usize = 1 << 20;
@@ -53,7 +53,7 @@ fn files_of(entry: &BackupEntry) -> Result<Vec<FileJob>, RemoteError> {
                 });
             }
             // The signatures go up before the manifest, which marks the copy complete.
-            for (_, sig) in crate::signing::SIGNED_FILES {
+            for (_, sig) in crate::format::signing::SIGNED_FILES {
                 let local = entry.path.join(sig);
                 if local.symlink_metadata().is_ok_and(|m| m.is_file()) {
                     jobs.push(FileJob {
@@ -327,7 +327,7 @@ async fn verify_remote_file(
             // A legacy artifact may be gigabytes: hashed on the blocking pool.
             let local = job.local.clone();
             let d = off_executor(move || {
-                std::fs::File::open(&local).and_then(crate::digest::digest_reader)
+                std::fs::File::open(&local).and_then(crate::stream::digest::digest_reader)
             })
             .await
             .map_err(|source| RemoteError::Local {

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::archive::ExtractStats;
 use crate::context::RunContext;
-use crate::crypto::Identities;
-use crate::dump_scan::DumpFacts;
-use crate::hooks::{self, Stage};
 use crate::postgres::Database;
-use crate::units;
-use crate::workspace_swap::Swap;
+use crate::report::hooks::{self, Stage};
+use crate::stream::archive::ExtractStats;
+use crate::stream::crypto::Identities;
+use crate::stream::dump_scan::DumpFacts;
+use crate::util::units;
+use crate::workspace::swap::Swap;
 
 use super::created::Created;
 use super::database::{PendingCommit, stream_database};
@@ -61,10 +61,10 @@ fn hook_env(
 /// 1. runs `hooks.before_restore` (stop the application) and checks that no other session
 ///    is connected to the target database;
 /// 2. proves each coffer artifact's size and SHA-256 against the manifest before a byte of
-///    it is decoded ([`ArtifactReader::open_proven`](crate::artifact::ArtifactReader::open_proven);
+///    it is decoded ([`ArtifactReader::open_proven`](crate::stream::artifact::ArtifactReader::open_proven);
 ///    legacy artifacts have no record), then streams, concurrently, the database artifact
 ///    into `psql` inside one transaction (`-X`, `ON_ERROR_STOP`, psql's restricted mode with
-///    a random `\restrict` key, `BEGIN` … no `COMMIT` yet), through the [`crate::dump_scan`]
+///    a random `\restrict` key, `BEGIN` … no `COMMIT` yet), through the [`crate::stream::dump_scan`]
 ///    gate (no psql meta-command and no transaction control ever reaches psql; the dump's
 ///    own `\restrict` lines and pg_dump's large-object `BEGIN;`/`COMMIT;` are dropped), and
 ///    the workspace artifact into a staging directory beside the workspace;

@@ -1,4 +1,4 @@
-//! The database stream: the dump, through the [`crate::dump_scan`] gate, into one `psql`
+//! The database stream: the dump, through the [`crate::stream::dump_scan`] gate, into one `psql`
 //! transaction in restricted mode, held open without `COMMIT` until the caller decides.
 
 use std::io::{self, Read, Write};
@@ -8,14 +8,14 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::cancel::CancelFlag;
-use crate::crypto::Identities;
-use crate::dump_scan::{DumpFacts, DumpScanner};
-use crate::manifest::ArtifactRole;
+use crate::format::manifest::ArtifactRole;
+use crate::postgres::psql_watch;
+use crate::postgres::sandbox_exec::Confinement;
 use crate::postgres::{PgError, RunningProgram};
 use crate::progress::Progress;
-use crate::psql_watch;
-use crate::sandbox_exec::Confinement;
-use crate::units;
+use crate::stream::crypto::Identities;
+use crate::stream::dump_scan::{DumpFacts, DumpScanner};
+use crate::util::units;
 
 use super::DatabaseTarget;
 use super::failure::{StreamFailure, artifact_failure};
@@ -27,7 +27,7 @@ const CHUNK: usize = 1 << 20;
 pub(super) struct PendingCommit {
     psql: RunningProgram,
     stdin: ChildStdin,
-    /// How psql was confined (see [`crate::sandbox_exec`]).
+    /// How psql was confined (see [`crate::postgres::sandbox_exec`]).
     pub(super) confinement: Confinement,
 }
 

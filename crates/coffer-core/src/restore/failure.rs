@@ -1,7 +1,7 @@
 //! Why a database or workspace stream stopped, and which [`RestoreError`] that becomes.
 
-use crate::artifact::ArtifactError;
 use crate::cancel::CancelFlag;
+use crate::stream::artifact::ArtifactError;
 
 use super::RestoreError;
 

@@ -1,8 +1,8 @@
 //! The Alembic check: the backup's head compared with the head the code expects, from
 //! `--expect-head`, `alembic.expected_head_command` or `alembic.versions_dir`.
 
-use crate::alembic::{self, HeadRelation, RevisionGraph};
-use crate::hooks;
+use crate::postgres::alembic::{self, HeadRelation, RevisionGraph};
+use crate::report::hooks;
 
 use super::{Plan, RestoreSettings, RestoreSteps};
 

@@ -10,21 +10,21 @@
 //! transaction is never committed; psql is stopped, or if coffer is killed, sees
 //! end-of-input, and the server rolls back) and the workspace as it was (the staging
 //! directory is removed; after SIGKILL, the next restore's
-//! [`crate::workspace_swap::recover`] puts the previous tree back).
+//! [`crate::workspace::swap::recover`] puts the previous tree back).
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::alembic::HeadRelation;
-use crate::archive::ExtractStats;
-use crate::artifact::{ArtifactError, ArtifactReader};
 use crate::config::{AlembicConfig, Config, HooksConfig};
-use crate::crypto::Identities;
-use crate::hooks::HookError;
-use crate::manifest::{AnyManifest, Artifact};
+use crate::format::manifest::{AnyManifest, Artifact};
+use crate::format::signing::SignaturePolicy;
+use crate::postgres::alembic::HeadRelation;
 use crate::postgres::{Database, PgError, Session};
-use crate::signing::SignaturePolicy;
+use crate::report::hooks::HookError;
+use crate::stream::archive::ExtractStats;
+use crate::stream::artifact::{ArtifactError, ArtifactReader};
+use crate::stream::crypto::Identities;
 
 mod apply;
 mod created;
@@ -148,7 +148,7 @@ pub struct RestoreSettings {
     /// Where the code's expected head comes from.
     pub alembic: AlembicConfig,
     /// The backup root: a restore never replaces it, a directory containing it, or one
-    /// inside it (see [`crate::boundaries`]).
+    /// inside it (see [`crate::workspace::boundaries`]).
     pub backup_root: PathBuf,
     /// The metrics file, equally never replaced.
     pub metrics_file: Option<PathBuf>,

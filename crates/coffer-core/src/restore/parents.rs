@@ -21,7 +21,7 @@ pub(super) struct MissingParents {
     pub(super) missing: Vec<PathBuf>,
 }
 
-/// Splits `target` (a real path, see [`crate::boundaries::real_path`]) into its nearest
+/// Splits `target` (a real path, see [`crate::workspace::boundaries::real_path`]) into its nearest
 /// existing ancestor and the parents below it that are missing. `Err` says why coffer will
 /// not create them: an ancestor is not a directory, or `configured` passes through a symlink
 /// that points nowhere (coffer does not create directories where a dangling link points).
@@ -231,7 +231,7 @@ mod tests {
         let base = real(&dir);
         std::os::unix::fs::symlink(base.join("nowhere/deep"), base.join("app")).unwrap();
         let configured = base.join("app/ws");
-        let target = crate::boundaries::real_path(&configured).unwrap();
+        let target = crate::workspace::boundaries::real_path(&configured).unwrap();
         assert_eq!(target, base.join("nowhere/deep/ws"));
         let err = missing_parents(&configured, &target).unwrap_err();
         assert!(err.contains("dangling symlink"), "{err}");
@@ -248,7 +248,7 @@ mod tests {
         std::fs::create_dir(base.join("data")).unwrap();
         std::os::unix::fs::symlink(base.join("data"), base.join("app")).unwrap();
         let configured = base.join("app/srv/ws");
-        let target = crate::boundaries::real_path(&configured).unwrap();
+        let target = crate::workspace::boundaries::real_path(&configured).unwrap();
         let found = missing_parents(&configured, &target).unwrap();
         assert_eq!(found.missing, [base.join("data/srv")]);
     }

@@ -3,14 +3,14 @@
 
 use std::path::Path;
 
-use crate::artifact::ArtifactReader;
-use crate::catalog::{self, BackupEntry, EntryStatus};
-use crate::crypto::Identities;
-use crate::manifest::{AnyManifest, ArtifactRole};
+use crate::format::manifest::{AnyManifest, ArtifactRole};
+use crate::format::signing::Verdict;
 use crate::postgres::Session;
-use crate::signing::Verdict;
-use crate::units;
-use crate::workspace_swap;
+use crate::root::catalog::{self, BackupEntry, EntryStatus};
+use crate::stream::artifact::ArtifactReader;
+use crate::stream::crypto::Identities;
+use crate::util::units;
+use crate::workspace::swap;
 
 use super::head::check_head;
 use super::parents::{PARENT_MODE, check_ancestor, missing_parents};
@@ -374,7 +374,7 @@ fn check_workspace(
         ));
     }
     let target = real.as_path();
-    let conflicts = crate::boundaries::check_restore_target(
+    let conflicts = crate::workspace::boundaries::check_restore_target(
         configured,
         target,
         &settings.backup_root,
@@ -388,12 +388,12 @@ fn check_workspace(
     // coffer stages and swaps beside the target: another user able to write there could
     // substitute what is restored, or plant a journal.
     let parent_exists = target.parent().is_some_and(Path::is_dir);
-    if parent_exists && let Err(e) = workspace_swap::check_parent(target) {
+    if parent_exists && let Err(e) = swap::check_parent(target) {
         problems.push(e.to_string());
         return None;
     }
     // The swap removes the previous tree: whatever is mounted below it would go with it.
-    match crate::mounts::mounts_below_dir(target) {
+    match crate::workspace::mounts::mounts_below_dir(target) {
         Ok(m) if m.is_empty() => {}
         Ok(m) => {
             problems.push(format!(
@@ -414,7 +414,7 @@ fn check_workspace(
         }
     }
     // A swap a killed restore left behind is settled first, so what we check is real.
-    match workspace_swap::recover(target) {
+    match swap::recover(target) {
         Ok(Some(r)) => notes.push(r.to_string()),
         Ok(None) => {}
         Err(e) => {

@@ -1,7 +1,7 @@
 //! Crash recovery: a workspace swap that a killed earlier restore left half done is
 //! settled before anything else is checked.
 
-use crate::workspace_swap;
+use crate::workspace::swap;
 
 use super::workspace::swap_path;
 use super::{RestoreError, RestoreSettings, RestoreSteps, workspace_target};
@@ -13,20 +13,19 @@ use super::{RestoreError, RestoreSettings, RestoreSteps, workspace_target};
 pub fn recover_interrupted(
     settings: &RestoreSettings,
     options: &RestoreSteps,
-) -> Result<Option<workspace_swap::Recovery>, RestoreError> {
+) -> Result<Option<swap::Recovery>, RestoreError> {
     let Some(target) = workspace_target(settings, options) else {
         return Ok(None);
     };
     let target = swap_path(target);
     // Only a swap that had started renaming can leave the workspace half swapped; failing
     // to remove a staging leftover changes nothing.
-    let half_swapped = workspace_swap::interrupted_phase(&target)
-        .is_some_and(|p| p != workspace_swap::Phase::Staging);
-    workspace_swap::recover(&target).map_err(|e| {
+    let half_swapped = swap::interrupted_phase(&target).is_some_and(|p| p != swap::Phase::Staging);
+    swap::recover(&target).map_err(|e| {
         if matches!(
             e,
-            workspace_swap::SwapError::Untrusted { .. }
-                | workspace_swap::SwapError::SharedParent { .. }
+            swap::SwapError::Untrusted { .. }
+                | swap::SwapError::SharedParent { .. }
         ) {
             // Nothing was touched: what is there is not provably coffer's.
             RestoreError::Refused {
@@ -37,7 +36,7 @@ pub fn recover_interrupted(
                 "{e}; an interrupted earlier restore left {} half swapped: resolve it by hand",
                 target.display()
             ))
-        } else if matches!(e, workspace_swap::SwapError::Target { .. }) {
+        } else if matches!(e, swap::SwapError::Target { .. }) {
             RestoreError::Refused {
                 problems: vec![e.to_string()],
             }

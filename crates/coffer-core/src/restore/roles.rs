@@ -5,9 +5,9 @@
 
 use std::io::Read;
 
-use crate::crypto::Identities;
 use crate::postgres::Database;
 use crate::postgres::roles::{self, RoleCreation};
+use crate::stream::crypto::Identities;
 
 use super::Source;
 
@@ -118,7 +118,7 @@ fn read_roles_file(source: &Source, identities: Option<&Identities>) -> Result<S
         return Err(format!(
             "the roles file {} is larger than {}: not a roles file",
             source.path.display(),
-            crate::units::bytes(ROLES_CAP)
+            crate::util::units::bytes(ROLES_CAP)
         ));
     }
     let digests = reader.finish().map_err(|e| e.to_string())?;

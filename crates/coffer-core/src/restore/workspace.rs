@@ -1,16 +1,16 @@
 //! The workspace stream: the archive extracted into the staging directory that
-//! [`crate::workspace_swap`] later swaps in for the directory the workspace really is.
+//! [`crate::workspace::swap`] later swaps in for the directory the workspace really is.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::archive::{self, ExtractStats};
-use crate::artifact::ArtifactReader;
 use crate::cancel::CancelFlag;
-use crate::crypto::Identities;
-use crate::manifest::ArtifactRole;
+use crate::format::manifest::ArtifactRole;
 use crate::progress::Progress;
+use crate::stream::archive::{self, ExtractStats};
+use crate::stream::artifact::ArtifactReader;
+use crate::stream::crypto::Identities;
 
 use super::WorkspaceTarget;
 use super::failure::{StreamFailure, artifact_failure};
@@ -18,7 +18,7 @@ use super::failure::{StreamFailure, artifact_failure};
 /// The directory actually swapped for `target`: its real path, so a workspace that is a
 /// symlink (or lies below one) has the directory it points to replaced and the link kept.
 pub(super) fn swap_path(target: &Path) -> PathBuf {
-    crate::boundaries::real_path(target).unwrap_or_else(|_| target.to_path_buf())
+    crate::workspace::boundaries::real_path(target).unwrap_or_else(|_| target.to_path_buf())
 }
 
 /// Extracts the workspace archive into the staging directory and checks its hashes.

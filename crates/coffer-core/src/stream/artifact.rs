@@ -1,0 +1,487 @@
+//! Reading an artifact back in one pass: file → stored hash → (age) → gunzip or zstd →
+//! plain hash.
+//!
+//! Verify, restore and the restore drill all read artifacts through [`ArtifactReader`], so
+//! every byte a restore applies has been hashed on the way, and [`ArtifactReader::finish`]
+//! compares both digests with the manifest before the caller commits anything.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use flate2::read::MultiGzDecoder;
+use sha2::{Digest, Sha256};
+
+use crate::format::manifest::{Artifact, Compression};
+use crate::stream::crypto::{CryptoError, Identities};
+use crate::stream::digest::{HashingReader, StreamDigest};
+
+/// Read buffer for artifact files: large reads keep syscall overhead out of the profile.
+const READ_BUFFER: usize = 1 << 20;
+
+/// Why an artifact could not be read back, or did not match its manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// The file could not be opened: missing, unreadable, a symlink or not a regular file
+    /// (coffer opens artifacts with `O_NOFOLLOW` and refuses fifos and devices).
+    #[error("cannot open artifact {path}: it {source}")]
+    Open {
+        /// The artifact file.
+        path: PathBuf,
+        /// Why.
+        source: crate::util::fsutil::BoundedReadError,
+    },
+    /// The file is encrypted and no identity was given.
+    #[error(
+        "artifact {path} is age-encrypted and no identity was given: set encryption.identity_file, COFFER_AGE_IDENTITY_FILE or --identity"
+    )]
+    NoIdentity {
+        /// The artifact file.
+        path: PathBuf,
+    },
+    /// The age header could not be decrypted (wrong key, not an age file).
+    #[error(transparent)]
+    Decrypt(#[from] CryptoError),
+    /// Reading failed part-way: corrupt or truncated compression or encryption.
+    #[error("artifact {path} is damaged or truncated: {source}")]
+    Damaged {
+        /// The artifact file.
+        path: PathBuf,
+        /// What the decoder said.
+        source: io::Error,
+    },
+    /// Size or SHA-256 differ from the manifest.
+    #[error(
+        "artifact {path} does not match its manifest: {what} is {actual}, expected {expected}; the backup is damaged, use another one"
+    )]
+    Mismatch {
+        /// The artifact file.
+        path: PathBuf,
+        /// Which value, e.g. `stored sha256`.
+        what: &'static str,
+        /// The value in the manifest.
+        expected: String,
+        /// The value read.
+        actual: String,
+    },
+}
+
+/// Both digests of an artifact read to its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactDigests {
+    /// The file as stored.
+    pub stored: StreamDigest,
+    /// After decrypting and decompressing.
+    pub plain: StreamDigest,
+}
+
+impl ArtifactDigests {
+    /// Compares with the manifest's record of the artifact; `path` names it in the error.
+    pub fn check(&self, expected: &Artifact, path: &Path) -> Result<(), ArtifactError> {
+        let mismatch = |what, expected: String, actual: String| ArtifactError::Mismatch {
+            path: path.to_path_buf(),
+            what,
+            expected,
+            actual,
+        };
+        if self.stored.size != expected.size {
+            return Err(mismatch(
+                "stored size",
+                expected.size.to_string(),
+                self.stored.size.to_string(),
+            ));
+        }
+        if self.stored.sha256 != expected.sha256 {
+            return Err(mismatch(
+                "stored sha256",
+                expected.sha256.clone(),
+                self.stored.sha256.clone(),
+            ));
+        }
+        if self.plain.size != expected.uncompressed_size {
+            return Err(mismatch(
+                "uncompressed size",
+                expected.uncompressed_size.to_string(),
+                self.plain.size.to_string(),
+            ));
+        }
+        if self.plain.sha256 != expected.uncompressed_sha256 {
+            return Err(mismatch(
+                "uncompressed sha256",
+                expected.uncompressed_sha256.clone(),
+                self.plain.sha256.clone(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The decrypted, decompressed content of an artifact file, hashed at both ends.
+///
+/// Read errors from the decoders (corrupt deflate data, a bad CRC, a truncated file, an
+/// age chunk that fails authentication) come out of `read` as `io::Error`s;
+/// [`ArtifactReader::damaged`] wraps one with the file's path.
+pub struct ArtifactReader {
+    plain: HashingReader<Box<dyn Read + Send>>,
+    stored: Arc<Mutex<(Sha256, u64)>>,
+    path: PathBuf,
+}
+
+impl ArtifactReader {
+    /// Opens `path`; `encrypted` says whether it is an age file; the compression follows
+    /// the file name (`.zst` is zstd, anything else gzip, see
+    /// [`Compression::of_file_name`]). An encrypted file needs `identities`, and its header
+    /// is decrypted here, so a wrong key fails before any data is read.
+    pub fn open(
+        path: &Path,
+        encrypted: bool,
+        identities: Option<&Identities>,
+    ) -> Result<ArtifactReader, ArtifactError> {
+        let file =
+            crate::util::fsutil::open_regular(path).map_err(|source| ArtifactError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        ArtifactReader::from_file(file, path, encrypted, identities)
+    }
+
+    /// Like [`ArtifactReader::open`], but first proves the file is the one `expected`
+    /// records: it is read once through the same descriptor, its size and SHA-256 compared
+    /// with the manifest, and only then rewound and decoded. So not one byte of a file that
+    /// was swapped or altered (even at the same size) reaches a consumer such as psql; the
+    /// checks of [`ArtifactReader::finish`] still run at the end (they also cover the plain
+    /// hash). A local file's second read comes from the page cache.
+    pub fn open_proven(
+        path: &Path,
+        expected: &Artifact,
+        identities: Option<&Identities>,
+    ) -> Result<ArtifactReader, ArtifactError> {
+        let mut file =
+            crate::util::fsutil::open_regular(path).map_err(|source| ArtifactError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let damaged = |source| ArtifactError::Damaged {
+            path: path.to_path_buf(),
+            source,
+        };
+        let stored = prove(&mut file, expected.size).map_err(damaged)?;
+        let mismatch = |what, expected: String, actual: String| ArtifactError::Mismatch {
+            path: path.to_path_buf(),
+            what,
+            expected,
+            actual,
+        };
+        if stored.size != expected.size {
+            return Err(mismatch(
+                "stored size",
+                expected.size.to_string(),
+                // Reading stopped one byte past the recorded size.
+                if stored.size > expected.size {
+                    format!("more than {}", expected.size)
+                } else {
+                    stored.size.to_string()
+                },
+            ));
+        }
+        if stored.sha256 != expected.sha256 {
+            return Err(mismatch(
+                "stored sha256",
+                expected.sha256.clone(),
+                stored.sha256,
+            ));
+        }
+        file.seek(SeekFrom::Start(0)).map_err(damaged)?;
+        ArtifactReader::from_file(file, path, expected.encryption.is_some(), identities)
+    }
+
+    /// Builds the decoding chain over an open artifact file.
+    fn from_file(
+        file: File,
+        path: &Path,
+        encrypted: bool,
+        identities: Option<&Identities>,
+    ) -> Result<ArtifactReader, ArtifactError> {
+        let stored = Arc::new(Mutex::new((Sha256::new(), 0u64)));
+        let tap = StoredTap {
+            inner: BufReader::with_capacity(READ_BUFFER, file),
+            state: stored.clone(),
+        };
+        let compressed: Box<dyn Read + Send> = if encrypted {
+            let ids = identities.ok_or_else(|| ArtifactError::NoIdentity {
+                path: path.to_path_buf(),
+            })?;
+            Box::new(ids.decrypt(tap, &path.display().to_string())?)
+        } else {
+            Box::new(tap)
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let decompressed: Box<dyn Read + Send> = match Compression::of_file_name(&name) {
+            // Multi-member: pigz and concatenated gzip files are valid gzip too.
+            Compression::Gzip => Box::new(MultiGzDecoder::new(compressed)),
+            Compression::Zstd => {
+                Box::new(zstd::stream::read::Decoder::new(compressed).map_err(|e| {
+                    ArtifactError::Damaged {
+                        path: path.to_path_buf(),
+                        source: e,
+                    }
+                })?)
+            }
+        };
+        Ok(ArtifactReader {
+            plain: HashingReader::new(decompressed),
+            stored,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Opens the artifact a manifest entry describes, inside backup directory `dir`.
+    #[cfg(test)]
+    pub fn open_in(
+        dir: &Path,
+        artifact: &Artifact,
+        identities: Option<&Identities>,
+    ) -> Result<ArtifactReader, ArtifactError> {
+        ArtifactReader::open(
+            &dir.join(&artifact.file),
+            artifact.encryption.is_some(),
+            identities,
+        )
+    }
+
+    /// Plain bytes read so far.
+    pub fn plain_bytes(&self) -> u64 {
+        self.plain.size()
+    }
+
+    /// Wraps a read error from this reader with the file's path.
+    pub fn damaged(&self, source: io::Error) -> ArtifactError {
+        ArtifactError::Damaged {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Reads whatever the consumer left to the end (so both digests cover the whole file)
+    /// and returns the digests.
+    pub fn finish(mut self) -> Result<ArtifactDigests, ArtifactError> {
+        io::copy(&mut self.plain, &mut io::sink()).map_err(|e| self.damaged(e))?;
+        let (_, plain) = self.plain.finish();
+        let (hasher, size) = std::mem::take(&mut *self.stored.lock().expect("digest lock"));
+        Ok(ArtifactDigests {
+            stored: StreamDigest {
+                size,
+                sha256: hex::encode(hasher.finalize()),
+            },
+            plain,
+        })
+    }
+}
+
+impl Read for ArtifactReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.plain.read(buf)
+    }
+}
+
+/// Hashes `file` from where it stands, reading at most `size + 1` bytes (so a file that is
+/// longer, or grows, is not read forever).
+fn prove(file: &mut File, size: u64) -> io::Result<StreamDigest> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0; READ_BUFFER];
+    let mut read = 0u64;
+    let mut limited = Read::by_ref(file).take(size.saturating_add(1));
+    loop {
+        match limited.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                read += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(StreamDigest {
+        size: read,
+        sha256: hex::encode(hasher.finalize()),
+    })
+}
+
+/// Hashes the file bytes beneath the age decryptor, which does not give its reader back.
+struct StoredTap<R> {
+    inner: R,
+    state: Arc<Mutex<(Sha256, u64)>>,
+}
+
+impl<R: Read> Read for StoredTap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut state = self.state.lock().expect("digest lock");
+        state.0.update(&buf[..n]);
+        state.1 += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::manifest::{ArtifactRole, Compression, Encryption};
+    use flate2::Compression as Level;
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = GzEncoder::new(Vec::new(), Level::new(6));
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn sha(data: &[u8]) -> String {
+        hex::encode(Sha256::digest(data))
+    }
+
+    fn record(file: &str, stored: &[u8], plain: &[u8], encrypted: bool) -> Artifact {
+        Artifact {
+            role: ArtifactRole::Database,
+            file: file.into(),
+            size: stored.len() as u64,
+            sha256: sha(stored),
+            uncompressed_size: plain.len() as u64,
+            uncompressed_sha256: sha(plain),
+            compression: Compression::Gzip,
+            encryption: encrypted.then_some(Encryption::Age),
+        }
+    }
+
+    fn read_all(
+        dir: &Path,
+        a: &Artifact,
+        ids: Option<&Identities>,
+    ) -> Result<Vec<u8>, ArtifactError> {
+        let mut r = ArtifactReader::open_in(dir, a, ids)?;
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).map_err(|e| r.damaged(e))?;
+        r.finish()?.check(a, &dir.join(&a.file))?;
+        Ok(out)
+    }
+
+    #[test]
+    fn round_trip_plain_and_multi_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = b"hello world\n".repeat(1000);
+        // Two gzip members, as pigz or `cat a.gz b.gz` produce.
+        let mut stored = gzip(&plain[..5000]);
+        stored.extend(gzip(&plain[5000..]));
+        std::fs::write(dir.path().join("x.gz"), &stored).unwrap();
+        let a = record("x.gz", &stored, &plain, false);
+        assert_eq!(read_all(dir.path(), &a, None).unwrap(), plain);
+    }
+
+    #[test]
+    fn open_proven_refuses_before_decoding_a_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = b"SELECT 1;\n".repeat(5000);
+        let stored = gzip(&plain);
+        let a = record("x.gz", &stored, &plain, false);
+        let path = dir.path().join("x.gz");
+        std::fs::write(&path, &stored).unwrap();
+        let mut r = ArtifactReader::open_proven(&path, &a, None).unwrap();
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, plain, "rewound to the start after proving");
+        r.finish().unwrap().check(&a, &path).unwrap();
+        // Same size, other content (a valid gzip of other text): refused at open.
+        let forged = gzip(&b"COMMIT; DROP TABLE t;\n".repeat(2273));
+        let mut same_size = forged.clone();
+        same_size.resize(stored.len(), 0);
+        for (what, bytes) in [
+            ("same size", same_size),
+            ("longer", [stored.clone(), vec![0]].concat()),
+            ("shorter", stored[..stored.len() - 1].to_vec()),
+        ] {
+            std::fs::write(&path, &bytes).unwrap();
+            let err = ArtifactReader::open_proven(&path, &a, None)
+                .err()
+                .unwrap_or_else(|| panic!("{what}: opened"));
+            assert!(
+                matches!(err, ArtifactError::Mismatch { .. }),
+                "{what}: {err}"
+            );
+            assert!(
+                err.to_string().contains("does not match its manifest"),
+                "{err}"
+            );
+        }
+        // Not a regular file: refused without reading.
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        assert!(matches!(
+            ArtifactReader::open_proven(&path, &a, None),
+            Err(ArtifactError::Open { .. })
+        ));
+    }
+
+    #[test]
+    fn flipped_and_truncated_bytes_are_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let stored = gzip(&plain);
+        let a = record("x.gz", &stored, &plain, false);
+        for (i, damage) in [
+            Box::new(|v: &mut Vec<u8>| {
+                let mid = v.len() / 2;
+                v[mid] ^= 0x40
+            }) as Box<dyn Fn(&mut Vec<u8>)>,
+            Box::new(|v: &mut Vec<u8>| v.truncate(v.len() / 2)),
+            Box::new(|v: &mut Vec<u8>| v.truncate(v.len() - 3)),
+            Box::new(|v: &mut Vec<u8>| v.push(0)),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut bad = stored.clone();
+            damage(&mut bad);
+            std::fs::write(dir.path().join("x.gz"), &bad).unwrap();
+            let err = read_all(dir.path(), &a, None).expect_err(&format!("damage {i}"));
+            assert!(
+                matches!(
+                    err,
+                    ArtifactError::Damaged { .. } | ArtifactError::Mismatch { .. }
+                ),
+                "damage {i}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn encrypted_needs_the_right_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        let public = crate::stream::crypto::keygen(&key).unwrap();
+        let other = dir.path().join("other");
+        crate::stream::crypto::keygen(&other).unwrap();
+        let recipients = crate::stream::crypto::Recipients::load(&[public], None).unwrap();
+        let plain = b"secret rows\n".repeat(100);
+        let mut w = recipients.encrypt(Vec::new()).unwrap();
+        w.write_all(&gzip(&plain)).unwrap();
+        let stored = w.finish().unwrap();
+        std::fs::write(dir.path().join("x.gz.age"), &stored).unwrap();
+        let a = record("x.gz.age", &stored, &plain, true);
+
+        let ids = Identities::load(&key).unwrap();
+        assert_eq!(read_all(dir.path(), &a, Some(&ids)).unwrap(), plain);
+        assert!(matches!(
+            read_all(dir.path(), &a, None),
+            Err(ArtifactError::NoIdentity { .. })
+        ));
+        let wrong = Identities::load(&other).unwrap();
+        let err = read_all(dir.path(), &a, Some(&wrong)).unwrap_err();
+        assert!(err.to_string().contains("does not match"), "{err}");
+    }
+}

@@ -1,0 +1,9 @@
+//! One-pass readers and writers: hashing, gzip, age, the workspace tar, the dump scanner,
+//! and an artifact read back with both digests checked.
+
+pub mod archive;
+pub mod artifact;
+pub mod crypto;
+pub mod digest;
+pub mod dump_scan;
+pub mod parallel_gzip;
