@@ -3,6 +3,7 @@
 
 mod adversarial;
 mod backup;
+mod barehost;
 mod bundle;
 mod harness;
 mod list;

@@ -242,6 +242,13 @@ fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
             db.name,
             if db.create { " (to be created)" } else { "" }
         )?;
+        if !db.create_roles.is_empty() {
+            writeln!(
+                err,
+                "  roles      {} (to be created)",
+                db.create_roles.join(", ")
+            )?;
+        }
     }
     if let Some(ws) = &plan.workspace {
         writeln!(
@@ -250,6 +257,8 @@ fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
             ws.path.display(),
             if ws.exists {
                 ""
+            } else if !ws.create_parents.is_empty() {
+                " (does not exist yet, nor its parent directories)"
             } else {
                 " (does not exist yet)"
             }

@@ -84,6 +84,12 @@ pub enum BackupError {
         "pg_dump's output could never be restored: {0}; the partial backup was removed (report this with the pg_dump version)"
     )]
     DumpRefused(String),
+    /// `pg_dumpall --roles-only` wrote something a restore would refuse to read
+    /// (`database.include_roles`).
+    #[error(
+        "the cluster's roles (database.include_roles) could never be restored: {0}; the partial backup was removed (set database.include_roles = false to back up without them)"
+    )]
+    RolesRefused(String),
     /// Another coffer run holds the backup root.
     #[error(transparent)]
     Locked(#[from] LockError),
@@ -152,6 +158,8 @@ pub struct BackupSettings {
     pub level: u32,
     /// The key `manifest.json` and `SHA256SUMS` are signed with (`signing.secret_key_file`).
     pub signing_key: Option<crate::format::signing::SigningKey>,
+    /// Also store the cluster's roles (`database.include_roles`).
+    pub include_roles: bool,
 }
 
 impl BackupSettings {
@@ -180,6 +188,7 @@ impl BackupSettings {
                 .as_deref()
                 .map(crate::format::signing::SigningKey::load)
                 .transpose()?,
+            include_roles: config.database.include_roles,
         })
     }
 }

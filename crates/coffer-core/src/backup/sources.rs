@@ -12,6 +12,9 @@ use crate::format::manifest::{Artifact, ArtifactRole, Encryption};
 use crate::stream::archive::{self, ArchiveOptions, ArchiveStats};
 use crate::stream::dump_scan::{DumpFacts, ScanningWriter};
 
+/// The largest roles dump read (a cluster's roles are a few KiB; this bounds memory).
+const ROLES_CAP: u64 = 64 << 20;
+
 /// Streams pg_dump's output into the database artifact, scanning it as it passes.
 pub(super) fn dump_database(
     settings: &BackupSettings,
@@ -65,6 +68,54 @@ pub(super) fn dump_database(
         ),
     );
     Ok((artifact, facts))
+}
+
+/// Stores `pg_dumpall --roles-only` as the roles artifact, after checking that a restore
+/// will be able to read it (see [`crate::postgres::roles`]).
+pub(super) fn dump_roles(
+    settings: &BackupSettings,
+    staging: &Path,
+    encryption: Option<Encryption>,
+    dump_pid: &AtomicU32,
+    taps: &Taps<'_>,
+) -> Result<Artifact, BackupError> {
+    let mut dump = settings.database.spawn_pg_dumpall_roles()?;
+    dump_pid.store(dump.child.id(), Ordering::SeqCst);
+    let stdout = dump.child.stdout.take().expect("stdout is piped");
+    let mut text = Vec::new();
+    let read = stdout.take(ROLES_CAP + 1).read_to_end(&mut text);
+    if read.is_err() || text.len() as u64 > ROLES_CAP || taps.stopped().is_some() {
+        dump.kill();
+        dump_pid.store(0, Ordering::SeqCst);
+        return Err(taps.stopped().unwrap_or_else(|| {
+            BackupError::RolesRefused(match read {
+                Err(e) => format!("cannot read pg_dumpall's output: {e}"),
+                Ok(_) => format!(
+                    "pg_dumpall wrote more than {}",
+                    crate::util::units::bytes(ROLES_CAP)
+                ),
+            })
+        }));
+    }
+    let waited = dump.wait(
+        "database.include_roles needs a superuser (pg_dumpall reads pg_authid): connect as one, or set include_roles = false",
+    );
+    dump_pid.store(0, Ordering::SeqCst);
+    waited?;
+    let parsed = std::str::from_utf8(&text)
+        .map_err(|e| format!("not UTF-8: {e}"))
+        .and_then(crate::postgres::roles::parse);
+    if let Err(e) = parsed {
+        return Err(BackupError::RolesRefused(e));
+    }
+    let mut writer =
+        ArtifactWriter::create(settings, staging, ArtifactRole::Roles, encryption, taps)?;
+    let path = writer.path.clone();
+    writer.write_all(&text).map_err(|e| {
+        taps.stopped()
+            .unwrap_or_else(|| BackupError::io("write", &path, e))
+    })?;
+    writer.finish()
 }
 
 fn copy_stream(input: &mut impl Read, output: &mut impl Write) -> io::Result<u64> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::artifact_writer::Taps;
-use super::sources::{archive_workspace, dump_database};
+use super::sources::{archive_workspace, dump_database, dump_roles};
 use super::{BackupError, BackupRequest, BackupSettings};
 use crate::cancel::CancelFlag;
 use crate::format::manifest::{
@@ -49,7 +49,15 @@ pub(super) fn write_backup(
 
     let (db, ws) = std::thread::scope(|scope| {
         let db = scope.spawn(|| {
-            let r = dump_database(settings, staging, encryption, &dump_pid, &taps);
+            // The roles first (a few KiB): pg_dumpall and pg_dump share the kill switch.
+            let roles = settings
+                .include_roles
+                .then(|| dump_roles(settings, staging, encryption, &dump_pid, &taps))
+                .transpose();
+            let r = roles.and_then(|roles| {
+                dump_database(settings, staging, encryption, &dump_pid, &taps)
+                    .map(|(a, facts)| (a, facts, roles))
+            });
             stop_other_on_error(r.is_err());
             r
         });
@@ -84,7 +92,7 @@ pub(super) fn write_backup(
         (Err(BackupError::Aborted), Err(e)) | (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
         (Ok(db), Ok(ws)) => (db, ws),
     };
-    let (db_artifact, facts) = db;
+    let (db_artifact, facts, roles_artifact) = db;
     let (ws_artifact, stats) = match ws {
         Some((a, s)) => (Some(a), Some(s)),
         None => (None, None),
@@ -93,6 +101,7 @@ pub(super) fn write_backup(
     let completed_at = Utc::now();
     let mut artifacts = vec![db_artifact];
     artifacts.extend(ws_artifact);
+    artifacts.extend(roles_artifact);
     let workspace_path = settings.workspace.as_ref().map(|p| p.display().to_string());
     let manifest = Manifest {
         format: manifest::FORMAT,

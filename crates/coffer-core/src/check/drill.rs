@@ -109,6 +109,8 @@ pub fn run(
         workspace: true,
         target_db: Some(database.clone()),
         create_target_db: true,
+        // A drill changes nothing outside its throw-away database and directory.
+        create_roles: false,
         target_dir: Some(directory.clone()),
         expect_heads: None,
         check_code_head: false,

@@ -443,6 +443,12 @@ fn check_artifact(
         Content::Dump(facts) => dump_check(file, &facts, expected),
         Content::Tar(Ok(listing)) => tar_check(file, &listing, expected.manifest),
         Content::Tar(Err(e)) => Check::new(format!("{file}: tar listing"), Outcome::Fail, e),
+        Content::Roles(Ok((roles, memberships))) => Check::new(
+            format!("{file}: roles"),
+            Outcome::Pass,
+            format!("{roles} roles, {memberships} memberships, every line one coffer accepts"),
+        ),
+        Content::Roles(Err(e)) => Check::new(format!("{file}: roles"), Outcome::Fail, e),
     });
     (checks, Some(digests.stored))
 }
@@ -471,6 +477,8 @@ fn stored_check(file: &str, d: &StreamDigest, a: &Artifact) -> Check {
 enum Content {
     Dump(DumpFacts),
     Tar(Result<TarListing, String>),
+    /// The roles file: how many roles and memberships, or why restore would refuse it.
+    Roles(Result<(usize, usize), String>),
 }
 
 /// Reads the plain stream to its end, interpreting it by role, and returns the digests.
@@ -501,8 +509,23 @@ fn read_content(
             let digests = reader.finish();
             (Content::Tar(listing), digests)
         }
+        ArtifactRole::Roles => {
+            let mut text = Vec::new();
+            if let Err(e) = (&mut reader).take(ROLES_CAP).read_to_end(&mut text) {
+                let err = reader.damaged(e);
+                return (Content::Roles(Err(err.to_string())), Err(err));
+            }
+            let parsed = std::str::from_utf8(&text)
+                .map_err(|e| format!("not UTF-8: {e}"))
+                .and_then(crate::postgres::roles::parse)
+                .map(|f| (f.roles.len(), f.memberships.len()));
+            (Content::Roles(parsed), reader.finish())
+        }
     }
 }
+
+/// The largest roles file read (real ones are a few KiB).
+const ROLES_CAP: u64 = 64 << 20;
 
 /// The dump's own verdict (complete, nothing psql must not run) and whether it proves the
 /// manifest's head and table list.

@@ -154,6 +154,7 @@ impl RestoreOptions {
             workspace: self.workspace,
             target_db: self.target_db.clone(),
             create_target_db: self.target_db.is_some(),
+            create_roles: true,
             target_dir: self.target_dir.clone(),
             expect_heads: self.expect_heads.clone(),
             check_code_head: true,

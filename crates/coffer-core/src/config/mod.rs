@@ -252,6 +252,10 @@ pub struct DatabaseConfig {
     pub name: Option<String>,
     /// Role to connect as (overrides the URL's).
     pub user: Option<String>,
+    /// Also back up the cluster's roles and memberships (`pg_dumpall --roles-only`, which
+    /// needs a superuser), so a restore on a fresh server can create the missing roles the
+    /// dump needs. Off by default.
+    pub include_roles: bool,
 }
 
 /// `[workspace]`: the directory archived next to the database.

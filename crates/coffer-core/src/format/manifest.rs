@@ -75,6 +75,11 @@ pub enum ArtifactRole {
     Database,
     /// The workspace tar.
     Workspace,
+    /// The cluster's roles and memberships (`pg_dumpall --roles-only`), written only with
+    /// `database.include_roles = true`: file `roles.sql.gz` (`.zst`, `.age` as the others),
+    /// listed in `artifacts` and `SHA256SUMS` like them. Restore never runs it: it reads
+    /// it with the strict parser of `postgres/roles.rs` and creates only missing roles.
+    Roles,
 }
 
 impl ArtifactRole {
@@ -83,14 +88,16 @@ impl ArtifactRole {
         match self {
             ArtifactRole::Database => "postgres.sql",
             ArtifactRole::Workspace => "workspace.tar",
+            ArtifactRole::Roles => "roles.sql",
         }
     }
 
-    /// `database` or `workspace`.
+    /// `database`, `workspace` or `roles`.
     pub fn as_str(self) -> &'static str {
         match self {
             ArtifactRole::Database => "database",
             ArtifactRole::Workspace => "workspace",
+            ArtifactRole::Roles => "roles",
         }
     }
 }
@@ -161,7 +168,7 @@ pub fn artifact_file_name(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Artifact {
-    /// Database or workspace.
+    /// Database, workspace or roles.
     pub role: ArtifactRole,
     /// File name inside the backup directory.
     pub file: String,

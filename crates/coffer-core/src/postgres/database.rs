@@ -96,6 +96,27 @@ impl Database {
         db
     }
 
+    /// The database name this runner connects to, when the configuration says it
+    /// (`database.name`, the URL's path or `dbname`); `None` leaves it to libpq's default.
+    pub fn configured_dbname(&self) -> Option<String> {
+        let from_args = self
+            .args
+            .iter()
+            .rev()
+            .find_map(|a| a.strip_prefix("--dbname="));
+        let from_env = || {
+            self.env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "PGDATABASE")
+                .map(|(_, v)| v.as_str())
+        };
+        from_args
+            .or_else(from_env)
+            .filter(|n| !n.is_empty())
+            .map(String::from)
+    }
+
     /// A command running `program` (`pg_dump`, `psql`) with the connection settings applied.
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = self.bare_command(program);
@@ -176,6 +197,15 @@ impl Database {
             what: format!("{program} --version"),
             output: text,
         })
+    }
+
+    /// Starts `pg_dumpall --roles-only` (the cluster's roles and memberships; reading
+    /// their password verifiers needs a superuser), its output piped.
+    pub fn spawn_pg_dumpall_roles(&self) -> Result<RunningProgram, PgError> {
+        let mut cmd = self.command("pg_dumpall");
+        cmd.args(["--roles-only", "--no-password"]);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        RunningProgram::spawn(cmd, "pg_dumpall", true)
     }
 
     /// Starts `pg_dump` in plain format with `--clean --if-exists`, its output piped.
@@ -262,6 +292,62 @@ impl Database {
             quote_literal(name)
         ))?;
         Ok(out.trim() == "1")
+    }
+
+    /// Whether the role this runner logs in as may run `CREATE DATABASE` (superuser or
+    /// `CREATEDB`).
+    pub fn may_create_databases(&self) -> Result<bool, PgError> {
+        let out = self
+            .query("SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user")?;
+        Ok(out.trim() == "t")
+    }
+
+    /// Whether the role this runner logs in as may create roles (superuser or `CREATEROLE`).
+    pub fn may_create_roles(&self) -> Result<bool, PgError> {
+        let out = self
+            .query("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user")?;
+        Ok(out.trim() == "t")
+    }
+
+    /// Runs `sql` (statements coffer wrote) in one transaction, given on psql's standard
+    /// input so nothing of it (a password verifier) shows in the process list, with terse
+    /// errors so none is echoed back either.
+    pub fn run_script(&self, sql: &str) -> Result<(), PgError> {
+        use std::io::Write;
+        let mut cmd = self.command("psql");
+        cmd.args([
+            "-X",
+            "-q",
+            "-1",
+            "--no-password",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-v",
+            "VERBOSITY=terse",
+        ]);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::null());
+        let mut psql = RunningProgram::spawn(cmd, "psql", false)?;
+        let written = psql
+            .child
+            .stdin
+            .take()
+            .map(|mut stdin| stdin.write_all(sql.as_bytes()));
+        psql.wait("nothing of it was committed; check the error above")?;
+        match written {
+            Some(Err(e)) => Err(PgError::Unsupported(format!(
+                "psql stopped reading its input: {e}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Drops the roles `names` (which a restore created, empty), in one transaction.
+    pub fn drop_roles(&self, names: &[String]) -> Result<(), PgError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = names.iter().map(|n| quote_ident(n)).collect();
+        self.run_script(&format!("DROP ROLE IF EXISTS {};\n", list.join(", ")))
     }
 
     /// Runs `CREATE DATABASE name` (connect this runner to a maintenance database).
@@ -445,6 +531,37 @@ mod tests {
             shown.contains("PGPASSWORD") && !shown.contains("hunter2"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn configured_dbname_comes_from_name_url_or_nothing() {
+        let db = |url: Option<&str>, name: Option<&str>, exec: bool| {
+            Database::from_config(&DatabaseConfig {
+                url: url.map(String::from),
+                name: name.map(String::from),
+                exec: exec.then(|| vec!["docker".into()]),
+                ..Default::default()
+            })
+            .unwrap()
+            .configured_dbname()
+        };
+        assert_eq!(
+            db(Some("postgres://h/portal"), None, false),
+            Some("portal".into())
+        );
+        assert_eq!(
+            db(Some("postgres://h/portal"), Some("other"), false),
+            Some("other".into())
+        );
+        assert_eq!(
+            db(Some("postgres://h/portal"), None, true),
+            Some("portal".into())
+        );
+        assert_eq!(db(None, Some("portal"), true), Some("portal".into()));
+        assert_eq!(db(Some("postgres://h"), None, false), None);
+        assert_eq!(db(None, None, false), None);
+        let aimed = Database::default().with_dbname("postgres");
+        assert_eq!(aimed.configured_dbname(), Some("postgres".into()));
     }
 
     #[test]

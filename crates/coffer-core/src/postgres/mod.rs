@@ -11,7 +11,9 @@
 //! validate URLs without depending on the rest); `database` is the [`Database`] runner and
 //! its queries; `program` wraps a running child process; `version` reads server and client
 //! versions; `quote` quotes SQL literals and identifiers; `sandbox_exec` confines the psql
-//! that replays a dump; `psql_watch` reads its errors; `alembic` compares heads.
+//! that replays a dump; `psql_watch` reads its errors; `alembic` compares heads; `roles`
+//! reads `pg_dumpall --roles-only` output strictly and regenerates the statements a restore
+//! runs.
 
 pub mod alembic;
 pub(crate) mod connection;
@@ -19,11 +21,13 @@ mod database;
 mod program;
 pub(crate) mod psql_watch;
 mod quote;
+pub mod roles;
 pub mod sandbox_exec;
 mod version;
 
 pub use database::{Database, Session};
 pub use program::{RunningProgram, describe_status, kill_group, tail_lines};
+pub(crate) use quote::quote_ident;
 pub use version::{ClientVersion, ServerInfo};
 
 /// Why talking to PostgreSQL failed.

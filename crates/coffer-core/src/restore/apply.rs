@@ -14,6 +14,7 @@ use crate::stream::dump_scan::DumpFacts;
 use crate::util::units;
 use crate::workspace::swap::Swap;
 
+use super::created::Created;
 use super::database::{PendingCommit, stream_database};
 use super::failure::StreamFailure;
 use super::workspace::extract_workspace;
@@ -186,12 +187,12 @@ fn apply(
     started: Instant,
 ) -> Result<RestoreReport, RestoreError> {
     end_other_sessions(plan, options, ctx)?;
-    let created = create_database(plan, ctx)?;
+    let created = Created::make(plan, ctx)?;
     let swap = match &plan.workspace {
         Some(ws) => match Swap::begin(&ws.path, &plan.backup) {
             Ok(s) => Some(s),
             Err(e) => {
-                drop_created(created);
+                created.undo(ctx);
                 return Err(rolled_back("workspace", e.to_string()));
             }
         },
@@ -207,6 +208,7 @@ fn apply(
             streamed.pending,
             swap,
             created,
+            ctx,
         ));
     }
     if let Some(signal) = cancel.signal() {
@@ -215,10 +217,11 @@ fn apply(
             streamed.pending,
             swap,
             created,
+            ctx,
         ));
     }
 
-    let swap = swap_in_and_commit(streamed.pending, swap, created)?;
+    let swap = swap_in_and_commit(streamed.pending, swap, created, ctx)?;
     let mut report = RestoreReport {
         backup: plan.backup.clone(),
         database: None,
@@ -239,7 +242,7 @@ fn apply(
 }
 
 /// A failure of step `what` (e.g. `database`) that left nothing changed.
-fn rolled_back(what: &str, reason: String) -> RestoreError {
+pub(super) fn rolled_back(what: &str, reason: String) -> RestoreError {
     RestoreError::RolledBack {
         what: what.into(),
         reason,
@@ -282,30 +285,6 @@ fn end_other_sessions(
         }
     }
     Ok(())
-}
-
-/// Creates the target database when the plan says so, and returns it: a failed restore
-/// drops it again ([`drop_created`]).
-fn create_database<'p>(
-    plan: &'p Plan,
-    ctx: &RunContext<'_>,
-) -> Result<Option<&'p DatabaseTarget>, RestoreError> {
-    let Some(db) = plan.database.as_ref().filter(|d| d.create) else {
-        return Ok(None);
-    };
-    let maintenance = db.runner.with_dbname("postgres");
-    maintenance
-        .create_database(&db.name)
-        .map_err(|e| rolled_back("create database", e.to_string()))?;
-    ctx.done(&format!("database {} created", db.name));
-    Ok(Some(db))
-}
-
-/// Drops the database [`create_database`] created, if it did.
-fn drop_created(created: Option<&DatabaseTarget>) {
-    if let Some(db) = created {
-        let _ = db.runner.with_dbname("postgres").drop_database(&db.name);
-    }
 }
 
 /// What the database stream yields: the transaction waiting for `COMMIT`, the dump's facts
@@ -406,13 +385,14 @@ fn fail(
     err: RestoreError,
     pending: Option<PendingCommit>,
     swap: Option<Swap>,
-    created: Option<&DatabaseTarget>,
+    created: Created<'_>,
+    ctx: &RunContext<'_>,
 ) -> RestoreError {
     // Dropped first: psql ends without COMMIT, so the database is as it was (and a
     // database coffer created is no longer in use when it is dropped below).
     drop(pending);
     let undo = swap.map(Swap::abandon).transpose();
-    drop_created(created);
+    created.undo(ctx);
     match (undo, err) {
         // The swap had been undone by swap_in itself, or never started: a staging
         // leftover changes nothing (the next restore removes it).
@@ -431,14 +411,15 @@ fn fail(
 fn swap_in_and_commit(
     pending: Option<PendingCommit>,
     mut swap: Option<Swap>,
-    created: Option<&DatabaseTarget>,
+    created: Created<'_>,
+    ctx: &RunContext<'_>,
 ) -> Result<Option<Swap>, RestoreError> {
     if let Some(sw) = swap.as_mut()
         && let Err(e) = sw.swap_in()
     {
         if e.left_inconsistent() {
             drop(pending);
-            drop_created(created);
+            created.undo(ctx);
             return Err(RestoreError::Inconsistent(format!(
                 "the database transaction was rolled back, but {e}"
             )));
@@ -448,18 +429,24 @@ fn swap_in_and_commit(
             pending,
             swap,
             created,
+            ctx,
         ));
     }
     if let Some(p) = pending
         && let Err(e) = p.commit()
     {
         let err = rolled_back("database commit", e.to_string());
-        drop_created(created);
         return match swap.map(Swap::swap_back).transpose() {
-            Ok(_) => Err(err),
-            Err(se) => Err(RestoreError::Inconsistent(format!(
-                "the database transaction was rolled back ({e}), but the previous workspace could not be put back: {se}"
-            ))),
+            Ok(_) => {
+                created.undo(ctx);
+                Err(err)
+            }
+            Err(se) => {
+                created.undo(ctx);
+                Err(RestoreError::Inconsistent(format!(
+                    "the database transaction was rolled back ({e}), but the previous workspace could not be put back: {se}"
+                )))
+            }
         };
     }
     Ok(swap)
@@ -595,6 +582,7 @@ mod tests {
         plan.workspace = Some(WorkspaceTarget {
             path: "/srv/app/workspace".into(),
             exists: true,
+            create_parents: Vec::new(),
             source: Source {
                 path: "/var/backups/coffer/b1/workspace.tar.gz".into(),
                 encrypted: false,

@@ -14,6 +14,8 @@ use crate::util::units;
 use crate::workspace::swap;
 
 use super::head::check_head;
+use super::parents::{PARENT_MODE, check_ancestor, missing_parents};
+use super::roles::plan_missing_roles;
 use super::workspace::swap_path;
 use super::{
     DatabaseTarget, HeadCheck, Plan, RestoreError, RestoreSettings, RestoreSteps, Source,
@@ -37,6 +39,18 @@ fn sources(entry: &BackupEntry) -> (Option<Source>, Option<Source>) {
         }
     };
     (find(ArtifactRole::Database), find(ArtifactRole::Workspace))
+}
+
+/// The roles artifact (`database.include_roles`), which only coffer backups have.
+fn roles_source(entry: &BackupEntry) -> Option<Source> {
+    match &entry.manifest {
+        Some(AnyManifest::Coffer(m)) => m.artifact(ArtifactRole::Roles).map(|a| Source {
+            path: entry.path.join(&a.file),
+            encrypted: a.encryption.is_some(),
+            expected: Some(a.clone()),
+        }),
+        _ => None,
+    }
 }
 
 /// Runs the pre-flight checks; changes nothing except finishing or undoing a swap that a
@@ -107,9 +121,10 @@ pub fn prepare(
         }
     }
     let (db_source, ws_source) = sources(entry);
+    let roles = roles_source(entry);
 
     // Artifacts: present, of the recorded size, and openable with the identity.
-    for source in db_source.iter().chain(ws_source.iter()) {
+    for source in db_source.iter().chain(ws_source.iter()).chain(roles.iter()) {
         if let Some(a) = &source.expected {
             let len = std::fs::metadata(&source.path)
                 .map(|m| m.len())
@@ -149,6 +164,7 @@ pub fn prepare(
                     entry,
                     options,
                     source,
+                    (roles.as_ref().filter(|_| options.create_roles), identities),
                     &mut plan.checks,
                     &mut plan.notes,
                     &mut plan.sessions,
@@ -198,6 +214,7 @@ fn check_database(
     entry: &BackupEntry,
     options: &RestoreSteps,
     source: Source,
+    (roles, identities): (Option<&Source>, Option<&Identities>),
     checks: &mut Vec<String>,
     notes: &mut Vec<String>,
     sessions: &mut Vec<Session>,
@@ -211,6 +228,8 @@ fn check_database(
         name: options.target_db.clone().unwrap_or_default(),
         server_version: None,
         create: false,
+        create_roles: Vec::new(),
+        roles_sql: String::new(),
         runner: runner.clone(),
         source,
         manifest: entry.manifest.clone(),
@@ -227,21 +246,51 @@ fn check_database(
             target.server_version = Some(info.version);
         }
         Err(e) => {
-            // A missing --target-db is created, if allowed; anything else is a refusal.
-            let maintenance = settings.database.with_dbname("postgres");
-            let missing = options
+            // A database that does not exist is created (the configured one always, a
+            // --target-db when allowed); a server that cannot be reached or refuses the
+            // login is a refusal, as is a name coffer cannot know (libpq's default).
+            let name = options
                 .target_db
+                .clone()
+                .or_else(|| settings.database.configured_dbname());
+            let maintenance = settings.database.with_dbname("postgres");
+            let missing = name
                 .as_deref()
-                .is_some_and(|name| matches!(maintenance.database_exists(name), Ok(false)));
-            if missing && options.create_target_db {
-                checks.push(format!("database {} will be created", target.name));
-                target.create = true;
-            } else {
-                problems.push(format!(
-                    "cannot reach the target database: {}",
-                    e.to_string().trim_end()
-                ));
-                return None;
+                .is_some_and(|n| matches!(maintenance.database_exists(n), Ok(false)));
+            let allowed = options.target_db.is_none() || options.create_target_db;
+            match name {
+                Some(name) if missing && allowed => {
+                    match maintenance.may_create_databases() {
+                        Ok(true) => {
+                            checks.push(format!(
+                                "database {name} does not exist: it will be created"
+                            ));
+                        }
+                        Ok(false) => {
+                            problems.push(format!(
+                                "database {name} does not exist and the role coffer connects as may not create databases: create it (CREATE DATABASE {} OWNER <role>) as a superuser, or grant that role CREATEDB",
+                                crate::postgres::quote_ident(&name)
+                            ));
+                            return None;
+                        }
+                        Err(e) => {
+                            problems.push(format!(
+                                "database {name} does not exist and coffer cannot tell whether it may create it: {}",
+                                e.to_string().trim_end()
+                            ));
+                            return None;
+                        }
+                    }
+                    target.name = name;
+                    target.create = true;
+                }
+                _ => {
+                    problems.push(format!(
+                        "cannot reach the target database: {}",
+                        e.to_string().trim_end()
+                    ));
+                    return None;
+                }
             }
         }
     }
@@ -261,10 +310,16 @@ fn check_database(
                     checks.push(format!("roles exist: {}", owners.join(", ")));
                 }
             }
-            Ok(missing) => problems.push(format!(
-                "roles named by the dump's OWNER TO do not exist: {}; create them first (CREATE ROLE name LOGIN)",
-                missing.join(", ")
-            )),
+            Ok(missing) => {
+                match plan_missing_roles(&probe, roles, identities, &owners, &missing) {
+                    Ok((step, line)) => {
+                        checks.push(line);
+                        target.create_roles = step.names;
+                        target.roles_sql = step.sql;
+                    }
+                    Err(p) => problems.extend(p),
+                }
+            }
             Err(e) => problems.push(format!("cannot check roles: {e}")),
         },
         None => notes.push(
@@ -386,17 +441,32 @@ fn check_workspace(
         }
         Err(_) => false,
     };
-    let parent = target
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !parent.is_dir() {
-        problems.push(format!(
-            "the workspace's parent directory {} does not exist; create it first",
-            parent.display()
+    // On a bare host the workspace's parents may be missing: they are created (and removed
+    // again if the restore fails), below an ancestor nobody else can write to.
+    let parents = match missing_parents(configured, target) {
+        Ok(p) => p,
+        Err(e) => {
+            problems.push_hinted(e, [Hint::TargetDir]);
+            return None;
+        }
+    };
+    if !parents.missing.is_empty() {
+        if let Err(e) = check_ancestor(&parents.existing) {
+            problems.push_hinted(e, [Hint::TargetDir]);
+            return None;
+        }
+        checks.push(format!(
+            "the workspace's parent directories do not exist: they will be created (mode {:o}): {}",
+            PARENT_MODE,
+            parents
+                .missing
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
-        return None;
     }
+    let parent = parents.existing.as_path();
     // The staging directory and journal are created beside the target: refuse now if the
     // parent does not allow that (read-only filesystem, permissions), not halfway through.
     if let Err(e) = rustix::fs::access(
@@ -450,9 +520,16 @@ fn check_workspace(
         ),
         (_, Err(e)) => notes.push(format!("cannot check free space in {}: {e}", parent.display())),
     }
+    if !exists {
+        checks.push(format!(
+            "workspace {} does not exist: it will be created as the backup archived it",
+            target.display()
+        ));
+    }
     Some(WorkspaceTarget {
         path: target.to_path_buf(),
         exists,
+        create_parents: parents.missing,
         source,
     })
 }
