@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use coffer_core::BackupKind;
+use coffer_core::{BackupKind, BackupReport};
 use coffer_core::{BackupOptions, BundleOutput, ErrorKind, RunContext};
 
 use crate::exit;
@@ -105,15 +105,20 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         .sync(args.sync);
     let report = coffer.backup(&options, &ctx)?.report;
     output::print_backup(&report, args.json)?;
+    Ok(strict_exit(args, &report, "backup"))
+}
+
+/// `--strict`: exit 4 when files changed while archived; the result itself is complete.
+fn strict_exit(args: &Args, report: &BackupReport, what: &str) -> ExitCode {
     if args.strict && !report.changed_files().is_empty() {
         output::errln!(
-            "error: {} file(s) changed while being archived (--strict); the backup is complete but \
+            "error: {} file(s) changed while being archived (--strict); the {what} is complete but \
              may be inconsistent for those files: rerun when the workspace is quiet",
             report.changed_files().len()
         );
-        return Ok(ExitCode::from(exit::CHANGED_FILES));
+        return ExitCode::from(exit::CHANGED_FILES);
     }
-    Ok(ExitCode::SUCCESS)
+    ExitCode::SUCCESS
 }
 
 /// `coffer backup --output FILE|-`: the backup as one bundle, nothing in the root.
@@ -165,13 +170,5 @@ fn to_bundle(cli: &crate::Cli, args: &Args, output: &std::path::Path) -> anyhow:
     } else {
         output::print_backup(report, args.json)?;
     }
-    if args.strict && !report.changed_files().is_empty() {
-        output::errln!(
-            "error: {} file(s) changed while being archived (--strict); the bundle is complete but \
-             may be inconsistent for those files: rerun when the workspace is quiet",
-            report.changed_files().len()
-        );
-        return Ok(ExitCode::from(exit::CHANGED_FILES));
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(strict_exit(args, report, "bundle"))
 }

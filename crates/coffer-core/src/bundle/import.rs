@@ -165,12 +165,7 @@ impl Import<'_, '_> {
         let mut entry = BackupEntry::read(&staging);
         entry.name = name.clone();
         let report = verify::verify_signed(&entry, identities, signatures);
-        let failed: Vec<String> = report
-            .checks
-            .iter()
-            .filter(|c| c.outcome == Outcome::Fail)
-            .map(|c| format!("{}: {}", c.subject, c.detail))
-            .collect();
+        let failed = report.failures();
         if !failed.is_empty() {
             return Err(self.damaged(format!(
                 "the backup in it fails verification: {}",

@@ -86,6 +86,15 @@ impl VerifyReport {
     pub fn passed(&self) -> bool {
         self.checks.iter().all(|c| c.outcome != Outcome::Fail)
     }
+
+    /// The failed checks, one `subject: detail` line each.
+    pub fn failures(&self) -> Vec<String> {
+        self.checks
+            .iter()
+            .filter(|c| c.outcome == Outcome::Fail)
+            .map(|c| format!("{}: {}", c.subject, c.detail))
+            .collect()
+    }
 }
 
 /// Verifies one backup. `identities` is needed to check the content of encrypted

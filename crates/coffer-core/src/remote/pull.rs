@@ -361,12 +361,7 @@ async fn download_and_check(
     let (identities, signatures) = (identities.cloned(), signatures.clone());
     let report =
         off_executor(move || verify::verify_signed(&entry, identities.as_ref(), &signatures)).await;
-    let failed: Vec<String> = report
-        .checks
-        .iter()
-        .filter(|c| c.outcome == Outcome::Fail)
-        .map(|c| format!("{}: {}", c.subject, c.detail))
-        .collect();
+    let failed = report.failures();
     if !failed.is_empty() {
         return Err(RemoteError::Damaged {
             name: backup.name.clone(),

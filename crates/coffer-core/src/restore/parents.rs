@@ -85,23 +85,7 @@ fn dangling_link(path: &Path) -> Option<PathBuf> {
 /// running as `euid`: someone other than coffer and root could plant a directory or a
 /// symlink where coffer is about to create one. Pure.
 pub(super) fn unsafe_ancestor_reason(uid: u32, mode: u32, euid: u32) -> Option<String> {
-    if uid != euid && uid != 0 {
-        Some(format!(
-            "is owned by uid {uid}, neither root nor the user running coffer (uid {euid})"
-        ))
-    } else if mode & 0o022 != 0 {
-        Some(format!(
-            "is writable by {} (mode {:o})",
-            match mode & 0o022 {
-                0o020 => "its group",
-                0o002 => "all users",
-                _ => "its group and all users",
-            },
-            mode & 0o7777
-        ))
-    } else {
-        None
-    }
+    crate::util::fsutil::unsafe_dir_reason(uid, mode, euid, true)
 }
 
 /// Checks that coffer may safely create directories in `dir`.

@@ -214,6 +214,31 @@ pub fn publish_staging(staging: &Path, target: &Path) -> io::Result<()> {
     fs::rename(staging, target)
 }
 
+/// Why a directory owned by `uid` with `mode` is unsafe to create or rename entries in, for a
+/// process running as `euid`: someone else could plant a directory or symlink where coffer is
+/// about to put one. `root_may_own`: a directory owned by root is safe too. Pure.
+pub fn unsafe_dir_reason(uid: u32, mode: u32, euid: u32, root_may_own: bool) -> Option<String> {
+    if uid != euid && !(root_may_own && uid == 0) {
+        Some(if root_may_own {
+            format!("is owned by uid {uid}, neither root nor the user running coffer (uid {euid})")
+        } else {
+            format!("is owned by uid {uid}, not by the user running coffer (uid {euid})")
+        })
+    } else if mode & 0o022 != 0 {
+        Some(format!(
+            "is writable by {} (mode {:o})",
+            match mode & 0o022 {
+                0o020 => "its group",
+                0o002 => "all users",
+                _ => "its group and all users",
+            },
+            mode & 0o7777
+        ))
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

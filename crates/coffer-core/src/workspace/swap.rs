@@ -334,23 +334,7 @@ pub fn check_parent(target: &Path) -> Result<(), SwapError> {
 
 /// Why a directory with owner `uid` and `mode` is not private to `euid`. Pure.
 fn parent_unsafe_reason(uid: u32, mode: u32, euid: u32) -> Option<String> {
-    if uid != euid {
-        Some(format!(
-            "is owned by uid {uid}, not by the user running coffer (uid {euid})"
-        ))
-    } else if mode & 0o022 != 0 {
-        Some(format!(
-            "is writable by {} (mode {:o})",
-            match mode & 0o022 {
-                0o020 => "its group",
-                0o002 => "all users",
-                _ => "its group and all users",
-            },
-            mode & 0o7777
-        ))
-    } else {
-        None
-    }
+    crate::util::fsutil::unsafe_dir_reason(uid, mode, euid, false)
 }
 
 /// Where the previous tree of `target` is kept after a restore at `now`:
