@@ -4,6 +4,7 @@
 mod adversarial;
 mod backup;
 mod bundle;
+mod flat;
 mod harness;
 mod list;
 mod ops;

@@ -96,6 +96,22 @@ impl Database {
         db
     }
 
+    /// The database this runner connects to, when the settings name one (`--dbname`, or
+    /// `PGDATABASE` from `database.url`); `None` when psql would pick its default.
+    pub fn dbname(&self) -> Option<String> {
+        let arg = self
+            .args
+            .iter()
+            .rev()
+            .find_map(|a| a.strip_prefix("--dbname="));
+        let env = self
+            .env
+            .iter()
+            .rev()
+            .find_map(|(k, v)| (k == "PGDATABASE").then_some(v.as_str()));
+        arg.or(env).filter(|n| !n.is_empty()).map(str::to_string)
+    }
+
     /// A command running `program` (`pg_dump`, `psql`) with the connection settings applied.
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = self.bare_command(program);
@@ -474,5 +490,20 @@ mod tests {
                 "--dbname=portal"
             ]
         );
+    }
+
+    #[test]
+    fn dbname_is_the_argument_else_the_url_s_database() {
+        let from_url = Database::from_config(&DatabaseConfig {
+            url: Some("postgresql://u@h:5432/portal".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(from_url.dbname().as_deref(), Some("portal"));
+        assert_eq!(
+            from_url.with_dbname("other").dbname().as_deref(),
+            Some("other")
+        );
+        assert_eq!(Database::default().dbname(), None);
     }
 }

@@ -30,12 +30,14 @@ use crate::stream::crypto::Identities;
 mod apply;
 mod database;
 mod failure;
+mod flat;
 mod head;
 mod preflight;
 mod recover;
 mod workspace;
 
 pub use apply::execute;
+pub use flat::{prepare_flat, still_empty};
 pub use preflight::prepare;
 pub use recover::recover_interrupted;
 
