@@ -5,6 +5,7 @@ mod adversarial;
 mod backup;
 mod barehost;
 mod bundle;
+mod flat;
 mod harness;
 mod list;
 mod ops;

@@ -32,6 +32,8 @@ pub enum Hint {
     TerminateConnections,
     /// The workspace may be restored into another directory (`RestoreOptions::target_dir`).
     TargetDir,
+    /// The restore may go into another (new) database (`RestoreOptions::target_db`).
+    TargetDb,
     /// Only the database may be restored (`RestoreOptions::workspace(false)`).
     DatabaseOnly,
     /// Only the workspace may be restored (`RestoreOptions::database(false)`).

@@ -40,10 +40,18 @@ backup root (verified, all or nothing) and restores it. From one file (a bundle 
 export` or `coffer backup --output`, or a .tar.gz of a shell-script backup directory): \
 `coffer restore --from-file FILE --yes` (or `--from-file -` reading standard input) imports it \
 into the backup root as `coffer import` does, then restores it; the imported backup stays \
-there.")]
+there.
+
+A flat dump file, FILE.sql.gz or FILE.sql (plain `pg_dump DB | gzip` output of an older cron \
+script), restores the database only: the file is first read to its end (every gzip member and \
+nothing after them, pg_dump's `dump complete` trailer, no psql meta-command), then applied in one \
+transaction as a backup's dump is. A missing target database is created (and dropped again if \
+the restore fails); a dump made without --clean is refused for a database that is not empty \
+(restore it into a new one with --target-db NAME).")]
 pub struct Args {
-    /// The backup: a name in the backup root or a directory path (legacy
-    /// YYYY-MM-DD-HHMMSS ones too)
+    /// The backup: a name in the backup root, a directory path (legacy
+    /// YYYY-MM-DD-HHMMSS ones too), or a flat pg_dump file FILE.sql.gz or FILE.sql
+    /// (database only)
     #[arg(value_name = "NAME|PATH", required_unless_present_any = ["latest", "from_file"])]
     name: Option<String>,
 

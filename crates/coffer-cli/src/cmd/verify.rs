@@ -19,7 +19,10 @@ use crate::output::{self, Lines};
 Checks, one line each: the manifest; its signature and that of SHA256SUMS (with signing.trusted_public_keys: signed by a trusted key for this backup, else the check fails; without: not checked); SHA256SUMS against the manifest; each artifact's stored \
 size and sha256; its size and sha256 after decrypting and decompressing to the end; the dump's \
 completeness and row counts; the tar listing against the manifest. Legacy shell-script backups \
-get every check that is possible and the report says what could not be checked.
+get every check that is possible and the report says what could not be checked. A flat dump \
+file (FILE.sql.gz or FILE.sql, plain pg_dump output) gets its gzip integrity (every member, \
+nothing after them), pg_dump's `dump complete` trailer, the checks of what psql may run, and its \
+tables, rows and Alembic head.
 
 With --restore-test the backup is also restored into a throw-away database (on the configured \
 server) and a new temporary directory in the backup root, compared with its manifest (Alembic head, \
@@ -29,7 +32,8 @@ Exit codes: 0 every check passed, 5 a check failed (the backup is damaged or the
 found a difference), 1 the check could not run, 2 bad configuration; a restore test that could \
 not restore exits as `coffer restore` would.")]
 pub struct Args {
-    /// The backup: a name in the backup root or a directory path [default: the newest]
+    /// The backup: a name in the backup root, a directory path, or a flat pg_dump file
+    /// FILE.sql.gz or FILE.sql [default: the newest]
     #[arg(value_name = "NAME|PATH", conflicts_with_all = ["latest", "all"])]
     name: Option<String>,
 

@@ -17,6 +17,7 @@ pub fn advice(hint: Hint) -> Option<&'static str> {
             "to end the other sessions instead of refusing, pass --terminate-connections"
         }
         Hint::TargetDir => "to restore the workspace into another directory, pass --target-dir DIR",
+        Hint::TargetDb => "to restore into a new database instead, pass --target-db NAME",
         Hint::DatabaseOnly => "to restore only the database, pass --db-only",
         Hint::WorkspaceOnly => "to restore only the workspace, pass --workspace-only",
         Hint::AnotherBackup => "`coffer list` shows the backups, `coffer verify --all` checks them",
@@ -46,13 +47,14 @@ mod tests {
     use super::*;
 
     /// Every hint the library has today, so a new one without words fails here.
-    const ALL: [Hint; 14] = [
+    const ALL: [Hint; 15] = [
         Hint::Identity,
         Hint::AllowUnsigned,
         Hint::ExpectHead,
         Hint::AllowHeadMismatch,
         Hint::TerminateConnections,
         Hint::TargetDir,
+        Hint::TargetDb,
         Hint::DatabaseOnly,
         Hint::WorkspaceOnly,
         Hint::AnotherBackup,

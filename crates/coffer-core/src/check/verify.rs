@@ -52,7 +52,11 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(subject: impl Into<String>, outcome: Outcome, detail: impl Into<String>) -> Check {
+    pub(crate) fn new(
+        subject: impl Into<String>,
+        outcome: Outcome,
+        detail: impl Into<String>,
+    ) -> Check {
         Check {
             subject: subject.into(),
             outcome,
@@ -75,7 +79,7 @@ pub struct VerifyReport {
     pub name: String,
     /// Its directory.
     pub path: PathBuf,
-    /// Whether it is a shell-script-era backup.
+    /// Whether it is a shell-script-era backup or a flat dump file (no hashes to check).
     pub legacy: bool,
     /// The checks, in order.
     pub checks: Vec<Check>,

@@ -26,7 +26,10 @@ pub enum BackupRef {
     /// with a warning).
     Latest,
     /// A backup by its name in the backup root, or, when the text holds a `/`, the
-    /// backup directory at that path (legacy `YYYY-MM-DD-HHMMSS` ones too).
+    /// backup directory at that path (legacy `YYYY-MM-DD-HHMMSS` ones too). A regular
+    /// file named `….sql.gz` or `….sql` is a flat dump (plain `pg_dump` output, e.g. from
+    /// `pg_dump DB | gzip` in an older cron script): restore and verify take its database
+    /// only, after reading it to its end; its content must start with pg_dump's header.
     Named(String),
 }
 

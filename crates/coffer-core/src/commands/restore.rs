@@ -11,13 +11,15 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::BackupRef;
+use crate::check::{self, flat::FlatDump};
 use crate::coffer::{Coffer, finished};
 use crate::context::RunContext;
 use crate::error::Error;
-use crate::restore::{self, Plan, RestoreReport, RestoreSettings};
+use crate::restore::{self, Plan, RestoreError, RestoreReport, RestoreSettings};
 use crate::root::catalog::BackupEntry;
 use crate::root::lock::RootLock;
 use crate::root::runlog::{Operation, RunRecord};
+use crate::stream::artifact::ArtifactError;
 use crate::stream::crypto::Identities;
 use crate::warning::Warning;
 
@@ -191,6 +193,8 @@ pub struct PreparedRestore<'c> {
     steps: restore::RestoreSteps,
     plan: Plan,
     lock: Option<RootLock>,
+    /// A flat dump without `DROP`s into an existing database: it must still be empty.
+    require_empty: bool,
 }
 
 /// The backup only: the settings and the plan hold the database's credentials.
@@ -242,6 +246,12 @@ impl Coffer {
         found: &mut Option<BackupEntry>,
         ctx: &RunContext<'_>,
     ) -> Result<PreparedRestore<'_>, Error> {
+        if !options.from_remote
+            && let Some(given) = backup.name()
+            && let Some(detected) = check::flat::detect(given)
+        {
+            return self.preflight_flat(given, detected, options, started, found, ctx);
+        }
         let mut settings = RestoreSettings::from_config(self.config())?;
         settings.signatures = self.signature_policy(options.allow_unsigned)?;
         let identities = self.identities(options.identity.as_deref())?;
@@ -280,6 +290,74 @@ impl Coffer {
             steps,
             plan,
             lock,
+            require_empty: false,
+        })
+    }
+
+    /// Pre-flight for a flat dump file (see [`crate::restore::prepare_flat`]): read to its
+    /// end first, so a damaged, cut or refused dump changes nothing.
+    fn preflight_flat(
+        &self,
+        given: &str,
+        detected: Result<FlatDump, String>,
+        options: &RestoreOptions,
+        started: DateTime<Utc>,
+        found: &mut Option<BackupEntry>,
+        ctx: &RunContext<'_>,
+    ) -> Result<PreparedRestore<'_>, Error> {
+        let damaged = |backup: &str, reason: String| RestoreError::Damaged {
+            backup: backup.to_string(),
+            reason,
+        };
+        let flat = detected.map_err(|why| damaged(given, why))?;
+        *found = Some(flat.entry());
+        let settings = RestoreSettings::from_config(self.config())?;
+        let steps = restore::RestoreSteps {
+            workspace: false,
+            create_target_db: true,
+            ..options.steps()
+        };
+        ctx.progress().step(&format!(
+            "reading {} to its end ({}the dump's trailer, what psql may run)",
+            flat.path.display(),
+            if flat.gzip { "gzip integrity, " } else { "" }
+        ));
+        let scan = check::flat::scan(&flat).map_err(|e| match e {
+            ArtifactError::Damaged { .. } => damaged(&flat.name, e.to_string()),
+            other => RestoreError::Refused {
+                problems: vec![other.to_string()],
+                hints: Vec::new(),
+            },
+        })?;
+        let plan = restore::prepare_flat(
+            &settings,
+            &flat,
+            &scan,
+            &restore::RestoreSteps {
+                workspace: options.workspace,
+                ..steps.clone()
+            },
+        )?;
+        for check in &plan.checks {
+            ctx.done(check);
+        }
+        for note in &plan.notes {
+            ctx.note(note);
+        }
+        for hint in &plan.hints {
+            ctx.emit(crate::Event::Hint(*hint));
+        }
+        let require_empty = !scan.facts.drops && plan.database.as_ref().is_some_and(|d| !d.create);
+        Ok(PreparedRestore {
+            coffer: self,
+            started,
+            entry: flat.entry(),
+            settings,
+            identities: None,
+            steps,
+            plan,
+            lock: None,
+            require_empty,
         })
     }
 }
@@ -293,14 +371,17 @@ impl PreparedRestore<'_> {
     /// Restores as planned, reporting each step as [`Event::Done`](crate::Event::Done) or [`Event::Note`](crate::Event::Note); then
     /// records the run in the run log, rewrites the metrics file and runs the hooks.
     pub fn execute(self, ctx: &RunContext<'_>) -> Result<RestoreOutcome, Error> {
-        let result = restore::execute(
-            &self.settings,
-            &self.plan,
-            &self.steps,
-            self.identities.as_ref(),
-            ctx,
-        )
-        .map_err(Error::from);
+        let result = restore::still_empty(&self.plan, self.require_empty)
+            .and_then(|()| {
+                restore::execute(
+                    &self.settings,
+                    &self.plan,
+                    &self.steps,
+                    self.identities.as_ref(),
+                    ctx,
+                )
+            })
+            .map_err(Error::from);
         drop(self.lock);
         let record = finished(restore_record(self.started, Some(&self.entry)), &result);
         let warnings = self.coffer.after_run(&record, ctx);

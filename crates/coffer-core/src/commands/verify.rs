@@ -86,6 +86,8 @@ impl Serialize for VerifyOutcome {
 impl Coffer {
     /// Verifies the selected backups: manifest, signatures, `SHA256SUMS`, each artifact's
     /// stored and decoded size and SHA-256, the dump's completeness and the tar listing.
+    /// A flat dump file (`FILE.sql.gz` or `FILE.sql`, see [`BackupRef::Named`](super::BackupRef::Named)) gets its gzip
+    /// integrity, its completion trailer and the dump gate's refusals checked.
     /// Reports each backup as [`Event::Verified`] when done, and each drill as
     /// [`Event::Drilled`]. A failed check is in the outcome, not an `Err`.
     pub fn verify(
@@ -98,7 +100,14 @@ impl Coffer {
         let signatures = self.signature_policy(options.allow_unsigned)?;
         let entries = match selection {
             Selection::All => catalog::list(self.root())?,
-            Selection::One(backup) => vec![self.resolve(backup, ctx)?.0],
+            Selection::One(backup) => {
+                if let Some(given) = backup.name()
+                    && let Some(detected) = crate::check::flat::detect(given)
+                {
+                    return verify_flat(given, detected, options, ctx);
+                }
+                vec![self.resolve(backup, ctx)?.0]
+            }
         };
         let mut outcome = VerifyOutcome {
             reports: Vec::new(),
@@ -114,4 +123,29 @@ impl Coffer {
         }
         Ok(outcome)
     }
+}
+
+/// Verifies a flat dump file (see [`crate::check::flat`]); the restore drill covers backup
+/// directories only.
+fn verify_flat(
+    given: &str,
+    detected: Result<crate::check::flat::FlatDump, String>,
+    options: &VerifyOptions,
+    ctx: &RunContext<'_>,
+) -> Result<VerifyOutcome, Error> {
+    if options.restore_test {
+        return Err(crate::restore::RestoreError::Refused {
+            problems: vec![format!(
+                "{given} is a flat dump file: the restore test covers backup directories; restore the dump into a new database to try it"
+            )],
+            hints: vec![crate::Hint::TargetDb],
+        }
+        .into());
+    }
+    let report = crate::check::flat::verify(given, detected);
+    ctx.emit(Event::Verified(&report));
+    Ok(VerifyOutcome {
+        reports: vec![report],
+        drills: None,
+    })
 }

@@ -592,4 +592,19 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn dbname_is_the_argument_else_the_url_s_database() {
+        let from_url = Database::from_config(&DatabaseConfig {
+            url: Some("postgresql://u@h:5432/portal".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(from_url.configured_dbname().as_deref(), Some("portal"));
+        assert_eq!(
+            from_url.with_dbname("other").configured_dbname().as_deref(),
+            Some("other")
+        );
+        assert_eq!(Database::default().configured_dbname(), None);
+    }
 }

@@ -31,6 +31,7 @@ mod apply;
 mod created;
 mod database;
 mod failure;
+mod flat;
 mod head;
 mod parents;
 mod preflight;
@@ -39,6 +40,7 @@ mod roles;
 mod workspace;
 
 pub use apply::execute;
+pub use flat::{prepare_flat, still_empty};
 pub use preflight::prepare;
 pub use recover::recover_interrupted;
 

@@ -145,7 +145,7 @@ pub struct ArtifactReader {
 
 impl ArtifactReader {
     /// Opens `path`; `encrypted` says whether it is an age file; the compression follows
-    /// the file name (`.zst` is zstd, anything else gzip, see
+    /// the file name (`.zst` is zstd, `.sql` uncompressed, anything else gzip, see
     /// [`Compression::of_file_name`]). An encrypted file needs `identities`, and its header
     /// is decrypted here, so a wrong key fails before any data is read.
     pub fn open(
@@ -235,10 +235,12 @@ impl ArtifactReader {
             .file_name()
             .map(|n| n.to_string_lossy())
             .unwrap_or_default();
-        let decompressed: Box<dyn Read + Send> = match Compression::of_file_name(&name) {
-            // Multi-member: pigz and concatenated gzip files are valid gzip too.
-            Compression::Gzip => Box::new(MultiGzDecoder::new(compressed)),
-            Compression::Zstd => {
+        let decompressed: Box<dyn Read + Send> = match decoding(&name) {
+            None => compressed,
+            // Multi-member: pigz and concatenated gzip files are valid gzip too. Anything
+            // after the last member that is not another member fails the read.
+            Some(Compression::Gzip) => Box::new(MultiGzDecoder::new(compressed)),
+            Some(Compression::Zstd) => {
                 Box::new(zstd::stream::read::Decoder::new(compressed).map_err(|e| {
                     ArtifactError::Damaged {
                         path: path.to_path_buf(),
@@ -300,6 +302,17 @@ impl ArtifactReader {
 impl Read for ArtifactReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.plain.read(buf)
+    }
+}
+
+/// How a file is decoded, by its name: a `….sql` file (a flat `pg_dump` dump, see
+/// `check::flat`; coffer never writes an uncompressed artifact) is read as it is, anything
+/// else as [`Compression::of_file_name`] says.
+fn decoding(name: &str) -> Option<Compression> {
+    if name.ends_with(".sql") {
+        None
+    } else {
+        Some(Compression::of_file_name(name))
     }
 }
 
@@ -498,5 +511,30 @@ mod tests {
         let wrong = Identities::load(&other).unwrap();
         let err = read_all(dir.path(), &a, Some(&wrong)).unwrap_err();
         assert!(err.to_string().contains("does not match"), "{err}");
+    }
+
+    #[test]
+    fn a_sql_file_is_read_as_it_is_and_gzip_refuses_trailing_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = b"SELECT 1;\n".repeat(100);
+        let sql = dir.path().join("app.sql");
+        std::fs::write(&sql, &plain).unwrap();
+        let mut r = ArtifactReader::open(&sql, false, None).unwrap();
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, plain);
+        let d = r.finish().unwrap();
+        assert_eq!(d.stored, d.plain);
+
+        let gz = dir.path().join("app.sql.gz");
+        for tail in [&b"garbage"[..], &[0u8; 8][..]] {
+            std::fs::write(&gz, [gzip(&plain), tail.to_vec()].concat()).unwrap();
+            let mut r = ArtifactReader::open(&gz, false, None).unwrap();
+            let mut out = Vec::new();
+            assert!(
+                r.read_to_end(&mut out).is_err(),
+                "{tail:?} after the last member"
+            );
+        }
     }
 }

@@ -97,6 +97,7 @@ impl DumpScanner {
                     ),
                 }
             }
+            b"drop" => self.facts.drops = true,
             b"alter" if !overflow => {
                 if let Some(role) = owner_of(stmt) {
                     self.facts.owners.insert(role);

@@ -98,6 +98,10 @@ pub struct DumpFacts {
     /// Roles named by `ALTER … OWNER TO role;` statements, unquoted (`"App Owner"` →
     /// `App Owner`).
     pub owners: BTreeSet<String>,
+    /// Whether the dump holds a top-level `DROP` statement, as `pg_dump --clean` writes
+    /// before each object: without one, the dump creates its objects over whatever is there.
+    #[serde(default)]
+    pub drops: bool,
     /// The `pg_dump` version from the header, e.g. `15.14 (Debian 15.14-0+deb12u1)`.
     pub dumped_by: Option<String>,
     /// The server version from the header, e.g. `15.14 (Debian 15.14-0+deb12u1)`.

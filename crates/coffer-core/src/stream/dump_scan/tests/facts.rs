@@ -160,6 +160,19 @@ fn small_dumps() {
              SELECT (1;\nCOPY public.ghost (x) FROM stdin;\n);\n",
             base(),
         ),
+        (
+            "a top-level DROP (pg_dump --clean) is seen, one in a body or a string is text",
+            "DROP TABLE IF EXISTS public.t;\n",
+            DumpFacts {
+                drops: true,
+                ..base()
+            },
+        ),
+        (
+            "DROP inside a function body or a string is not a DROP",
+            "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $$ DROP TABLE t; $$;\nSELECT 'DROP TABLE t;';\n",
+            base(),
+        ),
     ];
     for (name, body, want) in cases {
         let d = dump(body);
@@ -232,6 +245,7 @@ fn fixture_facts() -> DumpFacts {
         owners: set(&["App Owner", "appuser", "postgres"]),
         dumped_by: Some("15.18 (Debian 15.18-0+deb12u1)".into()),
         dumped_from: Some("15.18 (Debian 15.18-0+deb12u1)".into()),
+        drops: true,
         complete: true,
         cut: None,
         problem: None,
