@@ -204,6 +204,7 @@ pub struct BackupRequest {
 
 /// A finished backup.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct BackupReport {
     /// Where it is.
     pub path: PathBuf,

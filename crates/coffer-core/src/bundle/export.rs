@@ -18,6 +18,7 @@ use crate::util::fsutil::{self, DIR_MODE, FILE_MODE};
 
 /// What [`Coffer::export`](crate::Coffer::export) wrote.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct ExportReport {
     /// The backup's name (the bundle's directory).
     pub name: String,

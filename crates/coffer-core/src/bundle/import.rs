@@ -38,6 +38,7 @@ use crate::util::fsutil;
 
 /// What [`Coffer::import`](crate::Coffer::import) did.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct ImportReport {
     /// The backup's name.
     pub name: String,

@@ -30,6 +30,7 @@ pub struct DrillCheck {
 
 /// What the drill found.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct DrillReport {
     /// The backup restored.
     pub backup: String,

@@ -38,6 +38,7 @@ pub enum Outcome {
 
 /// One line of a verification report.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Check {
     /// What was checked, e.g. `postgres.sql.gz: stored size and sha256`.
     pub subject: String,
@@ -74,6 +75,7 @@ impl Check {
 
 /// Everything verification found about one backup.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct VerifyReport {
     /// The backup's directory name.
     pub name: String,

@@ -139,6 +139,7 @@ pub fn part_size_for(size: u64, configured: Option<u64>, max_parts: u32) -> u64 
 
 /// A backup as found on the remote.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct RemoteBackup {
     /// The backup's name (its directory under the prefix).
     pub name: String,

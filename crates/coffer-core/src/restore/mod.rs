@@ -210,6 +210,7 @@ impl Source {
 
 /// The database side of a plan.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct DatabaseTarget {
     /// The database that will be replaced.
     pub name: String,
@@ -289,6 +290,7 @@ impl Serialize for HeadSource {
 
 /// What pre-flight found: shown to the operator before confirming, then executed.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Plan {
     /// The backup's name.
     pub backup: String,

@@ -124,6 +124,7 @@ impl PrunePlan {
 
 /// What `execute` did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct PruneReport {
     /// The plan carried out.
     pub plan: PrunePlan,

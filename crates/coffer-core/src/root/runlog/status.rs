@@ -14,6 +14,7 @@ use crate::format::names::BackupKind;
 
 /// What the backup root holds, as `summarize` needs it (from `crate::root::catalog::list`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct BackupStats {
     /// Backups per kind (every entry, complete or not; unknown kinds are not counted).
     pub by_kind: BTreeMap<BackupKind, usize>,
@@ -70,6 +71,7 @@ pub enum SuccessSource {
 
 /// The last successful backup.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct LastSuccess {
     /// Its name, when known.
     pub backup: Option<String>,
@@ -89,6 +91,7 @@ pub struct LastSuccess {
 
 /// The health of a backup root: what `coffer status` shows and the metrics file holds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Status {
     /// When the summary was made.
     pub now: DateTime<Utc>,
