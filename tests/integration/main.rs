@@ -11,3 +11,4 @@ mod list;
 mod ops;
 mod remote;
 mod restore;
+mod stream;

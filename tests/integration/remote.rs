@@ -111,13 +111,25 @@ fn s3_sync_then_restore_from_remote_on_a_fresh_root_reproduces_the_original() {
         &["restore", "--from-remote", "--latest", "--yes"],
     );
     assert_success(&out);
+    // Streamed (issue #13): nothing of the backup is written to the root; `pull` is the
+    // command that copies it here, and its copy verifies.
     assert!(
-        stderr(&out).contains(&format!("✓ pulled {name}")),
+        stderr(&out).contains(&format!("{name}: streaming from")),
         "{}",
         stderr(&out)
     );
     assert_eq!(table_fingerprints(&case.db), tables);
     assert_eq!(snapshot(&case.workspace), workspace);
+    assert!(!case.root.join(&name).exists());
+    let out = run_s3(&case, S3_SECRET, &["pull", &name]);
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains(&format!("✓ pulled {name}"))
+            || stdout(&out).contains(&format!("pulled {name}")),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
     assert_success(&case.run(&["verify", &name]));
     assert!(
         !case

@@ -85,16 +85,20 @@ impl<'a> RunContext<'a> {
 
     /// Waits for `work` (the remote part of a blocking method) on the context's runtime.
     pub(crate) fn block_on<F: Future>(&self, work: F) -> Result<F::Output, Error> {
-        let runtime = match &self.runtime {
-            Some(handle) => handle.clone(),
+        Ok(self.runtime()?.block_on(work))
+    }
+
+    /// The runtime the remote part runs on.
+    pub(crate) fn runtime(&self) -> Result<Handle, Error> {
+        match &self.runtime {
+            Some(handle) => Ok(handle.clone()),
             None => Handle::try_current().map_err(|_| {
                 Error::new(
                     ErrorKind::Failed,
                     "the remote needs a tokio runtime: give the RunContext one (with_runtime), or call from a thread of one (tokio::task::spawn_blocking)",
                 )
-            })?,
-        };
-        Ok(runtime.block_on(work))
+            }),
+        }
     }
 }
 

@@ -35,8 +35,10 @@ back.
 
 Disaster recovery on a fresh host: with only the binary, a configuration holding [remote], \
 [database] and [workspace], the remote's credentials in the environment and the age identity, \
-`coffer restore --from-remote --latest --yes` pulls the newest complete remote backup into the \
-backup root (verified, all or nothing) and restores it. From one file (a bundle of `coffer \
+`coffer restore --from-remote --latest --yes` streams the newest complete remote backup \
+straight into the restore (nothing is written to the backup root; the host needs room only for \
+the workspace's staging copy; nothing commits before every artifact's size and both hashes \
+matched the manifest). From one file (a bundle of `coffer \
 export` or `coffer backup --output`, or a .tar.gz of a shell-script backup directory): \
 `coffer restore --from-file FILE --yes` (or `--from-file -` reading standard input) imports it \
 into the backup root as `coffer import` does, then restores it; the imported backup stays \
@@ -60,9 +62,10 @@ pub struct Args {
     #[arg(long, conflicts_with = "name")]
     latest: bool,
 
-    /// Disaster recovery: pull the backup from the remote (remote.url) into the backup root
-    /// first, verified, unless it is already complete there; then restore it with every
-    /// check of a local restore
+    /// Disaster recovery: stream the backup from the remote (remote.url) straight into the
+    /// restore, with every check of a local restore and nothing written to the backup root
+    /// (a backup already complete there is restored from there; a shell-script one is pulled
+    /// into it first)
     #[arg(long)]
     from_remote: bool,
 

@@ -11,10 +11,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::BackupRef;
+use super::pull::ForRestore;
 use crate::check::{self, flat::FlatDump};
 use crate::coffer::{Coffer, finished};
 use crate::context::RunContext;
 use crate::error::Error;
+use crate::remote::stream::Streamable;
 use crate::restore::{self, Plan, RestoreError, RestoreReport, RestoreSettings};
 use crate::root::catalog::BackupEntry;
 use crate::root::lock::RootLock;
@@ -52,8 +54,9 @@ pub struct RestoreOptions {
     /// Restore a backup without signatures although trusted keys are configured (a bad
     /// signature is still refused). Default: no.
     pub allow_unsigned: bool,
-    /// Disaster recovery: pull the backup from the remote into the root first (verified,
-    /// all or nothing) unless it is complete there already. Default: no.
+    /// Disaster recovery: stream the backup from the remote straight into the restore
+    /// (nothing is written to the root; a legacy backup is pulled into the root first),
+    /// unless it is complete in the root already. Default: no.
     pub from_remote: bool,
 }
 
@@ -143,7 +146,7 @@ impl RestoreOptions {
         self
     }
 
-    /// Whether to pull the backup from the remote first.
+    /// Whether to restore from the remote (streamed).
     pub fn from_remote(mut self, from_remote: bool) -> RestoreOptions {
         self.from_remote = from_remote;
         self
@@ -195,6 +198,8 @@ pub struct PreparedRestore<'c> {
     lock: Option<RootLock>,
     /// A flat dump without `DROP`s into an existing database: it must still be empty.
     require_empty: bool,
+    /// A streamed backup's manifest, `SHA256SUMS` and signatures, removed when dropped.
+    _metadata: Option<tempfile::TempDir>,
 }
 
 /// The backup only: the settings and the plan hold the database's credentials.
@@ -255,15 +260,21 @@ impl Coffer {
         let mut settings = RestoreSettings::from_config(self.config())?;
         settings.signatures = self.signature_policy(options.allow_unsigned)?;
         let identities = self.identities(options.identity.as_deref())?;
-        let pulled;
-        let backup = if options.from_remote {
-            pulled =
-                self.pull_for_restore(backup, identities.as_ref(), &settings.signatures, ctx)?;
-            &pulled
+        let (entry, metadata, origin) = if options.from_remote {
+            match self.stream_for_restore(backup, identities.as_ref(), &settings.signatures, ctx)? {
+                ForRestore::Local(backup) => (self.resolve(&backup, ctx)?.0, None, None),
+                ForRestore::Stream {
+                    streamable,
+                    remote,
+                    runtime,
+                } => {
+                    let Streamable { dir, entry, .. } = *streamable;
+                    (entry, Some(dir), Some((remote, runtime)))
+                }
+            }
         } else {
-            backup
+            (self.resolve(backup, ctx)?.0, None, None)
         };
-        let (entry, _) = self.resolve(backup, ctx)?;
         *found = Some(entry.clone());
         // Keep prune and other runs away from a backup being restored from the root.
         let lock = lock_if_in_root(self.root(), &entry)?;
@@ -271,7 +282,21 @@ impl Coffer {
         if let Some(r) = restore::recover_interrupted(&settings, &steps)? {
             ctx.note(&r.to_string());
         }
-        let plan = restore::prepare(&settings, &entry, &steps, identities.as_ref())?;
+        let mut plan = restore::prepare_streamed(
+            &settings,
+            &entry,
+            &steps,
+            identities.as_ref(),
+            origin.as_ref().map(|(r, h)| (r, h)),
+        )?;
+        if let Some((remote, _)) = &origin {
+            plan.backup_path =
+                format!("{}/{}", remote.url().trim_end_matches('/'), entry.name).into();
+            plan.notes.push(format!(
+                "streamed from {}: nothing is written to the backup root; only the workspace's staging copy needs room on this host",
+                remote.url()
+            ));
+        }
         for check in &plan.checks {
             ctx.done(check);
         }
@@ -291,6 +316,7 @@ impl Coffer {
             plan,
             lock,
             require_empty: false,
+            _metadata: metadata,
         })
     }
 
@@ -358,6 +384,7 @@ impl Coffer {
             plan,
             lock: None,
             require_empty,
+            _metadata: None,
         })
     }
 }

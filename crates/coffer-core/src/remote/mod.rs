@@ -49,6 +49,7 @@ pub(crate) mod location;
 pub mod pull;
 pub mod retention;
 pub mod store;
+pub(crate) mod stream;
 pub mod sync;
 mod upload;
 
@@ -457,7 +458,18 @@ impl Remote {
         start: u64,
         size: u64,
     ) -> Result<impl AsRef<[u8]> + Send + use<>, RemoteError> {
-        let end = (start + DOWNLOAD_CHUNK).min(size);
+        self.get_range(path, start, (start + DOWNLOAD_CHUNK).min(size))
+            .await
+    }
+
+    /// Fetches `[start, end)` of an object, exactly that many bytes (a retry of a transient
+    /// error is `object_store`'s, per `remote.max_retries` and `remote.retry_timeout`).
+    pub(crate) async fn get_range(
+        &self,
+        path: &ObjectPath,
+        start: u64,
+        end: u64,
+    ) -> Result<impl AsRef<[u8]> + Send + use<>, RemoteError> {
         let bytes = self
             .store
             .get_range(path, start..end)

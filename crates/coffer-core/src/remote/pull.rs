@@ -151,7 +151,8 @@ pub async fn run(
     })
 }
 
-fn choose<'a>(
+/// The backup `which` names in `listing`, checked usable.
+pub(super) fn choose<'a>(
     remote: &Remote,
     listing: &'a [RemoteBackup],
     which: &Which,

@@ -587,6 +587,7 @@ mod tests {
                 path: "/var/backups/coffer/b1/workspace.tar.gz".into(),
                 encrypted: false,
                 expected: None,
+                remote: None,
             },
         });
         let env = hook_env(&plan, None);

@@ -13,6 +13,7 @@ use crate::postgres::psql_watch;
 use crate::postgres::sandbox_exec::Confinement;
 use crate::postgres::{PgError, RunningProgram};
 use crate::progress::Progress;
+use crate::stream::artifact::ArtifactError;
 use crate::stream::crypto::Identities;
 use crate::stream::dump_scan::{DumpFacts, DumpScanner};
 use crate::util::units;
@@ -78,6 +79,29 @@ fn end_without_commit(mut psql: RunningProgram) {
         }
     }
     let _ = psql.wait("");
+}
+
+/// A streamed artifact reaches psql before its hashes are known: when psql fails on it,
+/// the rest is read and checked, so a damaged artifact is reported as damage (which it is)
+/// rather than as the SQL error the damage caused. A local artifact was proven before.
+fn prefer_damage(
+    reader: crate::stream::artifact::ArtifactReader,
+    source: &super::Source,
+    failure: StreamFailure,
+) -> StreamFailure {
+    if source.remote.is_none() {
+        return failure;
+    }
+    let checked = reader.finish().and_then(|d| match &source.expected {
+        Some(a) => d.check(a, &source.path),
+        None => Ok(()),
+    });
+    match checked {
+        Err(e @ (ArtifactError::Damaged { .. } | ArtifactError::Mismatch { .. })) => {
+            artifact_failure(e)
+        }
+        _ => failure,
+    }
 }
 
 /// psql's standard input, which stays inside [`RunningProgram`] so that dropping psql kills
@@ -153,7 +177,7 @@ pub(super) fn stream_database(
         allowed.clear();
         scanner.feed_filtered(&buf[..n], &mut allowed);
         if input(&mut psql).write_all(&allowed).is_err() {
-            return Err(psql_failed(psql));
+            return Err(prefer_damage(reader, &db.source, psql_failed(psql)));
         }
         if let Some(problem) = scanner.problem() {
             // Nothing from the refused byte on was sent; psql must not see end-of-input

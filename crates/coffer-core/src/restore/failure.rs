@@ -47,6 +47,10 @@ pub(super) fn artifact_failure(e: ArtifactError) -> StreamFailure {
         ArtifactError::Damaged { .. } | ArtifactError::Mismatch { .. } => {
             StreamFailure::Damaged(e.to_string())
         }
+        ArtifactError::Transfer { .. } => StreamFailure::Failed {
+            what: "download",
+            reason: e.to_string(),
+        },
         other => StreamFailure::Failed {
             what: "open artifact",
             reason: other.to_string(),

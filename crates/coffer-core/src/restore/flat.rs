@@ -124,6 +124,7 @@ pub fn prepare_flat(
             path: flat.path.clone(),
             encrypted: false,
             expected: Some(scan.record(flat)),
+            remote: None,
         },
         manifest: None,
     };

@@ -22,6 +22,7 @@ use crate::format::signing::SignaturePolicy;
 use crate::hint::{Hint, Problems};
 use crate::postgres::alembic::HeadRelation;
 use crate::postgres::{Database, PgError, Session};
+use crate::remote::stream::RemoteObject;
 use crate::report::hooks::HookError;
 use crate::stream::archive::ExtractStats;
 use crate::stream::artifact::{ArtifactError, ArtifactReader};
@@ -41,7 +42,7 @@ mod workspace;
 
 pub use apply::execute;
 pub use flat::{prepare_flat, still_empty};
-pub use preflight::prepare;
+pub use preflight::{prepare, prepare_streamed};
 pub use recover::recover_interrupted;
 
 /// Why a restore did not happen or did not finish. Every variant except
@@ -187,6 +188,8 @@ pub struct Source {
     pub encrypted: bool,
     /// What the manifest says it is (`None` for legacy backups).
     pub expected: Option<Artifact>,
+    /// Streamed from the remote instead of read from `path` (which then only names it).
+    pub remote: Option<RemoteObject>,
 }
 
 impl Source {
@@ -194,7 +197,22 @@ impl Source {
     /// record (size and SHA-256) before a byte of it is decoded, so nothing altered ever
     /// reaches psql or the extractor. A legacy artifact has no record to prove it by: it
     /// gets only the dump gate and the end-of-stream checks.
+    ///
+    /// A remote artifact is read once, as it arrives: it cannot be proven before it is
+    /// decoded, so it relies on the other half of the guarantee, nothing commits before
+    /// [`ArtifactReader::finish`] matched both hashes (see docs/ARCHITECTURE.md).
     fn open(&self, identities: Option<&Identities>) -> Result<ArtifactReader, ArtifactError> {
+        if let Some(remote) = &self.remote {
+            let stream = remote.open();
+            let failure = stream.failure();
+            return ArtifactReader::from_stream(
+                Box::new(stream),
+                &self.path,
+                self.encrypted,
+                identities,
+                failure,
+            );
+        }
         match &self.expected {
             Some(expected) => ArtifactReader::open_proven(&self.path, expected, identities),
             None => ArtifactReader::open(&self.path, self.encrypted, identities),

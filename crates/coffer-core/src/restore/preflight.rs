@@ -2,11 +2,16 @@
 //! problem found is reported at once.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use crate::format::manifest::{AnyManifest, ArtifactRole};
+use tokio::runtime::Handle;
+
+use crate::format::manifest::{AnyManifest, Artifact, ArtifactRole};
 use crate::format::signing::Verdict;
 use crate::hint::{Hint, Problems};
 use crate::postgres::Session;
+use crate::remote::Remote;
+use crate::remote::stream::RemoteObject;
 use crate::root::catalog::{self, BackupEntry, EntryStatus};
 use crate::stream::artifact::ArtifactReader;
 use crate::stream::crypto::Identities;
@@ -22,33 +27,57 @@ use super::{
     WorkspaceTarget, workspace_target,
 };
 
-/// The artifacts of a backup, whichever generation wrote it.
-fn sources(entry: &BackupEntry) -> (Option<Source>, Option<Source>) {
+/// Where a streamed backup's artifacts are: the remote, and the runtime to fetch them on.
+pub type StreamOrigin<'a> = (&'a Arc<Remote>, &'a Handle);
+
+/// The artifacts of a backup, whichever generation wrote it; on the remote when `origin`.
+fn sources(
+    entry: &BackupEntry,
+    origin: Option<StreamOrigin<'_>>,
+) -> (Option<Source>, Option<Source>) {
     let find = |role: ArtifactRole| -> Option<Source> {
         match &entry.manifest {
-            Some(AnyManifest::Coffer(m)) => m.artifact(role).map(|a| Source {
-                path: entry.path.join(&a.file),
-                encrypted: a.encryption.is_some(),
-                expected: Some(a.clone()),
-            }),
+            Some(AnyManifest::Coffer(m)) => {
+                m.artifact(role).map(|a| coffer_source(entry, a, origin))
+            }
             _ => catalog::legacy_artifact(&entry.path, role).map(|path| Source {
                 encrypted: path.extension().is_some_and(|e| e == "age"),
                 path,
                 expected: None,
+                remote: None,
             }),
         }
     };
     (find(ArtifactRole::Database), find(ArtifactRole::Workspace))
 }
 
+/// A coffer artifact of `entry`, in its directory or, with `origin`, on the remote.
+fn coffer_source(entry: &BackupEntry, a: &Artifact, origin: Option<StreamOrigin<'_>>) -> Source {
+    let remote = origin.map(|(remote, runtime)| {
+        RemoteObject::new(
+            remote.clone(),
+            runtime.clone(),
+            &entry.name,
+            &a.file,
+            a.size,
+        )
+    });
+    Source {
+        path: remote
+            .as_ref()
+            .map_or_else(|| entry.path.join(&a.file), RemoteObject::display_path),
+        encrypted: a.encryption.is_some(),
+        expected: Some(a.clone()),
+        remote,
+    }
+}
+
 /// The roles artifact (`database.include_roles`), which only coffer backups have.
-fn roles_source(entry: &BackupEntry) -> Option<Source> {
+fn roles_source(entry: &BackupEntry, origin: Option<StreamOrigin<'_>>) -> Option<Source> {
     match &entry.manifest {
-        Some(AnyManifest::Coffer(m)) => m.artifact(ArtifactRole::Roles).map(|a| Source {
-            path: entry.path.join(&a.file),
-            encrypted: a.encryption.is_some(),
-            expected: Some(a.clone()),
-        }),
+        Some(AnyManifest::Coffer(m)) => m
+            .artifact(ArtifactRole::Roles)
+            .map(|a| coffer_source(entry, a, origin)),
         _ => None,
     }
 }
@@ -64,6 +93,19 @@ pub fn prepare(
     entry: &BackupEntry,
     options: &RestoreSteps,
     identities: Option<&Identities>,
+) -> Result<Plan, RestoreError> {
+    prepare_streamed(settings, entry, options, identities, None)
+}
+
+/// [`prepare`] for a backup whose small files are in `entry.path` and whose artifacts are
+/// streamed from the remote `origin` (their listed sizes are checked; an encrypted one's
+/// header is fetched to check the identity).
+pub fn prepare_streamed(
+    settings: &RestoreSettings,
+    entry: &BackupEntry,
+    options: &RestoreSteps,
+    identities: Option<&Identities>,
+    origin: Option<StreamOrigin<'_>>,
 ) -> Result<Plan, RestoreError> {
     let mut problems = Problems::default();
     let mut damaged = Vec::new();
@@ -120,15 +162,18 @@ pub fn prepare(
             });
         }
     }
-    let (db_source, ws_source) = sources(entry);
-    let roles = roles_source(entry);
+    let (db_source, ws_source) = sources(entry, origin);
+    let roles = roles_source(entry, origin);
 
     // Artifacts: present, of the recorded size, and openable with the identity.
     for source in db_source.iter().chain(ws_source.iter()).chain(roles.iter()) {
         if let Some(a) = &source.expected {
-            let len = std::fs::metadata(&source.path)
-                .map(|m| m.len())
-                .unwrap_or(0);
+            let len = match &source.remote {
+                Some(remote) => remote.size(),
+                None => std::fs::metadata(&source.path)
+                    .map(|m| m.len())
+                    .unwrap_or(0),
+            };
             if len != a.size {
                 damaged.push(format!(
                     "{} is {len} bytes, the manifest says {}",
@@ -139,7 +184,21 @@ pub fn prepare(
         }
         if source.encrypted {
             // Only the identity is checked here: the content is proven when it is applied.
-            match ArtifactReader::open(&source.path, source.encrypted, identities) {
+            let opened = match &source.remote {
+                Some(remote) => {
+                    let header = remote.open_header();
+                    let failure = header.failure();
+                    ArtifactReader::from_stream(
+                        Box::new(header),
+                        &source.path,
+                        true,
+                        identities,
+                        failure,
+                    )
+                }
+                None => ArtifactReader::open(&source.path, source.encrypted, identities),
+            };
+            match opened {
                 Ok(_) => plan.checks.push(format!(
                     "identity {} opens {}",
                     identities.map_or_else(String::new, |i| i.path().display().to_string()),
@@ -568,7 +627,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("postgres.sql.gz"), b"x").unwrap();
         std::fs::write(dir.path().join("workspace.tar.gz.age"), b"x").unwrap();
-        let (db, ws) = sources(&legacy_entry(dir.path()));
+        let (db, ws) = sources(&legacy_entry(dir.path()), None);
         let (db, ws) = (db.unwrap(), ws.unwrap());
         assert_eq!(db.path, dir.path().join("postgres.sql.gz"));
         assert!(!db.encrypted);
@@ -582,7 +641,7 @@ mod tests {
     fn a_legacy_backup_may_lack_an_artifact() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("postgres.sql.gz"), b"x").unwrap();
-        let (db, ws) = sources(&legacy_entry(dir.path()));
+        let (db, ws) = sources(&legacy_entry(dir.path()), None);
         assert!(db.is_some());
         assert!(ws.is_none());
     }

@@ -52,6 +52,15 @@ pub enum ArtifactError {
         /// What the decoder said.
         source: io::Error,
     },
+    /// Fetching the artifact from the remote failed part-way (after the store's retries):
+    /// the remote's failure, not damage.
+    #[error("downloading artifact {path} failed: {reason}")]
+    Transfer {
+        /// The artifact, as the remote names it.
+        path: PathBuf,
+        /// What the remote said.
+        reason: String,
+    },
     /// Size or SHA-256 differ from the manifest.
     #[error(
         "artifact {path} does not match its manifest: {what} is {actual}, expected {expected}; the backup is damaged, use another one"
@@ -141,6 +150,8 @@ pub struct ArtifactReader {
     plain: HashingReader<Box<dyn Read + Send>>,
     stored: Arc<Mutex<(Sha256, u64)>>,
     path: PathBuf,
+    /// Set by a streamed source whose transfer failed (see [`ArtifactReader::from_stream`]).
+    transfer: Option<Arc<Mutex<Option<String>>>>,
 }
 
 impl ArtifactReader {
@@ -218,16 +229,55 @@ impl ArtifactReader {
         encrypted: bool,
         identities: Option<&Identities>,
     ) -> Result<ArtifactReader, ArtifactError> {
+        let inner = Box::new(BufReader::with_capacity(READ_BUFFER, file));
+        ArtifactReader::decoding(inner, path, encrypted, identities, None)
+    }
+
+    /// The decoding chain over a stream read once (an artifact fetched from the remote):
+    /// nothing proves it before it is decoded, so its consumer must not commit before
+    /// [`ArtifactReader::finish`] and [`ArtifactDigests::check`] passed. `path` names it in
+    /// messages; a read error while `transfer` holds a reason is reported as
+    /// [`ArtifactError::Transfer`], not as damage.
+    pub fn from_stream(
+        stream: Box<dyn Read + Send>,
+        path: &Path,
+        encrypted: bool,
+        identities: Option<&Identities>,
+        transfer: Arc<Mutex<Option<String>>>,
+    ) -> Result<ArtifactReader, ArtifactError> {
+        ArtifactReader::decoding(stream, path, encrypted, identities, Some(transfer))
+    }
+
+    fn decoding(
+        inner: Box<dyn Read + Send>,
+        path: &Path,
+        encrypted: bool,
+        identities: Option<&Identities>,
+        transfer: Option<Arc<Mutex<Option<String>>>>,
+    ) -> Result<ArtifactReader, ArtifactError> {
         let stored = Arc::new(Mutex::new((Sha256::new(), 0u64)));
         let tap = StoredTap {
-            inner: BufReader::with_capacity(READ_BUFFER, file),
+            inner,
             state: stored.clone(),
+        };
+        let transfer_failed = |e: CryptoError| match transfer
+            .as_ref()
+            .and_then(|t| t.lock().expect("transfer lock").clone())
+        {
+            Some(reason) => ArtifactError::Transfer {
+                path: path.to_path_buf(),
+                reason,
+            },
+            None => ArtifactError::Decrypt(e),
         };
         let compressed: Box<dyn Read + Send> = if encrypted {
             let ids = identities.ok_or_else(|| ArtifactError::NoIdentity {
                 path: path.to_path_buf(),
             })?;
-            Box::new(ids.decrypt(tap, &path.display().to_string())?)
+            Box::new(
+                ids.decrypt(tap, &path.display().to_string())
+                    .map_err(transfer_failed)?,
+            )
         } else {
             Box::new(tap)
         };
@@ -253,6 +303,7 @@ impl ArtifactReader {
             plain: HashingReader::new(decompressed),
             stored,
             path: path.to_path_buf(),
+            transfer,
         })
     }
 
@@ -277,6 +328,16 @@ impl ArtifactReader {
 
     /// Wraps a read error from this reader with the file's path.
     pub fn damaged(&self, source: io::Error) -> ArtifactError {
+        if let Some(reason) = self
+            .transfer
+            .as_ref()
+            .and_then(|t| t.lock().expect("transfer lock").clone())
+        {
+            return ArtifactError::Transfer {
+                path: self.path.clone(),
+                reason,
+            };
+        }
         ArtifactError::Damaged {
             path: self.path.clone(),
             source,
