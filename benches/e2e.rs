@@ -12,7 +12,7 @@
 //! `--many-files N` (200000, 0 = off) sizes the many-small-files workspace; `--dir DIR`
 //! (`<workspace root>/target/coffer-bench`) holds the generated data and the run's files;
 //! `--out FILE` (`<dir>/results.md`) receives the table; `--only LIST` runs some of the
-//! scenarios `baseline`, `coffer`, `age`, `zstd`, `many-files` (e.g. `--only coffer` at `--scale 4` to
+//! scenarios `baseline`, `coffer`, `age`, `zstd`, `remote`, `many-files` (e.g. `--only coffer` at `--scale 4` to
 //! look at coffer's memory alone); `--keep` leaves the backups and restored copies in
 //! `<dir>/run` instead of deleting them at the end. Relative paths are taken from the workspace root, because
 //! cargo runs benchmarks in the package's directory. Without cargo bench's `--bench`
@@ -31,7 +31,13 @@
 //! every row alike: the shell script's backup (`pg_dump | gzip`, then `tar -czf`), coffer's
 //! backup, plain, age-encrypted and with zstd; the script's restore (`CREATE DATABASE`, `gunzip | psql`,
 //! `tar -xzf`), coffer's restore of its backups; `tar -czf` and `coffer backup` of the
-//! many-files workspace. Before every row: `sync`, a `CHECKPOINT`, and every input file read
+//! many-files workspace; and disaster recovery from an S3-protocol server (`remote`, s3s-fs
+//! on 127.0.0.1, which must be installed: `cargo install s3s-fs@0.14.1 --locked --features
+//! binary`): coffer's backup synced (untimed), then `coffer pull` and `coffer restore` of the
+//! pulled copy as two rows, against `coffer restore --from-remote`, which streams (issue #13:
+//! it should take no longer than the slower of the two plus 10 %). Their `output MB` is what
+//! the command left in its backup root: the pulled copy, or next to nothing for the stream;
+//! the workspace's staging copy, the same for both, is not counted. Before every row: `sync`, a `CHECKPOINT`, and every input file read
 //! once (this VM evicts page cache idle for a minute, so otherwise a "warm" figure is cold).
 //! After each restore, the row counts, Alembic head and file count are compared with the
 //! source (untimed). Restores go into fresh directories; everything the run wrote is deleted
@@ -68,10 +74,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use coffer_core::sandbox::TempCluster;
 
+#[path = "e2e/remote.rs"]
+mod remote;
+
 const COFFER: &str = env!("CARGO_BIN_EXE_coffer");
 
 const USAGE: &str = "usage: cargo bench -p coffer-cli --bench e2e -- [--scale F] [--rounds N] \
-[--many-files N] [--dir DIR] [--out FILE] [--only baseline,coffer,age,zstd,many-files] [--keep]";
+[--many-files N] [--dir DIR] [--out FILE] [--only baseline,coffer,age,zstd,remote,many-files] [--keep]";
 
 /// What a restored `portal` must hold: row counts and the Alembic head.
 const ROW_COUNTS: &str = "SELECT concat_ws(' ', (SELECT count(*) FROM users), \
@@ -123,15 +132,17 @@ enum Scenario {
     Coffer,
     Age,
     Zstd,
+    Remote,
     ManyFiles,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 5] = [
+    const ALL: [Scenario; 6] = [
         Scenario::Baseline,
         Scenario::Coffer,
         Scenario::Age,
         Scenario::Zstd,
+        Scenario::Remote,
         Scenario::ManyFiles,
     ];
 
@@ -141,6 +152,7 @@ impl Scenario {
             Scenario::Coffer => "coffer",
             Scenario::Age => "age",
             Scenario::Zstd => "zstd",
+            Scenario::Remote => "remote",
             Scenario::ManyFiles => "many-files",
         }
     }
@@ -268,6 +280,7 @@ fn run() -> Result<()> {
         Scenario::Coffer,
         Scenario::Age,
         Scenario::Zstd,
+        Scenario::Remote,
     ]
     .into_iter()
     .any(|s| args.wants(s));
@@ -409,6 +422,10 @@ fn run() -> Result<()> {
         None => None,
     };
     let many_label = format!("({} files)", thousands(args.many_files as u64));
+    let s3 = match &workspace {
+        Some(_) if args.wants(Scenario::Remote) => Some(remote::S3::start(&run_dir.join("s3"))?),
+        _ => None,
+    };
 
     for r in 1..=args.rounds {
         eprintln!("round {r}/{}", args.rounds);
@@ -439,7 +456,8 @@ fn run() -> Result<()> {
                 bench.note_artifacts("baseline", &out);
                 base_backup = Some(out);
             }
-            if let Some(cfg) = plain_cfg.as_ref().filter(|_| args.wants(Scenario::Coffer)) {
+            let coffer_or_remote = args.wants(Scenario::Coffer) || s3.is_some();
+            if let Some(cfg) = plain_cfg.as_ref().filter(|_| coffer_or_remote) {
                 let root = round.join("coffer-backup");
                 let cmd = coffer_backup_cmd(cfg, &root);
                 bench.prepare(&[ws, &data_dir])?;
@@ -488,7 +506,10 @@ fn run() -> Result<()> {
                 bench.measure("baseline restore", None, cmd, None, false)?;
                 check_restore(&db, &target)?;
             }
-            if let (Some(cfg), Some(backup)) = (&plain_cfg, &coffer_backup) {
+            if let (Some(cfg), Some(backup)) = (
+                plain_cfg.as_ref().filter(|_| args.wants(Scenario::Coffer)),
+                &coffer_backup,
+            ) {
                 let (db, target) = (format!("r_coffer_{r}"), round.join("coffer-restored"));
                 let cmd = coffer_restore_cmd(cfg, backup, &db, &target, None);
                 bench.prepare(&[backup, &data_dir])?;
@@ -510,6 +531,69 @@ fn run() -> Result<()> {
                 bench.prepare(&[backup, &data_dir])?;
                 let row = "coffer restore (zstd)";
                 bench.measure(row, Some("baseline restore"), cmd, None, false)?;
+                check_restore(&db, &target)?;
+            }
+            if let (Some(s3), Some(backup)) = (&s3, &coffer_backup) {
+                let cfg = config(
+                    &format!("coffer-remote-{r}.toml"),
+                    "portal",
+                    ws,
+                    &s3.section(&format!("r{r}")),
+                )?;
+                let mut sync = coffer_cmd();
+                sync.arg("sync")
+                    .arg("--config")
+                    .arg(&cfg)
+                    .arg("--backup-dir");
+                sync.arg(backup.parent().unwrap_or(backup)).arg("--quiet");
+                remote::credentials(&mut sync);
+                remote::run_ok(sync, "coffer sync (untimed)")?;
+
+                let pulled_root = round.join("remote-pulled-root");
+                let mut cmd = coffer_cmd();
+                cmd.args(["pull", "--latest", "--quiet", "--config"])
+                    .arg(&cfg);
+                cmd.arg("--backup-dir").arg(&pulled_root);
+                remote::credentials(&mut cmd);
+                bench.prepare(&[&data_dir])?;
+                bench.measure("remote: pull", None, cmd, Some(&pulled_root), false)?;
+                let pulled = only_backup(&pulled_root)?;
+                let (db, target) = (
+                    format!("r_pulled_{r}"),
+                    round.join("remote-pulled-restored"),
+                );
+                let cmd = coffer_restore_cmd(&cfg, &pulled, &db, &target, None);
+                bench.prepare(&[&pulled, &data_dir])?;
+                let row = "remote: restore of the pulled copy";
+                bench.measure(row, Some("baseline restore"), cmd, None, false)?;
+                check_restore(&db, &target)?;
+
+                let stream_root = remote::empty_root(&round)?;
+                let (db, target) = (format!("r_stream_{r}"), round.join("remote-streamed"));
+                let mut cmd = coffer_cmd();
+                cmd.args([
+                    "restore",
+                    "--from-remote",
+                    "--latest",
+                    "--yes",
+                    "--no-hooks",
+                ])
+                .args(["--quiet", "--target-db", &db, "--config"])
+                .arg(&cfg)
+                .arg("--backup-dir")
+                .arg(&stream_root)
+                .arg("--target-dir")
+                .arg(&target);
+                remote::credentials(&mut cmd);
+                bench.prepare(&[&data_dir])?;
+                let row = "remote: streamed restore";
+                bench.measure(
+                    row,
+                    Some("baseline restore"),
+                    cmd,
+                    Some(&stream_root),
+                    false,
+                )?;
                 check_restore(&db, &target)?;
             }
         }
