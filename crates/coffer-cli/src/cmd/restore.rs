@@ -186,7 +186,7 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     };
     let reporter = Reporter::new(args.quiet, lines);
     // Until confirmed, a signal ends coffer at once (nothing has changed), except while a
-    // backup is pulled from the remote: that pull stops cleanly.
+    // backup is read from the remote: that stops cleanly.
     let ctx = RunContext::new(&reporter);
     let runtime;
     let prepared = if let Some(file) = &args.from_file {
