@@ -59,7 +59,9 @@ fn assert_no_leftovers(case: &Case, tmp: &Path) {
 
 #[test]
 fn streamed_restore_needs_no_room_in_the_backup_root() {
-    let server = s3();
+    // A server of its own: its uploads never look like another test's in progress.
+    let server = S3Server::start();
+    server.create_bucket(S3_BUCKET);
     let case = Case::new();
     // 6 MiB of random bytes: the workspace artifact alone is larger than the root below.
     random_file(&case.workspace.join("random.bin"), 6 << 20);
@@ -215,7 +217,8 @@ fn server_stopped_mid_stream_rolls_back_and_leaves_nothing() {
 
 #[test]
 fn a_tampered_remote_artifact_is_refused_by_the_stream_and_nothing_changes() {
-    let server = s3();
+    let server = S3Server::start();
+    server.create_bucket(S3_BUCKET);
     let case = Case::new();
     case.write_config(
         &case.db_section(),
