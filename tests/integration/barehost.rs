@@ -503,3 +503,44 @@ fn a_server_that_refuses_the_login_is_not_a_missing_database() {
     assert!(!database_exists(&case.db));
     assert!(!bare.srv.exists());
 }
+
+#[test]
+fn a_roles_file_that_grants_an_existing_privileged_role_creates_nothing() {
+    let bare = Bare::new();
+    let case = &bare.case;
+    let roles = AppRoles::create(case);
+    bare.configure("include_roles = true\n", "");
+    let backup = case.backup_ok(&[]);
+    // Forged with matching hashes: the recreated role (whose password the backup sets)
+    // would join the superuser and the role that runs programs on the server.
+    forge(&backup, "roles", |text| {
+        format!(
+            "{text}\nGRANT postgres TO {a} GRANTED BY postgres;\nGRANT pg_execute_server_program TO {a};\n",
+            a = roles.app
+        )
+    });
+    bare.lose_everything();
+    cluster()
+        .psql("postgres", &format!("DROP ROLE {}", roles.app))
+        .unwrap();
+
+    let out = case.run(&["restore", &name_of(&backup), "--yes"]);
+    assert_exit(&out, 6);
+    let text = all_output(&out);
+    for role in ["postgres", "pg_execute_server_program"] {
+        assert!(
+            text.contains(&format!(
+                "the backup's roles file makes the missing role {} a member of {role}, which exists and is privileged",
+                roles.app
+            )),
+            "{text}"
+        );
+    }
+    assert!(
+        !text.contains(&format!("a member of {}", roles.group)),
+        "{text}"
+    );
+    assert!(!role_exists(&roles.app), "no role was created");
+    assert!(!database_exists(&case.db));
+    assert!(!bare.srv.exists());
+}

@@ -581,3 +581,32 @@ fn a_bundle_is_never_written_to_a_terminal() {
     }
     assert!(case.backups().is_empty());
 }
+
+#[test]
+fn a_member_larger_than_the_free_space_is_refused_before_it_is_written() {
+    let case = Case::new();
+    let root = case.dir.path().join("import-root");
+    // A .tar.gz whose database member claims 1 PiB (GNU base-256 size): a small upload
+    // that would otherwise fill the disk until the write fails.
+    let mut header = member("2025-06-01-030000/postgres.sql.gz", b'0', b"");
+    header[124..136].fill(0);
+    header[124] = 0x80;
+    header[129] = 0x04; // 1 << 50, in the last 8 bytes
+    header[148..156].copy_from_slice(b"        ");
+    let sum: u32 = header[..512].iter().map(|&b| u32::from(b)).sum();
+    header[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    header.extend_from_slice(&[0u8; 1 << 20]);
+    let plain = case.dir.path().join("huge.tar");
+    std::fs::write(&plain, &header).unwrap();
+    sh(&format!("gzip -n '{}'", plain.display()));
+    let bundle = case.dir.path().join("huge.tar.gz");
+    let out = run_in(&case, &root, &["import", bundle.to_str().unwrap()]);
+    assert_exit(&out, 5);
+    let line = error_line(&out);
+    assert!(
+        line.contains("member 2025-06-01-030000/postgres.sql.gz is 1.0 PiB, more than the")
+            && line.contains("nothing was imported"),
+        "{line}"
+    );
+    assert!(entries(&root).is_empty(), "{:?}", entries(&root));
+}

@@ -267,6 +267,7 @@ impl Import<'_, '_> {
         // An artifact: the manifest (or, before it in a .tar.gz, the scripts' names) must
         // expect it, at the size the header gives, before any of it is read.
         let expected = self.expected(&name, &file, member.size, &shown)?;
+        self.check_space(member.size, &shown)?;
         self.ctx.transfer(&format!("{name}: importing {file}"));
         let (size, sha256) = self.copy_artifact(&dest, member.size)?;
         if let Some(want) = expected
@@ -394,6 +395,27 @@ impl Import<'_, '_> {
         }
     }
 
+    /// Refuses a member that would not fit in the root's filesystem with a reserve left
+    /// (see [`fits`]): the size comes from the (hostile) header, and filling the disk the
+    /// database may share is worse than refusing up front.
+    fn check_space(&self, size: u64, shown: &str) -> Result<(), BundleError> {
+        let Ok(st) = rustix::fs::statvfs(&self.root) else {
+            return Ok(());
+        };
+        let available = st.f_bavail.saturating_mul(st.f_frsize);
+        let total = st.f_blocks.saturating_mul(st.f_frsize);
+        if fits(size, available, total) {
+            return Ok(());
+        }
+        Err(self.damaged(format!(
+            "member {shown} is {}, more than the {} free in {} (keeping {} free); free space or import into another root",
+            crate::util::units::bytes(size),
+            crate::util::units::bytes(available),
+            self.root.display(),
+            crate::util::units::bytes(reserve(total))
+        )))
+    }
+
     /// Streams an artifact's data into a new 0600 file, hashing it, fsynced.
     fn copy_artifact(&mut self, dest: &Path, size: u64) -> Result<(u64, String), BundleError> {
         let file = std::fs::OpenOptions::new()
@@ -504,6 +526,17 @@ fn split_path(path: &[u8]) -> Result<(String, Option<String>), String> {
     Ok((name.to_string(), file.map(str::to_string)))
 }
 
+/// What an import leaves free on the root's filesystem: 5 % of it, at most 1 GiB.
+fn reserve(total: u64) -> u64 {
+    (total / 20).min(1 << 30)
+}
+
+/// Whether `size` bytes fit in `available` with [`reserve`] of a `total`-byte filesystem
+/// left over. Pure.
+fn fits(size: u64, available: u64, total: u64) -> bool {
+    size.saturating_add(reserve(total)) <= available
+}
+
 fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = fsutil::create_private(path)?;
     f.write_all(bytes)?;
@@ -530,6 +563,17 @@ impl<W: Write> Write for HashingWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_must_fit_with_a_reserve_left() {
+        let gib = 1u64 << 30;
+        assert!(fits(gib, 100 * gib, 200 * gib));
+        assert!(fits(99 * gib, 100 * gib, 200 * gib));
+        assert!(!fits(99 * gib + 1, 100 * gib, 200 * gib));
+        assert!(!fits(u64::MAX, 100 * gib, 200 * gib));
+        // A small filesystem keeps 5 %.
+        assert!(fits(95, 100, 100) && !fits(96, 100, 100));
+    }
 
     #[test]
     fn member_paths_table() {

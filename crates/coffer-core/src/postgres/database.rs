@@ -238,6 +238,50 @@ impl Database {
             .collect())
     }
 
+    /// The roles among `roles` that exist and are privileged, or a member (directly or
+    /// through other roles) of one that is: superuser, `CREATEROLE`, `REPLICATION`,
+    /// `BYPASSRLS`, or one of the server's own roles (`postgres`, `pg_execute_server_program`,
+    /// `pg_read_server_files`, `pg_read_all_data`, …: every role the server created at
+    /// `initdb`). Membership in any of them gives its powers, so a restore never grants one.
+    pub fn privileged_roles(&self, roles: &[String]) -> Result<Vec<String>, PgError> {
+        if roles.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = roles.iter().map(|r| quote_literal(r)).collect::<Vec<_>>();
+        // 16384 is FirstNormalObjectId: every role below it was made by initdb.
+        // pg_database_owner's membership is implicit (the current database's owner).
+        let privileged = |r: &str| {
+            format!(
+                "(({r}.rolsuper OR {r}.rolcreaterole OR {r}.rolreplication OR {r}.rolbypassrls \
+                 OR {r}.oid < 16384) AND {r}.rolname <> 'pg_database_owner')"
+            )
+        };
+        // Ordinals, not names, come back: a name cannot be mistaken for another in the output.
+        let out = self.query(&format!(
+            "SELECT t.i FROM unnest(ARRAY[{}]::text[]) WITH ORDINALITY AS t(name, i) \
+             JOIN pg_roles r ON r.rolname = t.name \
+             WHERE {} OR EXISTS (SELECT 1 FROM pg_roles p WHERE p.oid <> r.oid AND {} \
+             AND pg_has_role(r.oid, p.oid, 'MEMBER')) ORDER BY t.i",
+            list.join(","),
+            privileged("r"),
+            privileged("p")
+        ))?;
+        out.lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                l.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| roles.get(i.wrapping_sub(1)))
+                    .cloned()
+                    .ok_or_else(|| PgError::Parse {
+                        what: "psql role query".into(),
+                        output: out.clone(),
+                    })
+            })
+            .collect()
+    }
+
     /// Other client sessions connected to this database (not this one).
     pub fn other_sessions(&self) -> Result<Vec<Session>, PgError> {
         let out = self.query(

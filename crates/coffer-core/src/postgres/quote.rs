@@ -1,8 +1,16 @@
 //! Quoting for SQL text coffer builds.
 
-/// `text` as an SQL string literal.
+/// `text` as an SQL string literal. With a backslash in it, the escape-string form
+/// (`E'…'`, backslashes doubled), as PostgreSQL's own `quote_literal` does: a plain `'…'`
+/// would let a backslash escape the closing quote on a server with
+/// `standard_conforming_strings = off`, and the names quoted here come from backups.
 pub fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
+    let quoted = text.replace('\'', "''");
+    if text.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    }
 }
 
 /// `name` as a quoted SQL identifier.
@@ -18,5 +26,14 @@ mod tests {
     fn quoting() {
         assert_eq!(quote_literal("o'brien"), "'o''brien'");
         assert_eq!(quote_ident("My \"Db\""), "\"My \"\"Db\"\"\"");
+    }
+
+    #[test]
+    fn a_backslash_cannot_end_a_literal_whatever_the_server_setting() {
+        assert_eq!(quote_literal("a\\"), "E'a\\\\'");
+        assert_eq!(
+            quote_literal("x\\'; DROP ROLE y; --"),
+            "E'x\\\\''; DROP ROLE y; --'"
+        );
     }
 }

@@ -521,6 +521,13 @@ pub fn plan_creation(
                         quote_ident(&name),
                         privileged.join(" ")
                     ));
+                } else if attrs.createrole == Some(true) {
+                    // Up to PostgreSQL 15 a CREATEROLE role may grant itself any role but a
+                    // superuser, pg_execute_server_program included: almost a superuser.
+                    problems.push(format!(
+                        "role {name} is missing and has CREATEROLE in the backup: coffer does not create a role that may grant itself other roles; create it yourself (CREATE ROLE {} CREATEROLE LOGIN;) and restore again",
+                        quote_ident(&name)
+                    ));
                 }
             }
         }
@@ -545,6 +552,42 @@ pub fn plan_creation(
         .cloned()
         .collect();
     Ok(RoleCreation { roles, memberships })
+}
+
+impl RoleCreation {
+    /// The roles the plan's memberships grant that the plan does not create: they exist.
+    pub fn granted_existing(&self) -> Vec<String> {
+        let created: BTreeSet<&str> = self.roles.iter().map(|(n, _)| n.as_str()).collect();
+        let granted: BTreeSet<&str> = self
+            .memberships
+            .iter()
+            .map(|m| m.role.as_str())
+            .filter(|r| !created.contains(r))
+            .collect();
+        granted.into_iter().map(str::to_string).collect()
+    }
+}
+
+/// One line per membership of `plan` in an existing role that `privileged` says is
+/// privileged (see [`super::Database::privileged_roles`]): a role created from a backup,
+/// with the backup's password, must never gain such powers. Empty: nothing to refuse.
+pub fn privileged_memberships(
+    plan: &RoleCreation,
+    privileged: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
+    let created: BTreeSet<&str> = plan.roles.iter().map(|(n, _)| n.as_str()).collect();
+    plan.memberships
+        .iter()
+        .filter(|m| !created.contains(m.role.as_str()) && privileged(&m.role))
+        .map(|m| {
+            format!(
+                "the backup's roles file makes the missing role {member} a member of {role}, which exists and is privileged (a superuser, CREATEROLE, REPLICATION or BYPASSRLS role, one of the server's own roles, or a member of one): coffer does not grant it and created nothing; create {member} yourself ({}) and grant it what it needs, then restore again",
+                suggested_create(&m.member),
+                member = m.member,
+                role = m.role,
+            )
+        })
+        .collect()
 }
 
 /// What an operator runs to create a role by hand: `CREATE ROLE "x" LOGIN;`.

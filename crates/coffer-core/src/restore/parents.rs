@@ -88,15 +88,43 @@ pub(super) fn unsafe_ancestor_reason(uid: u32, mode: u32, euid: u32) -> Option<S
     crate::util::fsutil::unsafe_dir_reason(uid, mode, euid, true)
 }
 
-/// Checks that coffer may safely create directories in `dir`.
+/// Why `dir`, an ancestor of the directory coffer creates in, is unsafe: someone other than
+/// coffer and root could rename what is below it and put a symlink there, redirecting the
+/// creation. A sticky directory (`/tmp`) is safe: others cannot rename what is not theirs,
+/// and what is below it is checked in turn. Pure.
+pub(super) fn unsafe_path_reason(uid: u32, mode: u32, euid: u32) -> Option<String> {
+    if mode & 0o1000 != 0 && (uid == euid || uid == 0) {
+        None
+    } else {
+        unsafe_ancestor_reason(uid, mode, euid)
+    }
+}
+
+/// Checks that coffer may safely create directories in `dir`: it and every directory
+/// above it are coffer's or root's and nobody else can write to them (or, above `dir`,
+/// are sticky), and none of them is a symlink now.
 pub(super) fn check_ancestor(dir: &Path) -> Result<(), String> {
-    let meta = fs::metadata(dir).map_err(|e| format!("cannot inspect {}: {e}", dir.display()))?;
     let euid = rustix::process::geteuid().as_raw();
-    if let Some(reason) = unsafe_ancestor_reason(meta.uid(), meta.mode(), euid) {
-        return Err(format!(
-            "the workspace's parent directories would be created in {}, which {reason}: another user could put something of theirs in their place; create them by hand, or restore into another directory",
-            dir.display()
-        ));
+    for (i, d) in dir.ancestors().enumerate() {
+        let meta =
+            fs::symlink_metadata(d).map_err(|e| format!("cannot inspect {}: {e}", d.display()))?;
+        let reason = if !meta.is_dir() {
+            Some("is not a directory (it was replaced since the path was resolved)".to_string())
+        } else if i == 0 {
+            unsafe_ancestor_reason(meta.uid(), meta.mode(), euid)
+        } else {
+            unsafe_path_reason(meta.uid(), meta.mode(), euid)
+        };
+        if let Some(reason) = reason {
+            let place = if i == 0 {
+                format!("in {}, which", d.display())
+            } else {
+                format!("in {}, below {}, which", dir.display(), d.display())
+            };
+            return Err(format!(
+                "the workspace's parent directories would be created {place} {reason}: another user could put something of theirs in their place; create them by hand, or restore into another directory"
+            ));
+        }
     }
     Ok(())
 }
@@ -256,6 +284,33 @@ mod tests {
                 .unwrap()
                 .contains("its group")
         );
+    }
+
+    #[test]
+    fn every_directory_above_is_checked_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = real(&dir);
+        check_ancestor(&base).unwrap();
+        // Someone else may write to a directory above: they could rename `mine` away and
+        // put a symlink in its place between the check and the creation.
+        let shared = base.join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::create_dir(shared.join("mine")).unwrap();
+        let err = check_ancestor(&shared.join("mine")).unwrap_err();
+        assert!(
+            err.contains(&format!(
+                "below {}, which is writable by its group and all users",
+                shared.display()
+            )),
+            "{err}"
+        );
+        // Sticky (as /tmp is): others cannot rename what is not theirs.
+        std::fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+        check_ancestor(&shared.join("mine")).unwrap();
+        assert_eq!(unsafe_path_reason(0, 0o41777, 1000), None);
+        assert!(unsafe_path_reason(1001, 0o41777, 1000).is_some());
+        assert!(unsafe_path_reason(0, 0o40777, 1000).is_some());
     }
 
     #[test]

@@ -65,6 +65,16 @@ pub(super) fn plan_missing_roles(
         .missing_roles(&involved)
         .map_err(|e| vec![format!("cannot check roles: {e}")])?;
     let plan = roles::plan_creation(&file, owners, &|r: &str| !absent.iter().any(|a| a == r))?;
+    // A created role must not become a member of an existing superuser (or
+    // pg_execute_server_program, …): the backup would hand out the server.
+    let privileged = probe
+        .privileged_roles(&plan.granted_existing())
+        .map_err(|e| vec![format!("cannot check roles: {e}")])?;
+    let refused =
+        roles::privileged_memberships(&plan, &|r: &str| privileged.iter().any(|p| p == r));
+    if !refused.is_empty() {
+        return Err(refused);
+    }
     match probe.may_create_roles() {
         Ok(true) => {}
         Ok(false) => {

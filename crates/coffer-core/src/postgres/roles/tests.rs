@@ -265,3 +265,65 @@ fn a_suggested_role_is_quoted() {
     assert_eq!(suggested_create("app"), "CREATE ROLE \"app\" LOGIN;");
     assert_eq!(suggested_create("a\"b"), "CREATE ROLE \"a\"\"b\" LOGIN;");
 }
+
+#[test]
+fn memberships_in_existing_privileged_roles_are_refused() {
+    // A forged roles file: the role it creates (with the backup's password) joins the
+    // superuser and a role that runs programs on the server.
+    let text = format!(
+        "{}GRANT postgres TO app GRANTED BY postgres;\n\
+         GRANT pg_execute_server_program TO app;\n",
+        dump()
+    );
+    let file = parse(&text).unwrap();
+    let plan = plan_creation(
+        &file,
+        &["app".into()],
+        &exists_only(&["postgres", "readers", "pg_execute_server_program"]),
+    )
+    .unwrap();
+    assert_eq!(plan.names(), ["app"]);
+    assert_eq!(
+        plan.granted_existing(),
+        ["pg_execute_server_program", "postgres", "readers"]
+    );
+    let privileged = |r: &str| r == "postgres" || r == "pg_execute_server_program";
+    let refused = privileged_memberships(&plan, &privileged);
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(
+        refused[0].starts_with(
+            "the backup's roles file makes the missing role app a member of postgres, which exists and is privileged"
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        refused[1].contains("a member of pg_execute_server_program"),
+        "{refused:?}"
+    );
+    // An ordinary existing group, and groups the plan creates itself, are not refused.
+    let plan = plan_creation(
+        &parse(&dump()).unwrap(),
+        &["app".into()],
+        &exists_only(&["postgres"]),
+    )
+    .unwrap();
+    assert!(plan.granted_existing().is_empty());
+    assert!(privileged_memberships(&plan, &|_: &str| true).is_empty());
+}
+
+#[test]
+fn a_missing_role_with_createrole_is_never_created() {
+    let text = dump().replace(
+        "ALTER ROLE readers WITH NOSUPERUSER INHERIT NOCREATEROLE",
+        "ALTER ROLE readers WITH NOSUPERUSER INHERIT CREATEROLE",
+    );
+    let file = parse(&text).unwrap();
+    let err = plan_creation(&file, &["app".into()], &exists_only(&["postgres"])).unwrap_err();
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(
+        err[0].starts_with(
+            "role readers is missing and has CREATEROLE in the backup: coffer does not create"
+        ),
+        "{err:?}"
+    );
+}
