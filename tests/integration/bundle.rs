@@ -610,3 +610,55 @@ fn a_member_larger_than_the_free_space_is_refused_before_it_is_written() {
     );
     assert!(entries(&root).is_empty(), "{:?}", entries(&root));
 }
+
+/// An upload that stalls must not hold the root's lock for ever: `import -` waits for input
+/// in poll(2), so SIGTERM ends it at once (exit 143) and the lock is free again.
+#[test]
+fn an_import_from_a_silent_stdin_stops_on_sigterm_and_frees_the_lock() {
+    let case = Case::new();
+    let root = case.dir.path().join("import-root");
+    std::fs::create_dir(&root).unwrap();
+    let mut child = case
+        .coffer()
+        .arg("--backup-dir")
+        .arg(&root)
+        .args(["import", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Held open and silent: the upload that never sends a byte.
+    let _upload = child.stdin.take().unwrap();
+    wait_until(
+        "the import holds the root's lock",
+        std::time::Duration::from_secs(60),
+        || run_in(&case, &root, &["prune"]).status.code() == Some(3),
+    );
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "import - ignored SIGTERM while waiting for input"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(143), "{status}: {err}");
+    assert!(entries(&root).is_empty(), "{:?}", entries(&root));
+    assert_success(&run_in(&case, &root, &["prune"]));
+}

@@ -3,6 +3,7 @@
 
 mod cmd;
 mod exit;
+mod input;
 mod output;
 mod systemd_units;
 

@@ -56,8 +56,7 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let report = super::signals::cancellable(|cancel| {
         let ctx = RunContext::new(&reporter).with_cancel(cancel.clone());
         if args.file.as_os_str() == "-" {
-            let stdin = std::io::stdin();
-            let mut input = stdin.lock();
+            let mut input = crate::input::BundleStdin::open(cancel)?;
             Ok(coffer.import(BundleInput::Stream(&mut input), &options, &ctx)?)
         } else {
             Ok(coffer.import(BundleInput::File(args.file.clone()), &options, &ctx)?)

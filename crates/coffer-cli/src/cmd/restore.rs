@@ -194,8 +194,7 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         super::signals::cancellable(|cancel| {
             let ctx = ctx.clone().with_cancel(cancel.clone());
             if file.as_os_str() == "-" {
-                let stdin = std::io::stdin();
-                let mut input = stdin.lock();
+                let mut input = crate::input::BundleStdin::open(cancel)?;
                 Ok(coffer.prepare_restore_from_bundle(
                     BundleInput::Stream(&mut input),
                     &options,

@@ -71,6 +71,27 @@ pub fn import(
     signatures: &SignaturePolicy,
     ctx: &RunContext<'_>,
 ) -> Result<ImportReport, BundleError> {
+    // A signal may surface as a read error of the input (it stops a wait for data): it is
+    // still an interruption, whatever step noticed it.
+    import_unless_stopped(input, origin, root, identities, signatures, ctx).map_err(|e| {
+        match ctx.cancel().signal() {
+            Some(signal) => BundleError::Interrupted {
+                operation: "import",
+                signal,
+            },
+            None => e,
+        }
+    })
+}
+
+fn import_unless_stopped(
+    input: &mut dyn Read,
+    origin: &str,
+    root: &Path,
+    identities: Option<&Identities>,
+    signatures: &SignaturePolicy,
+    ctx: &RunContext<'_>,
+) -> Result<ImportReport, BundleError> {
     fsutil::create_private_dir_all(root)
         .map_err(|e| BundleError::io("create the backup root", root, e))?;
     let _lock = RootLock::acquire(root, "import")?;
