@@ -10,3 +10,4 @@ mod list;
 mod ops;
 mod remote;
 mod restore;
+mod serve;
