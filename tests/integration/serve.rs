@@ -537,3 +537,55 @@ fn a_refused_restore_job_carries_the_reasons_and_changes_nothing() {
     let _ = session.wait();
     assert_eq!(table_fingerprints(&case.db), before);
 }
+
+#[test]
+fn sigterm_during_a_triggered_backup_cancels_it_and_leaves_nothing_partial() {
+    let (case, tokens, admin, viewer) = served_case("");
+    // pg_dump stalls after some output: the backup is mid-write until cancelled.
+    case.write_config(
+        &case.exec_wrapper("pg_dump \"$@\" | { head -c 200000; sleep 120; }\nexit 0"),
+        &format!("[server]\ntokens_file = \"{}\"\n", tokens.display()),
+    );
+    let mut server = Serve::start(&case);
+    let a = server.post("/v1/admin/backup/trigger", &admin, &[], "");
+    assert_eq!(a.status, 202, "{}", a.json);
+    let id = a.json["id"].as_str().unwrap().to_string();
+    wait_until(
+        "the backup writes its dump",
+        Duration::from_secs(60),
+        || {
+            let (_, _, job) = server.get(&format!("/v1/admin/jobs/{id}"), Some(&viewer));
+            job["artifacts"]["database"]["bytes"].as_u64().unwrap_or(0) > 0
+        },
+    );
+    assert!(
+        case.root_entries()
+            .iter()
+            .any(|n| n.starts_with(".coffer-staging-")),
+        "{:?}",
+        case.root_entries()
+    );
+    let pid = rustix::process::Pid::from_child(&server.child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "coffer serve did not stop within 60s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    assert!(case.root_entries().is_empty(), "{:?}", case.root_entries());
+    // The cancelled attempt is in the run log like a CLI run's.
+    let log = std::fs::read_to_string(case.root.join("coffer-runs.jsonl")).unwrap();
+    let last: Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (last["operation"].as_str(), last["outcome"].as_str()),
+        (Some("backup"), Some("failure")),
+        "{last}"
+    );
+}
