@@ -589,3 +589,36 @@ fn sigterm_during_a_triggered_backup_cancels_it_and_leaves_nothing_partial() {
         "{last}"
     );
 }
+
+#[test]
+fn download_streams_the_same_bundle_as_coffer_export() {
+    let (case, _, _, viewer) = served_case("");
+    let backup = case.backup_ok(&[]);
+    let name = backup.file_name().unwrap().to_string_lossy().into_owned();
+    let exported = case.dir.path().join("exported.tar");
+    assert_success(&case.run(&["export", &name, "--output", exported.to_str().unwrap()]));
+    let server = Serve::start(&case);
+    let mut resp = server
+        .agent
+        .get(format!("{}/v1/admin/backup/{name}/download", server.base))
+        .header("Authorization", format!("Bearer {viewer}"))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(content_type(&resp), "application/x-tar");
+    assert_eq!(
+        resp.headers().get("content-disposition").unwrap(),
+        format!("attachment; filename=\"{name}.tar\"").as_str()
+    );
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut resp.body_mut().as_reader(), &mut body).unwrap();
+    assert_eq!(body, std::fs::read(&exported).unwrap());
+    // Unknown backups and names that are paths get problems, not bytes.
+    let (status, ct, json) = server.get("/v1/admin/backup/no-such-backup/download", Some(&viewer));
+    assert!(status >= 400, "{json}");
+    assert_eq!(ct, "application/problem+json", "{json}");
+    let (status, ct, json) = server.get("/v1/admin/backup/..%2Fbackups/download", Some(&viewer));
+    assert_problem(status, &ct, &json, 400, "urn:coffer:problem:bad_request");
+    let (status, ct, json) = server.get(&format!("/v1/admin/backup/{name}/download"), None);
+    assert_problem(status, &ct, &json, 401, "urn:coffer:problem:unauthorized");
+}

@@ -39,6 +39,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/admin/backup/list", get(list))
         .route("/v1/admin/backup/trigger", post(trigger))
         .route("/v1/admin/backup/{name}/restore", post(restore))
+        .route("/v1/admin/backup/{name}/download", get(download))
         .route("/v1/admin/jobs/{id}", get(job))
         .route("/v1/admin/jobs/{id}/events", get(job_events))
         .route("/v1/admin/health", get(health))
@@ -254,6 +255,15 @@ async fn restore(
         }),
     )?;
     Ok(accepted(job.view()))
+}
+
+async fn download(
+    State(state): State<AppState>,
+    _: Viewer,
+    Path(name): Path<String>,
+) -> Result<Response, Problem> {
+    let name = backup_name(&name)?;
+    crate::download::bundle(state.coffer.clone(), name).await
 }
 
 async fn job(
