@@ -622,3 +622,57 @@ fn download_streams_the_same_bundle_as_coffer_export() {
     let (status, ct, json) = server.get(&format!("/v1/admin/backup/{name}/download"), None);
     assert_problem(status, &ct, &json, 401, "urn:coffer:problem:unauthorized");
 }
+
+#[test]
+fn delete_removes_an_older_backup_and_refuses_the_newest() {
+    let (case, _, admin, viewer) = served_case("");
+    let older = case.backup_ok(&["--no-prune"]);
+    let newest = case.backup_ok(&["--no-prune"]);
+    let name = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
+    let server = Serve::start(&case);
+    let delete = |backup: &str, token: &str| {
+        let mut resp = server
+            .agent
+            .delete(format!("{}/v1/admin/backup/{backup}", server.base))
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        answer_of(&mut resp)
+    };
+    let (status, ct, json) = delete(&name(&older), &viewer);
+    assert_problem(status, &ct, &json, 403, "urn:coffer:problem:forbidden");
+    let (status, ct, json) = delete(&name(&newest), &admin);
+    assert_problem(status, &ct, &json, 422, "urn:coffer:problem:refused");
+    let (status, ct, json) = delete("no-such-backup", &admin);
+    assert_problem(status, &ct, &json, 500, "urn:coffer:problem:failed");
+    assert!(
+        json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no complete backup named"),
+        "{json}"
+    );
+    let (status, ct, json) = delete("..%2Fworkspace", &admin);
+    assert_problem(status, &ct, &json, 400, "urn:coffer:problem:bad_request");
+    assert_eq!(case.backups(), vec![older.clone(), newest.clone()]);
+    let (status, _, json) = delete(&name(&older), &admin);
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["deleted"], serde_json::json!([name(&older)]));
+    assert_eq!(case.backups(), vec![newest]);
+    assert!(
+        case.root_entries().iter().all(|n| !n.starts_with('.')),
+        "{:?}",
+        case.root_entries()
+    );
+}
+
+fn answer_of(resp: &mut ureq::http::Response<ureq::Body>) -> (u16, String, Value) {
+    let status = resp.status().as_u16();
+    let ct = content_type(resp);
+    let text = resp.body_mut().read_to_string().unwrap();
+    (
+        status,
+        ct,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}

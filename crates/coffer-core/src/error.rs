@@ -320,6 +320,7 @@ from_with_kind! {
     };
     PruneError => |e| match e {
         PruneError::Locked(l) => lock_kind(l),
+        PruneError::Newest { .. } => ErrorKind::Refused,
         _ => ErrorKind::Failed,
     };
     CatalogError => |_| ErrorKind::Failed;

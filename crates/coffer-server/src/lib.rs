@@ -16,6 +16,7 @@
 //! | `POST /v1/admin/backup/trigger` | admin | `{kind?, label?}` → 202, the job, `Location`; 409 while a job runs |
 //! | `POST /v1/admin/backup/{name}/restore` | admin | needs `X-Confirm-Restore: yes` (else 412); → 202, the job |
 //! | `GET /v1/admin/backup/{name}/download` | viewer | the backup as one bundle (tar), streamed |
+//! | `DELETE /v1/admin/backup/{name}` | admin | deletes it; refuses the newest complete one (422) |
 //! | `GET /v1/admin/jobs/{id}` | viewer | the job: state, timings, progress, report or problem |
 //! | `GET /v1/admin/jobs/{id}/events` | viewer | Server-Sent Events: `progress` snapshots, then `outcome` |
 //! | `GET /v1/admin/health` | viewer | root writable, last backup age; 200 or 503 |

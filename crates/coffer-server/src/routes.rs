@@ -40,6 +40,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/admin/backup/trigger", post(trigger))
         .route("/v1/admin/backup/{name}/restore", post(restore))
         .route("/v1/admin/backup/{name}/download", get(download))
+        .route("/v1/admin/backup/{name}", axum::routing::delete(delete))
         .route("/v1/admin/jobs/{id}", get(job))
         .route("/v1/admin/jobs/{id}/events", get(job_events))
         .route("/v1/admin/health", get(health))
@@ -264,6 +265,27 @@ async fn download(
 ) -> Result<Response, Problem> {
     let name = backup_name(&name)?;
     crate::download::bundle(state.coffer.clone(), name).await
+}
+
+/// `DELETE /v1/admin/backup/{name}`: refused while a job holds the root.
+async fn delete(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> Result<Response, Problem> {
+    let name = backup_name(&name)?;
+    if let Some(job) = state.jobs.running() {
+        return Err(Problem::busy(&job.id()));
+    }
+    let report = blocking(&state.coffer, move |c| {
+        c.delete(&name, &coffer_core::RunContext::default())
+    })
+    .await?;
+    Ok(Json(serde_json::json!({
+        "deleted": report.deleted,
+        "freed_bytes": report.freed_bytes,
+    }))
+    .into_response())
 }
 
 async fn job(
