@@ -11,4 +11,5 @@ mod list;
 mod ops;
 mod remote;
 mod restore;
+mod serve;
 mod stream;

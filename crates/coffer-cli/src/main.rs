@@ -60,6 +60,8 @@ enum Command {
     Import(cmd::import::Args),
     /// Show the last success, consecutive failures and size; exit 10/11 past a threshold
     Status(cmd::status::Args),
+    /// Serve the HTTP admin API (list, trigger, jobs, restore); `serve token add` makes tokens
+    Serve(cmd::serve::Args),
     /// Print or install the systemd units of the nightly backup timer
     Systemd(cmd::systemd::Args),
     /// Write a new age identity (--output) or minisign signing key (--signing); print its public key
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         Command::Export(ref a) => cmd::export::run(&cli, a),
         Command::Import(ref a) => cmd::import::run(&cli, a),
         Command::Status(ref a) => cmd::status::run(&cli, a),
+        Command::Serve(ref a) => cmd::serve::run(&cli, a),
         Command::Systemd(ref a) => cmd::systemd::run(&cli, a),
         Command::Keygen(ref a) => cmd::keygen::run(a),
         Command::Demo(ref a) => cmd::demo::run(a),
@@ -119,7 +122,9 @@ impl Command {
             Command::Export(a) => a.json,
             Command::Import(a) => a.json,
             Command::Status(a) => a.json,
-            Command::Systemd(_) | Command::Keygen(_) | Command::Demo(_) => false,
+            Command::Serve(_) | Command::Systemd(_) | Command::Keygen(_) | Command::Demo(_) => {
+                false
+            }
         }
     }
 }

@@ -107,6 +107,15 @@ impl Error {
         self.inner.downcast_ref::<E>()
     }
 
+    /// Why a restore was refused in pre-flight, one problem each (what is wrong and what to
+    /// change); empty for any other error.
+    pub fn refusal_reasons(&self) -> &[String] {
+        match self.downcast_ref::<RestoreError>() {
+            Some(RestoreError::Refused { problems, .. }) => problems,
+            _ => &[],
+        }
+    }
+
     /// The message followed by every cause, `": "`-separated: the form stored in the run
     /// log and passed to hooks.
     pub fn with_causes(&self) -> String {
@@ -311,6 +320,7 @@ from_with_kind! {
     };
     PruneError => |e| match e {
         PruneError::Locked(l) => lock_kind(l),
+        PruneError::Newest { .. } => ErrorKind::Refused,
         _ => ErrorKind::Failed,
     };
     CatalogError => |_| ErrorKind::Failed;

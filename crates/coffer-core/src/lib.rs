@@ -11,7 +11,7 @@
 //! Start at [`Coffer`]: the handle built once from a checked [`config::Config`], whose
 //! methods are the operations (one module each in [`commands`]): [`Coffer::backup`] (the
 //! whole job: backup, run log, prune, sync, metrics, hooks), [`Coffer::restore`],
-//! [`Coffer::verify`], [`Coffer::drill`], [`Coffer::prune`], [`Coffer::sync`],
+//! [`Coffer::verify`], [`Coffer::drill`], [`Coffer::prune`], [`Coffer::delete`], [`Coffer::sync`],
 //! [`Coffer::pull`], [`Coffer::export`], [`Coffer::import`], [`Coffer::list`], [`Coffer::list_remote`] and [`Coffer::status`]. Each takes an options struct whose `Default` is the safe, complete
 //! behaviour and a [`RunContext`] (a [`Progress`] receiving typed [`progress::Event`]s, and
 //! the cancellation flag), and fails with an [`Error`] whose [`ErrorKind`] a front end maps

@@ -10,6 +10,7 @@ pub mod prune;
 pub mod pull;
 pub mod restore;
 pub mod runtime;
+pub mod serve;
 pub mod signals;
 pub mod status;
 pub mod sync;

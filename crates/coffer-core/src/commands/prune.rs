@@ -52,6 +52,26 @@ impl Coffer {
         Ok(result?)
     }
 
+    /// Deletes the backup `name` (auto or manual), whatever retention says, under the
+    /// root's lock; refuses the newest complete backup and anything coffer does not know as
+    /// a complete backup. Recorded in the run log as a prune; then the metrics and hooks.
+    pub fn delete(&self, name: &str, ctx: &RunContext<'_>) -> Result<PruneReport, Error> {
+        let started = Utc::now();
+        let result = prune::delete_named(self.root(), &self.config().retention, name, started);
+        if let Ok(report) = &result {
+            for deleted in &report.deleted {
+                ctx.emit(Event::Pruned(deleted));
+            }
+        }
+        let (record, _) = prune_record(started, &result);
+        self.after_run(&record, ctx);
+        let report = result?;
+        match report.error() {
+            Some(e) => Err(e.into()),
+            None => Ok(report),
+        }
+    }
+
     /// The prune after a successful backup: recorded as a `prune` run, without metrics or
     /// hooks (the backup's hooks report the run). A failure is a warning, never the backup's.
     pub(crate) fn prune_after_backup(&self, ctx: &RunContext<'_>) -> Vec<Warning> {

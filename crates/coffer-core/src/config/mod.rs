@@ -72,6 +72,8 @@ pub struct Config {
     pub remote: RemoteConfig,
     /// `[signing]`: the key backups are signed with, and the keys they must be signed by.
     pub signing: crate::format::signing::SigningConfig,
+    /// `[server]`: the HTTP admin API of `coffer serve`.
+    pub server: ServerConfig,
 }
 
 /// Default number of parts one multipart upload may have (the S3 limit).
@@ -472,6 +474,7 @@ impl Config {
         self.remote.validate()?;
         self.validate_paths()?;
         self.signing.validate()?;
+        self.server.validate()?;
         Ok(())
     }
 
@@ -665,7 +668,9 @@ fn usable_path(p: &Path) -> Result<(), String> {
 }
 
 mod hooks;
+mod server;
 #[cfg(test)]
 mod tests;
 
 pub use hooks::HooksConfig;
+pub use server::{DEFAULT_LISTEN, DEFAULT_MAX_UPLOAD_BYTES, ServerConfig, parse_listen};

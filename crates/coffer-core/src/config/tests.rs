@@ -258,3 +258,22 @@ fn defaults_match_the_documentation() {
         "{e}"
     );
 }
+
+#[test]
+fn server_section_parses_and_is_checked() {
+    let c = Config::from_toml(
+        "[server]\nlisten = \"[::1]:9000\"\ntokens_file = \"/etc/coffer/tokens\"\nallow_plain_http = true\nmax_upload_bytes = \"1GiB\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.server.listen_addr().unwrap().port(), 9000);
+    assert_eq!(c.server.max_upload_bytes, ByteSize(1 << 30));
+    assert!(c.server.allow_plain_http);
+    let d = Config::default().server;
+    assert_eq!(d.listen, DEFAULT_LISTEN);
+    assert_eq!(d.max_upload_bytes.0, DEFAULT_MAX_UPLOAD_BYTES);
+    assert!(err("[server]\nlisten = \"localhost\"\n").contains("server.listen"));
+    assert!(err("[server]\ntokens_file = \"tokens\"\n").contains("server.tokens_file"));
+    assert!(err("[server]\nmax_upload_bytes = 0\n").contains("server.max_upload_bytes"));
+    assert!(err("[server]\nport = 1\n").contains("port"));
+}

@@ -46,6 +46,22 @@ pub enum PruneError {
     /// The root could not be listed.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// No complete backup of that name is in the root (unknown entries are never deleted).
+    #[error(
+        "no complete backup named {name:?} in the backup root; list the backups to see their names"
+    )]
+    NotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// Deleting it would leave the root without its newest complete backup.
+    #[error(
+        "refusing to delete {name}: it is the newest complete backup, the one a restore would use; make a newer backup first"
+    )]
+    Newest {
+        /// The name asked for.
+        name: String,
+    },
     /// Some deletions failed (the others were done).
     #[error("cannot delete {path}: {reason}{more}; check the permissions of the backup root")]
     Delete {
@@ -379,6 +395,43 @@ pub fn run(
     Ok(execute(plan))
 }
 
+/// Deletes the one backup `name` of `root` under its lock, as a prune would (marked, hidden,
+/// then removed), whatever retention says; refuses an entry coffer does not positively
+/// know as a complete backup, and the newest complete backup.
+pub fn delete_named(
+    root: &Path,
+    policy: &RetentionPolicy,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<PruneReport, PruneError> {
+    if let Err(source) = fs::metadata(root) {
+        return Err(CatalogError::ReadRoot {
+            path: root.to_path_buf(),
+            source,
+        }
+        .into());
+    }
+    let _lock = RootLock::acquire(root, "delete")?;
+    let mut plan = plan(root, policy, now)?;
+    let Some(pos) = plan.backups.iter().position(|b| b.name == name) else {
+        return Err(PruneError::NotFound { name: name.into() });
+    };
+    if pos == 0 {
+        return Err(PruneError::Newest { name: name.into() });
+    }
+    for (i, item) in plan.backups.iter_mut().enumerate() {
+        item.keep = i != pos;
+        if i == pos {
+            item.reasons = vec!["deleted on request".into()];
+        }
+    }
+    // Only this backup: staging directories are the next prune's business.
+    for s in &mut plan.staging {
+        s.keep = true;
+    }
+    Ok(execute(plan))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -510,5 +563,32 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().starts_with("cannot list backup root"), "{e}");
+    }
+
+    #[test]
+    fn delete_named_removes_only_that_backup_and_never_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write_backup(root, "2026-11-01-030000", true);
+        write_backup(root, "2026-11-02-030000", true);
+        write_backup(root, "2026-11-03-030000", false);
+        fs::create_dir(root.join("mine")).unwrap();
+        let now = Utc::now();
+        let policy = RetentionPolicy::default();
+        let e = delete_named(root, &policy, "2026-11-02-030000", now).unwrap_err();
+        assert!(matches!(e, PruneError::Newest { .. }), "{e}");
+        for other in ["2026-11-03-030000", "mine", "nope"] {
+            let e = delete_named(root, &policy, other, now).unwrap_err();
+            assert!(matches!(e, PruneError::NotFound { .. }), "{other}: {e}");
+        }
+        let report = delete_named(root, &policy, "2026-11-01-030000", now).unwrap();
+        assert_eq!(report.deleted, vec!["2026-11-01-030000".to_string()]);
+        let mut left: Vec<String> = fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        left.sort();
+        assert_eq!(left, ["2026-11-02-030000", "2026-11-03-030000", "mine"]);
     }
 }

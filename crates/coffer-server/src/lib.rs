@@ -1,0 +1,168 @@
+//! # coffer-server
+//!
+//! The HTTP admin API of `coffer serve`, on [`coffer_core`]'s public API only: each route
+//! maps a request to one library call and its result (or [`coffer_core::Error`]) to a
+//! response, with no backup or restore logic of its own. This is also the proof that the
+//! library embeds in an async program: its blocking operations run on tokio's blocking pool
+//! with a [`coffer_core::RunContext`] whose progress feeds the job's event stream and whose
+//! cancel flag the server's shutdown sets.
+//!
+//! Routes (JSON; every error is an RFC 9457 `application/problem+json` document, see
+//! [`problem`]):
+//!
+//! | route | role | what |
+//! |---|---|---|
+//! | `GET /v1/admin/backup/list` | viewer | the backups (as `coffer list --json`), the last attempt, the running job |
+//! | `POST /v1/admin/backup/trigger` | admin | `{kind?, label?}` → 202, the job, `Location`; 409 while a job runs |
+//! | `POST /v1/admin/backup/{name}/restore` | admin | needs `X-Confirm-Restore: yes` (else 412); → 202, the job |
+//! | `GET /v1/admin/backup/{name}/download` | viewer | the backup as one bundle (tar), streamed |
+//! | `DELETE /v1/admin/backup/{name}` | admin | deletes it; refuses the newest complete one (422) |
+//! | `GET /v1/admin/jobs/{id}` | viewer | the job: state, timings, progress, report or problem |
+//! | `GET /v1/admin/jobs/{id}/events` | viewer | Server-Sent Events: `progress` snapshots, then `outcome` |
+//! | `GET /v1/admin/health` | viewer | root writable, last backup age; 200 or 503 |
+//! | `GET /metrics` | viewer | the Prometheus text of the metrics file |
+//!
+//! Authentication: `Authorization: Bearer <token>`, checked against the hashes in the
+//! tokens file ([`tokens`]); missing or unknown → 401, a viewer on an admin route → 403.
+
+#![deny(missing_docs)]
+
+mod download;
+pub mod jobs;
+pub mod problem;
+mod routes;
+pub mod tokens;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer_core::{Coffer, Error, ErrorKind, Thresholds};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use tokens::{Role, Tokens};
+
+/// How long a stopping server waits for its running job to cancel and clean up (a restore
+/// rolls back) before it exits anyway.
+pub const JOB_STOP_LIMIT: Duration = Duration::from_secs(300);
+
+/// How long a stopping server waits for open requests once its job ended.
+const REQUEST_STOP_LIMIT: Duration = Duration::from_secs(10);
+
+/// The thresholds `health` and `list` judge the root by: those of `coffer status`.
+pub const DEFAULT_THRESHOLDS: Thresholds = Thresholds {
+    max_age: Duration::from_secs(26 * 3600),
+    max_failures: 3,
+};
+
+fn refused(text: String) -> Error {
+    Error::new(ErrorKind::InvalidConfig, std::io::Error::other(text))
+}
+
+/// Refuses a non-loopback address unless plain HTTP is allowed: the server has no TLS of
+/// its own, so tokens would cross the network in clear.
+pub fn check_listen(addr: SocketAddr, allow_plain_http: bool) -> Result<(), Error> {
+    if addr.ip().is_loopback() || allow_plain_http {
+        return Ok(());
+    }
+    Err(refused(format!(
+        "refusing to listen on {addr}: the server speaks plain HTTP, so bearer tokens would cross the network unencrypted; listen on a loopback address behind a TLS-terminating reverse proxy, or set server.allow_plain_http = true if that proxy reaches it over a trusted network"
+    )))
+}
+
+/// A server ready to run: the library handle, the accepted tokens and the listener.
+pub struct Server {
+    coffer: Arc<Coffer>,
+    tokens: Arc<Tokens>,
+    listener: TcpListener,
+    thresholds: Thresholds,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("coffer", &self.coffer)
+            .field("tokens", &self.tokens.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server for `coffer` on `listener`. Refuses an empty token set: every request
+    /// would be refused.
+    pub fn new(coffer: Coffer, tokens: Tokens, listener: TcpListener) -> Result<Server, Error> {
+        if tokens.is_empty() {
+            return Err(refused(
+                "no bearer token is configured: add one to server.tokens_file first".into(),
+            ));
+        }
+        Ok(Server {
+            coffer: Arc::new(coffer),
+            tokens: Arc::new(tokens),
+            listener,
+            thresholds: DEFAULT_THRESHOLDS,
+        })
+    }
+
+    /// The address it listens on (the port chosen when it was 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `stop` resolves (e.g. [`stop_signal`]), then shuts down cleanly: no new
+    /// jobs, the running one cancelled with `signal` (a backup leaves nothing partial, a
+    /// restore rolls back) and awaited, event streams ended, open requests finished.
+    pub async fn run(self, stop: impl Future<Output = usize> + Send) -> Result<(), Error> {
+        let jobs = Arc::new(jobs::Jobs::default());
+        let (stopping_tx, stopping) = watch::channel(false);
+        let app = routes::router(routes::AppState {
+            coffer: self.coffer,
+            tokens: self.tokens,
+            jobs: jobs.clone(),
+            stopping: stopping.clone(),
+            thresholds: self.thresholds,
+        });
+        let mut graceful = stopping.clone();
+        let server = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = graceful.wait_for(|s| *s).await;
+            })
+            .into_future();
+        let server = tokio::spawn(server);
+        let signal = stop.await;
+        let job_ended = jobs.shut_down(signal, JOB_STOP_LIMIT).await;
+        let _ = stopping_tx.send(true);
+        let served = tokio::time::timeout(REQUEST_STOP_LIMIT, server).await;
+        if !job_ended {
+            return Err(Error::new(
+                ErrorKind::Failed,
+                std::io::Error::other(format!(
+                    "the running job did not stop within {}s of the signal; check the backup root and the run log",
+                    JOB_STOP_LIMIT.as_secs()
+                )),
+            ));
+        }
+        match served {
+            Ok(Ok(Ok(()))) | Err(_) => Ok(()),
+            Ok(Ok(Err(e))) => Err(Error::new(ErrorKind::Failed, e)),
+            Ok(Err(e)) => Err(Error::new(ErrorKind::Failed, e)),
+        }
+    }
+}
+
+/// A future that resolves on SIGTERM or SIGINT with the signal's number. The handlers are
+/// installed now (call it inside the runtime, before announcing the server), so a signal
+/// that comes early is not lost.
+pub fn stop_signal() -> std::io::Result<impl Future<Output = usize> + Send> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => 15,
+            _ = int.recv() => 2,
+        }
+    })
+}
