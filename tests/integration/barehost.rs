@@ -275,7 +275,8 @@ impl AppRoles {
             .psql(
                 "postgres",
                 &format!(
-                    "CREATE ROLE {g} NOLOGIN; CREATE ROLE {a} LOGIN PASSWORD 'app-secret' CONNECTION LIMIT 4; GRANT {g} TO {a};",
+                    "CREATE ROLE {g} NOLOGIN; CREATE ROLE {a} LOGIN PASSWORD 'app-secret' CONNECTION LIMIT 4; GRANT {g} TO {a}; \
+                     ALTER ROLE {a} SET search_path TO 'public'; COMMENT ON ROLE {a} IS 'the application; it owns users';",
                     a = roles.app,
                     g = roles.group
                 ),
@@ -351,7 +352,7 @@ fn with_include_roles_a_dropped_role_is_recreated_and_an_existing_one_left_alone
     let text = all_output(&out);
     assert!(
         text.contains(&format!(
-            "roles {} do not exist: they will be created from the backup's roles.sql.gz (existing roles are not changed), with memberships {} in {}",
+            "roles {} do not exist: they will be created from the backup's roles.sql.gz (existing roles are not changed), with memberships {} in {}; its 2 role setting(s) and comment(s) are not restored",
             roles.app, roles.app, roles.group
         )),
         "{text}"

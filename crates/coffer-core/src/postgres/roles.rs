@@ -75,6 +75,9 @@ pub struct RolesFile {
     pub roles: BTreeMap<String, RoleAttributes>,
     /// The memberships, in the file's order.
     pub memberships: Vec<Membership>,
+    /// Per-role settings (`ALTER ROLE … SET`) and comments (`COMMENT ON ROLE`): read past,
+    /// never restored (a restored role gets the server's defaults), counted for the plan.
+    pub skipped: usize,
 }
 
 /// Reads a `pg_dumpall --roles-only` output; `Err` names the first line that is not one of
@@ -293,6 +296,11 @@ fn statement(tokens: &[Token], file: &mut RolesFile) -> Result<(), String> {
     if c.keyword("ALTER") {
         c.expect("ROLE")?;
         let name = c.name()?;
+        // `ALTER ROLE x [IN DATABASE d] SET|RESET …;`: a setting, skipped (never run).
+        if matches!(c.peek(), Some(Token::Word(w)) if ["SET", "RESET", "IN"].iter().any(|k| w.eq_ignore_ascii_case(k)))
+        {
+            return skip_statement(tokens, file);
+        }
         c.expect("WITH")?;
         let Some(attrs) = file.roles.get_mut(&name) else {
             return Err(format!("role {name} is altered before it is created"));
@@ -302,6 +310,15 @@ fn statement(tokens: &[Token], file: &mut RolesFile) -> Result<(), String> {
         }
         *attrs = attributes(&mut c)?;
         return Ok(());
+    }
+    if c.keyword("COMMENT") {
+        c.expect("ON")?;
+        c.expect("ROLE")?;
+        c.name()?;
+        c.expect("IS")?;
+        c.literal()?;
+        c.end()?;
+        return skip_statement(tokens, file);
     }
     if c.keyword("GRANT") {
         let role = c.name()?;
@@ -345,6 +362,15 @@ fn statement(tokens: &[Token], file: &mut RolesFile) -> Result<(), String> {
         return Ok(());
     }
     Err("not a statement coffer accepts in a roles file".into())
+}
+
+/// Reads past a statement coffer does not restore (it must end on its line with `;`).
+fn skip_statement(tokens: &[Token], file: &mut RolesFile) -> Result<(), String> {
+    if tokens.last() != Some(&Token::Punct(';')) {
+        return Err("expected the end of the statement (;) on its line".into());
+    }
+    file.skipped += 1;
+    Ok(())
 }
 
 /// `SET name = value;` as pg_dumpall writes it, with the values coffer's reading assumes.

@@ -85,7 +85,13 @@ pub(super) fn plan_missing_roles(
         }
         Err(e) => return Err(vec![format!("cannot check the right to create roles: {e}")]),
     }
-    let line = describe(&plan, &source.file_name());
+    let mut line = describe(&plan, &source.file_name());
+    if file.skipped > 0 {
+        line.push_str(&format!(
+            "; its {} role setting(s) and comment(s) are not restored",
+            file.skipped
+        ));
+    }
     Ok((
         RolesStep {
             names: plan.names(),

@@ -88,9 +88,14 @@ fn anything_else_is_refused_naming_the_line() {
             "CREATE ROLE app; DROP ROLE x;",
             "expected the end of the statement",
         ),
+        ("CREATE ROLE app;\nALTER ROLE app LOGIN;", "expected WITH"),
         (
-            "CREATE ROLE app;\nALTER ROLE app SET search_path = x;",
-            "expected WITH",
+            "ALTER ROLE app SET search_path = x",
+            "expected the end of the statement (;)",
+        ),
+        (
+            "COMMENT ON ROLE app IS 'x'; DROP ROLE y;",
+            "expected the end of the statement",
         ),
         (
             "CREATE ROLE app SUPERUSER;",
@@ -158,10 +163,7 @@ fn anything_else_is_refused_naming_the_line() {
             "not a statement coffer accepts",
         ),
         ("CREATE ROLE app; -- trailing", "not a number: -"),
-        (
-            "COMMENT ON ROLE app IS 'x';",
-            "not a statement coffer accepts",
-        ),
+        ("COMMENT ON TABLE t IS 'x';", "expected ROLE"),
     ];
     for (text, why) in table {
         let err = parse(text).expect_err(text);
@@ -326,4 +328,16 @@ fn a_missing_role_with_createrole_is_never_created() {
         ),
         "{err:?}"
     );
+}
+
+#[test]
+fn settings_and_comments_are_read_past_and_counted() {
+    let text = "CREATE ROLE app;\nALTER ROLE app WITH LOGIN;\n\
+                ALTER ROLE app SET search_path TO 'a', 'public';\n\
+                ALTER ROLE app IN DATABASE portal SET work_mem TO '64MB';\n\
+                COMMENT ON ROLE app IS 'the application; not a statement';\n";
+    let file = parse(text).unwrap();
+    assert_eq!(file.skipped, 3);
+    assert_eq!(file.roles.len(), 1);
+    assert!(file.memberships.is_empty());
 }
