@@ -630,11 +630,17 @@ fn an_import_from_a_silent_stdin_stops_on_sigterm_and_frees_the_lock() {
         .unwrap();
     // Held open and silent: the upload that never sends a byte.
     let _upload = child.stdin.take().unwrap();
+    // The holder's line in the lock file (taking the lock to probe it could make the
+    // import itself fail to take it).
     wait_until(
         "the import holds the root's lock",
         std::time::Duration::from_secs(60),
-        || run_in(&case, &root, &["prune"]).status.code() == Some(3),
+        || {
+            std::fs::read_to_string(root.join(".coffer.lock"))
+                .is_ok_and(|holder| holder.contains(&format!("pid {}", child.id())))
+        },
     );
+    assert_exit(&run_in(&case, &root, &["prune"]), 3);
     rustix::process::kill_process(
         rustix::process::Pid::from_child(&child),
         rustix::process::Signal::TERM,
