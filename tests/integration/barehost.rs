@@ -352,7 +352,7 @@ fn with_include_roles_a_dropped_role_is_recreated_and_an_existing_one_left_alone
     let text = all_output(&out);
     assert!(
         text.contains(&format!(
-            "roles {} do not exist: they will be created from the backup's roles.sql.gz (existing roles are not changed), with memberships {} in {}; its 2 role setting(s) and comment(s) are not restored",
+            "roles {} do not exist: they will be created from the backup's roles.sql.gz (existing roles are not changed), with memberships {} in {}; their 2 role setting(s) and comment(s) in it are not restored",
             roles.app, roles.app, roles.group
         )),
         "{text}"

@@ -76,8 +76,8 @@ pub struct RolesFile {
     /// The memberships, in the file's order.
     pub memberships: Vec<Membership>,
     /// Per-role settings (`ALTER ROLE … SET`) and comments (`COMMENT ON ROLE`): read past,
-    /// never restored (a restored role gets the server's defaults), counted for the plan.
-    pub skipped: usize,
+    /// never restored (a restored role gets the server's defaults): how many, by role.
+    pub skipped: BTreeMap<String, usize>,
 }
 
 /// Reads a `pg_dumpall --roles-only` output; `Err` names the first line that is not one of
@@ -299,7 +299,7 @@ fn statement(tokens: &[Token], file: &mut RolesFile) -> Result<(), String> {
         // `ALTER ROLE x [IN DATABASE d] SET|RESET …;`: a setting, skipped (never run).
         if matches!(c.peek(), Some(Token::Word(w)) if ["SET", "RESET", "IN"].iter().any(|k| w.eq_ignore_ascii_case(k)))
         {
-            return skip_statement(tokens, file);
+            return skip_statement(tokens, name, file);
         }
         c.expect("WITH")?;
         let Some(attrs) = file.roles.get_mut(&name) else {
@@ -314,11 +314,11 @@ fn statement(tokens: &[Token], file: &mut RolesFile) -> Result<(), String> {
     if c.keyword("COMMENT") {
         c.expect("ON")?;
         c.expect("ROLE")?;
-        c.name()?;
+        let name = c.name()?;
         c.expect("IS")?;
         c.literal()?;
         c.end()?;
-        return skip_statement(tokens, file);
+        return skip_statement(tokens, name, file);
     }
     if c.keyword("GRANT") {
         let role = c.name()?;
@@ -365,11 +365,11 @@ fn statement(tokens: &[Token], file: &mut RolesFile) -> Result<(), String> {
 }
 
 /// Reads past a statement coffer does not restore (it must end on its line with `;`).
-fn skip_statement(tokens: &[Token], file: &mut RolesFile) -> Result<(), String> {
+fn skip_statement(tokens: &[Token], role: String, file: &mut RolesFile) -> Result<(), String> {
     if tokens.last() != Some(&Token::Punct(';')) {
         return Err("expected the end of the statement (;) on its line".into());
     }
-    file.skipped += 1;
+    *file.skipped.entry(role).or_default() += 1;
     Ok(())
 }
 

@@ -86,10 +86,15 @@ pub(super) fn plan_missing_roles(
         Err(e) => return Err(vec![format!("cannot check the right to create roles: {e}")]),
     }
     let mut line = describe(&plan, &source.file_name());
-    if file.skipped > 0 {
+    // Only the created roles' settings matter here: existing roles are never touched.
+    let skipped: usize = plan
+        .names()
+        .iter()
+        .filter_map(|n| file.skipped.get(n))
+        .sum();
+    if skipped > 0 {
         line.push_str(&format!(
-            "; its {} role setting(s) and comment(s) are not restored",
-            file.skipped
+            "; their {skipped} role setting(s) and comment(s) in it are not restored"
         ));
     }
     Ok((
