@@ -61,6 +61,28 @@ impl Coffer {
             .await
     }
 
+    /// Whether the named backup a restore from the remote asks for is complete in the root
+    /// already ([`Event::FoundInRoot`]): then it is used as it is. A path is refused.
+    fn complete_in_root(&self, backup: &BackupRef, ctx: &RunContext<'_>) -> Result<bool, Error> {
+        let BackupRef::Named(name) = backup else {
+            return Ok(false);
+        };
+        if name.contains('/') {
+            return Err(ConfigError::Invalid {
+                path: "restore options".into(),
+                key: "backup".into(),
+                reason: format!("a backup on the remote is named, not given by path: `{name}`"),
+            }
+            .into());
+        }
+        let local = self.root().join(name);
+        if local.is_dir() && BackupEntry::read(&local).status.is_usable() {
+            ctx.emit(Event::FoundInRoot(name));
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     /// The backup a restore from the remote uses: the one in the root when it is complete
     /// there already ([`Event::FoundInRoot`]), else the one pulled ([`Event::Pulled`]).
     pub(crate) fn pull_for_restore(
@@ -70,20 +92,8 @@ impl Coffer {
         signatures: &SignaturePolicy,
         ctx: &RunContext<'_>,
     ) -> Result<BackupRef, Error> {
-        if let BackupRef::Named(name) = backup {
-            if name.contains('/') {
-                return Err(ConfigError::Invalid {
-                    path: "restore options".into(),
-                    key: "backup".into(),
-                    reason: format!("a backup on the remote is named, not given by path: `{name}`"),
-                }
-                .into());
-            }
-            let local = self.root().join(name);
-            if local.is_dir() && BackupEntry::read(&local).status.is_usable() {
-                ctx.emit(Event::FoundInRoot(name));
-                return Ok(backup.clone());
-            }
+        if self.complete_in_root(backup, ctx)? {
+            return Ok(backup.clone());
         }
         let report = ctx.block_on(self.download(backup, identities, signatures, ctx))??;
         ctx.emit(Event::Pulled(&report));
@@ -101,20 +111,8 @@ impl Coffer {
         signatures: &SignaturePolicy,
         ctx: &RunContext<'_>,
     ) -> Result<ForRestore, Error> {
-        if let BackupRef::Named(name) = backup {
-            if name.contains('/') {
-                return Err(ConfigError::Invalid {
-                    path: "restore options".into(),
-                    key: "backup".into(),
-                    reason: format!("a backup on the remote is named, not given by path: `{name}`"),
-                }
-                .into());
-            }
-            let local = self.root().join(name);
-            if local.is_dir() && BackupEntry::read(&local).status.is_usable() {
-                ctx.emit(Event::FoundInRoot(name));
-                return Ok(ForRestore::Local(backup.clone()));
-            }
+        if self.complete_in_root(backup, ctx)? {
+            return Ok(ForRestore::Local(backup.clone()));
         }
         let remote = Arc::new(Remote::from_config(&self.config().remote)?);
         let which = match backup {

@@ -216,31 +216,14 @@ fn check_sessions(
         Ok(found) => found,
         Err(e) => return problems.push(format!("cannot list sessions: {e}")),
     };
-    let list = found
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ");
-    if steps.terminate_connections {
-        plan.notes.push(format!(
-            "{} other session(s) will be terminated: {list}",
-            found.len()
-        ));
-    } else if steps.run_hooks && !settings.hooks.before_restore.is_empty() {
-        plan.notes.push(format!(
-            "{} other session(s) connected now; hooks.before_restore should end them: {list}",
-            found.len()
-        ));
-    } else {
-        problems.push_hinted(
-            format!(
-                "{} other session(s) connected to {}: {list}; stop the application or configure hooks.before_restore",
-                found.len(),
-                target.name
-            ),
-            [Hint::TerminateConnections],
-        );
-    }
+    super::preflight::judge_sessions(
+        &found,
+        &target.name,
+        steps.terminate_connections,
+        steps.run_hooks && !settings.hooks.before_restore.is_empty(),
+        &mut plan.notes,
+        problems,
+    );
     plan.sessions = found;
 }
 
