@@ -426,18 +426,13 @@ fn backup_output_writes_one_bundle_and_nothing_in_the_root() {
     assert!(second.ends_with("/manifest.json"), "{listing}");
 
     // To standard output, piped into an import.
-    let mut producer = case.coffer();
-    producer
-        .args(["backup", "--output", "-", "--quiet"])
-        .stdout(Stdio::piped());
-    let mut producer = producer.spawn().unwrap();
-    let mut consumer = case.coffer();
-    consumer
-        .args(["import", "-"])
-        .stdin(producer.stdout.take().unwrap());
-    let imported = consumer.output().unwrap();
-    assert!(producer.wait().unwrap().success());
+    let (produced, imported) = pipe_coffer(
+        &case,
+        &["backup", "--output", "-", "--quiet"],
+        &["import", "-"],
+    );
     assert_success(&imported);
+    assert_success(&produced);
     assert_eq!(case.backups().len(), 1);
 
     let out = case.run(&["import", bundle.to_str().unwrap()]);
@@ -502,7 +497,7 @@ fn backup_output_piped_into_restore_from_file_round_trips() {
     });
     pipe.join().unwrap();
     assert!(producer.wait().unwrap().success());
-    let out = restore.wait_with_output().unwrap();
+    let out = wait_within(restore, RUN_LIMIT, "coffer restore --from-file -");
     assert_success(&out);
     assert_eq!(table_fingerprints(&case.db), tables);
     assert_eq!(archived_part(snapshot(&case.workspace)), workspace);

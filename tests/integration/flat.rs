@@ -39,7 +39,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut stdin = child.stdin.take().unwrap();
     let input = bytes.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
-    let out = child.wait_with_output().unwrap();
+    let out = wait_within(child, RUN_LIMIT, "coffer");
     writer.join().unwrap();
     assert!(out.status.success());
     out.stdout

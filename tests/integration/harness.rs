@@ -47,7 +47,8 @@ pub fn fresh_database() -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst)
     );
-    let _guard = CREATE_DB.lock().unwrap();
+    // One failed CREATE must not poison the lock and fail every later test with it.
+    let _guard = CREATE_DB.lock().unwrap_or_else(|p| p.into_inner());
     c.psql(
         "postgres",
         &format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"),
@@ -75,6 +76,17 @@ pub struct Case {
     pub root: PathBuf,
     pub workspace: PathBuf,
     pub config: PathBuf,
+}
+
+/// The case's database goes with it: a run of the suite clones ~150 of them, and CI's disk
+/// is not large.
+impl Drop for Case {
+    fn drop(&mut self) {
+        let _ = cluster().psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db),
+        );
+    }
 }
 
 impl Case {
@@ -133,8 +145,9 @@ impl Case {
         cmd
     }
 
+    /// Runs coffer to the end, within [`RUN_LIMIT`].
     pub fn run(&self, args: &[&str]) -> Output {
-        self.coffer().args(args).output().unwrap()
+        output_within(self.coffer().args(args), RUN_LIMIT)
     }
 
     /// Backup directories in the root (complete ones: names not starting with a dot).
@@ -623,32 +636,74 @@ impl Case {
     }
 }
 
-/// Runs coffer and kills it if it has not exited within `limit`: a command that must never
-/// wait forever (a restore, a read of a hostile file) fails the test instead of hanging it.
-pub fn run_bounded(case: &Case, args: &[&str], limit: std::time::Duration) -> Output {
-    let mut child = case
-        .coffer()
-        .args(args)
+/// How long one coffer command in a test may take: far more than any needs, far less than
+/// CI's limit, so a hang fails its test instead of the whole run.
+pub const RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Runs `cmd` with stdout and stderr captured, killing it if it has not exited within
+/// `limit`: a command that must never wait forever fails the test instead of hanging it.
+/// Output is read while waiting, so a chatty command cannot block on a full pipe.
+pub fn output_within(cmd: &mut Command, limit: std::time::Duration) -> Output {
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    wait_within(child, limit, &format!("{cmd:?}"))
+}
+
+/// Waits for a spawned child (its stdout/stderr piped or not) and collects its output;
+/// kills it and panics once `limit` has passed.
+pub fn wait_within(child: std::process::Child, limit: std::time::Duration, what: &str) -> Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+            let out = rx.recv().unwrap().unwrap();
             panic!(
-                "coffer {args:?} still running after {limit:?}: killed\nstdout:\n{}\nstderr:\n{}",
+                "{what} still running after {limit:?}: killed\nstdout:\n{}\nstderr:\n{}",
                 stdout(&out),
                 stderr(&out)
             );
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// `coffer FROM… | coffer INTO…`, both within [`RUN_LIMIT`]. The test keeps no copy of
+/// the pipe, so a consumer that stops early makes the producer fail on a broken pipe
+/// instead of blocking forever on a full one.
+pub fn pipe_coffer(case: &Case, from: &[&str], into: &[&str]) -> (Output, Output) {
+    let mut producer = case
+        .coffer()
+        .args(from)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipe = producer.stdout.take().unwrap();
+    let consumer = case
+        .coffer()
+        .args(into)
+        .stdin(pipe)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let consumed = wait_within(consumer, RUN_LIMIT, &format!("coffer {into:?}"));
+    let produced = wait_within(producer, RUN_LIMIT, &format!("coffer {from:?}"));
+    (produced, consumed)
+}
+
+/// Runs coffer within `limit` (see [`output_within`]).
+pub fn run_bounded(case: &Case, args: &[&str], limit: std::time::Duration) -> Output {
+    output_within(case.coffer().args(args), limit)
 }
 
 /// `SHA256SUMS` rewritten from the manifest's artifacts, as a forger would.

@@ -365,7 +365,7 @@ fn server_stopped_mid_upload_fails_clearly_and_nothing_looks_complete() {
         std::thread::sleep(Duration::from_millis(1));
     }
     server.stop();
-    let out = child.wait_with_output().unwrap();
+    let out = wait_within(child, RUN_LIMIT, "coffer");
     assert_exit(&out, 12);
     let line = error_line(&out);
     assert!(

@@ -277,7 +277,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
         use std::io::Write;
         stdin.write_all(&data).unwrap();
     });
-    let out = child.wait_with_output().unwrap();
+    let out = wait_within(child, RUN_LIMIT, "coffer");
     writer.join().unwrap();
     out.stdout
 }
@@ -767,7 +767,7 @@ fn confirmation_on_a_terminal_needs_the_word_restore() {
             std::thread::sleep(Duration::from_millis(1500));
             stdin.write_all(answer.as_bytes()).unwrap();
         }
-        child.wait_with_output().unwrap()
+        wait_within(child, RUN_LIMIT, "coffer")
     };
     let out = run_on_tty("yes\n");
     assert_exit(&out, 6);

@@ -189,7 +189,7 @@ fn server_stopped_mid_stream_rolls_back_and_leaves_nothing() {
     );
     server.stop();
     std::fs::write(case.dir.path().join("go"), b"").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = wait_within(child, RUN_LIMIT, "coffer");
     let code = out.status.code();
     assert!(
         code == Some(7) || code == Some(12),

@@ -484,7 +484,7 @@ fn run_with_closed_stdout(case: &Case, args: &[&str]) -> Output {
         .spawn()
         .unwrap();
     drop(child.stdout.take());
-    child.wait_with_output().unwrap()
+    wait_within(child, RUN_LIMIT, "coffer")
 }
 
 /// A closed stdout is not a failure of the operation: no panic, the operation's own exit
