@@ -4,6 +4,7 @@
 mod adversarial;
 mod backup;
 mod barehost;
+mod browser;
 mod bundle;
 mod flat;
 mod harness;
@@ -13,3 +14,4 @@ mod remote;
 mod restore;
 mod serve;
 mod stream;
+mod webdriver;

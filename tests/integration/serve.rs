@@ -15,15 +15,15 @@ use crate::harness::*;
 const REQUEST_LIMIT: Duration = Duration::from_secs(180);
 
 /// A running `coffer serve`, stopped with SIGTERM when dropped.
-struct Serve {
+pub(crate) struct Serve {
     child: Child,
-    base: String,
-    agent: ureq::Agent,
+    pub(crate) base: String,
+    pub(crate) agent: ureq::Agent,
 }
 
 impl Serve {
     /// Starts the server on a port the kernel picks and waits for its `listening on` line.
-    fn start(case: &Case) -> Serve {
+    pub(crate) fn start(case: &Case) -> Serve {
         let mut child = case
             .coffer()
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -181,7 +181,7 @@ fn add_token(case: &Case, name: &str, role: &str) -> String {
 }
 
 /// A case whose config names a tokens file, with an admin and a viewer token.
-fn served_case(extra: &str) -> (Case, PathBuf, String, String) {
+pub(crate) fn served_case(extra: &str) -> (Case, PathBuf, String, String) {
     let case = Case::new();
     let tokens = case.dir.path().join("tokens");
     let config = format!("[server]\ntokens_file = \"{}\"\n{extra}", tokens.display());
@@ -332,7 +332,7 @@ fn tokens_and_roles_decide_401_403_200_and_an_empty_root_lists_nothing() {
 
 /// A hook that blocks until `release` exists: the job stays running, deterministically,
 /// until the test lets it go.
-fn blocking_hook(release: &Path) -> String {
+pub(crate) fn blocking_hook(release: &Path) -> String {
     format!(
         "[\"sh\", \"-c\", \"while [ ! -e {} ]; do sleep 0.05; done\"]",
         release.display()

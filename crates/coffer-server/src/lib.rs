@@ -21,6 +21,7 @@
 //! | `GET /v1/admin/jobs/{id}/events` | viewer | Server-Sent Events: `progress` snapshots, then `outcome` |
 //! | `GET /v1/admin/health` | viewer | root writable, last backup age; 200 or 503 |
 //! | `GET /metrics` | viewer | the Prometheus text of the metrics file |
+//! | `GET /admin/backup` (and `.js`, `.css`) | none | the admin page ([`page`]); its API calls carry the token |
 //!
 //! Authentication: `Authorization: Bearer <token>`, checked against the hashes in the
 //! tokens file ([`tokens`]); missing or unknown → 401, a viewer on an admin route → 403.
@@ -29,6 +30,7 @@
 
 mod download;
 pub mod jobs;
+pub mod page;
 pub mod problem;
 mod routes;
 pub mod tokens;

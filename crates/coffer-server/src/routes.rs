@@ -45,6 +45,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/admin/jobs/{id}/events", get(job_events))
         .route("/v1/admin/health", get(health))
         .route("/metrics", get(metrics))
+        // The admin page (no token: it holds no data; its API calls carry one).
+        .merge(crate::page::routes())
         .fallback(|| async { Problem::not_found("no such route: see /v1/admin/…") })
         .with_state(state)
 }

@@ -1,0 +1,271 @@
+//! The admin page (`/admin/backup`) in a real browser: headless Chromium driven through
+//! WebDriver, against the real `coffer serve` and the real PostgreSQL cluster. Screenshots go
+//! to `target/browser-screenshots/`.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+use crate::serve::{Serve, blocking_hook, served_case};
+use crate::webdriver::Browser;
+
+/// How long the page may take to show any one state.
+const UI_LIMIT: Duration = Duration::from_secs(60);
+
+/// A script that is true when the element matching `css` is shown.
+fn shown(css: &str) -> String {
+    format!(
+        "const e = document.querySelector({}); return !!e && !e.hidden && e.getClientRects().length > 0;",
+        json!(css)
+    )
+}
+
+/// A script that is true when the element matching `css` holds `text`.
+fn holds(css: &str, text: &str) -> String {
+    format!(
+        "const e = document.querySelector({}); return !!e && e.textContent.includes({});",
+        json!(css),
+        json!(text)
+    )
+}
+
+/// The table's rows of backups: name, kind, whether it has a Delete button, a lock, a badge.
+fn rows(browser: &Browser) -> Vec<Value> {
+    browser
+        .execute(
+            "return [...document.querySelectorAll('#rows tr[data-name]')].map(r => ({
+                name: r.dataset.name,
+                kind: r.cells[1].textContent,
+                state: r.dataset.state || null,
+                delete: !!r.querySelector('button.delete'),
+                download: !!r.querySelector('button.download'),
+                lock: !!r.querySelector('.lock'),
+            }));",
+            json!([]),
+        )
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn the_page_is_served_without_a_token_under_a_strict_policy() {
+    let (case, _, _, _) = served_case("");
+    let server = Serve::start(&case);
+    for (path, kind) in [
+        ("/admin/backup", "text/html; charset=utf-8"),
+        ("/admin/backup.js", "text/javascript; charset=utf-8"),
+        ("/admin/backup.css", "text/css; charset=utf-8"),
+    ] {
+        let mut resp = server
+            .agent
+            .get(format!("{}{path}", server.base))
+            .call()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{path}");
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(header("content-type"), kind);
+        assert_eq!(
+            header("content-security-policy"),
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'"
+        );
+        assert_eq!(header("x-content-type-options"), "nosniff");
+        assert_eq!(header("referrer-policy"), "no-referrer");
+        assert_eq!(header("x-frame-options"), "DENY");
+        let body = resp.body_mut().read_to_string().unwrap();
+        assert!(!body.is_empty());
+    }
+    // The page holds no data: the API behind it still wants a token.
+    let mut resp = server
+        .agent
+        .get(format!("{}/v1/admin/backup/list", server.base))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let _ = resp.body_mut().read_to_string();
+}
+
+#[test]
+fn the_page_signs_in_runs_a_backup_live_and_deletes_with_confirmation() {
+    let release = tempfile::tempdir().unwrap();
+    let go = release.path().join("go");
+    // The backup waits in its on_success hook until `go` exists: the running row is there to see.
+    let (case, _, admin, _) = served_case(&format!(
+        "[hooks]\non_success = [{}]\ntimeout = \"3m\"\n",
+        blocking_hook(&go)
+    ));
+    let server = Serve::start(&case);
+    let browser = Browser::start();
+    let page = format!("{}/admin/backup", server.base);
+
+    // A wrong token is refused and the form stays.
+    browser.goto(&page);
+    browser.wait_for("the sign-in form", UI_LIMIT, &shown("#login"));
+    browser.type_into("#token", "coffer_not-a-token");
+    browser.click("#sign-in");
+    browser.wait_for("the 401 message", UI_LIMIT, &holds("#login-error", "401"));
+    assert!(
+        !browser
+            .execute(&shown("#app"), json!([]))
+            .as_bool()
+            .unwrap()
+    );
+    assert_eq!(
+        browser.execute("return sessionStorage.length", json!([])),
+        0
+    );
+
+    // A fresh install: the empty card, and the six columns.
+    browser.type_into("#token", &admin);
+    browser.click("#sign-in");
+    browser.wait_for("the empty card", UI_LIMIT, &shown("#empty"));
+    assert!(browser.text("#empty").contains("No backups yet…"));
+    assert_eq!(
+        browser.execute(
+            "return [...document.querySelectorAll('#backups thead th')].map(t => t.textContent)",
+            json!([])
+        ),
+        json!(["NAME", "KIND", "CREATED", "SIZE", "DB REVISION", "ACTIONS"])
+    );
+    assert_eq!(
+        browser.execute(
+            "return sessionStorage.getItem('coffer.admin.token')",
+            json!([])
+        ),
+        json!(admin)
+    );
+    browser.screenshot("1-empty");
+
+    // Run manual backup now: the row is there at once and goes running with live progress.
+    browser.click("#run");
+    browser.wait_for(
+        "a running row with progress from the event stream",
+        UI_LIMIT,
+        "const r = document.querySelector('#rows tr.job');
+         return !!r && r.dataset.state === 'running' && !!r.querySelector('progress')
+             && r.querySelector('.progress-text').textContent.includes('database');",
+    );
+    assert!(
+        !browser
+            .execute(&shown("#empty"), json!([]))
+            .as_bool()
+            .unwrap()
+    );
+    browser.screenshot("2-running");
+
+    // A second run while it runs: the 409's problem document is shown.
+    browser.click("#run");
+    browser.wait_for("the 409 problem", UI_LIMIT, &shown("#problem"));
+    assert_eq!(
+        browser.text("#problem-title"),
+        "Another run holds the backup root"
+    );
+    assert!(browser.text("#problem-detail").contains("job"));
+    browser.screenshot("3-conflict");
+    browser.click("#problem-close");
+
+    // Let it finish: the row flips to succeeded.
+    std::fs::write(&go, b"").unwrap();
+    browser.wait_for(
+        "the row flipped to succeeded",
+        UI_LIMIT,
+        "return !document.querySelector('#rows tr.job')
+             && !!document.querySelector('#rows tr[data-name][data-state=\"succeeded\"]');",
+    );
+    let first = case.backups();
+    assert_eq!(first.len(), 1);
+    let first_name = first[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(rows(&browser)[0]["name"], first_name.as_str());
+    assert_eq!(rows(&browser)[0]["state"], "succeeded");
+    browser.screenshot("4-succeeded");
+
+    // A second manual backup from the page, and an automatic one by the timer's command.
+    browser.click("#run");
+    browser.wait_for(
+        "two backups",
+        UI_LIMIT,
+        "return document.querySelectorAll('#rows tr[data-name]').length === 2
+             && !document.querySelector('#rows tr.job');",
+    );
+    assert_success(&case.run(&["backup", "--kind", "auto"]));
+    browser.goto(&page);
+    browser.wait_for(
+        "three backups after a reload (the token kept in the tab)",
+        UI_LIMIT,
+        "return document.querySelectorAll('#rows tr[data-name]').length === 3;",
+    );
+    let listed = rows(&browser);
+    let (auto, manual): (Vec<_>, Vec<_>) = listed.iter().partition(|r| r["kind"] == "auto");
+    assert_eq!((auto.len(), manual.len()), (1, 2), "{listed:?}");
+    // Automatic rows carry the lock and no Delete; manual ones the reverse.
+    assert_eq!(
+        (&auto[0]["lock"], &auto[0]["delete"], &auto[0]["download"]),
+        (&json!(true), &json!(false), &json!(true)),
+        "{listed:?}"
+    );
+    for row in &manual {
+        assert_eq!(row["kind"], "manual", "{listed:?}");
+        assert_eq!(
+            (&row["lock"], &row["delete"]),
+            (&json!(false), &json!(true))
+        );
+    }
+    assert!(listed.iter().any(|r| r["name"] == first_name.as_str()));
+
+    // Delete asks first: Cancel keeps the backup, Delete removes it.
+    let delete_button = format!("#rows tr[data-name=\"{first_name}\"] button.delete");
+    browser.click(&delete_button);
+    browser.wait_for(
+        "the confirmation",
+        UI_LIMIT,
+        "return document.getElementById('delete-dialog').open;",
+    );
+    assert_eq!(browser.text("#delete-name"), first_name);
+    browser.click("#delete-cancel");
+    browser.wait_for(
+        "the dialog closed",
+        UI_LIMIT,
+        "return !document.getElementById('delete-dialog').open;",
+    );
+    assert_eq!(case.backups().len(), 3);
+    browser.click(&delete_button);
+    browser.wait_for(
+        "the confirmation",
+        UI_LIMIT,
+        "return document.getElementById('delete-dialog').open;",
+    );
+    browser.click("#delete-confirm");
+    browser.wait_for(
+        "the row gone",
+        UI_LIMIT,
+        "return document.querySelectorAll('#rows tr[data-name]').length === 2;",
+    );
+    assert_eq!(case.backups().len(), 2);
+    assert!(!case.backups().contains(&first[0]));
+    browser.screenshot("5-deleted");
+
+    // On a phone's width every row is a card with its cells labelled.
+    browser.resize(390, 844);
+    browser.wait_for(
+        "rows as cards",
+        UI_LIMIT,
+        "const td = document.querySelector('#rows td');
+         return getComputedStyle(td).display === 'grid'
+             && getComputedStyle(td, '::before').content.includes('NAME');",
+    );
+    browser.screenshot("6-phone");
+
+    // Signing out forgets the token.
+    browser.click("#sign-out");
+    browser.wait_for("the sign-in form", UI_LIMIT, &shown("#login"));
+    assert_eq!(
+        browser.execute("return sessionStorage.length", json!([])),
+        0
+    );
+}
