@@ -11,6 +11,8 @@ use serde_json::Value;
 
 use crate::harness::*;
 
+mod upload;
+
 /// How long any one request or event stream may take before the test fails.
 const REQUEST_LIMIT: Duration = Duration::from_secs(180);
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use coffer_core::{CancelFlag, Error, Event, Progress, RunContext};
+use coffer_core::{CancelFlag, Event, Progress, RunContext};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -123,6 +123,11 @@ impl Job {
         self.lock().clone()
     }
 
+    /// Whether the server asked the job to stop (it is shutting down).
+    pub fn cancelled(&self) -> bool {
+        self.cancel.signal().is_some()
+    }
+
     /// Wakes on every change of the snapshot.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
@@ -177,8 +182,10 @@ impl Progress for Job {
     }
 }
 
-/// The work of a job: runs on a blocking thread; its `Ok` becomes the job's `result`.
-pub type Work = Box<dyn FnOnce(&RunContext<'_>) -> Result<serde_json::Value, Error> + Send>;
+/// The work of a job: runs on a blocking thread; its `Ok` becomes the job's `result`, its
+/// `Err` the job's `error` (a library [`coffer_core::Error`] converts with `?`; the HTTP layer may
+/// answer with its own problem, e.g. an upload past the size limit).
+pub type Work = Box<dyn FnOnce(&RunContext<'_>) -> Result<serde_json::Value, Problem> + Send>;
 
 #[derive(Default)]
 struct Registry {
@@ -294,9 +301,9 @@ fn run(job: &Job, work: Work) {
                 v.state = State::Succeeded;
                 v.result = Some(result);
             }
-            Ok(Err(err)) => {
+            Ok(Err(problem)) => {
                 v.state = State::Failed;
-                v.error = Some(Problem::from_error(&err));
+                v.error = Some(problem);
             }
             Err(_) => {
                 v.state = State::Failed;

@@ -15,6 +15,7 @@
 //! | `GET /v1/admin/backup/list` | viewer | the backups (as `coffer list --json`), the last attempt, the running job |
 //! | `POST /v1/admin/backup/trigger` | admin | `{kind?, label?}` → 202, the job, `Location`; 409 while a job runs |
 //! | `POST /v1/admin/backup/{name}/restore` | admin | needs `X-Confirm-Restore: yes` (else 412); → 202, the job |
+//! | `POST /v1/admin/backup/restore` | admin | the body (a bundle or a legacy `.tar.gz`, streamed, at most `server.max_upload_bytes`, else 413) restored; needs `X-Confirm-Restore: yes`; → 202, the job |
 //! | `GET /v1/admin/backup/{name}/download` | viewer | the backup as one bundle (tar), streamed |
 //! | `DELETE /v1/admin/backup/{name}` | admin | deletes it; refuses the newest complete one (422) |
 //! | `GET /v1/admin/jobs/{id}` | viewer | the job: state, timings, progress, report or problem |
@@ -34,6 +35,7 @@ pub mod page;
 pub mod problem;
 mod routes;
 pub mod tokens;
+mod upload;
 
 use std::future::Future;
 use std::net::SocketAddr;

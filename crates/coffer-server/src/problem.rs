@@ -165,6 +165,18 @@ impl Problem {
         )
     }
 
+    /// 413: an upload larger than `server.max_upload_bytes` (`limit`).
+    pub fn too_large(limit: u64) -> Problem {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "urn:coffer:problem:too_large",
+            "The upload is too large",
+            format!(
+                "the upload is larger than server.max_upload_bytes ({limit} bytes); nothing was restored and nothing was kept: raise the limit in the configuration if the bundle is genuine"
+            ),
+        )
+    }
+
     /// 412: a restore without `X-Confirm-Restore: yes`.
     pub fn restore_confirmation_required() -> Problem {
         Problem {

@@ -38,6 +38,7 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/admin/backup/list", get(list))
         .route("/v1/admin/backup/trigger", post(trigger))
+        .route("/v1/admin/backup/restore", post(crate::upload::restore))
         .route("/v1/admin/backup/{name}/restore", post(restore))
         .route("/v1/admin/backup/{name}/download", get(download))
         .route("/v1/admin/backup/{name}", axum::routing::delete(delete))
@@ -55,7 +56,7 @@ pub(crate) fn router(state: AppState) -> Router {
 pub(crate) struct Viewer;
 
 /// A caller whose token has the admin role.
-pub(crate) struct Admin(Caller);
+pub(crate) struct Admin(pub(crate) Caller);
 
 fn caller(parts: &Parts, tokens: &Tokens) -> Result<Caller, Problem> {
     let value = parts
@@ -118,6 +119,8 @@ struct ListResponse {
     last_attempt: Option<coffer_core::RunRecord>,
     /// The job running now, if any.
     running_job: Option<JobView>,
+    /// The largest upload `POST /v1/admin/backup/restore` accepts (`server.max_upload_bytes`).
+    max_upload_bytes: u64,
 }
 
 async fn list(State(state): State<AppState>, _: Viewer) -> Result<Response, Problem> {
@@ -137,6 +140,7 @@ async fn list(State(state): State<AppState>, _: Viewer) -> Result<Response, Prob
         backups,
         last_attempt: status.status.last_attempt,
         running_job: state.jobs.running().map(|j| j.view()),
+        max_upload_bytes: state.coffer.config().server.max_upload_bytes.0,
     })
     .into_response())
 }
@@ -180,7 +184,7 @@ fn parse_trigger(body: &[u8]) -> Result<(BackupKind, Option<String>), Problem> {
 }
 
 /// 202 with the job and its `Location`.
-fn accepted(view: JobView) -> Response {
+pub(crate) fn accepted(view: JobView) -> Response {
     let location = format!("/v1/admin/jobs/{}", view.id);
     let mut response = (StatusCode::ACCEPTED, Json(view)).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
@@ -229,18 +233,25 @@ fn backup_name(name: &str) -> Result<String, Problem> {
     }
 }
 
+/// The 412 gate of both restores: `X-Confirm-Restore: yes`, exactly.
+pub(crate) fn require_confirmation(headers: &HeaderMap) -> Result<(), Problem> {
+    let confirmed = headers
+        .get("x-confirm-restore")
+        .is_some_and(|v| v.as_bytes() == b"yes");
+    if confirmed {
+        Ok(())
+    } else {
+        Err(Problem::restore_confirmation_required())
+    }
+}
+
 async fn restore(
     State(state): State<AppState>,
     Admin(who): Admin,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let confirmed = headers
-        .get("x-confirm-restore")
-        .is_some_and(|v| v.as_bytes() == b"yes");
-    if !confirmed {
-        return Err(Problem::restore_confirmation_required());
-    }
+    require_confirmation(&headers)?;
     let name = backup_name(&name)?;
     let coffer = state.coffer.clone();
     let backup = BackupRef::Named(name.clone());

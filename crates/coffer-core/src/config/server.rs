@@ -11,8 +11,9 @@ use super::ByteSize;
 /// names one: loopback only, behind the reverse proxy the stack already has.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 
-/// The largest upload (a bundle to restore) the server accepts by default: 10 GiB.
-pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 10 << 30;
+/// The largest upload (a bundle to restore) the server accepts by default: 10 GB, the
+/// limit the stacks' admin pages announce.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 10_000_000_000;
 
 /// `[server]`: the HTTP admin API of `coffer serve`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,7 +27,8 @@ pub struct ServerConfig {
     /// Allow listening on a non-loopback address although the server speaks plain HTTP
     /// (put it behind a TLS-terminating reverse proxy). Off by default.
     pub allow_plain_http: bool,
-    /// Largest request body accepted (bytes, or `"10GiB"`); default 10 GiB.
+    /// Largest upload `POST /v1/admin/backup/restore` accepts (bytes, or `"10GB"`);
+    /// default 10 GB. A larger body is refused with 413 and nothing is kept.
     pub max_upload_bytes: ByteSize,
 }
 
