@@ -49,6 +49,15 @@ fn rows(browser: &Browser) -> Vec<Value> {
         .clone()
 }
 
+/// Signs in on a freshly opened page with `token`.
+fn sign_in(browser: &Browser, page: &str, token: &str) {
+    browser.goto(page);
+    browser.wait_for("the sign-in form", UI_LIMIT, &shown("#login"));
+    browser.type_into("#token", token);
+    browser.click("#sign-in");
+    browser.wait_for("the backups", UI_LIMIT, &shown("#app"));
+}
+
 #[test]
 fn the_page_is_served_without_a_token_under_a_strict_policy() {
     let (case, _, _, _) = served_case("");
@@ -267,5 +276,84 @@ fn the_page_signs_in_runs_a_backup_live_and_deletes_with_confirmation() {
     assert_eq!(
         browser.execute("return sessionStorage.length", json!([])),
         0
+    );
+}
+
+#[test]
+fn the_page_uploads_a_bundle_and_restores_it_only_after_restore_is_typed() {
+    let (case, _, admin, _) = served_case("");
+    let backup = case.backup_ok(&[]);
+    let name = backup.file_name().unwrap().to_string_lossy().into_owned();
+    let bundle = case.dir.path().join("upload.tar");
+    assert_success(&case.run(&["export", &name, "--output", bundle.to_str().unwrap()]));
+    // As from another host: the root no longer has it (an import never replaces a backup).
+    std::fs::remove_dir_all(&backup).unwrap();
+    let tables = table_fingerprints(&case.db);
+    cluster()
+        .psql(
+            &case.db,
+            "UPDATE users SET display_name = 'changed' WHERE id <= 10",
+        )
+        .unwrap();
+    assert_ne!(table_fingerprints(&case.db), tables);
+
+    let server = Serve::start(&case);
+    let browser = Browser::start();
+    sign_in(&browser, &format!("{}/admin/backup", server.base), &admin);
+    browser.click("#upload-open");
+    browser.wait_for(
+        "the upload dialog",
+        UI_LIMIT,
+        "return document.getElementById('upload-dialog').open;",
+    );
+    assert!(browser.text("#upload-limit").contains("10 GB"));
+    assert!(
+        browser
+            .text(".warning")
+            .contains("replaces the database and the workspace")
+    );
+    let restore_enabled = || {
+        !browser
+            .execute(
+                "return document.getElementById('upload-restore').disabled",
+                json!([]),
+            )
+            .as_bool()
+            .unwrap()
+    };
+    assert!(!restore_enabled());
+    browser.type_into("#upload-file", bundle.to_str().unwrap());
+    assert!(!restore_enabled(), "enabled before `restore` was typed");
+    for almost in ["Restore", "restor", "restore "] {
+        browser.clear("#upload-confirm");
+        browser.type_into("#upload-confirm", almost);
+        assert!(!restore_enabled(), "enabled by {almost:?}");
+    }
+    browser.clear("#upload-confirm");
+    browser.type_into("#upload-confirm", "restore");
+    assert!(restore_enabled());
+    browser.screenshot("7-upload-armed");
+    browser.click("#upload-restore");
+    browser.wait_for(
+        "the restore's outcome",
+        UI_LIMIT,
+        "return !!document.getElementById('upload-dialog').dataset.outcome;",
+    );
+    browser.screenshot("8-restored");
+    assert_eq!(
+        browser.execute(
+            "return document.getElementById('upload-dialog').dataset.outcome",
+            json!([])
+        ),
+        "succeeded",
+        "{}",
+        browser.text("#upload-dialog")
+    );
+    assert_eq!(table_fingerprints(&case.db), tables);
+    // The imported backup is listed again.
+    browser.wait_for(
+        "the imported backup in the table",
+        UI_LIMIT,
+        &format!("return !!document.querySelector('#rows tr[data-name=\"{name}\"]');"),
     );
 }

@@ -197,6 +197,12 @@ impl Browser {
         );
     }
 
+    /// Empties the input matching `css`.
+    pub fn clear(&self, css: &str) {
+        let Element(id) = self.find(css);
+        self.command("POST", &format!("/element/{id}/clear"), json!({}));
+    }
+
     /// The rendered text of the element matching `css`.
     pub fn text(&self, css: &str) -> String {
         let Element(id) = self.find(css);
