@@ -10,6 +10,10 @@ use crate::harness::*;
 use crate::serve::{Serve, blocking_hook, served_case};
 use crate::webdriver::Browser;
 
+/// A label written to become markup and run script if a page parsed it as HTML.
+const HOSTILE_LABEL: &str =
+    r#"<img src=x onerror="document.title='pwned'"><b id="injected">bold</b>"#;
+
 /// How long the page may take to show any one state.
 const UI_LIMIT: Duration = Duration::from_secs(60);
 
@@ -150,6 +154,16 @@ fn the_page_signs_in_runs_a_backup_live_and_deletes_with_confirmation() {
         json!(admin)
     );
     browser.screenshot("1-empty");
+    // The browser enforces the policy: Trusted Types refuse an HTML sink even to a script
+    // that gets into the page.
+    assert_eq!(
+        browser.execute(
+            "try { document.createElement('div').innerHTML = '<b>x</b>'; return 'parsed'; }
+             catch (e) { return e.name; }",
+            json!([])
+        ),
+        "TypeError"
+    );
 
     // Run manual backup now: the row is there at once and goes running with live progress.
     browser.click("#run");
@@ -202,16 +216,26 @@ fn the_page_signs_in_runs_a_backup_live_and_deletes_with_confirmation() {
         "return document.querySelectorAll('#rows tr[data-name]').length === 2
              && !document.querySelector('#rows tr.job');",
     );
+    // A label is anyone's text: it must show as text, never become markup.
+    assert_success(&case.run(&["backup", "--label", HOSTILE_LABEL]));
     assert_success(&case.run(&["backup", "--kind", "auto"]));
     browser.goto(&page);
     browser.wait_for(
-        "three backups after a reload (the token kept in the tab)",
+        "four backups after a reload (the token kept in the tab)",
         UI_LIMIT,
-        "return document.querySelectorAll('#rows tr[data-name]').length === 3;",
+        "return document.querySelectorAll('#rows tr[data-name]').length === 4;",
+    );
+    assert_eq!(
+        browser.execute(
+            "return [document.querySelector('#injected') === null, document.title,
+                     [...document.querySelectorAll('#rows .label')].map(l => l.textContent)]",
+            json!([])
+        ),
+        json!([true, "Admin · Backup", [HOSTILE_LABEL]])
     );
     let listed = rows(&browser);
     let (auto, manual): (Vec<_>, Vec<_>) = listed.iter().partition(|r| r["kind"] == "auto");
-    assert_eq!((auto.len(), manual.len()), (1, 2), "{listed:?}");
+    assert_eq!((auto.len(), manual.len()), (1, 3), "{listed:?}");
     // Automatic rows carry the lock and no Delete; manual ones the reverse.
     assert_eq!(
         (&auto[0]["lock"], &auto[0]["delete"], &auto[0]["download"]),
@@ -242,7 +266,7 @@ fn the_page_signs_in_runs_a_backup_live_and_deletes_with_confirmation() {
         UI_LIMIT,
         "return !document.getElementById('delete-dialog').open;",
     );
-    assert_eq!(case.backups().len(), 3);
+    assert_eq!(case.backups().len(), 4);
     browser.click(&delete_button);
     browser.wait_for(
         "the confirmation",
@@ -253,11 +277,29 @@ fn the_page_signs_in_runs_a_backup_live_and_deletes_with_confirmation() {
     browser.wait_for(
         "the row gone",
         UI_LIMIT,
-        "return document.querySelectorAll('#rows tr[data-name]').length === 2;",
+        "return document.querySelectorAll('#rows tr[data-name]').length === 3;",
     );
-    assert_eq!(case.backups().len(), 2);
+    assert_eq!(case.backups().len(), 3);
     assert!(!case.backups().contains(&first[0]));
     browser.screenshot("5-deleted");
+
+    // Download saves the same bundle as `coffer export`.
+    let auto_name = auto[0]["name"].as_str().unwrap().to_string();
+    let exported = case.dir.path().join("exported.tar");
+    assert_success(&case.run(&["export", &auto_name, "--output", exported.to_str().unwrap()]));
+    let downloads = tempfile::tempdir().unwrap();
+    browser.allow_downloads(downloads.path());
+    browser.click(&format!(
+        "#rows tr[data-name=\"{auto_name}\"] button.download"
+    ));
+    let saved = downloads.path().join(format!("{auto_name}.tar"));
+    wait_until("the download saved", UI_LIMIT, || {
+        saved.exists() && file_names(downloads.path()).len() == 1
+    });
+    assert_eq!(
+        std::fs::read(&saved).unwrap(),
+        std::fs::read(&exported).unwrap()
+    );
 
     // On a phone's width every row is a card with its cells labelled.
     browser.resize(390, 844);

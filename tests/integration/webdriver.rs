@@ -239,6 +239,18 @@ impl Browser {
         );
     }
 
+    /// Lets the page's downloads be saved into `dir` (Chromium's DevTools command; headless
+    /// Chromium otherwise drops them).
+    pub fn allow_downloads(&self, dir: &Path) {
+        self.command(
+            "POST",
+            "/goog/cdp/execute",
+            json!({"cmd": "Browser.setDownloadBehavior", "params": {
+                "behavior": "allow", "downloadPath": dir, "eventsEnabled": false,
+            }}),
+        );
+    }
+
     /// Saves a PNG of the viewport as `target/browser-screenshots/NAME.png`.
     pub fn screenshot(&self, name: &str) -> PathBuf {
         use ct_codecs::{Base64, Decoder};
