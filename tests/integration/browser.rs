@@ -135,8 +135,8 @@ fn the_page_signs_in_runs_a_backup_live_and_deletes_with_confirmation() {
     );
 
     // A fresh install: the empty card, and the six columns.
-    browser.type_into("#token", &admin);
-    browser.click("#sign-in");
+    // With the keyboard: Enter (WebDriver's key U+E007) submits the form.
+    browser.type_into("#token", &format!("{admin}\u{E007}"));
     browser.wait_for("the empty card", UI_LIMIT, &shown("#empty"));
     assert!(browser.text("#empty").contains("No backups yet…"));
     assert_eq!(
@@ -260,6 +260,11 @@ fn the_page_signs_in_runs_a_backup_live_and_deletes_with_confirmation() {
         "return document.getElementById('delete-dialog').open;",
     );
     assert_eq!(browser.text("#delete-name"), first_name);
+    // The safe choice has the focus.
+    assert_eq!(
+        browser.execute("return document.activeElement.id", json!([])),
+        "delete-cancel"
+    );
     browser.click("#delete-cancel");
     browser.wait_for(
         "the dialog closed",
