@@ -192,6 +192,15 @@ fn the_page_signs_in_runs_a_backup_live_and_deletes_with_confirmation() {
     assert!(browser.text("#problem-detail").contains("job"));
     browser.screenshot("3-conflict");
     browser.click("#problem-close");
+    // Still held in its hook, both artifacts are finished: later events reached the row too.
+    browser.wait_for(
+        "both artifacts finished in the running row",
+        UI_LIMIT,
+        "const r = document.querySelector('#rows tr.job');
+         return !!r && r.dataset.state === 'running'
+             && r.querySelector('.progress-text').textContent.split('✓').length === 3;",
+    );
+    browser.screenshot("3b-artifacts-done");
 
     // Let it finish: the row flips to succeeded.
     std::fs::write(&go, b"").unwrap();

@@ -138,13 +138,19 @@
 
   // --- the table -------------------------------------------------------------------------
 
+  // The library's step names the checks before the artifacts; once those stream, their bytes
+  // say more (the step would stay on the last check), and once all are done the job is
+  // finishing (manifest, sums, hooks).
   function progressText(job) {
-    const parts = [];
-    if (job.step) parts.push(String(job.step));
-    for (const [role, artifact] of Object.entries(job.artifacts || {})) {
-      parts.push(`${role} ${formatBytes(artifact.bytes)}${artifact.done ? " ✓" : ""}`);
+    const artifacts = Object.entries(job.artifacts || {});
+    if (!artifacts.length) return job.step ? String(job.step) : "starting…";
+    const parts = artifacts.map(
+      ([role, artifact]) => `${role} ${formatBytes(artifact.bytes)}${artifact.done ? " ✓" : ""}`,
+    );
+    if (!isFinal(job.state) && artifacts.every(([, artifact]) => artifact.done)) {
+      parts.push("finishing…");
     }
-    return parts.join(" · ") || "starting…";
+    return parts.join(" · ");
   }
 
   // The bar counts finished artifacts (their sizes are not known in advance); before the
