@@ -16,6 +16,7 @@ use crate::format::signing::SignaturePolicy;
 use crate::progress::Event;
 use crate::report::notify::Reporting;
 use crate::root::catalog::{self, BackupEntry};
+use crate::root::lock::{self, LockError};
 use crate::root::runlog::RunRecord;
 use crate::stream::crypto::Identities;
 use crate::warning::Warning;
@@ -67,6 +68,22 @@ impl Coffer {
     /// The backup root.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Fails with [`ErrorKind::Locked`](crate::ErrorKind::Locked) when another run (a
+    /// command-line backup, prune, import, restore…) holds the root's lock right now; `Ok`
+    /// when it is free or there is no lock file (the operation itself reports any other
+    /// problem with it). For a front end that refuses at once rather than start work that
+    /// would fail later; the probe writes nothing.
+    pub fn check_root_free(&self) -> Result<(), Error> {
+        match lock::holder(&self.root) {
+            None => Ok(()),
+            Some(holder) => Err(LockError::Held {
+                root: self.root.clone(),
+                holder,
+            }
+            .into()),
+        }
     }
 
     /// Where runs are recorded and reported.

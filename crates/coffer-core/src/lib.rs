@@ -94,7 +94,7 @@ pub use warning::Warning;
 
 // What the operations' reports carry.
 pub use backup::BackupReport;
-pub use bundle::{BundleError, ExportReport, ImportReport};
+pub use bundle::{BundleError, ExportReport, ImportReport, bundle_len};
 pub use check::drill::DrillReport;
 pub use check::verify::{Check, Outcome as CheckOutcome, VerifyReport};
 pub use format::manifest;

@@ -2,8 +2,9 @@
 //!
 //! The export runs on the blocking pool and hands 256 KiB chunks to the response through a
 //! bounded channel (a slow client slows the export; memory stays flat). The response starts
-//! only with the first chunk, so a backup that is unknown or incomplete (refused before
-//! anything is written) gets its problem document. A backup found damaged mid-stream stops
+//! only once the export announced the bundle's exact length (every file open, nothing
+//! written yet), which becomes `Content-Length`; a backup that is unknown or incomplete
+//! (refused before that) gets its problem document. A backup found damaged mid-stream stops
 //! the bundle before its end marker and the connection is aborted: no client takes a
 //! truncated body for a bundle (and `coffer import` refuses one without the marker).
 
@@ -25,6 +26,8 @@ const CHUNK: usize = 256 << 10;
 const IN_FLIGHT: usize = 8;
 
 enum Msg {
+    /// The bundle's exact length, announced before its first byte.
+    Length(u64),
     Data(Bytes),
     Failed(Problem),
 }
@@ -73,8 +76,12 @@ pub(crate) async fn bundle(coffer: Arc<Coffer>, name: String) -> Result<Response
             buf: Vec::with_capacity(CHUNK),
         };
         let ctx = RunContext::default();
+        let length_tx = tx.clone();
+        let mut announce = |length| {
+            let _ = length_tx.blocking_send(Msg::Length(length));
+        };
         let result = coffer
-            .export(&backup, BundleOutput::Stream(&mut out), &ctx)
+            .export_announcing(&backup, BundleOutput::Stream(&mut out), &mut announce, &ctx)
             .and_then(|report| {
                 out.flush()
                     .map(|()| report)
@@ -84,23 +91,30 @@ pub(crate) async fn bundle(coffer: Arc<Coffer>, name: String) -> Result<Response
             let _ = tx.blocking_send(Msg::Failed(Problem::from_error(&e)));
         }
     });
-    let first = match rx.recv().await {
-        Some(Msg::Data(data)) => data,
+    let length = match rx.recv().await {
+        Some(Msg::Length(length)) => length,
         Some(Msg::Failed(problem)) => return Err(problem),
-        None => return Err(Problem::not_found(format!("backup {name:?} is empty"))),
+        Some(Msg::Data(_)) | None => {
+            return Err(Problem::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "urn:coffer:problem:failed",
+                "The operation failed",
+                format!("the export of {name:?} stopped before it started (a bug)"),
+            ));
+        }
     };
-    let rest = futures::stream::unfold(rx, |mut rx| async move {
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
         match rx.recv().await? {
             Msg::Data(data) => Some((Ok(data), rx)),
             Msg::Failed(p) => Some((Err(io::Error::other(p.detail.unwrap_or_default())), rx)),
+            Msg::Length(_) => Some((Err(io::Error::other("the length came twice (a bug)")), rx)),
         }
     });
-    let stream = futures::stream::StreamExt::chain(
-        futures::stream::once(async move { Ok::<_, io::Error>(first) }),
-        rest,
-    );
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
+    // Exact (see `coffer_core::bundle_len`): a body cut short by damage found
+    // mid-stream is a broken transfer to every client, never a shorter file.
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-tar"),

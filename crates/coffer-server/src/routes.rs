@@ -153,6 +153,30 @@ struct TriggerBody {
     label: Option<String>,
 }
 
+/// Refuses at once (409) while a job of this server or another run (a command-line
+/// backup, prune, import, restore…) holds the backup root, rather than start a job that
+/// would fail on the lock later.
+pub(crate) fn require_root_free(state: &AppState) -> Result<(), Problem> {
+    if let Some(job) = state.jobs.running() {
+        return Err(Problem::busy(&job.id()));
+    }
+    state.coffer.check_root_free().map_err(Problem::from)
+}
+
+/// The backup `name` of the URL, which must be one in the root: 400 for what is not a
+/// plain name, 404 for a name that is not a backup there. Never resolved as a path (a
+/// flat dump's file name included).
+fn existing_backup(state: &AppState, name: &str) -> Result<String, Problem> {
+    let name = backup_name(name)?;
+    if state.coffer.has_backup(&name) {
+        Ok(name)
+    } else {
+        Err(Problem::not_found(format!(
+            "there is no backup named {name:?} in the backup root: see /v1/admin/backup/list"
+        )))
+    }
+}
+
 /// The longest label accepted.
 const MAX_LABEL_CHARS: usize = 200;
 
@@ -199,6 +223,7 @@ async fn trigger(
     body: Bytes,
 ) -> Result<Response, Problem> {
     let (kind, label) = parse_trigger(&body)?;
+    require_root_free(&state)?;
     let coffer = state.coffer.clone();
     let job = state.jobs.start(
         Operation::Backup,
@@ -252,7 +277,8 @@ async fn restore(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     require_confirmation(&headers)?;
-    let name = backup_name(&name)?;
+    require_root_free(&state)?;
+    let name = existing_backup(&state, &name)?;
     let coffer = state.coffer.clone();
     let backup = BackupRef::Named(name.clone());
     let job = state.jobs.start(
@@ -276,20 +302,18 @@ async fn download(
     _: Viewer,
     Path(name): Path<String>,
 ) -> Result<Response, Problem> {
-    let name = backup_name(&name)?;
+    let name = existing_backup(&state, &name)?;
     crate::download::bundle(state.coffer.clone(), name).await
 }
 
-/// `DELETE /v1/admin/backup/{name}`: refused while a job holds the root.
+/// `DELETE /v1/admin/backup/{name}`: refused while a job or another run holds the root.
 async fn delete(
     State(state): State<AppState>,
     _: Admin,
     Path(name): Path<String>,
 ) -> Result<Response, Problem> {
-    let name = backup_name(&name)?;
-    if let Some(job) = state.jobs.running() {
-        return Err(Problem::busy(&job.id()));
-    }
+    require_root_free(&state)?;
+    let name = existing_backup(&state, &name)?;
     let report = blocking(&state.coffer, move |c| {
         c.delete(&name, &coffer_core::RunContext::default())
     })

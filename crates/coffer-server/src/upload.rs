@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 
 use crate::jobs::{Job, Operation};
 use crate::problem::Problem;
-use crate::routes::{Admin, AppState, accepted, require_confirmation};
+use crate::routes::{Admin, AppState, accepted, require_confirmation, require_root_free};
 
 /// Frames in flight between the request and the import.
 const IN_FLIGHT: usize = 8;
@@ -201,6 +201,7 @@ pub(crate) async fn restore(
     if announced_length(&headers).is_some_and(|len| len > limit) {
         return Err(Problem::too_large(limit));
     }
+    require_root_free(&state)?;
     let (tx, rx) = mpsc::channel(IN_FLIGHT);
     let too_large = Arc::new(AtomicBool::new(false));
     let seen_too_large = too_large.clone();

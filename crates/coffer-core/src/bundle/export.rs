@@ -49,12 +49,14 @@ enum Content {
 }
 
 /// Streams the backup `entry` into `out` as a bundle. Refuses an incomplete or unreadable
-/// backup before writing anything; checks every artifact's size and SHA-256 against the
-/// manifest while streaming and stops before the end marker on a mismatch. `cancel` is
-/// checked between chunks.
+/// backup before writing anything; calls `announce` with the bundle's exact length
+/// ([`super::bundle_len`]) once every file is open, before the first byte; checks every
+/// artifact's size and SHA-256 against the manifest while streaming and stops before the end
+/// marker on a mismatch. `cancel` is checked between chunks.
 pub fn export(
     entry: &BackupEntry,
     out: &mut dyn Write,
+    announce: &mut dyn FnMut(u64),
     cancel: &CancelFlag,
 ) -> Result<ExportReport, BundleError> {
     let name = entry.name.clone();
@@ -76,6 +78,8 @@ pub fn export(
         ));
     }
     let sources = open_sources(&entry.path).map_err(refuse)?;
+    let length = super::bundle_len(&name, sources.iter().map(|s| (s.file.as_str(), s.size())));
+    announce(length);
     let out_err = |e| BundleError::io("write the bundle to", "the output", e);
     let dir_mtime = std::fs::metadata(&entry.path)
         .ok()
@@ -86,7 +90,7 @@ pub fn export(
     let mut report = ExportReport {
         name: name.clone(),
         files: Vec::new(),
-        bytes: ustar::BLOCK,
+        bytes: length,
     };
     for source in sources {
         let path = format!("{name}/{}", source.file);
@@ -97,7 +101,6 @@ pub fn export(
                     .and_then(|()| out.write_all(&bytes))
                     .and_then(|()| ustar::write_padding(out, size))
                     .map_err(out_err)?;
-                report.bytes += ustar::member_bytes(size);
             }
             Content::Artifact {
                 handle,
@@ -119,7 +122,6 @@ pub fn export(
                     });
                 }
                 ustar::write_padding(out, size).map_err(out_err)?;
-                report.bytes += ustar::member_bytes(size);
             }
         }
         report.files.push(source.file);
@@ -127,7 +129,6 @@ pub fn export(
     ustar::write_end(out)
         .and_then(|()| out.flush())
         .map_err(out_err)?;
-    report.bytes += 2 * ustar::BLOCK;
     Ok(report)
 }
 
@@ -196,6 +197,16 @@ fn open_sources(dir: &Path) -> Result<Vec<Source>, String> {
     Ok(sources)
 }
 
+impl Source {
+    /// Bytes of data it puts in the bundle.
+    fn size(&self) -> u64 {
+        match &self.content {
+            Content::Small(bytes) => bytes.len() as u64,
+            Content::Artifact { size, .. } => *size,
+        }
+    }
+}
+
 /// Copies exactly `size` bytes of `file` to `out`, hashing them; a file that is shorter
 /// now than when opened is damage.
 fn copy_hashed(
@@ -246,4 +257,62 @@ fn mtime_of(path: &Path) -> u64 {
 
 fn seconds(t: std::time::SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    /// A shell-script-era backup (its artifacts' content is not checked on export), with
+    /// files of sizes below, at and above a block boundary.
+    #[test]
+    fn the_announced_length_is_the_length_written() {
+        for (dump, extra) in [
+            (&b""[..], 0usize),
+            (&[b'x'; 512][..], 511),
+            (&[b'y'; 4000][..], 1),
+        ] {
+            let root = tempfile::tempdir().unwrap();
+            let dir = root.path().join("2025-06-01-030000");
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(
+                dir.join(manifest::MANIFEST_FILE),
+                format!(
+                    "{{\"timestamp\": \"2025-06-01T03:00:00Z\", \"alembic_head\": \"9f1c8d2a3b4e\", \"db_size\": \"1 MB\", \"workspace_path\": \"/srv/ws{}\"}}",
+                    "w".repeat(extra)
+                ),
+            )
+            .unwrap();
+            std::fs::write(dir.join("postgres.sql.gz"), gzip(dump)).unwrap();
+            std::fs::write(dir.join("workspace.tar.gz"), gzip(&vec![0u8; 10 * 1024])).unwrap();
+            let entry = BackupEntry::read(&dir);
+            let mut announced = None;
+            let mut out = Vec::new();
+            let report = export(
+                &entry,
+                &mut out,
+                &mut |n| announced = Some(n),
+                &CancelFlag::new(),
+            )
+            .unwrap();
+            assert_eq!(announced, Some(out.len() as u64));
+            assert_eq!(report.bytes, out.len() as u64);
+            let sizes: Vec<(String, u64)> = report
+                .files
+                .iter()
+                .map(|f| (f.clone(), std::fs::metadata(dir.join(f)).unwrap().len()))
+                .collect();
+            let computed =
+                super::super::bundle_len(&report.name, sizes.iter().map(|(f, s)| (f.as_str(), *s)));
+            assert_eq!(computed, out.len() as u64);
+        }
+    }
 }

@@ -95,6 +95,23 @@ pub enum BundleError {
     },
 }
 
+/// The exact length in bytes of the bundle of backup `name` holding `files` (file name and
+/// size, in bundle order): the directory's header, each file's header (after a pax header
+/// when its path is longer than 100 bytes or its size needs more than 11 octal digits), its
+/// data padded to 512-byte blocks, then the two end blocks. [`export()`] writes exactly this
+/// many bytes and announces them before the first, so a server can send the length before
+/// streaming.
+pub fn bundle_len<'a>(name: &str, files: impl IntoIterator<Item = (&'a str, u64)>) -> u64 {
+    let directory = ustar::header_len(&format!("{name}/"), 0);
+    let members: u64 = files
+        .into_iter()
+        .map(|(file, size)| {
+            ustar::header_len(&format!("{name}/{file}"), size) + ustar::padded(size)
+        })
+        .sum();
+    directory + members + 2 * ustar::BLOCK
+}
+
 impl BundleError {
     fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> BundleError {
         BundleError::Io {

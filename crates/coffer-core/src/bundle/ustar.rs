@@ -80,6 +80,29 @@ pub(crate) fn write_header(
     out.write_all(header(&truncated(path), entry_type, size_field, mode, mtime).as_bytes())
 }
 
+/// The bytes [`write_header`] writes for a member at `path` of `size` bytes: its ustar
+/// header, after a pax header (padded to whole blocks) when the path or the size needs one.
+pub(crate) fn header_len(path: &str, size: u64) -> u64 {
+    let mut records = 0;
+    if path.len() > 100 {
+        records += pax_record("path", path).len() as u64;
+    }
+    if size > USTAR_MAX_SIZE {
+        records += pax_record("size", &size.to_string()).len() as u64;
+    }
+    let extension = if records == 0 {
+        0
+    } else {
+        BLOCK + padded(records)
+    };
+    extension + BLOCK
+}
+
+/// `size` rounded up to whole blocks: member data with its padding.
+pub(crate) fn padded(size: u64) -> u64 {
+    size.div_ceil(BLOCK) * BLOCK
+}
+
 /// Zero padding after `size` bytes of member data, up to the next block.
 pub(crate) fn write_padding(out: &mut dyn Write, size: u64) -> io::Result<()> {
     let pad = (BLOCK - size % BLOCK) % BLOCK;
@@ -89,12 +112,6 @@ pub(crate) fn write_padding(out: &mut dyn Write, size: u64) -> io::Result<()> {
 /// The end-of-archive marker: two zero blocks.
 pub(crate) fn write_end(out: &mut dyn Write) -> io::Result<()> {
     out.write_all(&[0u8; 2 * BLOCK as usize])
-}
-
-/// The bytes `write_header` + data + `write_padding` take for a member of `size` bytes
-/// without pax headers (what a report counts; pax headers are rare).
-pub(crate) fn member_bytes(size: u64) -> u64 {
-    BLOCK + size.div_ceil(BLOCK) * BLOCK
 }
 
 fn truncated(path: &str) -> String {
@@ -464,6 +481,36 @@ mod tests {
         }
         write_end(&mut out).unwrap();
         out
+    }
+
+    #[test]
+    fn header_len_counts_what_write_header_writes() {
+        let long = format!("2025-06-01-030000/{}", "n".repeat(150));
+        let sizes = [
+            0,
+            1,
+            511,
+            512,
+            513,
+            USTAR_MAX_SIZE,
+            USTAR_MAX_SIZE + 1,
+            u64::MAX / 2,
+        ];
+        for path in [
+            "a/",
+            "2025-06-01-030000/manifest.json",
+            &long,
+            &"x".repeat(100),
+        ] {
+            for size in sizes {
+                let mut out = Vec::new();
+                write_header(&mut out, path, Kind::File, size, 0o600, 0).unwrap();
+                assert_eq!(header_len(path, size), out.len() as u64, "{path} {size}");
+            }
+        }
+        for (size, want) in [(0, 0), (1, 512), (512, 512), (513, 1024)] {
+            assert_eq!(padded(size), want);
+        }
     }
 
     fn read_all(bytes: &[u8]) -> Result<Vec<(Member, Vec<u8>)>, String> {

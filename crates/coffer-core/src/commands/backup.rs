@@ -191,7 +191,9 @@ impl Coffer {
         let mut report = backup::run(&settings, &request, ctx.progress(), ctx.cancel())?;
         let entry = BackupEntry::read(&report.path);
         ctx.emit(Event::Step("writing the bundle"));
-        let bundle = write_bundle(output, |out| bundle::export(&entry, out, ctx.cancel()))?;
+        let bundle = write_bundle(output, |out| {
+            bundle::export(&entry, out, &mut |_| {}, ctx.cancel())
+        })?;
         report.path = shown;
         Ok(BundleBackupOutcome { report, bundle })
     }

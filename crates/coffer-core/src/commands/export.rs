@@ -42,9 +42,22 @@ impl Coffer {
         output: BundleOutput<'_>,
         ctx: &RunContext<'_>,
     ) -> Result<ExportReport, Error> {
+        self.export_announcing(backup, output, &mut |_| {}, ctx)
+    }
+
+    /// [`Coffer::export`], calling `announce` with the bundle's exact length in bytes once
+    /// the backup's files are open and before the first byte is written (an HTTP
+    /// `Content-Length`, a progress total). Not called when the backup is refused up front.
+    pub fn export_announcing(
+        &self,
+        backup: &BackupRef,
+        output: BundleOutput<'_>,
+        announce: &mut dyn FnMut(u64),
+        ctx: &RunContext<'_>,
+    ) -> Result<ExportReport, Error> {
         let (entry, _) = self.resolve(backup, ctx)?;
         Ok(write_bundle(output, |out| {
-            bundle::export(&entry, out, ctx.cancel())
+            bundle::export(&entry, out, announce, ctx.cancel())
         })?)
     }
 }

@@ -79,6 +79,16 @@ impl Coffer {
             unknown: scanned.unknown,
         })
     }
+
+    /// Whether the root holds a backup named `name`: a name coffer gives backups
+    /// (`auto-…`, `manual-…`, or a shell-script `YYYY-MM-DD-HHMMSS`) that is a real
+    /// directory of the root (not a symlink). For front ends that take names from callers
+    /// they do not trust: anything else, a path or a flat dump's file name included, is
+    /// never looked up.
+    pub fn has_backup(&self, name: &str) -> bool {
+        names::parse_name(name).is_some()
+            && std::fs::symlink_metadata(self.root().join(name)).is_ok_and(|m| m.is_dir())
+    }
 }
 
 /// One backup on the remote.

@@ -138,6 +138,35 @@ impl RootLock {
     }
 }
 
+/// Who holds the lock on `root` right now: `Some(holder)` (the lock file's text) while
+/// another run holds it. Probes with a shared lock on a read-only descriptor, released at
+/// once; nothing is created or written. A run that tries to take the lock in that very
+/// instant finds it held, as it would with any other run.
+pub fn holder(root: &Path) -> Option<String> {
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(root.join(LOCK_FILE))
+        .ok()?;
+    if !file.metadata().ok()?.file_type().is_file() {
+        return None;
+    }
+    match file.try_lock_shared() {
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let text = text.trim();
+            Some(if text.is_empty() {
+                "holder unknown".into()
+            } else {
+                text.to_string()
+            })
+        }
+        Ok(()) | Err(std::fs::TryLockError::Error(_)) => None,
+    }
+}
+
 impl LockError {
     /// Whether another coffer run holds the lock (as opposed to the lock being unusable).
     pub fn is_held(&self) -> bool {

@@ -1,0 +1,152 @@
+//! `coffer serve`: download lengths, unknown names, a root held by a command-line run.
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{Serve, answer_of, assert_problem, served_case};
+use crate::harness::*;
+
+#[test]
+fn download_announces_the_exact_content_length() {
+    let (case, _, _, viewer) = served_case("");
+    let backup = case.backup_ok(&[]);
+    let name = backup.file_name().unwrap().to_string_lossy().into_owned();
+    let server = Serve::start(&case);
+    let mut resp = server
+        .agent
+        .get(format!("{}/v1/admin/backup/{name}/download", server.base))
+        .header("Authorization", format!("Bearer {viewer}"))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let announced: u64 = resp
+        .headers()
+        .get("content-length")
+        .expect("a Content-Length header")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut body = Vec::new();
+    resp.body_mut().as_reader().read_to_end(&mut body).unwrap();
+    assert_eq!(announced, body.len() as u64);
+    assert!(body.len() > 10_000, "{}", body.len());
+}
+
+#[test]
+fn names_not_in_the_root_are_404_and_never_paths() {
+    let (case, _, admin, viewer) = served_case("");
+    let backup = case.backup_ok(&[]);
+    // A plain dump named like one a restore by path would take, where the server runs.
+    let dump = case.dir.path().join("dump.sql");
+    std::fs::write(&dump, "-- PostgreSQL database dump\n").unwrap();
+    let log_before = std::fs::read_to_string(case.root.join("coffer-runs.jsonl")).unwrap();
+    let server = Serve::start_in(&case, case.dir.path());
+    let not_found = "urn:coffer:problem:not_found";
+    for name in [
+        "2001-01-01-000000",
+        "manual-20010101T000000Z",
+        "no-such-backup",
+        "dump.sql",
+        "backups",
+    ] {
+        let (status, ct, json) =
+            server.get(&format!("/v1/admin/backup/{name}/download"), Some(&viewer));
+        assert_problem(status, &ct, &json, 404, not_found);
+        let a = server.post(
+            &format!("/v1/admin/backup/{name}/restore"),
+            &admin,
+            &[("X-Confirm-Restore", "yes")],
+            "",
+        );
+        assert_problem(a.status, &a.content_type, &a.json, 404, not_found);
+        let mut resp = server
+            .agent
+            .delete(format!("{}/v1/admin/backup/{name}", server.base))
+            .header("Authorization", format!("Bearer {admin}"))
+            .call()
+            .unwrap();
+        let (status, ct, json) = answer_of(&mut resp);
+        assert_problem(status, &ct, &json, 404, not_found);
+    }
+    // Nothing ran: no job, no new run-log line.
+    let (_, _, list) = server.get("/v1/admin/backup/list", Some(&viewer));
+    assert_eq!(list["running_job"], Value::Null, "{list}");
+    let log = std::fs::read_to_string(case.root.join("coffer-runs.jsonl")).unwrap();
+    assert_eq!(log, log_before);
+    assert_eq!(case.backups(), vec![backup]);
+}
+
+#[test]
+fn a_command_line_run_holding_the_root_gets_409_at_once() {
+    let (case, _, admin, viewer) = served_case("");
+    let backup = case.backup_ok(&[]);
+    let name = backup.file_name().unwrap().to_string_lossy().into_owned();
+    // `coffer import -` with a silent standard input holds the root's lock.
+    let mut import = case
+        .coffer()
+        .args(["import", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let upload = import.stdin.take().unwrap();
+    let pid = import.id();
+    wait_until(
+        "the import holds the root's lock",
+        Duration::from_secs(60),
+        || {
+            std::fs::read_to_string(case.root.join(".coffer.lock"))
+                .is_ok_and(|holder| holder.contains(&format!("pid {pid}")))
+        },
+    );
+    let server = Serve::start(&case);
+    let locked = "urn:coffer:problem:locked";
+    let a = server.post("/v1/admin/backup/trigger", &admin, &[], "");
+    assert_problem(a.status, &a.content_type, &a.json, 409, locked);
+    assert!(
+        a.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("pid {pid}")),
+        "{}",
+        a.json
+    );
+    let a = server.post(
+        &format!("/v1/admin/backup/{name}/restore"),
+        &admin,
+        &[("X-Confirm-Restore", "yes")],
+        "",
+    );
+    assert_problem(a.status, &a.content_type, &a.json, 409, locked);
+    let a = server.post(
+        "/v1/admin/backup/restore",
+        &admin,
+        &[("X-Confirm-Restore", "yes")],
+        "",
+    );
+    assert_problem(a.status, &a.content_type, &a.json, 409, locked);
+    let mut resp = server
+        .agent
+        .delete(format!("{}/v1/admin/backup/{name}", server.base))
+        .header("Authorization", format!("Bearer {admin}"))
+        .call()
+        .unwrap();
+    let (status, ct, json) = answer_of(&mut resp);
+    assert_problem(status, &ct, &json, 409, locked);
+    // None of them started a job.
+    let (_, _, list) = server.get("/v1/admin/backup/list", Some(&viewer));
+    assert_eq!(list["running_job"], Value::Null, "{list}");
+    // Once the command-line run ends, a trigger is accepted.
+    drop(upload);
+    let out = wait_within(import, RUN_LIMIT, "coffer import -");
+    assert!(!out.status.success());
+    let a = server.post("/v1/admin/backup/trigger", &admin, &[], "");
+    assert_eq!(a.status, 202, "{}", a.json);
+    let job = server.outcome(a.json["id"].as_str().unwrap(), &admin);
+    assert_eq!(job["state"], "succeeded", "{job}");
+}
