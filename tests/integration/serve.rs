@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::harness::*;
 
 mod api;
+mod shutdown;
 mod upload;
 
 /// How long any one request or event stream may take before the test fails.

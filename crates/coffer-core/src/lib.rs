@@ -77,6 +77,7 @@ pub use coffer::Coffer;
 pub use commands::backup::{BackupOptions, BackupOutcome, BundleBackupOutcome};
 pub use commands::drill::DrillOptions;
 pub use commands::export::BundleOutput;
+pub use commands::health::HealthReport;
 pub use commands::import::{BundleInput, ImportOptions};
 pub use commands::list::{ListedBackup, Listing, RemoteListedBackup, RemoteListing, RemoteUnknown};
 pub use commands::prune::PruneOptions;

@@ -20,7 +20,7 @@
 //! | `DELETE /v1/admin/backup/{name}` | admin | deletes it; refuses the newest complete one (422) |
 //! | `GET /v1/admin/jobs/{id}` | viewer | the job: state, timings, progress, report or problem |
 //! | `GET /v1/admin/jobs/{id}/events` | viewer | Server-Sent Events: `progress` snapshots, then `outcome` |
-//! | `GET /v1/admin/health` | viewer | root writable, last backup age; 200 or 503 |
+//! | `GET /v1/admin/health` | viewer | `Coffer::health`: config, root writable, database reachable, last backup age; 200 or 503 |
 //! | `GET /metrics` | viewer | the Prometheus text of the metrics file |
 //! | `GET /admin/backup` (and `.js`, `.css`) | none | the admin page ([`page`]); its API calls carry the token |
 //!

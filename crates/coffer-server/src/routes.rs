@@ -390,27 +390,27 @@ enum Phase {
     Done,
 }
 
-/// `GET /v1/admin/health`: the backup root writable and the last backup within the age
-/// threshold. 200 when healthy, 503 with the same body otherwise.
+/// `GET /v1/admin/health`: [`Coffer::health`](coffer_core::Coffer::health) (configuration,
+/// root writable, database reachable within a bounded attempt, last backup age against the
+/// thresholds) and the running job. 200 when healthy, 503 with the same body otherwise.
+#[derive(Serialize)]
+struct HealthResponse {
+    #[serde(flatten)]
+    report: coffer_core::HealthReport,
+    running_job: Option<JobView>,
+}
+
 async fn health(State(state): State<AppState>, _: Viewer) -> Result<Response, Problem> {
     let thresholds = state.thresholds;
-    let (report, writable) = blocking(&state.coffer, move |c| {
-        let writable = rustix::fs::access(c.root(), rustix::fs::Access::WRITE_OK).is_ok();
-        Ok((c.status(&thresholds)?, writable))
-    })
-    .await?;
-    let healthy = writable && report.state == coffer_core::State::Ok;
-    let body = serde_json::json!({
-        "healthy": healthy,
-        "config": "ok",
-        "root_writable": writable,
-        "status": report,
-        "running_job": state.jobs.running().map(|j| j.view()),
-    });
-    let status = if healthy {
+    let report = blocking(&state.coffer, move |c| Ok(c.health(&thresholds))).await?;
+    let status = if report.healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = HealthResponse {
+        report,
+        running_job: state.jobs.running().map(|j| j.view()),
     };
     Ok((status, Json(body)).into_response())
 }

@@ -255,3 +255,51 @@ pub(crate) async fn restore(
     }
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(chunks: Vec<Chunk>) -> BodyReader {
+        let (tx, rx) = mpsc::channel(chunks.len().max(1));
+        for c in chunks {
+            tx.try_send(c).ok().unwrap();
+        }
+        BodyReader {
+            rx,
+            current: Bytes::new(),
+            ended: false,
+        }
+    }
+
+    #[test]
+    fn only_an_explicit_end_is_the_end_of_the_body() {
+        let data = || Chunk::Data(Bytes::from_static(b"abc"));
+        let mut out = Vec::new();
+        reader(vec![data(), data(), Chunk::End])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, b"abcabc");
+        // The request went away: an error, never a short but clean body.
+        let err = reader(vec![data()])
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        // Too large, stalled: the pump's error is the reader's.
+        let failed = Chunk::Failed(io::Error::other("too large"));
+        let err = reader(vec![data(), failed, Chunk::End])
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert_eq!(err.to_string(), "too large");
+    }
+
+    #[test]
+    fn content_length_is_read_only_when_it_is_a_number() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(announced_length(&headers), None);
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("12345"));
+        assert_eq!(announced_length(&headers), Some(12345));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("-1"));
+        assert_eq!(announced_length(&headers), None);
+    }
+}

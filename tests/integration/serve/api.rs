@@ -150,3 +150,65 @@ fn a_command_line_run_holding_the_root_gets_409_at_once() {
     let job = server.outcome(a.json["id"].as_str().unwrap(), &admin);
     assert_eq!(job["state"], "succeeded", "{job}");
 }
+
+#[test]
+fn health_is_200_when_all_is_well_and_503_when_the_database_is_unreachable() {
+    let (case, tokens, _, viewer) = served_case("");
+    case.backup_ok(&[]);
+    {
+        let server = Serve::start(&case);
+        let (status, _, json) = server.get("/v1/admin/health", Some(&viewer));
+        assert_eq!(status, 200, "{json}");
+        for check in [
+            "healthy",
+            "config_valid",
+            "root_writable",
+            "database_reachable",
+            "backups_fresh",
+        ] {
+            assert_eq!(json[check], true, "{check}: {json}");
+        }
+        assert!(
+            json["last_backup_age_seconds"].as_i64().unwrap() < 600,
+            "{json}"
+        );
+        assert_eq!(json["max_age_seconds"], 26 * 3600, "{json}");
+        assert_eq!(json["problems"], serde_json::json!([]), "{json}");
+    }
+    let server_section = format!("[server]\ntokens_file = \"{}\"\n", tokens.display());
+    // Nothing listens on the port: refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    // Accepts connections and never answers: the attempt must be bounded.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    for port in [closed_port, silent_port] {
+        case.write_config(
+            &format!(
+                "url = \"postgresql://coffer@127.0.0.1:{port}/{}\"\n",
+                case.db
+            ),
+            &server_section,
+        );
+        let server = Serve::start(&case);
+        let started = std::time::Instant::now();
+        let (status, _, json) = server.get("/v1/admin/health", Some(&viewer));
+        assert_eq!(status, 503, "{json}");
+        assert_eq!(json["healthy"], false, "{json}");
+        assert_eq!(json["database_reachable"], false, "{json}");
+        assert_eq!(json["root_writable"], true, "{json}");
+        assert_eq!(json["backups_fresh"], true, "{json}");
+        assert!(
+            json["problems"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("database: "),
+            "{json}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(30), "{json}");
+    }
+    drop(silent);
+    // `coffer status` judges the backups only, as before.
+    assert_success(&case.run(&["status"]));
+}

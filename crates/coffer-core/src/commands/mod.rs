@@ -9,6 +9,7 @@
 pub mod backup;
 pub mod drill;
 pub mod export;
+pub mod health;
 pub mod import;
 pub mod list;
 pub mod prune;

@@ -64,7 +64,7 @@ impl ServerConfig {
         if self.max_upload_bytes.0 == 0 {
             return Err((
                 "server.max_upload_bytes".into(),
-                "must be at least 1 byte, e.g. \"10GiB\"".into(),
+                "must be at least 1 byte, e.g. \"10GB\"".into(),
             ));
         }
         Ok(())

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use super::PgError;
 use super::connection::ConnectionParams;
@@ -153,6 +154,42 @@ impl Database {
             });
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    }
+
+    /// Whether the server answers `SELECT 1` within `limit`: the connection attempt is
+    /// bounded by `PGCONNECT_TIMEOUT` (unless the configuration sets it) and the whole run
+    /// by killing `psql` (its process group) at the deadline, so a server that accepts the
+    /// connection and never answers cannot hold the caller.
+    pub fn ping(&self, limit: Duration) -> Result<(), PgError> {
+        let mut cmd = self.command("psql");
+        if !self.env.iter().any(|(k, _)| k == "PGCONNECT_TIMEOUT") {
+            cmd.env("PGCONNECT_TIMEOUT", limit.as_secs().max(2).to_string());
+        }
+        cmd.args(["-X", "-A", "-t", "-q", "--no-password", "-c", "SELECT 1"]);
+        cmd.stdout(Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let hint = "check that the database is running and the connection settings ([database] url/exec/name/user or PG* variables) are right";
+        let mut psql = RunningProgram::spawn(cmd, "psql", false)?;
+        let deadline = Instant::now() + limit;
+        loop {
+            let exited = psql.try_wait().map_err(|source| PgError::Spawn {
+                program: "psql".into(),
+                source,
+            })?;
+            if exited.is_some() {
+                return psql.wait(hint);
+            }
+            if Instant::now() >= deadline {
+                // Dropping it kills and reaps it.
+                return Err(PgError::Failed {
+                    what: "psql".into(),
+                    status: format!("no answer within {}s", limit.as_secs()),
+                    hint: hint.into(),
+                    stderr: psql.stderr_tail(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Facts about the server and the database, asked before a backup starts.
