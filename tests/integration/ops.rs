@@ -523,6 +523,7 @@ fn systemd_units_verify_install_safely_and_match_dist() {
         "coffer-backup.service",
         "coffer-backup.timer",
         "coffer-backup-failure.service",
+        "coffer-serve.service",
     ];
     let service = std::fs::read_to_string(units.join(names[0])).unwrap();
     assert!(
@@ -535,6 +536,27 @@ fn systemd_units_verify_install_safely_and_match_dist() {
     assert!(
         service.contains(&format!("\nReadWritePaths={}\n", case.root.display())),
         "{service}"
+    );
+    // The server's unit runs `coffer serve` with the same flags and may also write the
+    // workspace's parent (a restore stages and swaps there); the backup service may not.
+    let serve = std::fs::read_to_string(units.join(names[3])).unwrap();
+    assert!(
+        serve.contains(&format!(
+            "\nExecStart={COFFER} --config {} serve\n",
+            case.config.display()
+        )),
+        "{serve}"
+    );
+    let parent = case.workspace.parent().unwrap().display().to_string();
+    assert!(
+        serve.contains(&format!("\nReadWritePaths=-{parent}\n")),
+        "{serve}"
+    );
+    assert!(!service.contains(&format!("ReadWritePaths={parent}\n")));
+    assert!(
+        stdout(&out).contains("systemctl enable --now coffer-serve.service"),
+        "{}",
+        stdout(&out)
     );
     let out = Command::new(systemd_analyze())
         .arg("verify")
@@ -551,7 +573,7 @@ fn systemd_units_verify_install_safely_and_match_dist() {
     // Installing again changes nothing; a modified unit is not overwritten without --force.
     let out = case.run(&["systemd", "install", "--dir", units.to_str().unwrap()]);
     assert_success(&out);
-    assert_eq!(stdout(&out).matches("unchanged ").count(), 3);
+    assert_eq!(stdout(&out).matches("unchanged ").count(), names.len());
     let timer = units.join(names[1]);
     std::fs::write(&timer, "[Timer]\nOnCalendar=hourly\n").unwrap();
     let out = case.run(&[

@@ -62,7 +62,7 @@ enum Command {
     Status(cmd::status::Args),
     /// Serve the HTTP admin API (list, trigger, jobs, restore); `serve token add` makes tokens
     Serve(cmd::serve::Args),
-    /// Print or install the systemd units of the nightly backup timer
+    /// Print or install the systemd units of the nightly backup timer and of `coffer serve`
     Systemd(cmd::systemd::Args),
     /// Write a new age identity (--output) or minisign signing key (--signing); print its public key
     Keygen(cmd::keygen::Args),

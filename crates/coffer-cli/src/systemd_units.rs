@@ -1,7 +1,7 @@
-//! The nightly timer's systemd units, rendered as text (pure functions), and their
-//! installation. They live in the CLI because they run its command lines
-//! (`coffer backup --kind auto --quiet`, `coffer systemd notify-failure`); only
-//! `cmd::systemd` uses them.
+//! The nightly timer's and the HTTP server's systemd units, rendered as text (pure
+//! functions), and their installation. They live in the CLI because they run its command
+//! lines (`coffer backup --kind auto --quiet`, `coffer systemd notify-failure`,
+//! `coffer serve`); only `cmd::systemd` uses them.
 //!
 //! - `coffer-backup.service`: `Type=oneshot`, runs `coffer backup --kind auto --quiet`
 //!   at low CPU and I/O priority, sandboxed: the whole filesystem is read-only except the
@@ -13,6 +13,10 @@
 //! - `coffer-backup-failure.service`: the service's `OnFailure=` unit; it runs
 //!   `coffer systemd notify-failure`, which runs `hooks.on_failure` when coffer could not
 //!   (it was killed or timed out).
+//! - `coffer-serve.service`: `coffer serve`, long-running, `Restart=on-failure`, sandboxed
+//!   like the backup service; it may also write the workspace's parent directory (a restore
+//!   stages the new workspace and its journal there and swaps by rename). `SIGTERM` with a
+//!   stop timeout longer than the server's own limit for a job to cancel or roll back.
 
 use std::fs;
 use std::io;
@@ -27,6 +31,8 @@ pub const SERVICE: &str = "coffer-backup.service";
 pub const TIMER: &str = "coffer-backup.timer";
 /// The `OnFailure=` unit's name.
 pub const FAILURE_SERVICE: &str = "coffer-backup-failure.service";
+/// The HTTP server's unit name.
+pub const SERVE_SERVICE: &str = "coffer-serve.service";
 /// Where `coffer systemd install` writes by default.
 pub const DEFAULT_UNIT_DIR: &str = "/etc/systemd/system";
 /// The timer's default schedule.
@@ -45,6 +51,9 @@ pub struct UnitOptions {
     pub backup_dir: PathBuf,
     /// Other directories the backup must write (the metrics file's), absolute.
     pub writable: Vec<PathBuf>,
+    /// Directories only a restore writes (the workspace's parent: the staging directory
+    /// and the journal sit beside the workspace), absolute; the server's unit only.
+    pub restore_writable: Vec<PathBuf>,
     /// The timer's `OnCalendar=` expression.
     pub on_calendar: String,
     /// The timer's `RandomizedDelaySec=`.
@@ -145,11 +154,16 @@ fn check(opts: &UnitOptions) -> Result<(), SystemdError> {
         ("the coffer binary", &opts.binary),
         ("backup_dir", &opts.backup_dir),
     ];
-    for (what, path) in paths.into_iter().chain(
-        opts.writable
-            .iter()
-            .map(|p| ("metrics_file's directory", p)),
-    ) {
+    let writable = opts
+        .writable
+        .iter()
+        .map(|p| ("metrics_file's directory", p))
+        .chain(
+            opts.restore_writable
+                .iter()
+                .map(|p| ("the workspace's parent directory", p)),
+        );
+    for (what, path) in paths.into_iter().chain(writable) {
         if !path.is_absolute() {
             return Err(SystemdError::RelativePath {
                 what,
@@ -184,7 +198,15 @@ fn command(opts: &UnitOptions, args: &[&str]) -> String {
         .join(" ")
 }
 
-/// Renders the three unit files.
+/// How long systemd waits for `coffer serve` to exit after `SIGTERM`: the server's own
+/// limit for a running job to cancel or roll back, plus time for open requests and slack.
+/// Shorter, and systemd would `SIGKILL` a restore in the middle of its rollback.
+fn serve_stop_timeout() -> u64 {
+    coffer_server::JOB_STOP_LIMIT.as_secs() + 60
+}
+
+/// Renders the four unit files: the backup service, its timer, its failure unit and the
+/// server's service.
 pub fn render(opts: &UnitOptions) -> Result<Vec<UnitFile>, SystemdError> {
     check(opts)?;
     let header = "# Written by `coffer systemd`. Change settings with a drop-in (systemctl edit NAME)\n\
@@ -272,6 +294,65 @@ NoNewPrivileges=true
         exec = command(opts, &["systemd", "notify-failure", SERVICE]),
         writable = writable.join("\n"),
     );
+    // `-`: a missing directory (a bare host before its first restore) must not stop the
+    // server from starting; only a restore into it would then fail.
+    let mut serve_writable = writable.clone();
+    serve_writable.extend(
+        opts.restore_writable
+            .iter()
+            .map(|p| format!("ReadWritePaths={}", exec_word(&format!("-{}", p.display())))),
+    );
+    let serve = format!(
+        "{header}\
+[Unit]
+Description=coffer: HTTP admin API for backups and restores (coffer serve)
+Wants=network-online.target
+After=network-online.target docker.service
+
+[Service]
+Type=exec
+ExecStart={exec}
+Restart=on-failure
+RestartSec=5s
+# SIGTERM cancels a running backup (nothing partial is left) or rolls a running restore
+# back; only then does the server exit. The main process alone gets it (it stops its own
+# pg_dump/psql/docker children); whatever is left gets SIGKILL after the timeout.
+KillSignal=SIGTERM
+KillMode=mixed
+TimeoutStopSec={stop}
+# Backups and restores it runs yield to the application.
+Nice=10
+IOSchedulingClass=best-effort
+IOSchedulingPriority=7
+UMask=0077
+# Sandbox: everything read-only but the backup root and, for restores, the workspace's
+# parent directory. The network and Unix sockets stay reachable (it listens on TCP;
+# docker compose exec talks to /run/docker.sock; PostgreSQL may be remote).
+ProtectSystem=strict
+{writable}
+ProtectHome=read-only
+PrivateTmp=true
+NoNewPrivileges=true
+ProtectKernelTunables=true
+ProtectKernelModules=true
+ProtectKernelLogs=true
+ProtectControlGroups=true
+ProtectClock=true
+ProtectHostname=true
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+RestrictNamespaces=true
+RestrictRealtime=true
+RestrictSUIDSGID=true
+LockPersonality=true
+SystemCallArchitectures=native
+
+[Install]
+WantedBy=multi-user.target
+",
+        exec = command(opts, &["serve"]),
+        stop = serve_stop_timeout(),
+        writable = serve_writable.join("\n"),
+    );
     Ok(vec![
         UnitFile {
             name: SERVICE,
@@ -284,6 +365,10 @@ NoNewPrivileges=true
         UnitFile {
             name: FAILURE_SERVICE,
             text: failure,
+        },
+        UnitFile {
+            name: SERVE_SERVICE,
+            text: serve,
         },
     ])
 }
@@ -347,6 +432,7 @@ mod tests {
             global_args: vec![],
             backup_dir: "/var/backups/coffer".into(),
             writable: vec![],
+            restore_writable: vec!["/srv/portal".into()],
             on_calendar: DEFAULT_ON_CALENDAR.into(),
             randomized_delay: DEFAULT_RANDOMIZED_DELAY.into(),
         }
@@ -368,7 +454,7 @@ mod tests {
         let units = render(&opts()).unwrap();
         assert_eq!(
             units.iter().map(|u| u.name).collect::<Vec<_>>(),
-            [SERVICE, TIMER, FAILURE_SERVICE]
+            [SERVICE, TIMER, FAILURE_SERVICE, SERVE_SERVICE]
         );
         assert_eq!(
             line(&units, SERVICE, "ExecStart"),
@@ -392,6 +478,52 @@ mod tests {
             line(&units, FAILURE_SERVICE, "ExecStart"),
             ["/usr/local/bin/coffer systemd notify-failure coffer-backup.service"]
         );
+    }
+
+    #[test]
+    fn the_server_unit_restarts_writes_restore_targets_and_waits_for_a_rollback() {
+        let units = render(&UnitOptions {
+            writable: vec!["/var/lib/node_exporter".into()],
+            ..opts()
+        })
+        .unwrap();
+        let key = |k| line(&units, SERVE_SERVICE, k);
+        assert_eq!(key("ExecStart"), ["/usr/local/bin/coffer serve"]);
+        assert_eq!(key("Type"), ["exec"]);
+        assert_eq!(key("Restart"), ["on-failure"]);
+        assert_eq!(key("KillSignal"), ["SIGTERM"]);
+        assert_eq!(key("KillMode"), ["mixed"]);
+        let stop: u64 = key("TimeoutStopSec")[0].parse().unwrap();
+        assert!(stop > coffer_server::JOB_STOP_LIMIT.as_secs(), "{stop}");
+        assert_eq!(
+            key("ReadWritePaths"),
+            [
+                "/var/backups/coffer",
+                "/var/lib/node_exporter",
+                "-/srv/portal"
+            ]
+        );
+        // Only the server restores: the backup service keeps the workspace read-only.
+        assert_eq!(
+            line(&units, SERVICE, "ReadWritePaths"),
+            ["/var/backups/coffer", "/var/lib/node_exporter"]
+        );
+        for (k, v) in [
+            ("ProtectSystem", "strict"),
+            ("ProtectHome", "read-only"),
+            ("PrivateTmp", "true"),
+            ("NoNewPrivileges", "true"),
+            ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+            ("WantedBy", "multi-user.target"),
+        ] {
+            assert_eq!(key(k), [v], "{k}");
+        }
+        let e = render(&UnitOptions {
+            restore_writable: vec!["srv".into()],
+            ..opts()
+        })
+        .unwrap_err();
+        assert!(matches!(e, SystemdError::RelativePath { .. }), "{e}");
     }
 
     #[test]

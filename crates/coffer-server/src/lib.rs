@@ -48,6 +48,12 @@ use tokio::sync::watch;
 
 pub use tokens::{Role, Tokens};
 
+/// Every route of the HTTP API as (method, path), e.g. `("GET", "/v1/admin/jobs/{id}")`:
+/// the router is built from this list, and docs/openapi.yaml is checked against it.
+pub fn api_routes() -> &'static [(&'static str, &'static str)] {
+    routes::API_ROUTES
+}
+
 /// How long a stopping server waits for its running job to cancel and clean up (a restore
 /// rolls back) before it exits anyway.
 pub const JOB_STOP_LIMIT: Duration = Duration::from_secs(300);

@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, on};
 use axum::{Json, Router};
 use coffer_core::{BackupKind, BackupOptions, BackupRef, Coffer, RestoreOptions};
 use futures::Stream;
@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use crate::jobs::{JobView, Jobs, Operation};
 use crate::problem::Problem;
 use crate::tokens::{Caller, Role, Tokens};
+use crate::upload::restore as upload_restore;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -33,19 +34,36 @@ pub(crate) struct AppState {
     pub(crate) thresholds: coffer_core::Thresholds,
 }
 
+/// Declares the API's routes once: [`API_ROUTES`] (what docs/openapi.yaml is checked
+/// against) and the router built from the same lines, so the two cannot drift apart.
+macro_rules! api_routes {
+    ($($method:ident $path:literal => $handler:ident,)*) => {
+        /// Every route of the API as (method, path), paths in axum's (and OpenAPI's)
+        /// `{param}` syntax.
+        pub const API_ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn api_router() -> Router<AppState> {
+            Router::new()$(.route($path, on(MethodFilter::$method, $handler)))*
+        }
+    };
+}
+
+api_routes! {
+    GET "/v1/admin/backup/list" => list,
+    POST "/v1/admin/backup/trigger" => trigger,
+    POST "/v1/admin/backup/restore" => upload_restore,
+    POST "/v1/admin/backup/{name}/restore" => restore,
+    GET "/v1/admin/backup/{name}/download" => download,
+    DELETE "/v1/admin/backup/{name}" => delete,
+    GET "/v1/admin/jobs/{id}" => job,
+    GET "/v1/admin/jobs/{id}/events" => job_events,
+    GET "/v1/admin/health" => health,
+    GET "/metrics" => metrics,
+}
+
 /// The routes of the admin API.
 pub(crate) fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/admin/backup/list", get(list))
-        .route("/v1/admin/backup/trigger", post(trigger))
-        .route("/v1/admin/backup/restore", post(crate::upload::restore))
-        .route("/v1/admin/backup/{name}/restore", post(restore))
-        .route("/v1/admin/backup/{name}/download", get(download))
-        .route("/v1/admin/backup/{name}", axum::routing::delete(delete))
-        .route("/v1/admin/jobs/{id}", get(job))
-        .route("/v1/admin/jobs/{id}/events", get(job_events))
-        .route("/v1/admin/health", get(health))
-        .route("/metrics", get(metrics))
+    api_router()
         // The admin page (no token: it holds no data; its API calls carry one).
         .merge(crate::page::routes())
         .fallback(|| async { Problem::not_found("no such route: see /v1/admin/…") })

@@ -1,4 +1,4 @@
-//! `coffer systemd`: the nightly timer's unit files.
+//! `coffer systemd`: the nightly timer's and the HTTP server's unit files.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,6 +23,7 @@ enum Command {
     /// Write the unit files into /etc/systemd/system (or --dir)
     #[command(after_help = "\
 Then: systemctl daemon-reload && systemctl enable --now coffer-backup.timer
+For the HTTP API (coffer serve) also: systemctl enable --now coffer-serve.service
 Check with: systemctl list-timers coffer-backup.timer; journalctl -u coffer-backup.service")]
     Install(InstallArgs),
     /// Run by coffer-backup-failure.service (OnFailure=): runs hooks.on_failure when the
@@ -37,7 +38,10 @@ Check with: systemctl list-timers coffer-backup.timer; journalctl -u coffer-back
 #[command(after_help = "\
 The service runs `coffer backup --kind auto --quiet` with the --config, --backup-dir and \
 --metrics-file given here (else /etc/coffer/coffer.toml), writable paths limited to the backup \
-root and the metrics file's directory. Adjust with a drop-in: systemctl edit coffer-backup.service")]
+root and the metrics file's directory. coffer-serve.service runs `coffer serve` with the same \
+flags and may also write the workspace's parent directory (restores stage and swap there); it \
+restarts on failure and waits for a running restore to roll back when stopped. Adjust with a \
+drop-in: systemctl edit coffer-backup.service (or coffer-serve.service)")]
 struct UnitArgs {
     /// When the timer fires (systemd.time(7) calendar syntax)
     #[arg(long, default_value = systemd::DEFAULT_ON_CALENDAR, value_name = "SPEC")]
@@ -88,6 +92,10 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
             crate::output::outln!(
                 "next: systemctl daemon-reload && systemctl enable --now {}",
                 systemd::TIMER
+            );
+            crate::output::outln!(
+                "for the HTTP API (coffer serve): systemctl enable --now {}",
+                systemd::SERVE_SERVICE
             );
         }
         Command::NotifyFailure { unit } => {
@@ -146,6 +154,18 @@ fn options(cli: &crate::Cli, args: &UnitArgs) -> anyhow::Result<UnitOptions> {
         },
         writable: systemd::metrics_dir(coffer.config())
             .map(Path::to_path_buf)
+            .into_iter()
+            .collect(),
+        // A restore stages the new workspace beside it and swaps by rename.
+        restore_writable: coffer
+            .config()
+            .workspace
+            .path
+            .as_deref()
+            .and_then(Path::parent)
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(absolute)
+            .transpose()?
             .into_iter()
             .collect(),
         on_calendar: args.on_calendar.clone(),
