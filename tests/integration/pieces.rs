@@ -161,7 +161,7 @@ fn a_forged_piece_index_is_refused_by_verify() {
     let pieces = m["artifacts"][0]["pieces"].as_array().unwrap().clone();
     assert!(pieces.len() >= 2, "the fixture has data: {pieces:?}");
     type Forge = fn(&mut Vec<serde_json::Value>);
-    let forgeries: [(&str, Forge, &str); 4] = [
+    let forgeries: [(&str, Forge, &str); 5] = [
         (
             "a gap",
             |p| bump(&mut p[1], "offset", 1),
@@ -173,11 +173,20 @@ fn a_forged_piece_index_is_refused_by_verify() {
             "invalid manifest",
         ),
         (
+            "a shifted member boundary",
+            |p| {
+                bump(&mut p[0], "length", 3);
+                bump(&mut p[1], "offset", 3);
+                bump(&mut p[1], "length", -3);
+            },
+            "✗ postgres.sql.gz: pieces",
+        ),
+        (
             "another hash",
             |p| {
                 p[0]["sha256"] = serde_json::Value::from("0".repeat(64));
             },
-            "pieces",
+            "✗ postgres.sql.gz: pieces",
         ),
         (
             "a moved boundary",
@@ -185,7 +194,7 @@ fn a_forged_piece_index_is_refused_by_verify() {
                 bump(&mut p[0], "uncompressed_size", -1);
                 bump(&mut p[1], "uncompressed_size", 1);
             },
-            "pieces",
+            "✗ postgres.sql.gz: pieces",
         ),
     ];
     for (what, forge, want) in forgeries {

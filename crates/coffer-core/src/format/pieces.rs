@@ -192,6 +192,10 @@ pub struct PieceChecker {
     index: usize,
     read: u64,
     hasher: Sha256,
+    /// CRC-32 of the piece being read, and of every piece read (what a gzip member's
+    /// trailer holds, see [`check_members`]).
+    crc: flate2::Crc,
+    crcs: Vec<u32>,
     failed: Option<String>,
 }
 
@@ -203,6 +207,8 @@ impl PieceChecker {
             index: 0,
             read: 0,
             hasher: Sha256::new(),
+            crc: flate2::Crc::new(),
+            crcs: Vec::new(),
             failed: None,
         }
     }
@@ -216,6 +222,7 @@ impl PieceChecker {
             };
             let room = (piece.uncompressed_size - self.read).min(bytes.len() as u64) as usize;
             self.hasher.update(&bytes[..room]);
+            self.crc.update(&bytes[..room]);
             self.read += room as u64;
             bytes = &bytes[room..];
             if self.read == piece.uncompressed_size {
@@ -231,14 +238,17 @@ impl PieceChecker {
                         piece.sha256
                     ));
                 }
+                self.crcs
+                    .push(std::mem::replace(&mut self.crc, flate2::Crc::new()).sum());
                 self.index += 1;
                 self.read = 0;
             }
         }
     }
 
-    /// At the end of the artifact: every piece read whole and matching, or what differs.
-    pub fn finish(self) -> Result<(), String> {
+    /// At the end of the artifact: every piece read whole and matching (with each piece's
+    /// CRC-32), or what differs.
+    pub fn finish(self) -> Result<Vec<u32>, String> {
         if let Some(f) = self.failed {
             return Err(f);
         }
@@ -249,8 +259,61 @@ impl PieceChecker {
                 self.pieces.len()
             ));
         }
-        Ok(())
+        Ok(self.crcs)
     }
+}
+
+/// Checks the compressed side of an index against the stored file (not encrypted): each
+/// piece starts with a gzip member's header (zstd: a frame's magic number), and for gzip
+/// ends with the trailer of a member holding exactly that piece (its CRC-32 from `crcs`,
+/// see [`PieceChecker::finish`], and its size). So an offset or length moved to anywhere
+/// else is caught with two small reads per piece, without decoding the file again.
+pub fn check_members<F: std::io::Read + std::io::Seek>(
+    file: &mut F,
+    pieces: &[Piece],
+    compression: crate::format::manifest::Compression,
+    crcs: &[u32],
+) -> Result<(), String> {
+    use crate::format::manifest::Compression;
+    use std::io::SeekFrom;
+    let mut read_at = |at: u64, buf: &mut [u8]| {
+        file.seek(SeekFrom::Start(at))
+            .and_then(|_| file.read_exact(buf))
+            .map_err(|e| format!("cannot read the artifact at byte {at}: {e}"))
+    };
+    for (i, (p, crc)) in pieces.iter().zip(crcs).enumerate() {
+        let mut head = [0u8; 4];
+        read_at(p.offset, &mut head)?;
+        let starts = match compression {
+            Compression::Gzip => head[..3] == [0x1f, 0x8b, 8],
+            Compression::Zstd => head == [0x28, 0xb5, 0x2f, 0xfd],
+        };
+        if !starts {
+            return Err(format!(
+                "piece {i} does not start a {compression} {} at byte {}",
+                if compression == Compression::Gzip {
+                    "member"
+                } else {
+                    "frame"
+                },
+                p.offset
+            ));
+        }
+        if compression == Compression::Gzip {
+            let mut trailer = [0u8; 8];
+            read_at(p.offset + p.length - 8, &mut trailer)?;
+            let want_crc = crc.to_le_bytes();
+            let want_size = (p.uncompressed_size as u32).to_le_bytes();
+            if trailer[..4] != want_crc || trailer[4..] != want_size {
+                return Err(format!(
+                    "piece {i} (bytes {}–{} of the file) does not end with the trailer of a gzip member holding it",
+                    p.offset,
+                    p.offset + p.length
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -414,7 +477,11 @@ mod tests {
         for chunk in 1..plain.len() + 1 {
             let mut c = PieceChecker::new(pieces.clone());
             plain.chunks(chunk).for_each(|b| c.update(b));
-            c.finish().unwrap();
+            let crcs = c.finish().unwrap();
+            assert_eq!(crcs.len(), pieces.len());
+            let mut crc = flate2::Crc::new();
+            crc.update(b"CREATE");
+            assert_eq!(crcs[0], crc.sum());
         }
         let mut c = PieceChecker::new(pieces.clone());
         c.update(b"CREATECOPY 2\n2\n\\.\nINDEX");

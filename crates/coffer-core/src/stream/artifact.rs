@@ -100,8 +100,8 @@ pub struct ArtifactDigests {
     /// After decrypting and decompressing.
     pub plain: StreamDigest,
     /// Whether the plain bytes matched the piece index, when one was checked
-    /// ([`ArtifactReader::check_pieces`]): what differs, if anything.
-    pub pieces: Option<Result<(), String>>,
+    /// ([`ArtifactReader::check_pieces`]): each piece's CRC-32, or what differs.
+    pub pieces: Option<Result<Vec<u32>, String>>,
 }
 
 impl ArtifactDigests {

@@ -243,6 +243,21 @@ mod tests {
                 rows += p.rows;
             }
             assert_eq!(rows, 5 * 2000);
+            // The compressed side: members where the index says, and nowhere else.
+            let mut checker = crate::format::pieces::PieceChecker::new(index.clone());
+            checker.update(d.as_bytes());
+            let crcs = checker.finish().unwrap();
+            let gzip = crate::format::manifest::Compression::Gzip;
+            let mut file = io::Cursor::new(&gz);
+            crate::format::pieces::check_members(&mut file, &index, gzip, &crcs).unwrap();
+            for shift in [1u64, 2, index[1].length] {
+                let mut forged = index.clone();
+                forged[0].length += shift;
+                forged[1].offset += shift;
+                forged[1].length -= shift;
+                let e = crate::format::pieces::check_members(&mut file, &forged, gzip, &crcs);
+                assert!(e.is_err(), "shift {shift}");
+            }
         }
     }
 
