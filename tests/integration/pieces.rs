@@ -207,6 +207,25 @@ fn a_forged_piece_index_is_refused_by_verify() {
         assert!(!out.status.success(), "{what}: {}", stdout(&out));
         let all = format!("{}{}", stdout(&out), stderr(&out));
         assert!(all.contains(want), "{what}: {all}");
+        if what == "another hash" {
+            // A restore reads the same bytes: it refuses before its commit, changing nothing.
+            // (A change made after the backup: a restore that went through would undo it.)
+            cluster()
+                .psql(
+                    &case.db,
+                    "UPDATE public.users SET display_name = 'after the backup'",
+                )
+                .unwrap();
+            let before = Before::take(&case);
+            let out = run_bounded(
+                &case,
+                &["restore", &name, "--yes"],
+                std::time::Duration::from_secs(120),
+            );
+            assert_exit(&out, 5);
+            assert!(error_line(&out).contains("piece index"), "{}", stderr(&out));
+            before.assert_unchanged(&case, what);
+        }
     }
     std::fs::write(&path, good).unwrap();
     assert_success(&case.run(&["verify", &name]));
