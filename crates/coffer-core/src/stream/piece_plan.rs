@@ -24,16 +24,22 @@ pub struct PieceLimits {
     pub min: u64,
     /// A data piece ends at the first row end past this much.
     pub max: u64,
+    /// Most pieces (at least 3): once only room for the last data piece and the post-data
+    /// piece is left, data pieces are no longer cut, so the rest of the data section shares
+    /// the last one and the manifest stays far below its size cap.
+    pub pieces: usize,
 }
 
 impl Default for PieceLimits {
     /// 4 MiB and 64 MiB: a few gzip members per GiB of dump (about 20 bytes and a cold
     /// start of the compressor each), pieces large enough that a session's `COPY` start-up
-    /// vanishes, and small enough that several sessions share a large table.
+    /// vanishes, and small enough that several sessions share a large table. At most 1000
+    /// pieces (64 GiB of 64 MiB pieces; about 350 KB of manifest).
     fn default() -> Self {
         PieceLimits {
             min: 4 << 20,
             max: 64 << 20,
+            pieces: 1000,
         }
     }
 }
@@ -77,6 +83,8 @@ pub struct PiecePlanner {
     /// A COPY block ended here (with these rows before it): the next mark says whether the
     /// piece ends here.
     block_end: Option<(u64, u64)>,
+    /// Pieces ended so far.
+    done: usize,
     abandoned: bool,
 }
 
@@ -98,6 +106,7 @@ impl PiecePlanner {
             rows_before: 0,
             copy: None,
             block_end: None,
+            done: 0,
             abandoned: false,
         }
     }
@@ -125,7 +134,7 @@ impl PiecePlanner {
             (Section::Data, Mark::CopyStart { table, .. }) => {
                 self.copy = Some(table.clone());
                 let (end, rows) = self.block_end.take()?;
-                if end - self.open.start >= self.limits.min {
+                if end - self.open.start >= self.limits.min && self.may_cut_data() {
                     Some(self.cut(end, rows, PieceKind::Data, Some(table), false))
                 } else {
                     // A small piece so far: this table joins it (a piece that starts inside a
@@ -138,7 +147,7 @@ impl PiecePlanner {
             }
             (Section::Data, Mark::RowEnd { at, rows }) => {
                 let table = self.copy.clone()?;
-                (at - self.open.start >= self.limits.max).then(|| {
+                (at - self.open.start >= self.limits.max && self.may_cut_data()).then(|| {
                     self.open.ends_in_copy = true;
                     self.cut(at, rows, PieceKind::Data, Some(table), true)
                 })
@@ -160,8 +169,16 @@ impl PiecePlanner {
     /// Where the next [`Mark::RowEnd`] is wanted: inside a COPY block of the data section,
     /// once the piece reaches the maximum.
     pub fn row_end_wanted_after(&self) -> Option<u64> {
-        (!self.abandoned && self.section == Section::Data && self.copy.is_some())
-            .then(|| self.open.start.saturating_add(self.limits.max))
+        (!self.abandoned
+            && self.section == Section::Data
+            && self.copy.is_some()
+            && self.may_cut_data())
+        .then(|| self.open.start.saturating_add(self.limits.max))
+    }
+
+    /// Whether one more data piece leaves room for the open one and the post-data piece.
+    fn may_cut_data(&self) -> bool {
+        self.done + 3 <= self.limits.pieces
     }
 
     /// The first offset that may still become a cut, given where the scanner's undecided
@@ -205,6 +222,7 @@ impl PiecePlanner {
             end: at,
             rows: 0,
         };
+        self.done += 1;
         let mut done = std::mem::replace(&mut self.open, next);
         done.end = at;
         done.rows = rows - self.rows_before;

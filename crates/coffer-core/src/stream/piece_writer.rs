@@ -215,6 +215,7 @@ mod tests {
             let limits = PieceLimits {
                 min: 20_000,
                 max: 30_000,
+                ..PieceLimits::default()
             };
             let mut w = PieceWriter::with_limits(Gz(ParallelGzip::new(Vec::new(), 6)), limits);
             for part in d.as_bytes().chunks(chunk) {

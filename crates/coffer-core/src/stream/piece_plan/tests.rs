@@ -103,7 +103,11 @@ fn tables_of_the_minimum_size_get_their_own_pieces_and_large_ones_are_cut_at_row
         &[("public.a", 3, 5), ("public.b", 40, 20), ("public.c", 1, 1)],
         POST,
     );
-    let limits = PieceLimits { min: 1, max: 300 };
+    let limits = PieceLimits {
+        min: 1,
+        max: 300,
+        ..PieceLimits::default()
+    };
     for chunk in [1, 5, 64] {
         let p = cut(&d, chunk, limits).unwrap();
         let k = kinds(&p);
@@ -143,7 +147,16 @@ fn copy_lookalikes_in_bodies_strings_identifiers_and_comments_are_not_cut() {
     for decoy in decoys {
         let pre = format!("{PRE}{decoy}");
         let d = dump(&pre, &[("public.b", 2, 3)], POST);
-        let p = cut(&d, 3, PieceLimits { min: 1, max: 8 }).unwrap();
+        let p = cut(
+            &d,
+            3,
+            PieceLimits {
+                min: 1,
+                max: 8,
+                ..PieceLimits::default()
+            },
+        )
+        .unwrap();
         assert!(p[0].1.contains(decoy), "{decoy:?}: {:?}", p[0].1);
         assert_eq!(p[0].0.kind, PieceKind::PreData);
         assert!(
@@ -162,6 +175,7 @@ fn copy_lookalikes_in_bodies_strings_identifiers_and_comments_are_not_cut() {
             PieceLimits {
                 min: 1,
                 max: 1 << 20,
+                ..PieceLimits::default()
             },
         )
         .unwrap();
@@ -186,7 +200,16 @@ fn the_data_section_ends_at_the_first_other_statement_and_nothing_after_is_cut()
     // A COPY after post-data has begun stays in the post-data piece, in order.
     let post = format!("{POST}{}", copy("public.late", 5, 3));
     let d = dump(PRE, &[("public.a", 2, 3)], &post);
-    let p = cut(&d, 4, PieceLimits { min: 1, max: 4 }).unwrap();
+    let p = cut(
+        &d,
+        4,
+        PieceLimits {
+            min: 1,
+            max: 4,
+            ..PieceLimits::default()
+        },
+    )
+    .unwrap();
     assert_eq!(p.last().unwrap().0.kind, PieceKind::PostData);
     assert!(p.last().unwrap().1.contains("COPY public.late"));
     assert_eq!(p.last().unwrap().0.rows, 5);
@@ -201,12 +224,14 @@ proptest::proptest! {
         chunk in 1usize..200,
         min in 1u64..2000,
         max in 1u64..2000,
+        pieces in 3usize..12,
     ) {
         let names: Vec<String> = (0..tables.len()).map(|i| format!("public.t{i}")).collect();
         let spec: Vec<(&str, usize, usize)> =
             tables.iter().zip(&names).map(|((r, w), n)| (n.as_str(), *r, *w)).collect();
         let d = dump(PRE, &spec, POST);
-        let p = cut(&d, chunk, PieceLimits { min, max }).unwrap();
+        let p = cut(&d, chunk, PieceLimits { min, max, pieces }).unwrap();
+        proptest::prop_assert!(p.len() <= pieces, "{} pieces", p.len());
         proptest::prop_assert_eq!(p.iter().map(|(_, t)| t.as_str()).collect::<String>(), d.clone());
         let total: usize = tables.iter().map(|t| t.0).sum();
         proptest::prop_assert_eq!(p.iter().map(|(q, _)| q.rows).sum::<u64>(), total as u64);
@@ -232,4 +257,30 @@ proptest::proptest! {
             proptest::prop_assert_eq!(s.rows_seen(), piece.rows);
         }
     }
+}
+
+#[test]
+fn past_the_piece_limit_the_data_section_shares_its_last_piece() {
+    let d = dump(
+        PRE,
+        &[
+            ("public.a", 40, 20),
+            ("public.b", 40, 20),
+            ("public.c", 3, 1),
+        ],
+        POST,
+    );
+    let limits = PieceLimits {
+        min: 1,
+        max: 200,
+        pieces: 4,
+    };
+    let p = cut(&d, 16, limits).unwrap();
+    use PieceKind::*;
+    assert_eq!(
+        p.iter().map(|(q, _)| q.kind).collect::<Vec<_>>(),
+        [PreData, Data, Data, PostData]
+    );
+    assert!(p[2].1.contains("COPY public.c") && p[2].0.starts_in_copy);
+    assert_eq!(p.iter().map(|(_, t)| t.as_str()).collect::<String>(), d);
 }
