@@ -148,6 +148,31 @@ fn new_dumps_decode_as_before_and_every_piece_decodes_alone() {
     let backup = case.backup_ok(&[]);
     let age = format!("age -d -i {}", key.display());
     assert_eq!(check_artifact(&backup, &direct, "gunzip -c", &age), gz);
+    // verify finds the members in age's plaintext, and a boundary moved there.
+    let name = backup.file_name().unwrap().to_str().unwrap().to_string();
+    let verify = |case: &Case| case.run(&["verify", &name, "--identity", key.to_str().unwrap()]);
+    let out = verify(&case);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("where recorded in the decrypted stream"),
+        "{}",
+        stdout(&out)
+    );
+    let path = backup.join("manifest.json");
+    let mut m = manifest(&backup);
+    let p = &mut m["artifacts"][0]["pieces"];
+    for (i, key, by) in [(0, "length", 40i64), (1, "offset", 40), (1, "length", -40)] {
+        let v = p[i][key].as_u64().unwrap() as i64 + by;
+        p[i][key] = serde_json::Value::from(v as u64);
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    let out = verify(&case);
+    assert_exit(&out, 5);
+    assert!(
+        stdout(&out).contains("✗ postgres.sql.gz.age: pieces"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]

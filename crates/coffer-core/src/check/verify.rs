@@ -446,37 +446,10 @@ fn check_artifact(
                     )
                 },
             ));
-            if let (Some(index), Some(outcome)) = (&a.pieces, &digests.pieces) {
-                // The compressed side too, where the file is what the offsets point into.
-                let outcome = match outcome {
-                    Ok(crcs) if !encrypted => crate::util::fsutil::open_regular(&path)
-                        .map_err(|e| format!("cannot open it again: it {e}"))
-                        .and_then(|mut f| {
-                            crate::format::pieces::check_members(&mut f, index, a.compression, crcs)
-                        }),
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(e.clone()),
-                };
-                checks.push(match outcome {
-                    Ok(()) => Check::new(
-                        format!("{file}: pieces"),
-                        Outcome::Pass,
-                        format!(
-                            "{} pieces, each of the recorded size and sha256{}",
-                            index.len(),
-                            if encrypted {
-                                ""
-                            } else {
-                                " where recorded in the file"
-                            }
-                        ),
-                    ),
-                    Err(e) => Check::new(
-                        format!("{file}: pieces"),
-                        Outcome::Fail,
-                        format!("{e}: the manifest's piece index does not describe this artifact"),
-                    ),
-                });
+            if let Some(outcome) = &digests.pieces {
+                checks.extend(super::pieces::pieces_check(
+                    file, &path, a, outcome, identities,
+                ));
             }
         }
         None => checks.push(Check::new(
