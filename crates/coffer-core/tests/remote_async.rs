@@ -88,6 +88,7 @@ fn artifact(role: ArtifactRole, file: &str, plain: &[u8], stored: &[u8]) -> Arti
         uncompressed_sha256: sha256(plain),
         compression: Compression::Gzip,
         encryption: None,
+        pieces: None,
     }
 }
 

@@ -10,7 +10,8 @@ use super::artifact_writer::{ArtifactWriter, Taps};
 use super::{BackupError, BackupSettings, IO_BUFFER};
 use crate::format::manifest::{Artifact, ArtifactRole, Encryption};
 use crate::stream::archive::{self, ArchiveOptions, ArchiveStats};
-use crate::stream::dump_scan::{DumpFacts, ScanningWriter};
+use crate::stream::dump_scan::DumpFacts;
+use crate::stream::piece_writer::PieceWriter;
 
 /// The largest roles dump read (a cluster's roles are a few KiB; this bounds memory).
 const ROLES_CAP: u64 = 64 << 20;
@@ -29,7 +30,7 @@ pub(super) fn dump_database(
     let mut dump = settings.database.spawn_pg_dump()?;
     dump_pid.store(dump.child.id(), Ordering::SeqCst);
     let mut stdout = dump.child.stdout.take().expect("stdout is piped");
-    let mut scanning = ScanningWriter::new(writer);
+    let mut scanning = PieceWriter::new(writer);
     let copied = copy_stream(&mut stdout, &mut scanning);
     drop(stdout);
     if let Err(e) = copied {
@@ -51,14 +52,16 @@ pub(super) fn dump_database(
     );
     dump_pid.store(0, Ordering::SeqCst);
     waited?;
-    let (writer, facts) = scanning.finish();
+    let (writer, facts, pieces) = scanning
+        .finish()
+        .map_err(|e| BackupError::io("write", &path, e))?;
     if let Some(problem) = &facts.problem {
         return Err(BackupError::DumpRefused(problem.clone()));
     }
     if !facts.complete {
         return Err(BackupError::DumpTruncated);
     }
-    let artifact = writer.finish()?;
+    let artifact = writer.finish_with_pieces(pieces)?;
     taps.progress.finish(
         ArtifactRole::Database,
         &format!(

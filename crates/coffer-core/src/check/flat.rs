@@ -133,6 +133,7 @@ impl FlatScan {
             uncompressed_sha256: self.digests.plain.sha256.clone(),
             compression: Compression::Gzip,
             encryption: None,
+            pieces: None,
         }
     }
 

@@ -3,4 +3,5 @@
 
 pub mod drill;
 pub mod flat;
+mod pieces;
 pub mod verify;

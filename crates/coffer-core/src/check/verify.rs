@@ -394,7 +394,7 @@ fn check_artifact(
         );
         return (checks, None);
     }
-    let reader = match ArtifactReader::open(&path, encrypted, identities) {
+    let mut reader = match ArtifactReader::open(&path, encrypted, identities) {
         Ok(r) => r,
         Err(e) => {
             checks.push(
@@ -403,6 +403,9 @@ fn check_artifact(
             return (checks, None);
         }
     };
+    if let Some(pieces) = expected.artifact.and_then(|a| a.pieces.clone()) {
+        reader.check_pieces(pieces);
+    }
     let (content, digests) = read_content(reader, role);
     let digests = match digests {
         Ok(d) => d,
@@ -443,6 +446,11 @@ fn check_artifact(
                     )
                 },
             ));
+            if let Some(outcome) = &digests.pieces {
+                checks.extend(super::pieces::pieces_check(
+                    file, &path, a, outcome, identities,
+                ));
+            }
         }
         None => checks.push(Check::new(
             format!("{file}: gzip integrity"),

@@ -13,6 +13,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::format::names::BackupKind;
+pub use crate::format::pieces::{Piece, PieceKind};
 
 /// The manifest format this version of coffer writes.
 pub const FORMAT: u32 = 1;
@@ -184,6 +185,10 @@ pub struct Artifact {
     pub compression: Compression,
     /// How it is encrypted; `null` when it is not.
     pub encryption: Option<Encryption>,
+    /// The database artifact's piece index (see [`crate::format::pieces`]); absent in
+    /// backups made before it existed, and for the other artifacts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pieces: Option<Vec<Piece>>,
 }
 
 /// Facts about the database at the time of the dump.
@@ -363,6 +368,7 @@ pub fn parse(text: &str, origin: &str) -> Result<AnyManifest, ManifestError> {
             let m: Manifest = serde_path_to_error::deserialize(value)
                 .map_err(|e| invalid(format!("key `{}`: {}", e.path(), e.inner())))?;
             check_artifact_names(&m).map_err(invalid)?;
+            check_piece_indexes(&m).map_err(invalid)?;
             Ok(AnyManifest::Coffer(Box::new(m)))
         }
         Some(other) => Err(invalid(format!(
@@ -419,6 +425,18 @@ fn check_artifact_names(m: &Manifest) -> Result<(), String> {
                 "key `artifacts[{i}].file`: {:?} is listed twice",
                 a.file
             ));
+        }
+    }
+    Ok(())
+}
+
+/// A piece index must describe its artifact exactly (see [`crate::format::pieces::check`]):
+/// a forged one makes the manifest invalid rather than steer a restore.
+fn check_piece_indexes(m: &Manifest) -> Result<(), String> {
+    for (i, a) in m.artifacts.iter().enumerate() {
+        if let Some(pieces) = &a.pieces {
+            crate::format::pieces::check(a, pieces)
+                .map_err(|e| format!("key `artifacts[{i}].pieces`: {e}"))?;
         }
     }
     Ok(())
@@ -501,6 +519,7 @@ mod tests {
                 uncompressed_sha256: "cd".repeat(32),
                 compression: Compression::Gzip,
                 encryption: None,
+                pieces: None,
             }],
         }
     }

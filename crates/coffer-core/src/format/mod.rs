@@ -3,5 +3,6 @@
 pub mod describe;
 pub mod manifest;
 pub mod names;
+pub mod pieces;
 pub mod signing;
 pub mod sums;

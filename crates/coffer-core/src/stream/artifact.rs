@@ -14,6 +14,7 @@ use flate2::read::MultiGzDecoder;
 use sha2::{Digest, Sha256};
 
 use crate::format::manifest::{Artifact, Compression};
+use crate::format::pieces::{Piece, PieceChecker};
 use crate::hint::Hint;
 use crate::stream::crypto::{CryptoError, Identities};
 use crate::stream::digest::{HashingReader, StreamDigest};
@@ -98,6 +99,9 @@ pub struct ArtifactDigests {
     pub stored: StreamDigest,
     /// After decrypting and decompressing.
     pub plain: StreamDigest,
+    /// Whether the plain bytes matched the piece index, when one was checked
+    /// ([`ArtifactReader::check_pieces`]): each piece's CRC-32, or what differs.
+    pub pieces: Option<Result<Vec<u32>, String>>,
 }
 
 impl ArtifactDigests {
@@ -137,6 +141,13 @@ impl ArtifactDigests {
                 self.plain.sha256.clone(),
             ));
         }
+        if let Some(Err(e)) = &self.pieces {
+            return Err(mismatch(
+                "piece index",
+                "the manifest's pieces".into(),
+                e.clone(),
+            ));
+        }
         Ok(())
     }
 }
@@ -148,6 +159,8 @@ impl ArtifactDigests {
 /// [`ArtifactReader::damaged`] wraps one with the file's path.
 pub struct ArtifactReader {
     plain: HashingReader<Box<dyn Read + Send>>,
+    /// Checks the plain bytes against the piece index, when there is one.
+    pieces: Option<PieceChecker>,
     stored: Arc<Mutex<(Sha256, u64)>>,
     path: PathBuf,
     /// Set by a streamed source whose transfer failed (see [`ArtifactReader::from_stream`]).
@@ -219,7 +232,19 @@ impl ArtifactReader {
             ));
         }
         file.seek(SeekFrom::Start(0)).map_err(damaged)?;
-        ArtifactReader::from_file(file, path, expected.encryption.is_some(), identities)
+        let mut reader =
+            ArtifactReader::from_file(file, path, expected.encryption.is_some(), identities)?;
+        if let Some(pieces) = &expected.pieces {
+            reader.check_pieces(pieces.clone());
+        }
+        Ok(reader)
+    }
+
+    /// Checks the plain bytes against `pieces` as they are read (each piece's size and
+    /// SHA-256); the outcome is in [`ArtifactDigests::pieces`] and fails
+    /// [`ArtifactDigests::check`].
+    pub fn check_pieces(&mut self, pieces: Vec<Piece>) {
+        self.pieces = Some(PieceChecker::new(pieces));
     }
 
     /// Builds the decoding chain over an open artifact file.
@@ -301,6 +326,7 @@ impl ArtifactReader {
         };
         Ok(ArtifactReader {
             plain: HashingReader::new(decompressed),
+            pieces: None,
             stored,
             path: path.to_path_buf(),
             transfer,
@@ -347,7 +373,8 @@ impl ArtifactReader {
     /// Reads whatever the consumer left to the end (so both digests cover the whole file)
     /// and returns the digests.
     pub fn finish(mut self) -> Result<ArtifactDigests, ArtifactError> {
-        io::copy(&mut self.plain, &mut io::sink()).map_err(|e| self.damaged(e))?;
+        io::copy(&mut self, &mut io::sink()).map_err(|e| self.damaged(e))?;
+        let pieces = self.pieces.take().map(PieceChecker::finish);
         let (_, plain) = self.plain.finish();
         let (hasher, size) = std::mem::take(&mut *self.stored.lock().expect("digest lock"));
         Ok(ArtifactDigests {
@@ -356,13 +383,18 @@ impl ArtifactReader {
                 sha256: hex::encode(hasher.finalize()),
             },
             plain,
+            pieces,
         })
     }
 }
 
 impl Read for ArtifactReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.plain.read(buf)
+        let n = self.plain.read(buf)?;
+        if let Some(pieces) = self.pieces.as_mut() {
+            pieces.update(&buf[..n]);
+        }
+        Ok(n)
     }
 }
 
@@ -445,6 +477,7 @@ mod tests {
             uncompressed_sha256: sha(plain),
             compression: Compression::Gzip,
             encryption: encrypted.then_some(Encryption::Age),
+            pieces: None,
         }
     }
 

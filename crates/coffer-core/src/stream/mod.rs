@@ -7,3 +7,5 @@ pub mod crypto;
 pub mod digest;
 pub mod dump_scan;
 pub mod parallel_gzip;
+pub mod piece_plan;
+pub mod piece_writer;

@@ -47,6 +47,9 @@ pub struct ParallelGzipWriter<W: Write> {
     in_flight: usize,
     crc: Crc,
     header_written: bool,
+    /// A member was ended ([`ParallelGzipWriter::end_member`]) and the output is complete
+    /// up to there.
+    member_ended: bool,
 }
 
 /// One deflated block and the CRC of its input.
@@ -69,12 +72,41 @@ impl<W: Write> ParallelGzipWriter<W> {
             in_flight,
             crc: Crc::new(),
             header_written: false,
+            member_ended: false,
         }
     }
 
     /// Compresses what is left, writes the gzip trailer and returns the inner writer (not
     /// flushed: the caller owns what comes after).
     pub fn finish(mut self) -> io::Result<W> {
+        // An empty input is one empty member; after an ended member, nothing more is.
+        if !self.member_ended {
+            self.close_member()?;
+        } else {
+            self.end_member()?;
+        }
+        Ok(self.inner)
+    }
+
+    /// Ends the current gzip member (when anything was written since the last one ended), so
+    /// that the next byte written starts a new member that decodes on its own: the output
+    /// stays one valid gzip file (`gunzip` reads all members in turn), and a reader can start
+    /// at the new member's first byte.
+    pub fn end_member(&mut self) -> io::Result<()> {
+        if self.header_written || !self.block.is_empty() || !self.pending.is_empty() {
+            self.close_member()?;
+        }
+        Ok(())
+    }
+
+    /// The inner writer (what has been written to it so far).
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
+    /// Compresses what is left of the member and writes its trailer; the next block starts a
+    /// new member, with no dictionary.
+    fn close_member(&mut self) -> io::Result<()> {
         self.submit(true)?;
         while !self.pending.is_empty() {
             self.write_oldest()?;
@@ -83,7 +115,11 @@ impl<W: Write> ParallelGzipWriter<W> {
         trailer[..4].copy_from_slice(&self.crc.sum().to_le_bytes());
         trailer[4..].copy_from_slice(&self.crc.amount().to_le_bytes());
         self.inner.write_all(&trailer)?;
-        Ok(self.inner)
+        self.crc = Crc::new();
+        self.header_written = false;
+        self.window.clear();
+        self.member_ended = true;
+        Ok(())
     }
 
     /// Hands the collected block to the pool. `last` ends the deflate stream.
@@ -414,6 +450,44 @@ mod tests {
         assert_eq!(d.get_ref(), &data);
         let gz = w.finish().unwrap();
         assert_eq!(gunzip_one_member(&gz), data);
+    }
+
+    #[test]
+    fn ended_members_decode_alone_and_together() {
+        let data = text(3 * BLOCK_SIZE + 500);
+        let cuts = [
+            0,
+            10,
+            BLOCK_SIZE - 3,
+            BLOCK_SIZE - 3,
+            2 * BLOCK_SIZE + 7,
+            data.len(),
+        ];
+        let mut w = ParallelGzipWriter::new(Vec::new(), 6);
+        let mut offsets = vec![0];
+        for pair in cuts.windows(2) {
+            w.write_all(&data[pair[0]..pair[1]]).unwrap();
+            w.end_member().unwrap();
+            offsets.push(w.get_ref().len());
+        }
+        let gz = w.finish().unwrap();
+        assert_eq!(
+            gz.len(),
+            *offsets.last().unwrap(),
+            "nothing after the last member"
+        );
+        let mut all = Vec::new();
+        flate2::read::MultiGzDecoder::new(&gz[..])
+            .read_to_end(&mut all)
+            .unwrap();
+        assert_eq!(all, data);
+        for (i, pair) in cuts.windows(2).enumerate() {
+            let member = &gz[offsets[i]..offsets[i + 1]];
+            assert_eq!(member.is_empty(), pair[0] == pair[1], "no empty member");
+            if !member.is_empty() {
+                assert_eq!(gunzip_one_member(member), &data[pair[0]..pair[1]]);
+            }
+        }
     }
 
     #[test]

@@ -34,6 +34,7 @@ impl DumpScanner {
         let overflow = std::mem::take(&mut self.stmt_overflow);
         if started {
             self.statement(&stmt, overflow, at);
+            self.statement_ended(self.lex == Lex::CopyPending);
             // Whatever psql just ran may have switched the client encoding (a function can,
             // unseen): it is set back before psql lexes another byte of the dump.
             if self.problem.is_none() && !self.drop_held && self.lex == Lex::Top {
@@ -189,6 +190,7 @@ impl DumpScanner {
             self.alembic_any.get_or_insert_default();
         }
         self.facts.tables.entry(table.clone()).or_insert(0);
+        self.copy_started(&table);
         self.copy = Some(CopySection {
             table,
             alembic,
@@ -225,6 +227,7 @@ impl DumpScanner {
             self.resync = super::Resync::OwnLine;
         } else if let Some(copy) = self.copy.as_mut() {
             copy.rows += 1;
+            self.rows_total += 1;
             if copy.any_alembic
                 && let Some(rev) = statement::first_column(&row)
             {

@@ -19,6 +19,8 @@ impl DumpScanner {
         if self.problem.is_some() {
             return;
         }
+        self.chunk_base = self.consumed;
+        self.consumed += chunk.len() as u64;
         if let Some(out) = out.as_deref_mut()
             && !std::mem::replace(&mut self.pinned, true)
         {
@@ -75,6 +77,7 @@ impl DumpScanner {
             match (was_holding, self.holding) {
                 (false, true) => {
                     // A statement that may be a COPY starts at `i`: held until judged.
+                    self.hold_start = self.chunk_base + i as u64;
                     if let Some(out) = out.as_deref_mut() {
                         out.extend_from_slice(&chunk[emit_from..i]);
                     }

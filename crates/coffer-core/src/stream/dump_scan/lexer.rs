@@ -91,6 +91,7 @@ impl DumpScanner {
                 return match end {
                     Some(j) => {
                         self.end_row();
+                        self.row_line_ended(self.chunk_base + (i + j + 1) as u64);
                         self.line += 1;
                         self.col0 = true;
                         i + j + 1

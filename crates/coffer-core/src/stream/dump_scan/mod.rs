@@ -1,10 +1,12 @@
 //! Facts read from a plain-format `pg_dump` stream as it passes, and the gate every dump
 //! goes through before psql sees it.
 //!
-//! The backup pipeline feeds every byte of the dump through a [`DumpScanner`] (usually via
-//! [`ScanningWriter`]) on its way to the compressor, so the manifest can record row counts,
-//! the Alembic head and the server and `pg_dump` versions without a second pass; `verify`
-//! and `restore` scan the same way and compare.
+//! The backup pipeline feeds every byte of the dump through a [`DumpScanner`] (via
+//! [`crate::stream::piece_writer::PieceWriter`]) on its way to the compressor, so the
+//! manifest can record row counts, the Alembic head and the server and `pg_dump` versions
+//! without a second pass (and the dump can be cut into pieces where its lexical state says
+//! a COPY block begins or ends, see `marks.rs`); `verify` and `restore` scan the same way
+//! and compare.
 //!
 //! The scanner follows SQL's lexical structure the way psql does (see `lexer.rs`):
 //! comments, '…' and E'…' strings, "…" identifiers, dollar quotes, statement ends. Only a
@@ -48,18 +50,20 @@
 mod facts;
 mod gate;
 mod lexer;
+mod marks;
 mod statement;
 #[cfg(test)]
 mod tests;
 mod words;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 use serde::{Deserialize, Serialize};
 
 use crate::format::manifest::{AlembicHead, AnyManifest};
 use lexer::Lex;
+pub use marks::Mark;
 
 /// Most bytes of one statement (or Alembic data row) the scanner keeps. Longer ones (big
 /// function bodies, wide COPY headers) are still followed to their end.
@@ -311,6 +315,17 @@ pub struct DumpScanner {
     /// Index in the current chunk of the byte that was refused.
     problem_at: Option<usize>,
     facts: DumpFacts,
+    /// Bytes of the stream before the current chunk, and after it.
+    chunk_base: u64,
+    consumed: u64,
+    /// Where the statement being held (see `holding`) started.
+    hold_start: u64,
+    /// COPY data rows seen.
+    rows_total: u64,
+    /// Cut marks found and not yet taken (`None`: not wanted), and the offset after which
+    /// the next row end is wanted as one.
+    marks: Option<Vec<Mark>>,
+    row_mark_after: Option<u64>,
 }
 
 impl Default for DumpScanner {
@@ -379,6 +394,12 @@ impl DumpScanner {
             problem: None,
             problem_at: None,
             facts: DumpFacts::default(),
+            chunk_base: 0,
+            consumed: 0,
+            hold_start: 0,
+            rows_total: 0,
+            marks: None,
+            row_mark_after: None,
         }
     }
 
@@ -471,14 +492,16 @@ impl DumpScanner {
     }
 }
 
-/// A writer that scans everything the inner writer accepts, e.g. between `pg_dump`'s
-/// output and the compressor.
+/// A writer that scans everything the inner writer accepts (the backup scans through
+/// [`crate::stream::piece_writer::PieceWriter`], which also cuts the dump into pieces).
+#[cfg(test)]
 pub struct ScanningWriter<W> {
     inner: W,
     scanner: DumpScanner,
 }
 
-impl<W: Write> ScanningWriter<W> {
+#[cfg(test)]
+impl<W: io::Write> ScanningWriter<W> {
     /// Wraps `inner`.
     pub fn new(inner: W) -> Self {
         ScanningWriter {
@@ -493,7 +516,8 @@ impl<W: Write> ScanningWriter<W> {
     }
 }
 
-impl<W: Write> Write for ScanningWriter<W> {
+#[cfg(test)]
+impl<W: io::Write> io::Write for ScanningWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         // Only what was accepted: the caller writes the rest again.

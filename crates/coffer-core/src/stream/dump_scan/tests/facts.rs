@@ -1,6 +1,7 @@
 //! Facts read from dumps: tables, rows, heads, completeness, bounds.
 
 use super::*;
+use std::io::Write;
 
 #[test]
 fn small_dumps() {
