@@ -411,7 +411,10 @@ fn backup_output_writes_one_bundle_and_nothing_in_the_root() {
     let out = case.run(&["backup", "--output", bundle.to_str().unwrap()]);
     assert_success(&out);
     assert!(entries(&case.root).is_empty(), "{:?}", entries(&case.root));
-    assert!(!case.root.join("coffer-runs.jsonl").exists());
+    // Only the run log's record of it (see the test below).
+    let log = std::fs::read_to_string(case.root.join("coffer-runs.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(log.contains("\"operation\":\"bundle\""), "{log}");
     let mode = std::fs::metadata(&bundle).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     // Nothing left beside the output but the output.
@@ -662,4 +665,96 @@ fn an_import_from_a_silent_stdin_stops_on_sigterm_and_frees_the_lock() {
     assert_eq!(status.code(), Some(143), "{status}: {err}");
     assert!(entries(&root).is_empty(), "{:?}", entries(&root));
     assert_success(&run_in(&case, &root, &["prune"]));
+}
+
+/// `backup --output` is a run like any other: recorded in the run log as operation `bundle`
+/// with its outcome, the metrics file rewritten and the outcome's hooks run; it is not a
+/// backup of the root, so status and metrics do not count it as one, and the root holds no
+/// backup.
+#[test]
+fn backup_output_is_recorded_and_seen_by_status_metrics_and_hooks() {
+    let case = Case::new();
+    let prom = case.dir.path().join("coffer.prom");
+    let hook = |file: &str| {
+        format!(
+            "[[\"sh\", \"-c\", \"env | grep ^COFFER_ > {}\"]]",
+            case.dir.path().join(file).display()
+        )
+    };
+    let extra = format!(
+        "metrics_file = \"{}\"\n[hooks]\non_success = {}\non_failure = {}\n",
+        prom.display(),
+        hook("success.env"),
+        hook("failure.env")
+    );
+    case.write_config(&case.db_section(), &extra);
+    let env = |file: &str| -> std::collections::BTreeMap<String, String> {
+        std::fs::read_to_string(case.dir.path().join(file))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let records = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(case.root.join("coffer-runs.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+
+    let bundle = case.dir.path().join("evidence.tar");
+    let out = case.run(&["backup", "--output", bundle.to_str().unwrap()]);
+    assert_success(&out);
+    let listing = sh(&format!("tar -tf {}", bundle.display()));
+    let name = listing
+        .lines()
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    assert!(case.backups().is_empty() && entries(&case.root).is_empty());
+    let log = records();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0]["operation"], "bundle");
+    assert_eq!(log[0]["outcome"], "success");
+    assert_eq!(log[0]["backup"].as_str(), Some(name.as_str()));
+    let ok = env("success.env");
+    assert_eq!(ok["COFFER_OPERATION"], "bundle");
+    assert_eq!(ok["COFFER_OUTCOME"], "success");
+    assert_eq!(ok["COFFER_BACKUP_NAME"], name);
+    assert_eq!(ok["COFFER_BACKUP_PATH"], "", "not in the root");
+    assert!(
+        ok["COFFER_DETAIL"].contains(bundle.to_str().unwrap()),
+        "{ok:?}"
+    );
+    // Not a backup of the root: no last success, no backup counted.
+    let metrics = std::fs::read_to_string(&prom).unwrap();
+    for line in [
+        "coffer_last_success_timestamp_seconds 0",
+        "coffer_backups{kind=\"manual\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}:\n{metrics}");
+    }
+    let status = case.run(&["status"]);
+    assert_exit(&status, 10);
+    assert!(
+        stdout(&status).starts_with("CRITICAL: no successful backup;"),
+        "{}",
+        stdout(&status)
+    );
+
+    // A failed one (the output exists) is recorded as failed and runs on_failure.
+    let out = case.run(&["backup", "--output", bundle.to_str().unwrap()]);
+    assert_exit(&out, 1);
+    let log = records();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[1]["operation"], "bundle");
+    assert_eq!(log[1]["outcome"], "failure");
+    let failed = env("failure.env");
+    assert_eq!(failed["COFFER_OPERATION"], "bundle");
+    assert_eq!(failed["COFFER_OUTCOME"], "failure");
+    assert!(failed["COFFER_ERROR"].contains("exists"), "{failed:?}");
+    assert!(case.backups().is_empty() && entries(&case.root).is_empty());
 }
