@@ -667,6 +667,92 @@ fn an_import_from_a_silent_stdin_stops_on_sigterm_and_frees_the_lock() {
     assert_success(&run_in(&case, &root, &["prune"]));
 }
 
+/// The manifest comes first in a bundle, so `restore --from-file -` runs its pre-flight on it
+/// before any data arrives: a refused restore (here, the Alembic head) is refused with exit 6
+/// although every artifact is garbage (no damage error: the data was never read), reads
+/// nothing much past the manifest of a large upload, imports nothing and changes nothing.
+#[test]
+fn restore_from_file_is_refused_on_the_manifest_before_the_data() {
+    let case = Case::new();
+    let name = name_of(&case.backup_ok(&[]));
+    let bundle = case.dir.path().join("b.tar");
+    export_to(&case, &name, &bundle);
+    std::fs::remove_dir_all(case.root.join(&name)).unwrap();
+    cluster()
+        .psql(&case.db, "UPDATE users SET display_name = 'y'")
+        .unwrap();
+    let before = Before::take(&case);
+    // The directory and the manifest as exported; every artifact's bytes garbage (of the
+    // sizes the manifest gives); then 64 MiB more of garbage, as a large upload would be.
+    let bytes = std::fs::read(&bundle).unwrap();
+    let list = members(&bytes);
+    assert!(list[1].0.ends_with("/manifest.json"), "{list:?}");
+    let head_end = list[2].1 - 512;
+    let mut forged = bytes[..head_end].to_vec();
+    for (path, _, size) in &list[2..] {
+        forged.extend(member(path, b'0', &vec![0x5a; *size]));
+    }
+    let tail = 64usize << 20;
+    forged.resize(forged.len() + tail, 0x5a);
+
+    let mut restore = case.coffer();
+    restore
+        .args([
+            "restore",
+            "--from-file",
+            "-",
+            "--yes",
+            "--expect-head",
+            "0123456789ab",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut restore = restore.spawn().unwrap();
+    let mut to_restore = restore.stdin.take().unwrap();
+    // Counts what coffer took; ends on the broken pipe once coffer has exited (or once
+    // wait_within has killed it), so it cannot hang.
+    let writer = std::thread::spawn(move || {
+        let mut taken = 0usize;
+        for chunk in forged.chunks(1 << 12) {
+            if to_restore.write_all(chunk).is_err() {
+                break;
+            }
+            taken += chunk.len();
+        }
+        taken
+    });
+    let out = wait_within(restore, RUN_LIMIT, "coffer restore --from-file -");
+    let taken = writer.join().unwrap();
+    assert_exit(&out, 6);
+    let line = error_line(&out);
+    assert!(
+        line.contains("restore refused, nothing was changed") && line.contains("0123456789ab"),
+        "{line}"
+    );
+    assert!(
+        !stderr(&out).contains("sha256") && !stderr(&out).contains("damaged"),
+        "{}",
+        stderr(&out)
+    );
+    // At most what the pipe and one read buffer hold beyond the manifest.
+    assert!(
+        taken < head_end + (4 << 20),
+        "coffer read {taken} bytes of a {}-byte upload",
+        head_end + tail
+    );
+    before.assert_unchanged(&case, "refused before the data");
+    assert!(entries(&case.root).is_empty(), "{:?}", entries(&case.root));
+    let log = std::fs::read_to_string(case.root.join("coffer-runs.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (last["operation"].as_str(), last["outcome"].as_str()),
+        (Some("restore"), Some("failure")),
+        "{last}"
+    );
+    assert_eq!(last["backup"].as_str(), Some(name.as_str()), "{last}");
+}
+
 /// `backup --output` is a run like any other: recorded in the run log as operation `bundle`
 /// with its outcome, the metrics file rewritten and the outcome's hooks run; it is not a
 /// backup of the root, so status and metrics do not count it as one, and the root holds no

@@ -71,16 +71,50 @@ pub fn import(
     signatures: &SignaturePolicy,
     ctx: &RunContext<'_>,
 ) -> Result<ImportReport, BundleError> {
+    import_checked(
+        input,
+        origin,
+        root,
+        (identities, signatures),
+        &mut |_, _| Ok(()),
+        ctx,
+    )
+}
+
+/// What [`import_checked`] calls before the first artifact's data: the backup's name and
+/// the staging directory, which holds the manifest (and its signature, when it followed
+/// the manifest) and nothing else yet. An error stops the import there, nothing more of the
+/// input read, and is returned as is.
+pub type BeforeData<'f> = dyn FnMut(&str, &Path) -> Result<(), BundleError> + 'f;
+
+/// [`import`], calling `before_data` once the manifest has arrived and before any artifact
+/// byte is read (for a `.tar.gz` whose manifest comes after data, it is not called).
+pub fn import_checked(
+    input: &mut dyn Read,
+    origin: &str,
+    root: &Path,
+    (identities, signatures): (Option<&Identities>, &SignaturePolicy),
+    before_data: &mut BeforeData<'_>,
+    ctx: &RunContext<'_>,
+) -> Result<ImportReport, BundleError> {
     // A signal may surface as a read error of the input (it stops a wait for data): it is
     // still an interruption, whatever step noticed it.
-    import_unless_stopped(input, origin, root, identities, signatures, ctx).map_err(|e| {
-        match ctx.cancel().signal() {
-            Some(signal) => BundleError::Interrupted {
-                operation: "import",
-                signal,
-            },
-            None => e,
-        }
+    import_unless_stopped(
+        input,
+        origin,
+        root,
+        identities,
+        signatures,
+        before_data,
+        ctx,
+    )
+    .map_err(|e| match (ctx.cancel().signal(), e) {
+        (_, e @ BundleError::RefusedBeforeData(_)) => e,
+        (Some(signal), _) => BundleError::Interrupted {
+            operation: "import",
+            signal,
+        },
+        (None, e) => e,
     })
 }
 
@@ -90,6 +124,7 @@ fn import_unless_stopped(
     root: &Path,
     identities: Option<&Identities>,
     signatures: &SignaturePolicy,
+    before_data: &mut BeforeData<'_>,
     ctx: &RunContext<'_>,
 ) -> Result<ImportReport, BundleError> {
     fsutil::create_private_dir_all(root)
@@ -116,8 +151,9 @@ fn import_unless_stopped(
         manifest: None,
         seen: BTreeSet::new(),
         received: BTreeMap::new(),
+        data_started: false,
     };
-    let result = job.run(identities, signatures);
+    let result = job.run(identities, signatures, before_data);
     if result.is_err()
         && let Some(staging) = &job.staging
     {
@@ -141,6 +177,8 @@ struct Import<'a, 'c> {
     seen: BTreeSet<String>,
     /// Artifacts written: file → (size, SHA-256).
     received: BTreeMap<String, (u64, String)>,
+    /// Whether an artifact member has been reached (the caller's check ran before it).
+    data_started: bool,
 }
 
 impl Import<'_, '_> {
@@ -155,10 +193,11 @@ impl Import<'_, '_> {
         &mut self,
         identities: Option<&Identities>,
         signatures: &SignaturePolicy,
+        before_data: &mut BeforeData<'_>,
     ) -> Result<ImportReport, BundleError> {
         let mut first = true;
         while let Some(member) = self.reader.next().map_err(|e| self.damaged(e))? {
-            self.member(member, first)?;
+            self.member(member, first, before_data)?;
             first = false;
         }
         let (Some(name), Some(staging)) = (self.name.clone(), self.staging.clone()) else {
@@ -218,7 +257,12 @@ impl Import<'_, '_> {
     }
 
     /// Checks one member and writes it into the staging directory.
-    fn member(&mut self, member: Member, first: bool) -> Result<(), BundleError> {
+    fn member(
+        &mut self,
+        member: Member,
+        first: bool,
+        before_data: &mut BeforeData<'_>,
+    ) -> Result<(), BundleError> {
         let (name, file) = split_path(&member.path).map_err(|e| self.damaged(e))?;
         match &self.name {
             Some(known) if *known != name => {
@@ -285,10 +329,14 @@ impl Import<'_, '_> {
             write_file(&dest, &bytes).map_err(|e| BundleError::io("write", &dest, e))?;
             return Ok(());
         }
-        // An artifact: the manifest (or, before it in a .tar.gz, the scripts' names) must
-        // expect it, at the size the header gives, before any of it is read.
+        // An artifact: the caller's check on the manifest comes first, then the manifest
+        // (or, before it in a .tar.gz, the scripts' names) must expect it, at the size the
+        // header gives, before any of it is read.
+        if !std::mem::replace(&mut self.data_started, true) && self.manifest.is_some() {
+            before_data(&name, &staging)?;
+        }
         let expected = self.expected(&name, &file, member.size, &shown)?;
-        self.check_space(member.size, &shown)?;
+        self.check_space(member.size, &format!("member {shown}"))?;
         self.ctx.transfer(&format!("{name}: importing {file}"));
         let (size, sha256) = self.copy_artifact(&dest, member.size)?;
         if let Some(want) = expected
@@ -355,6 +403,17 @@ impl Import<'_, '_> {
                 )));
             }
         }
+        // The whole backup must fit before its first byte is written, not only each member.
+        if let AnyManifest::Coffer(c) = &m {
+            let total = c
+                .artifacts
+                .iter()
+                .fold(0u64, |sum, a| sum.saturating_add(a.size));
+            self.check_space(
+                total,
+                &format!("backup {name} (its artifacts, per its manifest)"),
+            )?;
+        }
         self.manifest = Some(m);
         Ok(())
     }
@@ -419,7 +478,7 @@ impl Import<'_, '_> {
     /// Refuses a member that would not fit in the root's filesystem with a reserve left
     /// (see [`fits`]): the size comes from the (hostile) header, and filling the disk the
     /// database may share is worse than refusing up front.
-    fn check_space(&self, size: u64, shown: &str) -> Result<(), BundleError> {
+    fn check_space(&self, size: u64, what: &str) -> Result<(), BundleError> {
         let Ok(st) = rustix::fs::statvfs(&self.root) else {
             return Ok(());
         };
@@ -429,7 +488,7 @@ impl Import<'_, '_> {
             return Ok(());
         }
         Err(self.damaged(format!(
-            "member {shown} is {}, more than the {} free in {} (keeping {} free); free space or import into another root",
+            "{what} is {}, more than the {} free in {} (keeping {} free); free space or import into another root",
             crate::util::units::bytes(size),
             crate::util::units::bytes(available),
             self.root.display(),

@@ -153,7 +153,7 @@ impl RestoreOptions {
     }
 
     /// The steps [`crate::restore`] takes for these options.
-    fn steps(&self) -> restore::RestoreSteps {
+    pub(super) fn steps(&self) -> restore::RestoreSteps {
         restore::RestoreSteps {
             database: self.database,
             workspace: self.workspace,
@@ -421,7 +421,7 @@ impl PreparedRestore<'_> {
 }
 
 /// The run-log record of a restore of `entry` (`None`: failed before one was found).
-fn restore_record(started: DateTime<Utc>, entry: Option<&BackupEntry>) -> RunRecord {
+pub(super) fn restore_record(started: DateTime<Utc>, entry: Option<&BackupEntry>) -> RunRecord {
     let record = RunRecord::new(Operation::Restore, started);
     match entry {
         Some(e) => record.with_backup(e.name.clone(), e.kind),

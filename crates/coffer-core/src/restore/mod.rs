@@ -42,7 +42,7 @@ mod workspace;
 
 pub use apply::execute;
 pub use flat::{prepare_flat, still_empty};
-pub use preflight::{prepare, prepare_streamed};
+pub use preflight::{prepare, prepare_announced, prepare_streamed};
 pub use recover::recover_interrupted;
 
 /// Why a restore did not happen or did not finish. Every variant except
