@@ -282,6 +282,11 @@ impl Coffer {
         if let Some(r) = restore::recover_interrupted(&settings, &steps)? {
             ctx.note(&r.to_string());
         }
+        // After the swap's recovery: a killed restore's staging copy may sit in parent
+        // directories it created.
+        if let Some(note) = restore::recover_leftovers(&settings.backup_root, &settings.database)? {
+            ctx.note(&note);
+        }
         let mut plan = restore::prepare_streamed(
             &settings,
             &entry,
@@ -338,6 +343,9 @@ impl Coffer {
         let flat = detected.map_err(|why| damaged(given, why))?;
         *found = Some(flat.entry());
         let settings = RestoreSettings::from_config(self.config())?;
+        if let Some(note) = restore::recover_leftovers(&settings.backup_root, &settings.database)? {
+            ctx.note(&note);
+        }
         let steps = restore::RestoreSteps {
             workspace: false,
             create_target_db: true,
