@@ -394,6 +394,28 @@ fn legacy_tar_gz_of_a_shell_script_backup_imports_and_restores() {
     assert_eq!(table_fingerprints(&case.db), tables);
     assert_eq!(snapshot(&case.workspace), workspace);
 
+    // Straight from the upload, its manifest first: a shell-script manifest lists no
+    // artifacts, so the pre-flight waits for them (it must not refuse a backup "without" any).
+    let manifest_first = scratch.join("manifest-first.tar.gz");
+    sh(&format!(
+        "tar -czf {m} -C {s} 2025-06-01-030000/manifest.json 2025-06-01-030000/postgres.sql.gz 2025-06-01-030000/workspace.tar.gz",
+        m = manifest_first.display(),
+        s = scratch.display()
+    ));
+    std::fs::remove_dir_all(case.root.join("2025-06-01-030000")).unwrap();
+    cluster()
+        .psql(&case.db, "UPDATE users SET display_name = 'y'")
+        .unwrap();
+    let out = case.run(&[
+        "restore",
+        "--from-file",
+        manifest_first.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_success(&out);
+    assert_eq!(table_fingerprints(&case.db), tables);
+    assert_eq!(snapshot(&case.workspace), workspace);
+
     // A truncated upload imports nothing.
     let bytes = std::fs::read(&upload).unwrap();
     let cut = case.dir.path().join("cut.tar.gz");

@@ -133,6 +133,11 @@ impl Coffer {
         let mut refused_entry = None;
         let mut before_data = |name: &str, staging: &Path| -> Result<(), BundleError> {
             let entry = announced_entry(name, staging);
+            // A shell-script manifest lists no artifacts: what the backup holds is known only
+            // once its files are there, so its pre-flight waits for the complete one.
+            if !matches!(entry.manifest, Some(AnyManifest::Coffer(_))) {
+                return Ok(());
+            }
             match restore::prepare_announced(&settings, &entry, &steps) {
                 Ok(plan) => {
                     ctx.done(&format!(
@@ -188,13 +193,12 @@ impl Coffer {
 }
 
 /// The backup of which only the manifest has arrived in `staging`, taken for complete (a
-/// coffer one) or legacy as its manifest says: the import checks that the data matches.
+/// coffer one) as its manifest says: the import checks that the data matches.
 fn announced_entry(name: &str, staging: &Path) -> BackupEntry {
     let mut entry = BackupEntry::read(staging);
     entry.name = name.to_string();
-    entry.status = match entry.manifest {
-        Some(AnyManifest::Coffer(_)) => EntryStatus::Complete,
-        _ => EntryStatus::Legacy,
-    };
+    if matches!(entry.manifest, Some(AnyManifest::Coffer(_))) {
+        entry.status = EntryStatus::Complete;
+    }
     entry
 }
