@@ -573,6 +573,39 @@ fn backup_output_is_encrypted_when_recipients_are_configured() {
     ]);
     assert_success(&out);
     assert!(!stdout(&out).contains("not checked"), "{}", stdout(&out));
+
+    // An identity that is not a recipient: `restore --from-file` refuses it on the first
+    // artifact's age header (exit 6, a pre-flight refusal, not damage), with nothing
+    // imported or changed; the right one restores.
+    std::fs::remove_dir_all(&case.backups()[0]).unwrap();
+    let (other, _) = case.keygen("other.txt");
+    let before = Before::take(&case);
+    let out = case.run(&[
+        "restore",
+        "--from-file",
+        bundle.to_str().unwrap(),
+        "--yes",
+        "--identity",
+        other.to_str().unwrap(),
+    ]);
+    assert_exit(&out, 6);
+    let line = error_line(&out);
+    assert!(
+        line.contains("restore refused, nothing was changed")
+            && line.contains("does not match any recipient"),
+        "{line}"
+    );
+    before.assert_unchanged(&case, "wrong identity");
+    assert!(entries(&case.root).is_empty(), "{:?}", entries(&case.root));
+    let out = case.run(&[
+        "restore",
+        "--from-file",
+        bundle.to_str().unwrap(),
+        "--yes",
+        "--identity",
+        key.to_str().unwrap(),
+    ]);
+    assert_success(&out);
 }
 
 #[test]

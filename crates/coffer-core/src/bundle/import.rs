@@ -23,6 +23,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::BundleError;
+use super::peek::{Check, PeekWriter};
 use super::ustar::{CopyError, Kind, Member, Reader};
 use crate::check::verify::{self, Outcome};
 use crate::context::RunContext;
@@ -76,16 +77,35 @@ pub fn import(
         origin,
         root,
         (identities, signatures),
-        &mut |_, _| Ok(()),
+        &mut |_| Ok(()),
         ctx,
     )
 }
 
-/// What [`import_checked`] calls before the first artifact's data: the backup's name and
-/// the staging directory, which holds the manifest (and its signature, when it followed
-/// the manifest) and nothing else yet. An error stops the import there, nothing more of the
-/// input read, and is returned as is.
-pub type BeforeData<'f> = dyn FnMut(&str, &Path) -> Result<(), BundleError> + 'f;
+/// What [`import_checked`] shows its caller before reading on.
+#[derive(Debug)]
+pub enum Arrived<'a> {
+    /// The manifest, before the first artifact's data: `staging` holds it (and its
+    /// signature, when that followed it) and nothing else yet.
+    Manifest {
+        /// The backup's name.
+        name: &'a str,
+        /// The staging directory.
+        staging: &'a Path,
+    },
+    /// The first bytes (its age header, and up to 64 KiB) of an artifact the manifest
+    /// records as encrypted, before the rest of it is read.
+    EncryptedStart {
+        /// The artifact's file name.
+        file: &'a str,
+        /// Its first bytes.
+        bytes: &'a [u8],
+    },
+}
+
+/// What [`import_checked`] calls with each [`Arrived`]. An error stops the import there,
+/// nothing more of the input read, and is returned as is.
+pub type BeforeData<'f> = dyn FnMut(Arrived<'_>) -> Result<(), BundleError> + 'f;
 
 /// [`import`], calling `before_data` once the manifest has arrived and before any artifact
 /// byte is read (for a `.tar.gz` whose manifest comes after data, it is not called).
@@ -333,12 +353,24 @@ impl Import<'_, '_> {
         // (or, before it in a .tar.gz, the scripts' names) must expect it, at the size the
         // header gives, before any of it is read.
         if !std::mem::replace(&mut self.data_started, true) && self.manifest.is_some() {
-            before_data(&name, &staging)?;
+            before_data(Arrived::Manifest {
+                name: &name,
+                staging: &staging,
+            })?;
         }
         let expected = self.expected(&name, &file, member.size, &shown)?;
         self.check_space(member.size, &format!("member {shown}"))?;
         self.ctx.transfer(&format!("{name}: importing {file}"));
-        let (size, sha256) = self.copy_artifact(&dest, member.size)?;
+        let encrypted = match &self.manifest {
+            Some(AnyManifest::Coffer(m)) => m
+                .artifacts
+                .iter()
+                .any(|a| a.file == file && a.encryption.is_some()),
+            _ => false,
+        };
+        let mut peek = |bytes: &[u8]| before_data(Arrived::EncryptedStart { file: &file, bytes });
+        let check: Option<Check<'_>> = encrypted.then_some(&mut peek);
+        let (size, sha256) = self.copy_artifact(&dest, member.size, check)?;
         if let Some(want) = expected
             && !want.eq_ignore_ascii_case(&sha256)
         {
@@ -497,21 +529,33 @@ impl Import<'_, '_> {
     }
 
     /// Streams an artifact's data into a new 0600 file, hashing it, fsynced.
-    fn copy_artifact(&mut self, dest: &Path, size: u64) -> Result<(u64, String), BundleError> {
+    fn copy_artifact(
+        &mut self,
+        dest: &Path,
+        size: u64,
+        check: Option<Check<'_>>,
+    ) -> Result<(u64, String), BundleError> {
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(fsutil::FILE_MODE)
             .open(dest)
             .map_err(|e| BundleError::io("create", dest, e))?;
-        let mut sink = HashingWriter {
-            inner: std::io::BufWriter::with_capacity(1 << 20, file),
-            hasher: Sha256::new(),
-        };
+        let mut sink = PeekWriter::new(
+            HashingWriter {
+                inner: std::io::BufWriter::with_capacity(1 << 20, file),
+                hasher: Sha256::new(),
+            },
+            check,
+        );
         match self.reader.copy_data(size, &mut sink, self.ctx.cancel()) {
             Ok(()) => {}
             Err(CopyError::Source(e)) => return Err(self.damaged(e)),
-            Err(CopyError::Sink(e)) => return Err(BundleError::io("write", dest, e)),
+            Err(CopyError::Sink(e)) => {
+                return Err(sink
+                    .refusal()
+                    .unwrap_or_else(|| BundleError::io("write", dest, e)));
+            }
             Err(CopyError::Cancelled) => {
                 return Err(BundleError::Interrupted {
                     operation: "import",
@@ -519,6 +563,10 @@ impl Import<'_, '_> {
                 });
             }
         }
+        let sink = sink.finish().map_err(|e| match e {
+            Ok(io) => BundleError::io("write", dest, io),
+            Err(refusal) => refusal,
+        })?;
         let file = sink
             .inner
             .into_inner()

@@ -17,6 +17,7 @@
 
 pub mod export;
 pub mod import;
+mod peek;
 pub(crate) mod ustar;
 
 use std::path::PathBuf;
@@ -24,7 +25,7 @@ use std::path::PathBuf;
 use crate::root::lock::LockError;
 
 pub use export::{ExportReport, export};
-pub use import::{ImportReport, import, import_checked};
+pub use import::{Arrived, ImportReport, import, import_checked};
 
 /// Why an export or import failed. Whatever the variant, no bundle file and no backup
 /// directory that looks complete was left behind.

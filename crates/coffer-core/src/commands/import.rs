@@ -8,13 +8,14 @@ use chrono::Utc;
 
 use super::BackupRef;
 use super::restore::{PreparedRestore, RestoreOptions, restore_record};
-use crate::bundle::{self, BundleError, ImportReport};
+use crate::bundle::{self, Arrived, BundleError, ImportReport};
 use crate::coffer::{Coffer, finished};
 use crate::context::RunContext;
 use crate::error::Error;
 use crate::format::manifest::AnyManifest;
-use crate::restore::{self, RestoreSettings};
+use crate::restore::{self, RestoreError, RestoreSettings};
 use crate::root::catalog::{BackupEntry, EntryStatus};
+use crate::stream::crypto::Identities;
 
 /// Where a bundle comes from.
 #[non_exhaustive]
@@ -131,7 +132,13 @@ impl Coffer {
         settings.signatures = signatures.clone();
         let steps = options.steps();
         let mut refused_entry = None;
-        let mut before_data = |name: &str, staging: &Path| -> Result<(), BundleError> {
+        let mut before_data = |arrived: Arrived<'_>| -> Result<(), BundleError> {
+            let (name, staging) = match arrived {
+                Arrived::Manifest { name, staging } => (name, staging),
+                Arrived::EncryptedStart { file, bytes } => {
+                    return identity_opens(identities.as_ref(), file, bytes);
+                }
+            };
             let entry = announced_entry(name, staging);
             // A shell-script manifest lists no artifacts: what the backup holds is known only
             // once its files are there, so its pre-flight waits for the complete one.
@@ -189,6 +196,33 @@ impl Coffer {
             }
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// Whether `identities` open the encrypted artifact `file` that starts with `bytes` (its
+/// age header): a refusal before the rest of it is read. Bytes that are not an age header
+/// pass: the import's hash checks report the damage.
+fn identity_opens(
+    identities: Option<&Identities>,
+    file: &str,
+    bytes: &[u8],
+) -> Result<(), BundleError> {
+    let Some(identities) = identities else {
+        // Said by the complete pre-flight, which names how to give one.
+        return Ok(());
+    };
+    if age::Decryptor::new(bytes).is_err() {
+        return Ok(());
+    }
+    match identities.decrypt(bytes, file) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(BundleError::RefusedBeforeData(Box::new(
+            RestoreError::Refused {
+                problems: vec![e.to_string()],
+                hints: Vec::new(),
+            }
+            .into(),
+        ))),
     }
 }
 
