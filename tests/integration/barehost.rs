@@ -547,3 +547,145 @@ fn a_roles_file_that_grants_an_existing_privileged_role_creates_nothing() {
     assert!(!database_exists(&case.db));
     assert!(!bare.srv.exists());
 }
+
+/// Starts `coffer restore NAME --yes` and SIGKILLs it while its transaction builds the slow
+/// index (see [`slow_index`]); returns once the killed restore's session has ended.
+fn kill_mid_apply(case: &Case, name: &str) {
+    let mut child = case
+        .coffer()
+        .args(["restore", name, "--yes", "--quiet"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let in_index_build = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND query LIKE 'CREATE INDEX slow_rows_idx%'",
+        case.db
+    );
+    let limit = std::time::Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + limit;
+    // Killed whatever happens, so a failing wait leaves no restore running.
+    let reached = loop {
+        if child.try_wait().unwrap().is_some() {
+            break Err("the restore ended before it could be killed");
+        }
+        if cluster().psql("postgres", &in_index_build).unwrap() == "1" {
+            break Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            break Err("timed out waiting for the restore's index build");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    child.wait().unwrap();
+    reached.unwrap();
+    // psql finishes its statement, reads end-of-input without COMMIT, and the server rolls
+    // back when the session ends.
+    let sessions = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}'",
+        case.db
+    );
+    wait_until("the killed restore's session to end", limit, || {
+        cluster().psql("postgres", &sessions).unwrap() == "0"
+    });
+}
+
+/// An index whose build takes a few seconds, so that a restore can be killed inside it.
+fn slow_index(case: &Case) {
+    cluster()
+        .psql(
+            &case.db,
+            "CREATE FUNCTION public.slow_id(i integer) RETURNS integer LANGUAGE plpgsql IMMUTABLE \
+             AS $$ BEGIN PERFORM pg_sleep(0.4); RETURN i; END $$; \
+             CREATE TABLE slow_rows (i integer); INSERT INTO slow_rows SELECT generate_series(1, 8); \
+             CREATE INDEX slow_rows_idx ON slow_rows (public.slow_id(i));",
+        )
+        .unwrap();
+}
+
+/// A coffer killed with SIGKILL mid-restore on a bare host leaves the database, the role and
+/// the workspace's parents it created. The next restore recognises them from its journal:
+/// what is provably the killed run's and unused since is removed and said so; a database
+/// someone has put something into since is left in place, with what to check.
+#[test]
+fn a_restore_killed_on_a_bare_host_leaves_what_the_next_one_recognises() {
+    let bare = Bare::new();
+    let case = &bare.case;
+    let roles = AppRoles::create(case);
+    bare.configure("include_roles = true\n", "");
+    slow_index(case);
+    let tables = table_fingerprints(&case.db);
+    let workspace = archived_part(snapshot(&case.workspace));
+    let name = name_of(&case.backup_ok(&[]));
+    let journal = case.root.join(".coffer-restore-created.json");
+    let lose_all = || {
+        bare.lose_everything();
+        cluster()
+            .psql("postgres", &format!("DROP ROLE {}", roles.app))
+            .unwrap();
+    };
+
+    // Killed: what it created is still there, and so is its journal.
+    lose_all();
+    kill_mid_apply(case, &name);
+    assert!(database_exists(&case.db) && role_exists(&roles.app));
+    assert!(bare.srv.join("app").is_dir());
+    assert!(journal.is_file());
+    let objects = |db: &str| {
+        cluster()
+            .psql(
+                db,
+                "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace",
+            )
+            .unwrap()
+    };
+    assert_eq!(objects(&case.db), "0", "rolled back");
+
+    // The next restore removes it (empty, unused, the same objects), then restores.
+    let out = case.run(&["restore", &name, "--yes"]);
+    assert_success(&out);
+    let text = all_output(&out);
+    for said in [
+        format!("a restore of {name} was killed earlier"),
+        format!("database {} (empty)", case.db),
+        format!("role {}", roles.app),
+        format!("directory {}", bare.srv.display()),
+        format!("database {} created", case.db),
+        format!("roles created: {}", roles.app),
+    ] {
+        assert!(text.contains(&said), "missing {said:?} in:\n{text}");
+    }
+    assert!(!text.contains("left in place"), "{text}");
+    assert!(!journal.exists());
+    assert_eq!(table_fingerprints(&case.db), tables);
+    assert_eq!(snapshot(&case.workspace), workspace);
+
+    // Killed again; then someone puts a table into the database it created: that database
+    // is not provably coffer's any more and stays, with the table; the roles stay with it.
+    lose_all();
+    kill_mid_apply(case, &name);
+    cluster()
+        .psql(&case.db, "CREATE TABLE operator_notes (x int)")
+        .unwrap();
+    let out = case.run(&["restore", &name, "--yes"]);
+    assert_success(&out);
+    let text = all_output(&out);
+    for said in [
+        format!(
+            "left in place (not provably coffer's any more): database {} (it holds ",
+            case.db
+        ),
+        format!("roles {} (created for that database", roles.app),
+    ] {
+        assert!(text.contains(&said), "missing {said:?} in:\n{text}");
+    }
+    assert!(!journal.exists());
+    assert_eq!(
+        cluster()
+            .psql(&case.db, "SELECT count(*) FROM operator_notes")
+            .unwrap(),
+        "0"
+    );
+    assert_eq!(snapshot(&case.workspace), workspace);
+}

@@ -394,6 +394,28 @@ fn legacy_tar_gz_of_a_shell_script_backup_imports_and_restores() {
     assert_eq!(table_fingerprints(&case.db), tables);
     assert_eq!(snapshot(&case.workspace), workspace);
 
+    // Straight from the upload, its manifest first: a shell-script manifest lists no
+    // artifacts, so the pre-flight waits for them (it must not refuse a backup "without" any).
+    let manifest_first = scratch.join("manifest-first.tar.gz");
+    sh(&format!(
+        "tar -czf {m} -C {s} 2025-06-01-030000/manifest.json 2025-06-01-030000/postgres.sql.gz 2025-06-01-030000/workspace.tar.gz",
+        m = manifest_first.display(),
+        s = scratch.display()
+    ));
+    std::fs::remove_dir_all(case.root.join("2025-06-01-030000")).unwrap();
+    cluster()
+        .psql(&case.db, "UPDATE users SET display_name = 'y'")
+        .unwrap();
+    let out = case.run(&[
+        "restore",
+        "--from-file",
+        manifest_first.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_success(&out);
+    assert_eq!(table_fingerprints(&case.db), tables);
+    assert_eq!(snapshot(&case.workspace), workspace);
+
     // A truncated upload imports nothing.
     let bytes = std::fs::read(&upload).unwrap();
     let cut = case.dir.path().join("cut.tar.gz");
@@ -411,7 +433,10 @@ fn backup_output_writes_one_bundle_and_nothing_in_the_root() {
     let out = case.run(&["backup", "--output", bundle.to_str().unwrap()]);
     assert_success(&out);
     assert!(entries(&case.root).is_empty(), "{:?}", entries(&case.root));
-    assert!(!case.root.join("coffer-runs.jsonl").exists());
+    // Only the run log's record of it (see the test below).
+    let log = std::fs::read_to_string(case.root.join("coffer-runs.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(log.contains("\"operation\":\"bundle\""), "{log}");
     let mode = std::fs::metadata(&bundle).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     // Nothing left beside the output but the output.
@@ -548,6 +573,39 @@ fn backup_output_is_encrypted_when_recipients_are_configured() {
     ]);
     assert_success(&out);
     assert!(!stdout(&out).contains("not checked"), "{}", stdout(&out));
+
+    // An identity that is not a recipient: `restore --from-file` refuses it on the first
+    // artifact's age header (exit 6, a pre-flight refusal, not damage), with nothing
+    // imported or changed; the right one restores.
+    std::fs::remove_dir_all(&case.backups()[0]).unwrap();
+    let (other, _) = case.keygen("other.txt");
+    let before = Before::take(&case);
+    let out = case.run(&[
+        "restore",
+        "--from-file",
+        bundle.to_str().unwrap(),
+        "--yes",
+        "--identity",
+        other.to_str().unwrap(),
+    ]);
+    assert_exit(&out, 6);
+    let line = error_line(&out);
+    assert!(
+        line.contains("restore refused, nothing was changed")
+            && line.contains("does not match any recipient"),
+        "{line}"
+    );
+    before.assert_unchanged(&case, "wrong identity");
+    assert!(entries(&case.root).is_empty(), "{:?}", entries(&case.root));
+    let out = case.run(&[
+        "restore",
+        "--from-file",
+        bundle.to_str().unwrap(),
+        "--yes",
+        "--identity",
+        key.to_str().unwrap(),
+    ]);
+    assert_success(&out);
 }
 
 #[test]
@@ -662,4 +720,182 @@ fn an_import_from_a_silent_stdin_stops_on_sigterm_and_frees_the_lock() {
     assert_eq!(status.code(), Some(143), "{status}: {err}");
     assert!(entries(&root).is_empty(), "{:?}", entries(&root));
     assert_success(&run_in(&case, &root, &["prune"]));
+}
+
+/// The manifest comes first in a bundle, so `restore --from-file -` runs its pre-flight on it
+/// before any data arrives: a refused restore (here, the Alembic head) is refused with exit 6
+/// although every artifact is garbage (no damage error: the data was never read), reads
+/// nothing much past the manifest of a large upload, imports nothing and changes nothing.
+#[test]
+fn restore_from_file_is_refused_on_the_manifest_before_the_data() {
+    let case = Case::new();
+    let name = name_of(&case.backup_ok(&[]));
+    let bundle = case.dir.path().join("b.tar");
+    export_to(&case, &name, &bundle);
+    std::fs::remove_dir_all(case.root.join(&name)).unwrap();
+    cluster()
+        .psql(&case.db, "UPDATE users SET display_name = 'y'")
+        .unwrap();
+    let before = Before::take(&case);
+    // The directory and the manifest as exported; every artifact's bytes garbage (of the
+    // sizes the manifest gives); then 64 MiB more of garbage, as a large upload would be.
+    let bytes = std::fs::read(&bundle).unwrap();
+    let list = members(&bytes);
+    assert!(list[1].0.ends_with("/manifest.json"), "{list:?}");
+    let head_end = list[2].1 - 512;
+    let mut forged = bytes[..head_end].to_vec();
+    for (path, _, size) in &list[2..] {
+        forged.extend(member(path, b'0', &vec![0x5a; *size]));
+    }
+    let tail = 64usize << 20;
+    forged.resize(forged.len() + tail, 0x5a);
+
+    let mut restore = case.coffer();
+    restore
+        .args([
+            "restore",
+            "--from-file",
+            "-",
+            "--yes",
+            "--expect-head",
+            "0123456789ab",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut restore = restore.spawn().unwrap();
+    let mut to_restore = restore.stdin.take().unwrap();
+    // Counts what coffer took; ends on the broken pipe once coffer has exited (or once
+    // wait_within has killed it), so it cannot hang.
+    let writer = std::thread::spawn(move || {
+        let mut taken = 0usize;
+        for chunk in forged.chunks(1 << 12) {
+            if to_restore.write_all(chunk).is_err() {
+                break;
+            }
+            taken += chunk.len();
+        }
+        taken
+    });
+    let out = wait_within(restore, RUN_LIMIT, "coffer restore --from-file -");
+    let taken = writer.join().unwrap();
+    assert_exit(&out, 6);
+    let line = error_line(&out);
+    assert!(
+        line.contains("restore refused, nothing was changed") && line.contains("0123456789ab"),
+        "{line}"
+    );
+    assert!(
+        !stderr(&out).contains("sha256") && !stderr(&out).contains("damaged"),
+        "{}",
+        stderr(&out)
+    );
+    // At most what the pipe and one read buffer hold beyond the manifest.
+    assert!(
+        taken < head_end + (4 << 20),
+        "coffer read {taken} bytes of a {}-byte upload",
+        head_end + tail
+    );
+    before.assert_unchanged(&case, "refused before the data");
+    assert!(entries(&case.root).is_empty(), "{:?}", entries(&case.root));
+    let log = std::fs::read_to_string(case.root.join("coffer-runs.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (last["operation"].as_str(), last["outcome"].as_str()),
+        (Some("restore"), Some("failure")),
+        "{last}"
+    );
+    assert_eq!(last["backup"].as_str(), Some(name.as_str()), "{last}");
+}
+
+/// `backup --output` is a run like any other: recorded in the run log as operation `bundle`
+/// with its outcome, the metrics file rewritten and the outcome's hooks run; it is not a
+/// backup of the root, so status and metrics do not count it as one, and the root holds no
+/// backup.
+#[test]
+fn backup_output_is_recorded_and_seen_by_status_metrics_and_hooks() {
+    let case = Case::new();
+    let prom = case.dir.path().join("coffer.prom");
+    let hook = |file: &str| {
+        format!(
+            "[[\"sh\", \"-c\", \"env | grep ^COFFER_ > {}\"]]",
+            case.dir.path().join(file).display()
+        )
+    };
+    let extra = format!(
+        "metrics_file = \"{}\"\n[hooks]\non_success = {}\non_failure = {}\n",
+        prom.display(),
+        hook("success.env"),
+        hook("failure.env")
+    );
+    case.write_config(&case.db_section(), &extra);
+    let env = |file: &str| -> std::collections::BTreeMap<String, String> {
+        std::fs::read_to_string(case.dir.path().join(file))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let records = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(case.root.join("coffer-runs.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+
+    let bundle = case.dir.path().join("evidence.tar");
+    let out = case.run(&["backup", "--output", bundle.to_str().unwrap()]);
+    assert_success(&out);
+    let listing = sh(&format!("tar -tf {}", bundle.display()));
+    let name = listing
+        .lines()
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    assert!(case.backups().is_empty() && entries(&case.root).is_empty());
+    let log = records();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0]["operation"], "bundle");
+    assert_eq!(log[0]["outcome"], "success");
+    assert_eq!(log[0]["backup"].as_str(), Some(name.as_str()));
+    let ok = env("success.env");
+    assert_eq!(ok["COFFER_OPERATION"], "bundle");
+    assert_eq!(ok["COFFER_OUTCOME"], "success");
+    assert_eq!(ok["COFFER_BACKUP_NAME"], name);
+    assert_eq!(ok["COFFER_BACKUP_PATH"], "", "not in the root");
+    assert!(
+        ok["COFFER_DETAIL"].contains(bundle.to_str().unwrap()),
+        "{ok:?}"
+    );
+    // Not a backup of the root: no last success, no backup counted.
+    let metrics = std::fs::read_to_string(&prom).unwrap();
+    for line in [
+        "coffer_last_success_timestamp_seconds 0",
+        "coffer_backups{kind=\"manual\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}:\n{metrics}");
+    }
+    let status = case.run(&["status"]);
+    assert_exit(&status, 10);
+    assert!(
+        stdout(&status).starts_with("CRITICAL: no successful backup;"),
+        "{}",
+        stdout(&status)
+    );
+
+    // A failed one (the output exists) is recorded as failed and runs on_failure.
+    let out = case.run(&["backup", "--output", bundle.to_str().unwrap()]);
+    assert_exit(&out, 1);
+    let log = records();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[1]["operation"], "bundle");
+    assert_eq!(log[1]["outcome"], "failure");
+    let failed = env("failure.env");
+    assert_eq!(failed["COFFER_OPERATION"], "bundle");
+    assert_eq!(failed["COFFER_OUTCOME"], "failure");
+    assert!(failed["COFFER_ERROR"].contains("exists"), "{failed:?}");
+    assert!(case.backups().is_empty() && entries(&case.root).is_empty());
 }

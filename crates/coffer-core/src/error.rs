@@ -316,6 +316,7 @@ from_with_kind! {
         BundleError::Damaged { .. } | BundleError::SourceDamaged { .. } => ErrorKind::Damaged,
         BundleError::Locked(l) => lock_kind(l),
         BundleError::Interrupted { signal, .. } => ErrorKind::Interrupted { signal: *signal },
+        BundleError::RefusedBeforeData(inner) => inner.kind(),
         _ => ErrorKind::Failed,
     };
     PruneError => |e| match e {

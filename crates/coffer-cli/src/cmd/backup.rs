@@ -27,8 +27,12 @@ successful and the exit code is not changed.
 With --output FILE (or - for standard output) the backup is written as one bundle (see `coffer \
 export`) instead of a directory in the backup root, encrypted and signed as configured. It is \
 staged in a private directory beside FILE (for -: in $TMPDIR, else /tmp), which needs room for \
-the whole backup, and removed afterwards. Nothing is written to the backup root: no run-log \
-record, no prune, no sync, no hooks.
+the whole backup, and removed afterwards. No backup is written to the backup root: no prune, \
+no sync, retention does not apply. The attempt is still appended to the run log, as operation \
+`bundle` (which `coffer status` and the metrics do not count as a backup of the root; a failed \
+one is the last failure), the metrics file is rewritten and hooks.on_success or \
+hooks.on_failure run with COFFER_OPERATION=bundle (COFFER_BACKUP_PATH empty, COFFER_DETAIL \
+saying where the bundle went).
 
 Exit codes: 0 success, 1 failed, 2 bad configuration, 3 locked, \
 4 --strict and files changed, 130/143 interrupted. On any failure no backup directory is left."

@@ -40,9 +40,15 @@ straight into the restore (nothing is written to the backup root; the host needs
 the workspace's staging copy; nothing commits before every artifact's size and both hashes \
 matched the manifest). From one file (a bundle of `coffer \
 export` or `coffer backup --output`, or a .tar.gz of a shell-script backup directory): \
-`coffer restore --from-file FILE --yes` (or `--from-file -` reading standard input) imports it \
-into the backup root as `coffer import` does, then restores it; the imported backup stays \
-there.
+`coffer restore --from-file FILE --yes` (or `--from-file -` reading standard input) runs the \
+pre-flight on the bundle's manifest before any data arrives (and tries the identity on the \
+first encrypted artifact's header), so a refusal reads no more of an upload; then imports it \
+into the backup root as `coffer import` does, runs the complete pre-flight and restores it; \
+the imported backup stays there.
+
+A restore killed with SIGKILL cannot undo what it created on a bare host: the next restore \
+finds its journal (.coffer-restore-created.json in the backup root), removes what is provably \
+that run's and unused since, and names what it left.
 
 A flat dump file, FILE.sql.gz or FILE.sql (plain `pg_dump DB | gzip` output of an older cron \
 script), restores the database only: the file is first read to its end (every gzip member and \

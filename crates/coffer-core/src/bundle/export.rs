@@ -12,7 +12,7 @@ use super::BundleError;
 use super::ustar::{self, Kind};
 use crate::cancel::CancelFlag;
 use crate::format::manifest::{self, AnyManifest, ArtifactRole, MANIFEST_CAP, SUMS_FILE};
-use crate::format::signing::{MAX_SIGNATURE_BYTES, SIGNED_FILES};
+use crate::format::signing::{MANIFEST_SIGNATURE, MAX_SIGNATURE_BYTES, SUMS_SIGNATURE};
 use crate::root::catalog::{self, BackupEntry};
 use crate::util::fsutil::{self, DIR_MODE, FILE_MODE};
 
@@ -133,7 +133,8 @@ pub fn export(
 }
 
 /// The files of the backup in bundle order, all opened (or read, when small): the
-/// manifest, the artifacts, `SHA256SUMS` and the signatures when present. Sizes are
+/// manifest and its signature when present, the artifacts, `SHA256SUMS` and its
+/// signature when present. Sizes are
 /// checked against the manifest here, before anything is written.
 fn open_sources(dir: &Path) -> Result<Vec<Source>, String> {
     let read_small = |file: &str, cap: u64| -> Result<Option<Source>, String> {
@@ -169,6 +170,9 @@ fn open_sources(dir: &Path) -> Result<Vec<Source>, String> {
             .collect(),
     };
     let mut sources = vec![manifest_source];
+    // The manifest's signature right after it: a reader can judge the manifest, which
+    // holds every artifact's size and hash, before any data arrives.
+    sources.extend(read_small(MANIFEST_SIGNATURE, MAX_SIGNATURE_BYTES)?);
     for (file, expected) in artifacts {
         let path = dir.join(&file);
         let handle = fsutil::open_regular(&path).map_err(|e| format!("{file} {e}"))?;
@@ -191,9 +195,7 @@ fn open_sources(dir: &Path) -> Result<Vec<Source>, String> {
         });
     }
     sources.extend(read_small(SUMS_FILE, crate::format::sums::SUMS_CAP)?);
-    for (_, sig) in SIGNED_FILES {
-        sources.extend(read_small(sig, MAX_SIGNATURE_BYTES)?);
-    }
+    sources.extend(read_small(SUMS_SIGNATURE, MAX_SIGNATURE_BYTES)?);
     Ok(sources)
 }
 

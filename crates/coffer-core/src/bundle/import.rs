@@ -23,6 +23,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::BundleError;
+use super::peek::{Check, PeekWriter};
 use super::ustar::{CopyError, Kind, Member, Reader};
 use crate::check::verify::{self, Outcome};
 use crate::context::RunContext;
@@ -71,16 +72,69 @@ pub fn import(
     signatures: &SignaturePolicy,
     ctx: &RunContext<'_>,
 ) -> Result<ImportReport, BundleError> {
+    import_checked(
+        input,
+        origin,
+        root,
+        (identities, signatures),
+        &mut |_| Ok(()),
+        ctx,
+    )
+}
+
+/// What [`import_checked`] shows its caller before reading on.
+#[derive(Debug)]
+pub enum Arrived<'a> {
+    /// The manifest, before the first artifact's data: `staging` holds it (and its
+    /// signature, when that followed it) and nothing else yet.
+    Manifest {
+        /// The backup's name.
+        name: &'a str,
+        /// The staging directory.
+        staging: &'a Path,
+    },
+    /// The first bytes (its age header, and up to 64 KiB) of an artifact the manifest
+    /// records as encrypted, before the rest of it is read.
+    EncryptedStart {
+        /// The artifact's file name.
+        file: &'a str,
+        /// Its first bytes.
+        bytes: &'a [u8],
+    },
+}
+
+/// What [`import_checked`] calls with each [`Arrived`]. An error stops the import there,
+/// nothing more of the input read, and is returned as is.
+pub type BeforeData<'f> = dyn FnMut(Arrived<'_>) -> Result<(), BundleError> + 'f;
+
+/// [`import`], calling `before_data` once the manifest has arrived and before any artifact
+/// byte is read (for a `.tar.gz` whose manifest comes after data, it is not called).
+pub fn import_checked(
+    input: &mut dyn Read,
+    origin: &str,
+    root: &Path,
+    (identities, signatures): (Option<&Identities>, &SignaturePolicy),
+    before_data: &mut BeforeData<'_>,
+    ctx: &RunContext<'_>,
+) -> Result<ImportReport, BundleError> {
     // A signal may surface as a read error of the input (it stops a wait for data): it is
     // still an interruption, whatever step noticed it.
-    import_unless_stopped(input, origin, root, identities, signatures, ctx).map_err(|e| {
-        match ctx.cancel().signal() {
-            Some(signal) => BundleError::Interrupted {
-                operation: "import",
-                signal,
-            },
-            None => e,
-        }
+    import_unless_stopped(
+        input,
+        origin,
+        root,
+        identities,
+        signatures,
+        before_data,
+        ctx,
+    )
+    .map_err(|e| match (ctx.cancel().signal(), e) {
+        (_, e @ BundleError::RefusedBeforeData(_)) => e,
+        (Some(signal), _) => BundleError::Interrupted {
+            operation: "import",
+            signal,
+        },
+        (None, e) => e,
     })
 }
 
@@ -90,6 +144,7 @@ fn import_unless_stopped(
     root: &Path,
     identities: Option<&Identities>,
     signatures: &SignaturePolicy,
+    before_data: &mut BeforeData<'_>,
     ctx: &RunContext<'_>,
 ) -> Result<ImportReport, BundleError> {
     fsutil::create_private_dir_all(root)
@@ -116,8 +171,9 @@ fn import_unless_stopped(
         manifest: None,
         seen: BTreeSet::new(),
         received: BTreeMap::new(),
+        data_started: false,
     };
-    let result = job.run(identities, signatures);
+    let result = job.run(identities, signatures, before_data);
     if result.is_err()
         && let Some(staging) = &job.staging
     {
@@ -141,6 +197,8 @@ struct Import<'a, 'c> {
     seen: BTreeSet<String>,
     /// Artifacts written: file → (size, SHA-256).
     received: BTreeMap<String, (u64, String)>,
+    /// Whether an artifact member has been reached (the caller's check ran before it).
+    data_started: bool,
 }
 
 impl Import<'_, '_> {
@@ -155,10 +213,11 @@ impl Import<'_, '_> {
         &mut self,
         identities: Option<&Identities>,
         signatures: &SignaturePolicy,
+        before_data: &mut BeforeData<'_>,
     ) -> Result<ImportReport, BundleError> {
         let mut first = true;
         while let Some(member) = self.reader.next().map_err(|e| self.damaged(e))? {
-            self.member(member, first)?;
+            self.member(member, first, before_data)?;
             first = false;
         }
         let (Some(name), Some(staging)) = (self.name.clone(), self.staging.clone()) else {
@@ -218,7 +277,12 @@ impl Import<'_, '_> {
     }
 
     /// Checks one member and writes it into the staging directory.
-    fn member(&mut self, member: Member, first: bool) -> Result<(), BundleError> {
+    fn member(
+        &mut self,
+        member: Member,
+        first: bool,
+        before_data: &mut BeforeData<'_>,
+    ) -> Result<(), BundleError> {
         let (name, file) = split_path(&member.path).map_err(|e| self.damaged(e))?;
         match &self.name {
             Some(known) if *known != name => {
@@ -285,12 +349,28 @@ impl Import<'_, '_> {
             write_file(&dest, &bytes).map_err(|e| BundleError::io("write", &dest, e))?;
             return Ok(());
         }
-        // An artifact: the manifest (or, before it in a .tar.gz, the scripts' names) must
-        // expect it, at the size the header gives, before any of it is read.
+        // An artifact: the caller's check on the manifest comes first, then the manifest
+        // (or, before it in a .tar.gz, the scripts' names) must expect it, at the size the
+        // header gives, before any of it is read.
+        if !std::mem::replace(&mut self.data_started, true) && self.manifest.is_some() {
+            before_data(Arrived::Manifest {
+                name: &name,
+                staging: &staging,
+            })?;
+        }
         let expected = self.expected(&name, &file, member.size, &shown)?;
-        self.check_space(member.size, &shown)?;
+        self.check_space(member.size, &format!("member {shown}"))?;
         self.ctx.transfer(&format!("{name}: importing {file}"));
-        let (size, sha256) = self.copy_artifact(&dest, member.size)?;
+        let encrypted = match &self.manifest {
+            Some(AnyManifest::Coffer(m)) => m
+                .artifacts
+                .iter()
+                .any(|a| a.file == file && a.encryption.is_some()),
+            _ => false,
+        };
+        let mut peek = |bytes: &[u8]| before_data(Arrived::EncryptedStart { file: &file, bytes });
+        let check: Option<Check<'_>> = encrypted.then_some(&mut peek);
+        let (size, sha256) = self.copy_artifact(&dest, member.size, check)?;
         if let Some(want) = expected
             && !want.eq_ignore_ascii_case(&sha256)
         {
@@ -354,6 +434,17 @@ impl Import<'_, '_> {
                     "member {name}/{file} does not match its manifest's size and sha256"
                 )));
             }
+        }
+        // The whole backup must fit before its first byte is written, not only each member.
+        if let AnyManifest::Coffer(c) = &m {
+            let total = c
+                .artifacts
+                .iter()
+                .fold(0u64, |sum, a| sum.saturating_add(a.size));
+            self.check_space(
+                total,
+                &format!("backup {name} (its artifacts, per its manifest)"),
+            )?;
         }
         self.manifest = Some(m);
         Ok(())
@@ -419,7 +510,7 @@ impl Import<'_, '_> {
     /// Refuses a member that would not fit in the root's filesystem with a reserve left
     /// (see [`fits`]): the size comes from the (hostile) header, and filling the disk the
     /// database may share is worse than refusing up front.
-    fn check_space(&self, size: u64, shown: &str) -> Result<(), BundleError> {
+    fn check_space(&self, size: u64, what: &str) -> Result<(), BundleError> {
         let Ok(st) = rustix::fs::statvfs(&self.root) else {
             return Ok(());
         };
@@ -429,7 +520,7 @@ impl Import<'_, '_> {
             return Ok(());
         }
         Err(self.damaged(format!(
-            "member {shown} is {}, more than the {} free in {} (keeping {} free); free space or import into another root",
+            "{what} is {}, more than the {} free in {} (keeping {} free); free space or import into another root",
             crate::util::units::bytes(size),
             crate::util::units::bytes(available),
             self.root.display(),
@@ -438,21 +529,33 @@ impl Import<'_, '_> {
     }
 
     /// Streams an artifact's data into a new 0600 file, hashing it, fsynced.
-    fn copy_artifact(&mut self, dest: &Path, size: u64) -> Result<(u64, String), BundleError> {
+    fn copy_artifact(
+        &mut self,
+        dest: &Path,
+        size: u64,
+        check: Option<Check<'_>>,
+    ) -> Result<(u64, String), BundleError> {
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(fsutil::FILE_MODE)
             .open(dest)
             .map_err(|e| BundleError::io("create", dest, e))?;
-        let mut sink = HashingWriter {
-            inner: std::io::BufWriter::with_capacity(1 << 20, file),
-            hasher: Sha256::new(),
-        };
+        let mut sink = PeekWriter::new(
+            HashingWriter {
+                inner: std::io::BufWriter::with_capacity(1 << 20, file),
+                hasher: Sha256::new(),
+            },
+            check,
+        );
         match self.reader.copy_data(size, &mut sink, self.ctx.cancel()) {
             Ok(()) => {}
             Err(CopyError::Source(e)) => return Err(self.damaged(e)),
-            Err(CopyError::Sink(e)) => return Err(BundleError::io("write", dest, e)),
+            Err(CopyError::Sink(e)) => {
+                return Err(sink
+                    .refusal()
+                    .unwrap_or_else(|| BundleError::io("write", dest, e)));
+            }
             Err(CopyError::Cancelled) => {
                 return Err(BundleError::Interrupted {
                     operation: "import",
@@ -460,6 +563,10 @@ impl Import<'_, '_> {
                 });
             }
         }
+        let sink = sink.finish().map_err(|e| match e {
+            Ok(io) => BundleError::io("write", dest, io),
+            Err(refusal) => refusal,
+        })?;
         let file = sink
             .inner
             .into_inner()

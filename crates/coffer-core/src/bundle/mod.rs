@@ -1,10 +1,12 @@
 //! One-file bundles: a backup directory as one uncompressed POSIX tar, and back.
 //!
 //! A bundle holds exactly one backup directory: `NAME/` (mode 0700), then
-//! `NAME/manifest.json`, the artifacts in the manifest's order, `NAME/SHA256SUMS`, and the
-//! signature files when the backup is signed; then the end-of-archive marker. `tar -xf`
-//! unpacks it into the ordinary backup directory. The manifest comes first so that a reader
-//! knows what to expect (sizes and hashes) before the data arrives.
+//! `NAME/manifest.json` and, when the backup is signed, `NAME/manifest.json.minisig`; the
+//! artifacts in the manifest's order; `NAME/SHA256SUMS` and, when signed,
+//! `NAME/SHA256SUMS.minisig`; then the end-of-archive marker. `tar -xf` unpacks it into the
+//! ordinary backup directory. The manifest (and its signature) come first so that a reader
+//! knows what to expect (sizes and hashes) and can judge it before the data arrives: a
+//! restore from a bundle runs its pre-flight there (see `Coffer::prepare_restore_from_bundle`).
 //!
 //! [`export()`] streams a backup of the root into a bundle (no temporary copy), checking each
 //! artifact's size and SHA-256 against the manifest on the way; a mismatch stops the
@@ -15,6 +17,7 @@
 
 pub mod export;
 pub mod import;
+mod peek;
 pub(crate) mod ustar;
 
 use std::path::PathBuf;
@@ -22,7 +25,7 @@ use std::path::PathBuf;
 use crate::root::lock::LockError;
 
 pub use export::{ExportReport, export};
-pub use import::{ImportReport, import};
+pub use import::{Arrived, ImportReport, import, import_checked};
 
 /// Why an export or import failed. Whatever the variant, no bundle file and no backup
 /// directory that looks complete was left behind.
@@ -85,6 +88,10 @@ pub enum BundleError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The caller refused the backup on its manifest before any of its data was read (a
+    /// restore's pre-flight, see [`import::import_checked`]): nothing was imported.
+    #[error(transparent)]
+    RefusedBeforeData(Box<crate::error::Error>),
     /// A signal asked the operation to stop.
     #[error("{operation} interrupted by signal {signal}; nothing partial was left behind")]
     Interrupted {

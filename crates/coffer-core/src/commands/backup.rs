@@ -90,6 +90,9 @@ pub struct BundleBackupOutcome {
     pub report: BackupReport,
     /// What the bundle holds.
     pub bundle: ExportReport,
+    /// What failed after it without failing it (run log, metrics, hooks), also reported as
+    /// [`Event::Warning`]s.
+    pub warnings: Vec<Warning>,
 }
 
 /// A successful backup and what went wrong around it.
@@ -145,14 +148,52 @@ impl Coffer {
     /// Makes a backup and writes it as one bundle to `output` instead of a directory in the
     /// root (encrypted and signed as configured): it is staged in a private directory inside
     /// `options.scratch_dir` (or beside the output file), then streamed with the manifest
-    /// first, then the staging copy is removed. Nothing is written to the root (no run-log
-    /// record, no prune, no sync, no hooks); retention does not apply.
+    /// first, then the staging copy is removed. No backup is written to the root: no prune,
+    /// no sync, retention does not apply. Like every run it is recorded in the run log (as
+    /// operation `bundle`, which status and metrics do not count as a backup of the root),
+    /// then the metrics file is rewritten and `hooks.on_success` / `hooks.on_failure` run.
     pub fn backup_to_bundle(
         &self,
         options: &BackupOptions,
         output: BundleOutput<'_>,
         ctx: &RunContext<'_>,
     ) -> Result<BundleBackupOutcome, Error> {
+        let started = Utc::now();
+        let destination = match &output {
+            BundleOutput::File(path) => path.display().to_string(),
+            _ => "a stream".to_string(),
+        };
+        let result = self.write_bundle_backup(options, output, ctx);
+        let record = RunRecord::new(Operation::Bundle, started).with_kind(options.kind);
+        let record = match &result {
+            Ok((report, bundle)) => finished(
+                record.with_backup_report(report).with_detail(format!(
+                    "{} bytes written as one bundle to {destination}",
+                    bundle.bytes
+                )),
+                &result,
+            ),
+            Err(_) => finished(
+                record.with_detail(format!("bundle to {destination}")),
+                &result,
+            ),
+        };
+        let warnings = self.after_run(&record, ctx);
+        let (report, bundle) = result?;
+        Ok(BundleBackupOutcome {
+            report,
+            bundle,
+            warnings,
+        })
+    }
+
+    /// The backup of [`Coffer::backup_to_bundle`], without its record.
+    fn write_bundle_backup(
+        &self,
+        options: &BackupOptions,
+        output: BundleOutput<'_>,
+        ctx: &RunContext<'_>,
+    ) -> Result<(BackupReport, ExportReport), Error> {
         let scratch_parent = match (&options.scratch_dir, &output) {
             (Some(dir), _) => dir.clone(),
             (None, BundleOutput::File(path)) => output_dir(path),
@@ -195,7 +236,7 @@ impl Coffer {
             bundle::export(&entry, out, &mut |_| {}, ctx.cancel())
         })?;
         report.path = shown;
-        Ok(BundleBackupOutcome { report, bundle })
+        Ok((report, bundle))
     }
 
     /// The backup itself.

@@ -153,7 +153,7 @@ impl RestoreOptions {
     }
 
     /// The steps [`crate::restore`] takes for these options.
-    fn steps(&self) -> restore::RestoreSteps {
+    pub(super) fn steps(&self) -> restore::RestoreSteps {
         restore::RestoreSteps {
             database: self.database,
             workspace: self.workspace,
@@ -282,6 +282,11 @@ impl Coffer {
         if let Some(r) = restore::recover_interrupted(&settings, &steps)? {
             ctx.note(&r.to_string());
         }
+        // After the swap's recovery: a killed restore's staging copy may sit in parent
+        // directories it created.
+        if let Some(note) = restore::recover_leftovers(&settings.backup_root, &settings.database)? {
+            ctx.note(&note);
+        }
         let mut plan = restore::prepare_streamed(
             &settings,
             &entry,
@@ -338,6 +343,9 @@ impl Coffer {
         let flat = detected.map_err(|why| damaged(given, why))?;
         *found = Some(flat.entry());
         let settings = RestoreSettings::from_config(self.config())?;
+        if let Some(note) = restore::recover_leftovers(&settings.backup_root, &settings.database)? {
+            ctx.note(&note);
+        }
         let steps = restore::RestoreSteps {
             workspace: false,
             create_target_db: true,
@@ -421,7 +429,7 @@ impl PreparedRestore<'_> {
 }
 
 /// The run-log record of a restore of `entry` (`None`: failed before one was found).
-fn restore_record(started: DateTime<Utc>, entry: Option<&BackupEntry>) -> RunRecord {
+pub(super) fn restore_record(started: DateTime<Utc>, entry: Option<&BackupEntry>) -> RunRecord {
     let record = RunRecord::new(Operation::Restore, started);
     match entry {
         Some(e) => record.with_backup(e.name.clone(), e.kind),

@@ -27,7 +27,7 @@ mod version;
 
 pub use database::{Database, Session};
 pub use program::{RunningProgram, describe_status, kill_group, tail_lines};
-pub(crate) use quote::quote_ident;
+pub(crate) use quote::{quote_ident, quote_literal};
 pub use version::{ClientVersion, ServerInfo};
 
 /// Why talking to PostgreSQL failed.

@@ -96,7 +96,13 @@ pub fn execute(
         }
         ctx.done("application stopped (hooks.before_restore)");
     }
-    let mut result = apply(plan, options, identities, ctx, started);
+    let mut result = apply(
+        plan,
+        options,
+        identities,
+        (&settings.backup_root, ctx),
+        started,
+    );
     let restarted = if hooks_on {
         run_after_hooks(settings, plan, &result, ctx)
     } else {
@@ -183,11 +189,11 @@ fn apply(
     plan: &Plan,
     options: &RestoreSteps,
     identities: Option<&Identities>,
-    ctx: &RunContext<'_>,
+    (root, ctx): (&std::path::Path, &RunContext<'_>),
     started: Instant,
 ) -> Result<RestoreReport, RestoreError> {
     end_other_sessions(plan, options, ctx)?;
-    let created = Created::make(plan, ctx)?;
+    let created = Created::make(plan, root, ctx)?;
     let swap = match &plan.workspace {
         Some(ws) => match Swap::begin(&ws.path, &plan.backup) {
             Ok(s) => Some(s),
@@ -449,6 +455,7 @@ fn swap_in_and_commit(
             }
         };
     }
+    created.keep();
     Ok(swap)
 }
 

@@ -1,10 +1,15 @@
 //! What a restore creates on a bare host (the missing roles, the database, the workspace's
-//! parent directories) and removing exactly that again when the restore fails.
+//! parent directories) and removing exactly that again when the restore fails. Each is
+//! journaled before and after it is created (see [`super::leftovers`]), so that what a
+//! killed restore created is recognised by the next one.
+
+use std::path::Path;
 
 use crate::context::RunContext;
 use crate::postgres::Database;
 
 use super::apply::rolled_back;
+use super::leftovers::Journal;
 use super::parents::CreatedDirs;
 use super::{DatabaseTarget, Plan, RestoreError};
 
@@ -31,12 +36,30 @@ pub(super) struct Created<'p> {
     roles: Option<&'p DatabaseTarget>,
     database: Option<&'p DatabaseTarget>,
     dirs: CreatedDirs,
+    /// Present when anything is to be created; left behind only by a killed process.
+    journal: Option<Journal>,
 }
 
 impl Created<'_> {
+    /// The restore succeeded: what it created stays, and its journal goes.
+    pub(super) fn keep(self) {
+        if let Some(journal) = self.journal {
+            journal.close();
+        }
+    }
+
     /// Drops the database and the roles and removes the directories this restore created,
-    /// and says so.
-    pub(super) fn undo(self, ctx: &RunContext<'_>) {
+    /// and says so; then removes the journal (what could not be removed was reported).
+    pub(super) fn undo(mut self, ctx: &RunContext<'_>) {
+        // Closed last: a process killed while undoing leaves the journal for the next run.
+        let journal = self.journal.take();
+        self.undo_creations(ctx);
+        if let Some(journal) = journal {
+            journal.close();
+        }
+    }
+
+    fn undo_creations(self, ctx: &RunContext<'_>) {
         drop_created(self.database, ctx);
         if let Some(db) = self.roles {
             match roles_runner(db).drop_roles(&db.create_roles) {
@@ -118,19 +141,58 @@ fn drop_created(created: Option<&DatabaseTarget>, ctx: &RunContext<'_>) {
 
 impl<'p> Created<'p> {
     /// Creates, in this order, the missing roles, the database and the workspace's parent
-    /// directories the plan lists; whatever fails undoes what was created before it.
-    pub(super) fn make(plan: &'p Plan, ctx: &RunContext<'_>) -> Result<Created<'p>, RestoreError> {
+    /// directories the plan lists, journaled in `root`; whatever fails undoes what was
+    /// created before it.
+    pub(super) fn make(
+        plan: &'p Plan,
+        root: &Path,
+        ctx: &RunContext<'_>,
+    ) -> Result<Created<'p>, RestoreError> {
+        let roles = plan
+            .database
+            .as_ref()
+            .map(|d| d.create_roles.clone())
+            .unwrap_or_default();
+        let database = plan
+            .database
+            .as_ref()
+            .filter(|d| d.create)
+            .map(|d| d.name.as_str());
+        let dirs = plan
+            .workspace
+            .as_ref()
+            .map(|w| w.create_parents.clone())
+            .unwrap_or_default();
+        let journal = if roles.is_empty() && database.is_none() && dirs.is_empty() {
+            None
+        } else {
+            Some(
+                Journal::begin(root, &plan.backup, &roles, database, &dirs)
+                    .map_err(|e| rolled_back("journal", e))?,
+            )
+        };
         let mut created = Created {
-            roles: create_roles(plan, ctx)?,
+            roles: None,
             database: None,
             dirs: CreatedDirs::default(),
+            journal,
         };
-        match create_database(plan, ctx) {
-            Ok(db) => created.database = db,
-            Err(e) => {
-                created.undo(ctx);
-                return Err(e);
+        let step = |created: &mut Created<'p>| -> Result<(), RestoreError> {
+            created.roles = create_roles(plan, ctx)?;
+            if let (Some(db), Some(j)) = (created.roles, created.journal.as_mut()) {
+                j.roles_created(&roles_runner(db))
+                    .map_err(|e| rolled_back("journal", e))?;
             }
+            created.database = create_database(plan, ctx)?;
+            if let (Some(db), Some(j)) = (created.database, created.journal.as_mut()) {
+                j.database_created(&db.runner.with_dbname("postgres"))
+                    .map_err(|e| rolled_back("journal", e))?;
+            }
+            Ok(())
+        };
+        if let Err(e) = step(&mut created) {
+            created.undo(ctx);
+            return Err(e);
         }
         if let Some(ws) = plan
             .workspace
@@ -142,7 +204,15 @@ impl<'p> Created<'p> {
                     for dir in dirs.paths() {
                         ctx.done(&format!("created directory {}", dir.display()));
                     }
+                    let recorded = created
+                        .journal
+                        .as_mut()
+                        .map_or(Ok(()), |j| j.dirs_created(dirs.identities()));
                     created.dirs = dirs;
+                    if let Err(e) = recorded {
+                        created.undo(ctx);
+                        return Err(rolled_back("journal", e));
+                    }
                 }
                 Err(e) => {
                     created.undo(ctx);

@@ -43,7 +43,7 @@ SELECT (SELECT count(*) FROM pg_class WHERE relnamespace IN (SELECT oid FROM ns)
      + (SELECT count(*) FROM pg_foreign_server)";
 
 /// How many objects the database `db` holds that a dump could collide with.
-fn user_objects(db: &Database) -> Result<u64, PgError> {
+pub(super) fn user_objects(db: &Database) -> Result<u64, PgError> {
     let out = db.query(USER_OBJECTS)?;
     out.trim().parse().map_err(|_| {
         PgError::Unsupported(format!(

@@ -34,6 +34,7 @@ mod database;
 mod failure;
 mod flat;
 mod head;
+mod leftovers;
 mod parents;
 mod preflight;
 mod recover;
@@ -42,7 +43,8 @@ mod workspace;
 
 pub use apply::execute;
 pub use flat::{prepare_flat, still_empty};
-pub use preflight::{prepare, prepare_streamed};
+pub use leftovers::recover as recover_leftovers;
+pub use preflight::{prepare, prepare_announced, prepare_streamed};
 pub use recover::recover_interrupted;
 
 /// Why a restore did not happen or did not finish. Every variant except

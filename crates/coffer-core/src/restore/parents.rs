@@ -175,6 +175,11 @@ impl CreatedDirs {
         self.dirs.iter().map(|(p, _)| p.as_path())
     }
 
+    /// The directories created with their identities (device, inode), outermost first.
+    pub(super) fn identities(&self) -> impl Iterator<Item = (PathBuf, (u64, u64))> + '_ {
+        self.dirs.iter().cloned()
+    }
+
     /// Whether nothing was created.
     pub(super) fn is_empty(&self) -> bool {
         self.dirs.is_empty()

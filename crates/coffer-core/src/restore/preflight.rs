@@ -30,6 +30,28 @@ use super::{
 /// Where a streamed backup's artifacts are: the remote, and the runtime to fetch them on.
 pub type StreamOrigin<'a> = (&'a Arc<Remote>, &'a Handle);
 
+/// Where the artifacts the pre-flight looks at are.
+#[derive(Clone, Copy)]
+enum Artifacts<'a> {
+    /// In the backup's directory.
+    Here,
+    /// On the remote, streamed.
+    Remote(StreamOrigin<'a>),
+    /// Not arrived yet: only the manifest has (a bundle read in order). What needs their
+    /// bytes (sizes, the identity, the roles file, the `SHA256SUMS` signature) is checked
+    /// once they are there.
+    Announced,
+}
+
+impl<'a> Artifacts<'a> {
+    fn remote(self) -> Option<StreamOrigin<'a>> {
+        match self {
+            Artifacts::Remote(origin) => Some(origin),
+            _ => None,
+        }
+    }
+}
+
 /// The artifacts of a backup, whichever generation wrote it; on the remote when `origin`.
 fn sources(
     entry: &BackupEntry,
@@ -107,6 +129,33 @@ pub fn prepare_streamed(
     identities: Option<&Identities>,
     origin: Option<StreamOrigin<'_>>,
 ) -> Result<Plan, RestoreError> {
+    let artifacts = origin.map_or(Artifacts::Here, Artifacts::Remote);
+    prepare_from(settings, entry, options, identities, artifacts)
+}
+
+/// The pre-flight of a backup of which only the manifest (and its signature, if any) has
+/// arrived, in `entry.path`: a bundle read in order, before any of its data is read. Every
+/// check that needs only the manifest and the host runs (the manifest's signature, the
+/// database and its roles, sessions, the workspace target and its room, the Alembic head);
+/// what needs the data (sizes, the identity, the roles file) waits for the complete
+/// [`prepare`] that must follow once the data has arrived.
+pub fn prepare_announced(
+    settings: &RestoreSettings,
+    entry: &BackupEntry,
+    options: &RestoreSteps,
+) -> Result<Plan, RestoreError> {
+    prepare_from(settings, entry, options, None, Artifacts::Announced)
+}
+
+fn prepare_from(
+    settings: &RestoreSettings,
+    entry: &BackupEntry,
+    options: &RestoreSteps,
+    identities: Option<&Identities>,
+    artifacts: Artifacts<'_>,
+) -> Result<Plan, RestoreError> {
+    let origin = artifacts.remote();
+    let announced = matches!(artifacts, Artifacts::Announced);
     let mut problems = Problems::default();
     let mut damaged = Vec::new();
     let mut plan = Plan {
@@ -145,9 +194,15 @@ pub fn prepare_streamed(
         }
     }
     // Authenticity before anything else is read or run.
-    let judgement = settings
-        .signatures
-        .judge(&entry.path, &entry.name, entry.manifest.as_ref());
+    let judgement = if announced {
+        settings
+            .signatures
+            .judge_manifest(&entry.path, &entry.name, entry.manifest.as_ref())
+    } else {
+        settings
+            .signatures
+            .judge(&entry.path, &entry.name, entry.manifest.as_ref())
+    };
     match judgement.verdict {
         Verdict::Verified => plan.checks.push(format!("signature: {}", judgement.detail)),
         // Said only when signatures are required: then an unsigned backup passing is news.
@@ -165,8 +220,14 @@ pub fn prepare_streamed(
     let (db_source, ws_source) = sources(entry, origin);
     let roles = roles_source(entry, origin);
 
-    // Artifacts: present, of the recorded size, and openable with the identity.
-    for source in db_source.iter().chain(ws_source.iter()).chain(roles.iter()) {
+    // Artifacts: present, of the recorded size, and openable with the identity (once
+    // they are there).
+    let present = db_source
+        .iter()
+        .chain(ws_source.iter())
+        .chain(roles.iter())
+        .filter(|_| !announced);
+    for source in present {
         if let Some(a) = &source.expected {
             let len = match &source.remote {
                 Some(remote) => remote.size(),
@@ -223,7 +284,11 @@ pub fn prepare_streamed(
                     entry,
                     options,
                     source,
-                    (roles.as_ref().filter(|_| options.create_roles), identities),
+                    (
+                        roles.as_ref().filter(|_| options.create_roles),
+                        identities,
+                        announced,
+                    ),
                     &mut plan.checks,
                     &mut plan.notes,
                     &mut plan.sessions,
@@ -273,7 +338,7 @@ fn check_database(
     entry: &BackupEntry,
     options: &RestoreSteps,
     source: Source,
-    (roles, identities): (Option<&Source>, Option<&Identities>),
+    (roles, identities, announced): (Option<&Source>, Option<&Identities>, bool),
     checks: &mut Vec<String>,
     notes: &mut Vec<String>,
     sessions: &mut Vec<Session>,
@@ -369,6 +434,11 @@ fn check_database(
                     checks.push(format!("roles exist: {}", owners.join(", ")));
                 }
             }
+            // The roles file has not arrived: whether it can create them is checked then.
+            Ok(missing) if announced && roles.is_some() => checks.push(format!(
+                "roles {} do not exist: the backup's roles file is checked for them once it has arrived",
+                missing.join(", ")
+            )),
             Ok(missing) => {
                 match plan_missing_roles(&probe, roles, identities, &owners, &missing) {
                     Ok((step, line)) => {

@@ -76,6 +76,9 @@ pub enum Operation {
     Verify,
     /// Restoring a backup.
     Restore,
+    /// `coffer backup --output`: a backup written as one bundle instead of into the root
+    /// (not a backup of the root: status and metrics do not count it as one).
+    Bundle,
 }
 
 impl Operation {
@@ -87,6 +90,7 @@ impl Operation {
             Operation::Sync => "sync",
             Operation::Verify => "verify",
             Operation::Restore => "restore",
+            Operation::Bundle => "bundle",
         }
     }
 }
@@ -365,9 +369,11 @@ fn ends_with_newline(path: &Path, len: u64) -> bool {
 /// Variables without a value are set to the empty string, so a hook never sees one
 /// inherited from its parent.
 pub fn hook_env(record: &RunRecord, root: &Path) -> Vec<(String, String)> {
+    // A bundle's backup is not in the root: where it went is in the detail.
     let path = record
         .backup
         .as_ref()
+        .filter(|_| record.operation != Operation::Bundle)
         .map(|name| root.join(name).display().to_string())
         .unwrap_or_default();
     let bytes = |role: &str| {

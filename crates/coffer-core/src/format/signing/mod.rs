@@ -285,6 +285,65 @@ impl SignaturePolicy {
         judgement
     }
 
+    /// [`judge`](Self::judge) for a backup whose data and `SHA256SUMS` have not arrived yet
+    /// (a bundle read in order): only `manifest.json.minisig` is judged. The manifest holds
+    /// every artifact's size and SHA-256, so its verified signature already binds the data
+    /// that follows; the caller judges the whole backup again once everything has arrived.
+    pub fn judge_manifest(
+        &self,
+        dir: &Path,
+        name: &str,
+        manifest: Option<&AnyManifest>,
+    ) -> Judgement {
+        if let Some(reason) = &self.broken {
+            return Judgement::refused(format!("signatures cannot be checked: {reason}"));
+        }
+        let found = if dir.join(MANIFEST_SIGNATURE).symlink_metadata().is_err() {
+            Found::Unsigned
+        } else {
+            match check_one(
+                dir,
+                name,
+                manifest::MANIFEST_FILE,
+                MANIFEST_SIGNATURE,
+                &self.trusted,
+            )
+            .and_then(|found| check_manifest(dir, name, manifest).map(|()| found))
+            {
+                Ok((key_id, trusted)) => Found::Signed {
+                    key_id,
+                    trusted: trusted && !self.trusted.is_empty(),
+                },
+                Err(reason) => Found::Bad(reason),
+            }
+        };
+        let signed = found != Found::Unsigned;
+        let mut judgement = match self.decide(found, name) {
+            Judgement {
+                verdict: Verdict::Verified,
+                ..
+            } => Judgement {
+                verdict: Verdict::Verified,
+                detail: format!(
+                    "{} signed for {name} by a trusted key ({} is checked once it has arrived)",
+                    manifest::MANIFEST_FILE,
+                    manifest::SUMS_FILE
+                ),
+                signed,
+            },
+            Judgement {
+                verdict: Verdict::Refused,
+                detail,
+                ..
+            } if !signed => Judgement::refused(format!(
+                "{detail} (no {MANIFEST_SIGNATURE} follows the manifest; a bundle that carries its signatures only at its end cannot be judged before its data: import it first, then restore it from the backup root)"
+            )),
+            other => other,
+        };
+        judgement.signed = signed;
+        judgement
+    }
+
     fn decide(&self, found: Found, name: &str) -> Judgement {
         match (found, self.enforced) {
             (Found::Bad(reason), true) => Judgement::refused(format!("bad signature: {reason}")),
@@ -616,6 +675,43 @@ mod tests {
             ..SigningConfig::default()
         })
         .unwrap()
+    }
+
+    #[test]
+    fn manifest_only_judgements_before_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key(dir.path());
+        let trusting = policy(&[k.public_key()]);
+        let name = "auto-20260101T000000Z";
+        let good = signed_backup(dir.path(), &k, name);
+        // Only the manifest and its signature have arrived.
+        std::fs::remove_file(good.join("SHA256SUMS")).unwrap();
+        std::fs::remove_file(good.join("SHA256SUMS.minisig")).unwrap();
+        let j = trusting.judge_manifest(&good, name, None);
+        assert_eq!(j.verdict, Verdict::Verified, "{j:?}");
+        assert!(j.signed);
+        // Bound to its backup's name.
+        let j = trusting.judge_manifest(&good, "auto-20270101T000000Z", None);
+        assert_eq!(j.verdict, Verdict::Refused, "{j:?}");
+        // An altered manifest.
+        std::fs::write(good.join("manifest.json"), "{}").unwrap();
+        let j = trusting.judge_manifest(&good, name, None);
+        assert_eq!(j.verdict, Verdict::Refused, "{j:?}");
+        // No signature after the manifest: unsigned, with the way out.
+        std::fs::remove_file(good.join("manifest.json.minisig")).unwrap();
+        let j = trusting.judge_manifest(&good, name, None);
+        assert_eq!((j.verdict, j.signed), (Verdict::Refused, false), "{j:?}");
+        assert!(
+            j.detail.contains(UNSIGNED_REFUSED) && j.detail.contains("import it first"),
+            "{j:?}"
+        );
+        let j = trusting
+            .clone()
+            .allowing_unsigned(true)
+            .judge_manifest(&good, name, None);
+        assert_eq!(j.verdict, Verdict::NotChecked, "{j:?}");
+        let j = policy(&[]).judge_manifest(&good, name, None);
+        assert_eq!(j.verdict, Verdict::NotChecked, "{j:?}");
     }
 
     #[test]
