@@ -286,9 +286,11 @@ fn tokens_and_roles_decide_401_403_200_and_an_empty_root_lists_nothing() {
     assert_eq!(resp.status().as_u16(), 401);
     let _ = resp.body_mut().read_to_string();
 
-    for token in [&viewer, &admin] {
+    for (token, role) in [(&viewer, "viewer"), (&admin, "admin")] {
         let (status, ct, json) = server.get("/v1/admin/backup/list", Some(token));
         assert_eq!((status, ct.as_str()), (200, "application/json"), "{json}");
+        // The caller's role, so that a client shows only what the token may do.
+        assert_eq!(json["role"], role, "{json}");
         assert_eq!(json["backups"], serde_json::json!([]), "{json}");
         assert_eq!(json["last_attempt"], Value::Null);
         assert_eq!(json["running_job"], Value::Null);
