@@ -478,3 +478,46 @@ fn a_viewer_sees_the_backups_and_download_but_no_admin_action() {
         json!({"run": "hidden", "upload": "hidden", "deletes": 0})
     );
 }
+
+#[test]
+fn the_page_with_a_trailing_slash_redirects_to_the_page() {
+    let (case, _, _, _) = served_case("");
+    let server = Serve::start(&case);
+    // Not followed: the redirect itself, relative so that it works under a proxy's prefix.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(UI_LIMIT))
+        .build()
+        .into();
+    let mut resp = agent
+        .get(format!("{}/admin/backup/", server.base))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 308);
+    assert_eq!(
+        resp.headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_string()),
+        Some("../backup".to_string())
+    );
+    let _ = resp.body_mut().read_to_string();
+
+    // A browser lands on the page, its script and style loaded (the sign-in form is shown by
+    // the script).
+    let browser = Browser::start();
+    browser.goto(&format!("{}/admin/backup/", server.base));
+    browser.wait_for("the sign-in form", UI_LIMIT, &shown("#login"));
+    assert_eq!(
+        browser.execute("return location.pathname", json!([])),
+        "/admin/backup"
+    );
+    assert_eq!(
+        browser.execute(
+            "return getComputedStyle(document.querySelector('.toolbar .actions')).display",
+            json!([])
+        ),
+        "flex",
+        "the style sheet did not load"
+    );
+}
