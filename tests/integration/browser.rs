@@ -200,13 +200,15 @@ fn the_page_signs_in_runs_a_backup_live_and_deletes_with_confirmation() {
     assert!(browser.text("#problem-detail").contains("job"));
     browser.screenshot("3-conflict");
     browser.click("#problem-close");
-    // Still held in its hook, both artifacts are finished: later events reached the row too.
+    // Still held in its hook, both artifacts are finished and the step says what runs now:
+    // later events reached the row too.
     browser.wait_for(
-        "both artifacts finished in the running row",
+        "both artifacts finished and the hooks step in the running row",
         UI_LIMIT,
         "const r = document.querySelector('#rows tr.job');
-         return !!r && r.dataset.state === 'running'
-             && r.querySelector('.progress-text').textContent.split('✓').length === 3;",
+         const text = !!r && r.querySelector('.progress-text').textContent;
+         return !!r && r.dataset.state === 'running' && text.split('✓').length === 3
+             && text.endsWith('running the on_success hooks…');",
     );
     browser.screenshot("3b-artifacts-done");
 

@@ -141,17 +141,18 @@
 
   // --- the table -------------------------------------------------------------------------
 
-  // The library's step names the checks before the artifacts; once those stream, their bytes
-  // say more (the step would stay on the last check), and once all are done the job is
-  // finishing (manifest, sums, hooks).
+  // The library's step says what runs (checks, dumping, manifest, renaming, pruning,
+  // syncing, hooks); while artifacts stream their bytes say more, and once all are done the
+  // step says what the job is finishing with.
   function progressText(job) {
+    const step = job.step ? String(job.step) : null;
     const artifacts = Object.entries(job.artifacts || {});
-    if (!artifacts.length) return job.step ? String(job.step) : "starting…";
+    if (!artifacts.length) return step ? `${step}…` : "starting…";
     const parts = artifacts.map(
       ([role, artifact]) => `${role} ${formatBytes(artifact.bytes)}${artifact.done ? " ✓" : ""}`,
     );
     if (!isFinal(job.state) && artifacts.every(([, artifact]) => artifact.done)) {
-      parts.push("finishing…");
+      parts.push(step ? `${step}…` : "finishing…");
     }
     return parts.join(" · ");
   }
