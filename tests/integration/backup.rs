@@ -216,6 +216,62 @@ fn json_summary_and_auto_kind() {
 }
 
 #[test]
+fn progress_steps_follow_the_backup_from_the_checks_to_the_hooks() {
+    let case = Case::new();
+    let hook_ran = case.dir.path().join("hook-ran");
+    case.write_config(
+        &case.db_section(),
+        &format!(
+            "[hooks]\non_success = [[\"touch\", \"{}\"]]\n",
+            hook_ran.display()
+        ),
+    );
+    let steps = [
+        "checking the database connection and pg_dump version",
+        "dumping the database and archiving the workspace",
+        "writing the checksums and the manifest",
+        "renaming the backup into place",
+        "pruning the backup root",
+        "running the on_success hooks",
+    ];
+    // Off a terminal every step is one line on stderr: each once, in the run's order.
+    let out = case.run(&["backup"]);
+    assert_success(&out);
+    let err = stderr(&out);
+    let seen: Vec<&str> = err.lines().filter(|l| steps.contains(l)).collect();
+    assert_eq!(seen, steps, "{err}");
+    assert!(hook_ran.exists());
+
+    // Without a workspace, prune or hooks: only the steps that run.
+    std::fs::write(
+        &case.config,
+        format!(
+            "backup_dir = \"{}\"\n[database]\n{}",
+            case.root.display(),
+            case.db_section()
+        ),
+    )
+    .unwrap();
+    let out = case.run(&["backup", "--no-prune"]);
+    assert_success(&out);
+    let err = stderr(&out);
+    let seen: Vec<&str> = err
+        .lines()
+        .filter(|l| steps.contains(l) || *l == "dumping the database")
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "checking the database connection and pg_dump version",
+            "dumping the database",
+            "writing the checksums and the manifest",
+            "renaming the backup into place",
+        ],
+        "{err}"
+    );
+}
+
+#[test]
 fn encrypted_backup_writes_no_plaintext_and_age_cli_decrypts_it() {
     let case = Case::new();
     let key = case.dir.path().join("identity.txt");

@@ -53,13 +53,21 @@ fn rows(browser: &Browser) -> Vec<Value> {
         .clone()
 }
 
-/// Signs in on a freshly opened page with `token`.
+/// Signs in on a freshly opened page with `token` and waits for the list (the table or the
+/// empty card), which also tells the page the token's role.
 fn sign_in(browser: &Browser, page: &str, token: &str) {
     browser.goto(page);
     browser.wait_for("the sign-in form", UI_LIMIT, &shown("#login"));
     browser.type_into("#token", token);
     browser.click("#sign-in");
-    browser.wait_for("the backups", UI_LIMIT, &shown("#app"));
+    browser.wait_for(
+        "the backups",
+        UI_LIMIT,
+        "const app = document.getElementById('app');
+         return !app.hidden
+             && (!document.getElementById('backups').hidden
+                 || !document.getElementById('empty').hidden);",
+    );
 }
 
 #[test]
@@ -192,13 +200,15 @@ fn the_page_signs_in_runs_a_backup_live_and_deletes_with_confirmation() {
     assert!(browser.text("#problem-detail").contains("job"));
     browser.screenshot("3-conflict");
     browser.click("#problem-close");
-    // Still held in its hook, both artifacts are finished: later events reached the row too.
+    // Still held in its hook, both artifacts are finished and the step says what runs now:
+    // later events reached the row too.
     browser.wait_for(
-        "both artifacts finished in the running row",
+        "both artifacts finished and the hooks step in the running row",
         UI_LIMIT,
         "const r = document.querySelector('#rows tr.job');
-         return !!r && r.dataset.state === 'running'
-             && r.querySelector('.progress-text').textContent.split('✓').length === 3;",
+         const text = !!r && r.querySelector('.progress-text').textContent;
+         return !!r && r.dataset.state === 'running' && text.split('✓').length === 3
+             && text.endsWith('running the on_success hooks…');",
     );
     browser.screenshot("3b-artifacts-done");
 
@@ -411,5 +421,105 @@ fn the_page_uploads_a_bundle_and_restores_it_only_after_restore_is_typed() {
         "the imported backup in the table",
         UI_LIMIT,
         &format!("return !!document.querySelector('#rows tr[data-name=\"{name}\"]');"),
+    );
+}
+
+#[test]
+fn a_viewer_sees_the_backups_and_download_but_no_admin_action() {
+    let (case, _, admin, viewer) = served_case("");
+    let manual = case.backup_ok(&[]);
+    let manual = manual.file_name().unwrap().to_string_lossy().into_owned();
+    assert_success(&case.run(&["backup", "--kind", "auto"]));
+    let server = Serve::start(&case);
+    let browser = Browser::start();
+    let page = format!("{}/admin/backup", server.base);
+    // What an element looks like: absent, present but hidden, or shown.
+    let admin_controls = |browser: &Browser| {
+        browser.execute(
+            "const seen = (e) => e === null ? 'absent'
+                 : (!e.hidden && e.getClientRects().length > 0 ? 'shown' : 'hidden');
+             return {
+                 run: seen(document.getElementById('run')),
+                 upload: seen(document.getElementById('upload-open')),
+                 deletes: document.querySelectorAll('#rows button.delete').length,
+             };",
+            json!([]),
+        )
+    };
+
+    sign_in(&browser, &page, &viewer);
+    let listed = rows(&browser);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    for row in &listed {
+        assert_eq!(
+            (&row["download"], &row["delete"]),
+            (&json!(true), &json!(false)),
+            "{listed:?}"
+        );
+    }
+    assert!(listed.iter().any(|r| r["name"] == manual.as_str()));
+    // Hidden, not merely disabled: a viewer is not offered what would answer 403.
+    assert_eq!(
+        admin_controls(&browser),
+        json!({"run": "hidden", "upload": "hidden", "deletes": 0})
+    );
+    browser.screenshot("9-viewer");
+
+    // The same tab signed in again with an admin token gets every action back, and a viewer
+    // after it loses them again.
+    browser.click("#sign-out");
+    sign_in(&browser, &page, &admin);
+    assert_eq!(
+        admin_controls(&browser),
+        json!({"run": "shown", "upload": "shown", "deletes": 1})
+    );
+    browser.click("#sign-out");
+    sign_in(&browser, &page, &viewer);
+    assert_eq!(
+        admin_controls(&browser),
+        json!({"run": "hidden", "upload": "hidden", "deletes": 0})
+    );
+}
+
+#[test]
+fn the_page_with_a_trailing_slash_redirects_to_the_page() {
+    let (case, _, _, _) = served_case("");
+    let server = Serve::start(&case);
+    // Not followed: the redirect itself, relative so that it works under a proxy's prefix.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(UI_LIMIT))
+        .build()
+        .into();
+    let mut resp = agent
+        .get(format!("{}/admin/backup/", server.base))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 308);
+    assert_eq!(
+        resp.headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_string()),
+        Some("../backup".to_string())
+    );
+    let _ = resp.body_mut().read_to_string();
+
+    // A browser lands on the page, its script and style loaded (the sign-in form is shown by
+    // the script).
+    let browser = Browser::start();
+    browser.goto(&format!("{}/admin/backup/", server.base));
+    browser.wait_for("the sign-in form", UI_LIMIT, &shown("#login"));
+    assert_eq!(
+        browser.execute("return location.pathname", json!([])),
+        "/admin/backup"
+    );
+    assert_eq!(
+        browser.execute(
+            "return getComputedStyle(document.querySelector('.toolbar .actions')).display",
+            json!([])
+        ),
+        "flex",
+        "the style sheet did not load"
     );
 }

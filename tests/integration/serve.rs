@@ -286,9 +286,11 @@ fn tokens_and_roles_decide_401_403_200_and_an_empty_root_lists_nothing() {
     assert_eq!(resp.status().as_u16(), 401);
     let _ = resp.body_mut().read_to_string();
 
-    for token in [&viewer, &admin] {
+    for (token, role) in [(&viewer, "viewer"), (&admin, "admin")] {
         let (status, ct, json) = server.get("/v1/admin/backup/list", Some(token));
         assert_eq!((status, ct.as_str()), (200, "application/json"), "{json}");
+        // The caller's role, so that a client shows only what the token may do.
+        assert_eq!(json["role"], role, "{json}");
         assert_eq!(json["backups"], serde_json::json!([]), "{json}");
         assert_eq!(json["last_attempt"], Value::Null);
         assert_eq!(json["running_job"], Value::Null);
@@ -399,6 +401,12 @@ fn trigger_follows_events_to_a_verified_backup_conflicts_while_running_and_resto
     // The listing shows the running job.
     let (_, _, list) = server.get("/v1/admin/backup/list", Some(&viewer));
     assert_eq!(list["running_job"]["id"], id.as_str(), "{list}");
+    // The job's step follows the run past its first check: held in the hook, it says so
+    // (the artifacts, manifest and rename are done by then).
+    wait_until("the job's step at the hooks", RUN_LIMIT, || {
+        let (_, _, job) = server.get(&format!("/v1/admin/jobs/{id}"), Some(&viewer));
+        job["step"] == "running the on_success hooks"
+    });
 
     std::fs::write(&go, b"").unwrap();
     let events = server.events(&id, &viewer);
@@ -410,6 +418,8 @@ fn trigger_follows_events_to_a_verified_backup_conflicts_while_running_and_resto
             .all(|(n, _)| n == "progress")
     );
     assert_eq!(job["state"], "succeeded", "{job}");
+    // A finished job runs no step.
+    assert_eq!(job["step"], Value::Null, "{job}");
     for role in ["database", "workspace"] {
         assert_eq!(job["artifacts"][role]["done"], true, "{job}");
         assert!(

@@ -24,6 +24,9 @@
   // The backup a job of this page just made, and how that job ended.
   let justMade = null;
   let deleting = null;
+  // The token's role as the list reports it; admin-only actions are hidden (not merely
+  // disabled) until it is known to be "admin".
+  let role = null;
 
   class Unauthorized extends Error {}
 
@@ -138,17 +141,18 @@
 
   // --- the table -------------------------------------------------------------------------
 
-  // The library's step names the checks before the artifacts; once those stream, their bytes
-  // say more (the step would stay on the last check), and once all are done the job is
-  // finishing (manifest, sums, hooks).
+  // The library's step says what runs (checks, dumping, manifest, renaming, pruning,
+  // syncing, hooks); while artifacts stream their bytes say more, and once all are done the
+  // step says what the job is finishing with.
   function progressText(job) {
+    const step = job.step ? String(job.step) : null;
     const artifacts = Object.entries(job.artifacts || {});
-    if (!artifacts.length) return job.step ? String(job.step) : "starting…";
+    if (!artifacts.length) return step ? `${step}…` : "starting…";
     const parts = artifacts.map(
       ([role, artifact]) => `${role} ${formatBytes(artifact.bytes)}${artifact.done ? " ✓" : ""}`,
     );
     if (!isFinal(job.state) && artifacts.every(([, artifact]) => artifact.done)) {
-      parts.push("finishing…");
+      parts.push(step ? `${step}…` : "finishing…");
     }
     return parts.join(" · ");
   }
@@ -219,11 +223,14 @@
       actionBox.append(download);
     }
     if (backup.kind === "manual") {
-      const remove = element("button", "Delete", "secondary delete");
-      remove.type = "button";
-      remove.setAttribute("aria-label", `Delete ${backup.name}`);
-      remove.addEventListener("click", () => askDelete(backup.name, remove));
-      actionBox.append(remove);
+      // A viewer's token may not delete: no button to meet a 403 with.
+      if (isAdmin()) {
+        const remove = element("button", "Delete", "secondary delete");
+        remove.type = "button";
+        remove.setAttribute("aria-label", `Delete ${backup.name}`);
+        remove.addEventListener("click", () => askDelete(backup.name, remove));
+        actionBox.append(remove);
+      }
     } else {
       const lock = element("span", null, "lock");
       lock.title = "Removed by the retention rules only";
@@ -252,6 +259,16 @@
     $("empty").hidden = rows.length !== 0;
   }
 
+  function isAdmin() {
+    return role === "admin";
+  }
+
+  // Shows the admin-only controls for an admin token and hides them for any other.
+  function applyRole(newRole) {
+    role = newRole === "admin" || newRole === "viewer" ? newRole : null;
+    for (const id of ["run", "upload-open"]) $(id).hidden = !isAdmin();
+  }
+
   function isFinal(state) {
     return state === "succeeded" || state === "failed";
   }
@@ -270,6 +287,7 @@
     }
     const data = await response.json();
     if (typeof data.max_upload_bytes === "number") maxUploadBytes = data.max_upload_bytes;
+    applyRole(data.role);
     lastBackups = Array.isArray(data.backups) ? data.backups : [];
     const running = data.running_job;
     if (running && running.operation === "backup" && !isFinal(running.state)) {
@@ -580,6 +598,7 @@
   function signOut(message) {
     token = null;
     sessionStorage.removeItem(TOKEN_KEY);
+    applyRole(null);
     for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
     $("app").hidden = true;
     $("sign-out").hidden = true;
@@ -615,7 +634,7 @@
     $("run").addEventListener("click", runBackup);
     $("problem-close").addEventListener("click", () => {
       clearProblem();
-      $("run").focus();
+      (isAdmin() ? $("run") : $("main")).focus();
     });
     $("delete-cancel").addEventListener("click", () => {
       const target = deleting;

@@ -9,7 +9,7 @@
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
 /// The page's Content Security Policy.
@@ -19,6 +19,10 @@ const HTML: &str = include_str!("../assets/backup.html");
 const SCRIPT: &str = include_str!("../assets/backup.js");
 const STYLE: &str = include_str!("../assets/backup.css");
 
+/// Where `/admin/backup/` sends the browser: relative, so that it also works under a
+/// reverse proxy's path prefix (`…/admin/backup/` + `../backup` = `…/admin/backup`).
+pub const TRAILING_SLASH_LOCATION: &str = "../backup";
+
 /// The page's routes; the script and the style sheet sit next to the page, so that its
 /// relative links also work under a reverse proxy's path prefix.
 pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
@@ -26,6 +30,12 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/admin/backup",
             get(|| async { asset("text/html; charset=utf-8", HTML) }),
+        )
+        // With the slash the page's relative links would point into `/admin/backup/`: send
+        // the browser to the page instead of a 404 (308 keeps the method).
+        .route(
+            "/admin/backup/",
+            get(|| async { Redirect::permanent(TRAILING_SLASH_LOCATION) }),
         )
         .route(
             "/admin/backup.js",

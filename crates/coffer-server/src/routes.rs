@@ -71,7 +71,7 @@ pub(crate) fn router(state: AppState) -> Router {
 }
 
 /// A caller with any valid token.
-pub(crate) struct Viewer;
+pub(crate) struct Viewer(pub(crate) Caller);
 
 /// A caller whose token has the admin role.
 pub(crate) struct Admin(pub(crate) Caller);
@@ -94,7 +94,7 @@ fn caller(parts: &Parts, tokens: &Tokens) -> Result<Caller, Problem> {
 impl FromRequestParts<AppState> for Viewer {
     type Rejection = Problem;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        caller(parts, &state.tokens).map(|_| Viewer)
+        caller(parts, &state.tokens).map(Viewer)
     }
 }
 
@@ -139,9 +139,11 @@ struct ListResponse {
     running_job: Option<JobView>,
     /// The largest upload `POST /v1/admin/backup/restore` accepts (`server.max_upload_bytes`).
     max_upload_bytes: u64,
+    /// The caller's role, so that a client shows only what the token may do.
+    role: Role,
 }
 
-async fn list(State(state): State<AppState>, _: Viewer) -> Result<Response, Problem> {
+async fn list(State(state): State<AppState>, Viewer(who): Viewer) -> Result<Response, Problem> {
     let thresholds = state.thresholds;
     let (backups, status) = blocking(&state.coffer, move |c| {
         let status = c.status(&thresholds)?;
@@ -159,6 +161,7 @@ async fn list(State(state): State<AppState>, _: Viewer) -> Result<Response, Prob
         last_attempt: status.status.last_attempt,
         running_job: state.jobs.running().map(|j| j.view()),
         max_upload_bytes: state.coffer.config().server.max_upload_bytes.0,
+        role: who.role,
     })
     .into_response())
 }

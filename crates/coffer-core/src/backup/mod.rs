@@ -268,6 +268,11 @@ pub fn run(
     fsutil::create_staging_dir(&staging)
         .map_err(|e| BackupError::io("create staging directory", &staging, e))?;
 
+    progress.step(if settings.workspace.is_some() {
+        "dumping the database and archiving the workspace"
+    } else {
+        "dumping the database"
+    });
     let result = write_backup(
         settings, request, &name, created_at, &staging, &server, &pg_dump, progress, cancel,
     );
@@ -279,6 +284,7 @@ pub fn run(
         }
     };
     let final_path = settings.root.join(&name);
+    progress.step("renaming the backup into place");
     let publish = fsutil::publish_staging(&staging, &final_path)
         .and_then(|()| fsutil::sync_dir(&settings.root));
     if let Err(e) = publish {

@@ -144,6 +144,11 @@ pub(super) fn write_backup(
         }),
         artifacts,
     };
+    progress.step(if settings.signing_key.is_some() {
+        "writing and signing the checksums and the manifest"
+    } else {
+        "writing the checksums and the manifest"
+    });
     for (file, text) in [
         (manifest::SUMS_FILE, manifest.sha256sums()),
         (manifest::MANIFEST_FILE, manifest.to_json()),

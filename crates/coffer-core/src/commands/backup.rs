@@ -126,9 +126,11 @@ impl Coffer {
         let reporting = self.reporting();
         let mut warnings = reporting.record(&record);
         if record.is_success() && options.prune {
+            ctx.emit(Event::Step("pruning the backup root"));
             warnings.extend(self.prune_after_backup(ctx));
         }
         if record.is_success() && (options.sync || self.config().remote.sync_after_backup) {
+            ctx.emit(Event::Step("syncing the backup root to the remote"));
             warnings.extend(self.sync_after_backup(ctx));
         }
         warnings.extend(
@@ -137,6 +139,13 @@ impl Coffer {
                 .err()
                 .map(Warning::Metrics),
         );
+        if reporting.has_hooks(&record) {
+            ctx.emit(Event::Step(if record.is_success() {
+                "running the on_success hooks"
+            } else {
+                "running the on_failure hooks"
+            }));
+        }
         warnings.extend(reporting.run_hooks(&record));
         warn_all(ctx, &warnings);
         Ok(BackupOutcome {

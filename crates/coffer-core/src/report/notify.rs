@@ -52,13 +52,23 @@ impl Reporting {
         }
     }
 
+    /// Whether [`Reporting::run_hooks`] has any command to run for `record`'s outcome.
+    pub fn has_hooks(&self, record: &RunRecord) -> bool {
+        !self.hooks_for(record).1.is_empty()
+    }
+
+    /// The stage and the commands of `record`'s outcome.
+    fn hooks_for(&self, record: &RunRecord) -> (Stage, &[Vec<String>]) {
+        match record.outcome {
+            Outcome::Success => (Stage::OnSuccess, &self.hooks.on_success),
+            Outcome::Failure => (Stage::OnFailure, &self.hooks.on_failure),
+        }
+    }
+
     /// Runs `hooks.on_success` or `hooks.on_failure`, as `record`'s outcome says, with
     /// [`runlog::hook_env`]; one warning per command that failed.
     pub fn run_hooks(&self, record: &RunRecord) -> Vec<Warning> {
-        let (stage, list) = match record.outcome {
-            Outcome::Success => (Stage::OnSuccess, &self.hooks.on_success),
-            Outcome::Failure => (Stage::OnFailure, &self.hooks.on_failure),
-        };
+        let (stage, list) = self.hooks_for(record);
         let env = runlog::hook_env(record, &self.root);
         hooks::run_all(stage, list, &env, self.hooks.timeout)
             .into_iter()
