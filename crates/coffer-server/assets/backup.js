@@ -266,7 +266,7 @@
   // Shows the admin-only controls for an admin token and hides them for any other.
   function applyRole(newRole) {
     role = newRole === "admin" || newRole === "viewer" ? newRole : null;
-    for (const id of ["run", "upload-open"]) $(id).hidden = !isAdmin();
+    for (const id of ["run", "upload-open", "empty-run"]) $(id).hidden = !isAdmin();
   }
 
   function isFinal(state) {
