@@ -260,3 +260,40 @@ fn bump(v: &mut serde_json::Value, key: &str, by: i64) {
     let n = v[key].as_u64().unwrap() as i64 + by;
     v[key] = serde_json::Value::from(n as u64);
 }
+
+/// Review finding: a restore streamed from the remote checks the piece index as it reads,
+/// like a local one (it refused locally and went through from the remote). The remote's
+/// manifest is edited after the sync; the restore refuses before its commit, exit 5.
+#[test]
+fn a_forged_piece_index_is_refused_by_a_restore_streamed_from_the_remote() {
+    let case = Case::new();
+    let offsite = case.dir.path().join("offsite");
+    case.write_config(
+        &case.db_section(),
+        &format!("[remote]\nurl = \"file://{}\"\n", offsite.display()),
+    );
+    let backup = case.backup_ok(&[]);
+    let name = backup.file_name().unwrap().to_str().unwrap().to_string();
+    assert_success(&case.run(&["sync"]));
+    let path = offsite.join(&name).join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    m["artifacts"][0]["pieces"][0]["sha256"] = serde_json::Value::from("0".repeat(64));
+    std::fs::write(&path, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    std::fs::remove_dir_all(&case.root).unwrap();
+    cluster()
+        .psql(
+            &case.db,
+            "UPDATE public.users SET display_name = 'after the backup'",
+        )
+        .unwrap();
+    let before = Before::take(&case);
+    let out = run_bounded(
+        &case,
+        &["restore", "--from-remote", &name, "--yes"],
+        std::time::Duration::from_secs(120),
+    );
+    assert_exit(&out, 5);
+    assert!(error_line(&out).contains("piece index"), "{}", stderr(&out));
+    before.assert_unchanged(&case, "a forged index on the remote");
+}
