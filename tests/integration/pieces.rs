@@ -135,6 +135,14 @@ fn new_dumps_decode_as_before_and_every_piece_decodes_alone() {
     case.write_config(&case.db_section(), "[compression]\nalgorithm = \"zstd\"\n");
     let backup = case.backup_ok(&[]);
     check_artifact(&backup, &direct, "zstd -dc", "cat");
+    // verify walks each piece's frame to its end (libzstd's multi-threaded frames).
+    let out = case.run(&["verify", backup.file_name().unwrap().to_str().unwrap()]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("✓ postgres.sql.zst: pieces"),
+        "{}",
+        stdout(&out)
+    );
 
     // age: the offsets are in the compressed stream age decrypts to.
     let key = case.dir.path().join("identity.txt");
