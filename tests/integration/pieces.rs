@@ -135,6 +135,14 @@ fn new_dumps_decode_as_before_and_every_piece_decodes_alone() {
     case.write_config(&case.db_section(), "[compression]\nalgorithm = \"zstd\"\n");
     let backup = case.backup_ok(&[]);
     check_artifact(&backup, &direct, "zstd -dc", "cat");
+    // verify walks each piece's frame to its end (libzstd's multi-threaded frames).
+    let out = case.run(&["verify", backup.file_name().unwrap().to_str().unwrap()]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("✓ postgres.sql.zst: pieces"),
+        "{}",
+        stdout(&out)
+    );
 
     // age: the offsets are in the compressed stream age decrypts to.
     let key = case.dir.path().join("identity.txt");
@@ -229,7 +237,7 @@ fn a_forged_piece_index_is_refused_by_verify() {
         m["artifacts"][0]["pieces"] = serde_json::Value::from(p);
         std::fs::write(&path, serde_json::to_string_pretty(&m).unwrap()).unwrap();
         let out = case.run(&["verify", &name]);
-        assert!(!out.status.success(), "{what}: {}", stdout(&out));
+        assert_exit(&out, 5);
         let all = format!("{}{}", stdout(&out), stderr(&out));
         assert!(all.contains(want), "{what}: {all}");
         if what == "another hash" {
@@ -251,6 +259,18 @@ fn a_forged_piece_index_is_refused_by_verify() {
             assert!(error_line(&out).contains("piece index"), "{}", stderr(&out));
             before.assert_unchanged(&case, what);
         }
+        if what == "a gap" {
+            // An index that does not fit its artifact makes the manifest invalid: a restore
+            // refuses it as a backup that fails verification, changing nothing.
+            let before = Before::take(&case);
+            let out = run_bounded(
+                &case,
+                &["restore", &name, "--yes"],
+                std::time::Duration::from_secs(120),
+            );
+            assert_exit(&out, 5);
+            before.assert_unchanged(&case, what);
+        }
     }
     std::fs::write(&path, good).unwrap();
     assert_success(&case.run(&["verify", &name]));
@@ -259,4 +279,41 @@ fn a_forged_piece_index_is_refused_by_verify() {
 fn bump(v: &mut serde_json::Value, key: &str, by: i64) {
     let n = v[key].as_u64().unwrap() as i64 + by;
     v[key] = serde_json::Value::from(n as u64);
+}
+
+/// Review finding: a restore streamed from the remote checks the piece index as it reads,
+/// like a local one (it refused locally and went through from the remote). The remote's
+/// manifest is edited after the sync; the restore refuses before its commit, exit 5.
+#[test]
+fn a_forged_piece_index_is_refused_by_a_restore_streamed_from_the_remote() {
+    let case = Case::new();
+    let offsite = case.dir.path().join("offsite");
+    case.write_config(
+        &case.db_section(),
+        &format!("[remote]\nurl = \"file://{}\"\n", offsite.display()),
+    );
+    let backup = case.backup_ok(&[]);
+    let name = backup.file_name().unwrap().to_str().unwrap().to_string();
+    assert_success(&case.run(&["sync"]));
+    let path = offsite.join(&name).join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    m["artifacts"][0]["pieces"][0]["sha256"] = serde_json::Value::from("0".repeat(64));
+    std::fs::write(&path, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    std::fs::remove_dir_all(&case.root).unwrap();
+    cluster()
+        .psql(
+            &case.db,
+            "UPDATE public.users SET display_name = 'after the backup'",
+        )
+        .unwrap();
+    let before = Before::take(&case);
+    let out = run_bounded(
+        &case,
+        &["restore", "--from-remote", &name, "--yes"],
+        std::time::Duration::from_secs(120),
+    );
+    assert_exit(&out, 5);
+    assert!(error_line(&out).contains("piece index"), "{}", stderr(&out));
+    before.assert_unchanged(&case, "a forged index on the remote");
 }

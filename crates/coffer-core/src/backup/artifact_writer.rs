@@ -119,7 +119,7 @@ impl<'a> ArtifactWriter<'a> {
         let (buffered, stored) = sink.finish();
         let file = buffered.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
-        Ok(Artifact {
+        let mut artifact = Artifact {
             role: self.role,
             file: self.file,
             size: stored.size,
@@ -129,7 +129,15 @@ impl<'a> ArtifactWriter<'a> {
             compression: self.compression,
             encryption: self.encryption,
             pieces,
-        })
+        };
+        // Every parse checks the index and refuses the whole manifest when it does not fit:
+        // a backup without an index rather than one nobody can read.
+        if let Some(pieces) = &artifact.pieces
+            && crate::format::pieces::check(&artifact, pieces).is_err()
+        {
+            artifact.pieces = None;
+        }
+        Ok(artifact)
     }
 }
 

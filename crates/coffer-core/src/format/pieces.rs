@@ -255,8 +255,9 @@ impl PieceChecker {
 /// Checks the compressed side of an index against the stored file (not encrypted): each
 /// piece starts with a gzip member's header (zstd: a frame's magic number), and for gzip
 /// ends with the trailer of a member holding exactly that piece (its CRC-32 from `crcs`,
-/// see [`PieceChecker::finish`], and its size). So an offset or length moved to anywhere
-/// else is caught with two small reads per piece, without decoding the file again.
+/// see [`PieceChecker::finish`], and its size), for zstd where a frame ends (its block
+/// headers walked). So an offset or length moved to anywhere else is caught with small
+/// reads, without decoding the file again.
 pub fn check_members<F: std::io::Read + std::io::Seek>(
     file: &mut F,
     pieces: &[Piece],
@@ -288,6 +289,19 @@ pub fn check_members<F: std::io::Read + std::io::Seek>(
                 p.offset
             ));
         }
+        if compression == Compression::Zstd {
+            let end = p.offset + p.length;
+            let mut at = p.offset;
+            while at < end {
+                at = zstd_frame_end(&mut read_at, at)?;
+            }
+            if at != end {
+                return Err(format!(
+                    "piece {i} (bytes {}–{end} of the stream) does not end where a zstd frame ends",
+                    p.offset
+                ));
+            }
+        }
         if compression == Compression::Gzip {
             // The smallest gzip member (empty) is 20 bytes: header, an empty block, trailer.
             if p.length < 20 {
@@ -310,6 +324,46 @@ pub fn check_members<F: std::io::Read + std::io::Seek>(
         }
     }
     Ok(())
+}
+
+/// Where the zstd frame starting at `at` ends, from its header and block headers (RFC 8878
+/// §3.1.1), without decoding it: so a piece boundary moved inside a frame, onto bytes that
+/// happen to look like a frame's magic number, is caught as a gzip one is by its trailer.
+fn zstd_frame_end(
+    read_at: &mut impl FnMut(u64, &mut [u8]) -> Result<(), String>,
+    at: u64,
+) -> Result<u64, String> {
+    let mut head = [0u8; 5];
+    read_at(at, &mut head)?;
+    if head[..4] != [0x28, 0xb5, 0x2f, 0xfd] {
+        return Err(format!("no zstd frame starts at byte {at}"));
+    }
+    let descriptor = head[4];
+    let single_segment = descriptor & 0x20 != 0;
+    let content_size = match descriptor >> 6 {
+        0 => usize::from(single_segment),
+        1 => 2,
+        2 => 4,
+        _ => 8,
+    };
+    let dictionary = [0, 1, 2, 4][usize::from(descriptor & 3)];
+    let window = usize::from(!single_segment);
+    let checksum = if descriptor & 0x04 != 0 { 4 } else { 0 };
+    let mut next = at + 5 + (window + dictionary + content_size) as u64;
+    loop {
+        let mut block = [0u8; 3];
+        read_at(next, &mut block)?;
+        let header = u32::from_le_bytes([block[0], block[1], block[2], 0]);
+        let size = match (header >> 1) & 3 {
+            0 | 2 => u64::from(header >> 3),
+            1 => 1,
+            _ => return Err(format!("a reserved zstd block type at byte {next}")),
+        };
+        next += 3 + size;
+        if header & 1 == 1 {
+            return Ok(next + checksum);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -518,6 +572,57 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Review finding: a zstd piece boundary moved inside a frame, onto bytes that look like
+    /// a frame's magic number (incompressible data is stored raw), passed the member check.
+    #[test]
+    fn a_zstd_boundary_moved_onto_a_lookalike_magic_inside_a_frame_is_caught() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut first: Vec<u8> = (0..300_000)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        first[150_000..150_004].copy_from_slice(&[0x28, 0xb5, 0x2f, 0xfd]);
+        let second = b"CREATE INDEX i ON t (a);\n".repeat(100);
+        let mut file = zstd::encode_all(&first[..], 3).unwrap();
+        let first_len = file.len() as u64;
+        file.extend(zstd::encode_all(&second[..], 3).unwrap());
+        let mut pieces = vec![
+            piece(PieceKind::PreData, 0, first_len, &first, 0),
+            piece(
+                PieceKind::PostData,
+                first_len,
+                file.len() as u64 - first_len,
+                &second,
+                0,
+            ),
+        ];
+        let zstd = Compression::Zstd;
+        let mut f = std::io::Cursor::new(&file);
+        check_members(&mut f, &pieces, zstd, &[0, 0]).unwrap();
+        let inside = file
+            .windows(4)
+            .skip(4)
+            .position(|w| w == [0x28, 0xb5, 0x2f, 0xfd])
+            .expect("the lookalike is stored raw") as u64
+            + 4;
+        assert!(inside < first_len);
+        pieces[0].length = inside;
+        pieces[1].offset = inside;
+        pieces[1].length = file.len() as u64 - inside;
+        let e = check_members(&mut f, &pieces, zstd, &[0, 0]).unwrap_err();
+        assert!(e.contains("piece 0"), "{e}");
+        // Two whole frames in one piece are still one piece of whole frames.
+        let merged = Piece {
+            length: file.len() as u64,
+            ..pieces[0].clone()
+        };
+        check_members(&mut f, &[merged], zstd, &[0]).unwrap();
     }
 
     #[test]

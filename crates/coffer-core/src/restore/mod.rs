@@ -207,13 +207,18 @@ impl Source {
         if let Some(remote) = &self.remote {
             let stream = remote.open();
             let failure = stream.failure();
-            return ArtifactReader::from_stream(
+            let mut reader = ArtifactReader::from_stream(
                 Box::new(stream),
                 &self.path,
                 self.encrypted,
                 identities,
                 failure,
-            );
+            )?;
+            // Like a local artifact's (`open_proven`): the index is checked as it is read.
+            if let Some(pieces) = self.expected.as_ref().and_then(|a| a.pieces.clone()) {
+                reader.check_pieces(pieces);
+            }
+            return Ok(reader);
         }
         match &self.expected {
             Some(expected) => ArtifactReader::open_proven(&self.path, expected, identities),

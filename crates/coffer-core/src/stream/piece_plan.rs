@@ -4,7 +4,8 @@
 //! - Data pieces follow. A piece ends after a `COPY` block's `\.` line once it holds at
 //!   least [`PieceLimits::min`] bytes (so runs of small tables share a piece), and inside a
 //!   block at the first row end past [`PieceLimits::max`] bytes (so a large table is cut
-//!   into several pieces at row boundaries).
+//!   into several pieces at row boundaries). A piece that starts inside a block ends with
+//!   it, whatever its size.
 //! - The post-data piece starts after the last block of the data section: the end of the
 //!   block followed by a statement that is not a `COPY` (sequence values, indexes,
 //!   constraints…). Nothing after that is cut, so every statement of the post-data section
@@ -134,11 +135,17 @@ impl PiecePlanner {
             (Section::Data, Mark::CopyStart { table, .. }) => {
                 self.copy = Some(table.clone());
                 let (end, rows) = self.block_end.take()?;
-                if end - self.open.start >= self.limits.min && self.may_cut_data() {
+                // A piece that starts inside a block names that block's table, so it ends
+                // with that block: were it cut inside the next one, the piece continuing
+                // there would follow a piece naming another table (an invalid index).
+                if (end - self.open.start >= self.limits.min || self.open.starts_in_copy)
+                    && self.may_cut_data()
+                {
                     Some(self.cut(end, rows, PieceKind::Data, Some(table), false))
                 } else {
                     // A small piece so far: this table joins it (a piece that starts inside a
-                    // block keeps naming that block's table).
+                    // block keeps naming that block's table; past the piece limit it is not
+                    // cut again).
                     if !self.open.starts_in_copy {
                         self.open.table = Some(table);
                     }
