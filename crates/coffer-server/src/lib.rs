@@ -133,6 +133,7 @@ impl Server {
             jobs: jobs.clone(),
             stopping: stopping.clone(),
             thresholds: self.thresholds,
+            health: Arc::default(),
         });
         let mut graceful = stopping.clone();
         let server = axum::serve(self.listener, app)

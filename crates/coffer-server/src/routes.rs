@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, State};
@@ -32,6 +32,8 @@ pub(crate) struct AppState {
     /// Becomes `true` when the server stops: event streams end.
     pub(crate) stopping: watch::Receiver<bool>,
     pub(crate) thresholds: coffer_core::Thresholds,
+    /// The last health check, shared by the requests that wait for it.
+    pub(crate) health: Arc<LastHealth>,
 }
 
 /// Declares the API's routes once: [`API_ROUTES`] (what docs/openapi.yaml is checked
@@ -418,9 +420,30 @@ struct HealthResponse {
     running_job: Option<JobView>,
 }
 
+/// How long a finished health check answers later requests too.
+const HEALTH_REUSE: Duration = Duration::from_secs(2);
+
+/// The last health check and when it finished. One check runs at a time: requests that
+/// come while it runs wait for it and share its report, so no number of callers starts
+/// more than one psql at once (each may take up to `DATABASE_PING_LIMIT`).
+#[derive(Default)]
+pub(crate) struct LastHealth(tokio::sync::Mutex<Option<(Instant, coffer_core::HealthReport)>>);
+
 async fn health(State(state): State<AppState>, _: Viewer) -> Result<Response, Problem> {
-    let thresholds = state.thresholds;
-    let report = blocking(&state.coffer, move |c| Ok(c.health(&thresholds))).await?;
+    let arrived = Instant::now();
+    let mut last = state.health.0.lock().await;
+    let report = match &*last {
+        Some((finished, report)) if *finished >= arrived || finished.elapsed() < HEALTH_REUSE => {
+            report.clone()
+        }
+        _ => {
+            let thresholds = state.thresholds;
+            let report = blocking(&state.coffer, move |c| Ok(c.health(&thresholds))).await?;
+            *last = Some((Instant::now(), report.clone()));
+            report
+        }
+    };
+    drop(last);
     let status = if report.healthy {
         StatusCode::OK
     } else {

@@ -212,3 +212,67 @@ fn health_is_200_when_all_is_well_and_503_when_the_database_is_unreachable() {
     // `coffer status` judges the backups only, as before.
     assert_success(&case.run(&["status"]));
 }
+
+/// A `database.exec` wrapper that appends a line to `pings` for every `psql … -c` it runs
+/// and makes each take a second, so that concurrent health checks overlap.
+fn counting_psql(case: &Case) -> (String, std::path::PathBuf) {
+    let dir = case.dir.path();
+    let pings = dir.join("pings");
+    let wrapper = dir.join("count-psql.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprog=$1; shift\nif [ \"$prog\" = psql ]; then\n  case \" $* \" in\n    *\" -c \"*) echo ping >> '{p}'; sleep 1 ;;\n  esac\nfi\nexec \"$prog\" \"$@\"\n",
+            p = pings.display()
+        ),
+    )
+    .unwrap();
+    make_executable(&wrapper);
+    let section = format!(
+        "url = \"{}\"\nexec = [\"{}\"]\n",
+        cluster().url(&case.db),
+        wrapper.display()
+    );
+    (section, pings)
+}
+
+#[test]
+fn concurrent_health_requests_share_one_database_check() {
+    let (case, tokens, _, viewer) = served_case("");
+    case.backup_ok(&[]);
+    let (db_section, pings) = counting_psql(&case);
+    case.write_config(
+        &db_section,
+        &format!("[server]\ntokens_file = \"{}\"\n", tokens.display()),
+    );
+    let server = Serve::start(&case);
+    let count = || {
+        std::fs::read_to_string(&pings)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let (status, _, json) = server.get("/v1/admin/health", Some(&viewer));
+    assert_eq!(status, 200, "{json}");
+    let one_check = count();
+    assert!(one_check >= 1, "the health check ran no psql");
+    // A viewer (or a dashboard gone wild) asking many times at once must not start a psql
+    // per request: that would let any token holder flood the database and the server's
+    // blocking pool.
+    std::thread::sleep(Duration::from_secs(3));
+    let before = count();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..12)
+            .map(|_| s.spawn(|| server.get("/v1/admin/health", Some(&viewer))))
+            .collect();
+        for h in handles {
+            let (status, _, json) = h.join().unwrap();
+            assert_eq!(status, 200, "{json}");
+            assert_eq!(json["database_reachable"], true, "{json}");
+        }
+    });
+    let during = count() - before;
+    assert!(
+        during <= 2 * one_check,
+        "12 concurrent health requests ran {during} database checks (one request runs {one_check})"
+    );
+}
