@@ -276,3 +276,41 @@ fn concurrent_health_requests_share_one_database_check() {
         "12 concurrent health requests ran {during} database checks (one request runs {one_check})"
     );
 }
+
+#[test]
+fn a_connection_that_never_completes_its_request_is_closed() {
+    let (case, _, _, _) = served_case("");
+    let server = Serve::start(&case);
+    let addr = server.base.strip_prefix("http://").unwrap().to_string();
+    // One connection sends nothing, one stops inside its request head (slowloris): without
+    // a bound, anyone who can reach the port holds a connection (and a file descriptor) per
+    // socket for ever, no token needed, until the server can accept no more.
+    let bound = Duration::from_secs(90);
+    let started = std::time::Instant::now();
+    let closed_within = |head: &'static [u8]| {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+            std::io::Write::write_all(&mut stream, head).unwrap();
+            stream.set_read_timeout(Some(bound)).unwrap();
+            let mut answer = Vec::new();
+            // Ends (EOF, or a reset) when the server closes it; a read timeout is a failure.
+            match stream.read_to_end(&mut answer) {
+                Ok(_) => {}
+                Err(e) => assert!(
+                    !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ),
+                    "the server kept a connection that sent {:?} open for {bound:?}",
+                    String::from_utf8_lossy(head)
+                ),
+            }
+        })
+    };
+    let silent = closed_within(b"");
+    let slow = closed_within(b"GET /v1/admin/health HTTP/1.1\r\nHost: x\r\n");
+    silent.join().unwrap();
+    slow.join().unwrap();
+    assert!(started.elapsed() < bound);
+}
