@@ -69,7 +69,23 @@ pub(crate) fn router(state: AppState) -> Router {
         // The admin page (no token: it holds no data; its API calls carry one).
         .merge(crate::page::routes())
         .fallback(|| async { Problem::not_found("no such route: see /v1/admin/…") })
+        // axum's own 405 has no body; the `Allow` header is kept.
+        .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
         .with_state(state)
+}
+
+/// The `{name}` or `{id}` of the URL, percent-decoded. One that is not UTF-8 is a 400
+/// problem document (axum's own rejection is plain text).
+pub(crate) struct Segment(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Segment {
+    type Rejection = Problem;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(segment)| Segment(segment))
+            .map_err(|e| Problem::bad_request(e.body_text()))
+    }
 }
 
 /// A caller with any valid token.
@@ -293,7 +309,7 @@ pub(crate) fn require_confirmation(headers: &HeaderMap) -> Result<(), Problem> {
 async fn restore(
     State(state): State<AppState>,
     Admin(who): Admin,
-    Path(name): Path<String>,
+    Segment(name): Segment,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     require_confirmation(&headers)?;
@@ -320,7 +336,7 @@ async fn restore(
 async fn download(
     State(state): State<AppState>,
     _: Viewer,
-    Path(name): Path<String>,
+    Segment(name): Segment,
 ) -> Result<Response, Problem> {
     let name = existing_backup(&state, &name)?;
     crate::download::bundle(state.coffer.clone(), name).await
@@ -330,7 +346,7 @@ async fn download(
 async fn delete(
     State(state): State<AppState>,
     _: Admin,
-    Path(name): Path<String>,
+    Segment(name): Segment,
 ) -> Result<Response, Problem> {
     require_root_free(&state)?;
     let name = existing_backup(&state, &name)?;
@@ -348,7 +364,7 @@ async fn delete(
 async fn job(
     State(state): State<AppState>,
     _: Viewer,
-    Path(id): Path<String>,
+    Segment(id): Segment,
 ) -> Result<Json<JobView>, Problem> {
     let job = state.jobs.get(&id).ok_or_else(|| {
         Problem::not_found(format!(
@@ -364,7 +380,7 @@ async fn job(
 async fn job_events(
     State(state): State<AppState>,
     _: Viewer,
-    Path(id): Path<String>,
+    Segment(id): Segment,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Problem> {
     let job = state
         .jobs

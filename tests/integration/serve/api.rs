@@ -314,3 +314,51 @@ fn a_connection_that_never_completes_its_request_is_closed() {
     slow.join().unwrap();
     assert!(started.elapsed() < bound);
 }
+
+#[test]
+fn errors_of_the_http_layer_itself_are_problem_documents() {
+    let (case, _, _, viewer) = served_case("");
+    case.backup_ok(&[]);
+    let server = Serve::start(&case);
+    let call = |method: &str, path: &str| {
+        let req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", server.base))
+            .header("Authorization", format!("Bearer {viewer}"))
+            .body(())
+            .unwrap();
+        let mut resp = server.agent.run(req).unwrap();
+        let allow = resp
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap().to_string());
+        let (status, content_type, json) = answer_of(&mut resp);
+        (status, content_type, json, allow)
+    };
+    // A method the route does not have (OPTIONS, PUT): 405 naming the allowed ones.
+    for (method, path) in [
+        ("OPTIONS", "/v1/admin/backup/list"),
+        ("PUT", "/v1/admin/health"),
+    ] {
+        let (status, content_type, json, allow) = call(method, path);
+        assert_problem(
+            status,
+            &content_type,
+            &json,
+            405,
+            "urn:coffer:problem:method_not_allowed",
+        );
+        assert!(allow.is_some_and(|a| a.contains("GET")), "{method} {path}");
+    }
+    // A name or job id that is not UTF-8 once percent-decoded: 400, as any bad name.
+    for path in ["/v1/admin/backup/%FF%FE/download", "/v1/admin/jobs/%C0%AF"] {
+        let (status, content_type, json, _) = call("GET", path);
+        assert_problem(
+            status,
+            &content_type,
+            &json,
+            400,
+            "urn:coffer:problem:bad_request",
+        );
+    }
+}
