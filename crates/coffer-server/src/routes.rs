@@ -256,8 +256,17 @@ pub(crate) fn accepted(view: JobView) -> Response {
 async fn trigger(
     State(state): State<AppState>,
     Admin(who): Admin,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, Problem> {
+    // axum's own rejection (past its 2 MiB limit, a body cut off) is plain text.
+    let body = body.map_err(|e| {
+        let (kind, title) = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ("urn:coffer:problem:too_large", "The upload is too large")
+        } else {
+            ("urn:coffer:problem:bad_request", "The request is malformed")
+        };
+        Problem::new(e.status(), kind, title, e.body_text())
+    })?;
     let (kind, label) = parse_trigger(&body)?;
     require_root_free(&state)?;
     let coffer = state.coffer.clone();

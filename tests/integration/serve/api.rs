@@ -317,7 +317,7 @@ fn a_connection_that_never_completes_its_request_is_closed() {
 
 #[test]
 fn errors_of_the_http_layer_itself_are_problem_documents() {
-    let (case, _, _, viewer) = served_case("");
+    let (case, _, admin, viewer) = served_case("");
     case.backup_ok(&[]);
     let server = Serve::start(&case);
     let call = |method: &str, path: &str| {
@@ -361,4 +361,35 @@ fn errors_of_the_http_layer_itself_are_problem_documents() {
             "urn:coffer:problem:bad_request",
         );
     }
+    // A trigger body past axum's body limit (2 MiB): 413, not plain text. Raw, because the
+    // server answers before the client has sent it all.
+    let addr = server.base.strip_prefix("http://").unwrap().to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let body = format!("{{\"label\":\"{}\"}}", "x".repeat(3 << 20));
+    let mut writer = stream.try_clone().unwrap();
+    let head = format!(
+        "POST /v1/admin/backup/trigger HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let sender = std::thread::spawn(move || {
+        // Cut off once the server has answered: that is expected.
+        let _ = std::io::Write::write_all(&mut writer, head.as_bytes())
+            .and_then(|()| std::io::Write::write_all(&mut writer, body.as_bytes()));
+    });
+    let mut text = Vec::new();
+    let _ = stream.read_to_end(&mut text);
+    sender.join().unwrap();
+    let text = String::from_utf8_lossy(&text);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/problem+json"),
+        "{head}\n{body}"
+    );
+    let json: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["type"], "urn:coffer:problem:too_large", "{json}");
 }
