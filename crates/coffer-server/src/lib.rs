@@ -133,14 +133,9 @@ impl Server {
             jobs: jobs.clone(),
             stopping: stopping.clone(),
             thresholds: self.thresholds,
+            health: Arc::default(),
         });
-        let mut graceful = stopping.clone();
-        let server = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = graceful.wait_for(|s| *s).await;
-            })
-            .into_future();
-        let server = tokio::spawn(server);
+        let server = tokio::spawn(serve_http(self.listener, app, stopping.clone()));
         let signal = stop.await;
         let job_ended = jobs.shut_down(signal, JOB_STOP_LIMIT).await;
         let _ = stopping_tx.send(true);
@@ -160,6 +155,48 @@ impl Server {
             Ok(Err(e)) => Err(Error::new(ErrorKind::Failed, e)),
         }
     }
+}
+
+/// How long a client may take to send a request's head, and an idle connection may wait
+/// for its next request, before the connection is closed.
+const HEAD_READ_LIMIT: Duration = Duration::from_secs(30);
+
+/// Serves HTTP/1 connections on `listener` until `stopping` becomes `true`, then lets the
+/// open ones finish. Not `axum::serve`: it sets no timer, so a client that never completes
+/// a request head would hold its connection (and a file descriptor) for ever.
+async fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    mut stopping: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEAD_READ_LIMIT);
+    let stop = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    };
+    tokio::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors and the like: retry once some are released.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(connection);
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// A future that resolves on SIGTERM or SIGINT with the signal's number. The handlers are

@@ -155,6 +155,16 @@ impl Problem {
         )
     }
 
+    /// 405: the route exists, not with this method (the `Allow` header names those it has).
+    pub fn method_not_allowed() -> Problem {
+        Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "urn:coffer:problem:method_not_allowed",
+            "Method not allowed",
+            "the route does not take this method: see the Allow header",
+        )
+    }
+
     /// 400.
     pub fn bad_request(detail: impl Into<String>) -> Problem {
         Problem::new(

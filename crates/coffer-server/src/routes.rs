@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, State};
@@ -32,6 +32,8 @@ pub(crate) struct AppState {
     /// Becomes `true` when the server stops: event streams end.
     pub(crate) stopping: watch::Receiver<bool>,
     pub(crate) thresholds: coffer_core::Thresholds,
+    /// The last health check, shared by the requests that wait for it.
+    pub(crate) health: Arc<LastHealth>,
 }
 
 /// Declares the API's routes once: [`API_ROUTES`] (what docs/openapi.yaml is checked
@@ -67,7 +69,23 @@ pub(crate) fn router(state: AppState) -> Router {
         // The admin page (no token: it holds no data; its API calls carry one).
         .merge(crate::page::routes())
         .fallback(|| async { Problem::not_found("no such route: see /v1/admin/…") })
+        // axum's own 405 has no body; the `Allow` header is kept.
+        .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
         .with_state(state)
+}
+
+/// The `{name}` or `{id}` of the URL, percent-decoded. One that is not UTF-8 is a 400
+/// problem document (axum's own rejection is plain text).
+pub(crate) struct Segment(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Segment {
+    type Rejection = Problem;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(segment)| Segment(segment))
+            .map_err(|e| Problem::bad_request(e.body_text()))
+    }
 }
 
 /// A caller with any valid token.
@@ -241,8 +259,17 @@ pub(crate) fn accepted(view: JobView) -> Response {
 async fn trigger(
     State(state): State<AppState>,
     Admin(who): Admin,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, Problem> {
+    // axum's own rejection (past its 2 MiB limit, a body cut off) is plain text.
+    let body = body.map_err(|e| {
+        let (kind, title) = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ("urn:coffer:problem:too_large", "The upload is too large")
+        } else {
+            ("urn:coffer:problem:bad_request", "The request is malformed")
+        };
+        Problem::new(e.status(), kind, title, e.body_text())
+    })?;
     let (kind, label) = parse_trigger(&body)?;
     require_root_free(&state)?;
     let coffer = state.coffer.clone();
@@ -294,7 +321,7 @@ pub(crate) fn require_confirmation(headers: &HeaderMap) -> Result<(), Problem> {
 async fn restore(
     State(state): State<AppState>,
     Admin(who): Admin,
-    Path(name): Path<String>,
+    Segment(name): Segment,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     require_confirmation(&headers)?;
@@ -321,7 +348,7 @@ async fn restore(
 async fn download(
     State(state): State<AppState>,
     _: Viewer,
-    Path(name): Path<String>,
+    Segment(name): Segment,
 ) -> Result<Response, Problem> {
     let name = existing_backup(&state, &name)?;
     crate::download::bundle(state.coffer.clone(), name).await
@@ -331,7 +358,7 @@ async fn download(
 async fn delete(
     State(state): State<AppState>,
     _: Admin,
-    Path(name): Path<String>,
+    Segment(name): Segment,
 ) -> Result<Response, Problem> {
     require_root_free(&state)?;
     let name = existing_backup(&state, &name)?;
@@ -349,7 +376,7 @@ async fn delete(
 async fn job(
     State(state): State<AppState>,
     _: Viewer,
-    Path(id): Path<String>,
+    Segment(id): Segment,
 ) -> Result<Json<JobView>, Problem> {
     let job = state.jobs.get(&id).ok_or_else(|| {
         Problem::not_found(format!(
@@ -365,7 +392,7 @@ async fn job(
 async fn job_events(
     State(state): State<AppState>,
     _: Viewer,
-    Path(id): Path<String>,
+    Segment(id): Segment,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Problem> {
     let job = state
         .jobs
@@ -421,9 +448,30 @@ struct HealthResponse {
     running_job: Option<JobView>,
 }
 
+/// How long a finished health check answers later requests too.
+const HEALTH_REUSE: Duration = Duration::from_secs(2);
+
+/// The last health check and when it finished. One check runs at a time: requests that
+/// come while it runs wait for it and share its report, so no number of callers starts
+/// more than one psql at once (each may take up to `DATABASE_PING_LIMIT`).
+#[derive(Default)]
+pub(crate) struct LastHealth(tokio::sync::Mutex<Option<(Instant, coffer_core::HealthReport)>>);
+
 async fn health(State(state): State<AppState>, _: Viewer) -> Result<Response, Problem> {
-    let thresholds = state.thresholds;
-    let report = blocking(&state.coffer, move |c| Ok(c.health(&thresholds))).await?;
+    let arrived = Instant::now();
+    let mut last = state.health.0.lock().await;
+    let report = match &*last {
+        Some((finished, report)) if *finished >= arrived || finished.elapsed() < HEALTH_REUSE => {
+            report.clone()
+        }
+        _ => {
+            let thresholds = state.thresholds;
+            let report = blocking(&state.coffer, move |c| Ok(c.health(&thresholds))).await?;
+            *last = Some((Instant::now(), report.clone()));
+            report
+        }
+    };
+    drop(last);
     let status = if report.healthy {
         StatusCode::OK
     } else {
