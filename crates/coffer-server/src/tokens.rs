@@ -7,7 +7,7 @@
 //! appear in an error message.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
@@ -223,9 +223,20 @@ pub fn check_name(name: &str) -> Result<(), String> {
 /// The file's text, `None` when it does not exist. Refuses a symlink, a non-regular file and
 /// one that group or others may read or write.
 fn read_private(path: &Path) -> Result<Option<String>, Error> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(m) => m,
+    // Opened without following a final symlink and without blocking on a fifo, then judged
+    // by what was opened: a check on the path before opening it could be raced.
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // ELOOP: the final component is a symbolic link.
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(not_regular(path));
+        }
         Err(e) => {
             return Err(invalid(format!(
                 "cannot read tokens file {}: {e}",
@@ -233,11 +244,11 @@ fn read_private(path: &Path) -> Result<Option<String>, Error> {
             )));
         }
     };
+    let meta = file
+        .metadata()
+        .map_err(|e| invalid(format!("cannot read tokens file {}: {e}", path.display())))?;
     if !meta.file_type().is_file() {
-        return Err(invalid(format!(
-            "tokens file {} is not a regular file (a symlink or directory): point server.tokens_file at the file itself",
-            path.display()
-        )));
+        return Err(not_regular(path));
     }
     if meta.mode() & 0o077 != 0 {
         return Err(invalid(format!(
@@ -246,11 +257,31 @@ fn read_private(path: &Path) -> Result<Option<String>, Error> {
             meta.mode() & 0o777
         )));
     }
-    let mut text = String::new();
-    File::open(path)
-        .and_then(|f| f.take(MAX_FILE_BYTES).read_to_string(&mut text))
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| invalid(format!("cannot read tokens file {}: {e}", path.display())))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(invalid(format!(
+            "tokens file {} is larger than {} bytes: it holds one short line per token; check that server.tokens_file names the right file",
+            path.display(),
+            MAX_FILE_BYTES
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| {
+        invalid(format!(
+            "tokens file {} is not UTF-8 text: check that server.tokens_file names the right file",
+            path.display()
+        ))
+    })?;
     Ok(Some(text))
+}
+
+fn not_regular(path: &Path) -> Error {
+    invalid(format!(
+        "tokens file {} is not a regular file (a symlink, directory or device): point server.tokens_file at the file itself",
+        path.display()
+    ))
 }
 
 /// A new random token: `coffer_` and 64 hex digits (256 bits from the kernel).
@@ -316,6 +347,7 @@ pub fn add(path: &Path, name: &str, role: Role) -> Result<String, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
@@ -374,5 +406,18 @@ mod tests {
         std::os::unix::fs::symlink(&path, &link).unwrap();
         assert!(msg(&link).contains("not a regular file"));
         assert!(add(&link, "x", Role::Admin).is_err());
+        // A fifo is judged, not waited on; a directory is not a file either.
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o600))
+            .unwrap();
+        assert!(msg(&fifo).contains("not a regular file"));
+        assert!(msg(dir.path()).contains("not a regular file"));
+        // Too large is refused whole, never read as its first megabyte.
+        let big = dir.path().join("big");
+        let line = format!("ops admin {hash}\n");
+        let copies = (MAX_FILE_BYTES as usize) / line.len() + 1;
+        fs::write(&big, line.repeat(copies)).unwrap();
+        fs::set_permissions(&big, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(msg(&big).contains("larger than"), "{}", msg(&big));
     }
 }

@@ -26,7 +26,10 @@ pub mod sandbox_exec;
 mod version;
 
 pub use database::{Database, Session};
-pub use program::{RunningProgram, describe_status, kill_group, tail_lines};
+pub use program::{RunningProgram, describe_status, kill_group};
+// Only the sandbox's error text uses it outside this module.
+#[cfg(feature = "sandbox")]
+pub use program::tail_lines;
 pub(crate) use quote::{quote_ident, quote_literal};
 pub use version::{ClientVersion, ServerInfo};
 
