@@ -408,8 +408,12 @@ mod tests {
         assert!(add(&link, "x", Role::Admin).is_err());
         // A fifo is judged, not waited on; a directory is not a file either.
         let fifo = dir.path().join("fifo");
-        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o600))
-            .unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
         assert!(msg(&fifo).contains("not a regular file"));
         assert!(msg(dir.path()).contains("not a regular file"));
         // Too large is refused whole, never read as its first megabyte.

@@ -29,15 +29,20 @@ use coffer_core::{BundleInput, RestoreOptions};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::jobs::{Job, Operation};
+use crate::jobs::Operation;
 use crate::problem::Problem;
 use crate::routes::{Admin, AppState, accepted, require_confirmation, require_root_free};
 
 /// Frames in flight between the request and the import.
 const IN_FLIGHT: usize = 8;
 
-/// How long the client may send nothing before the upload counts as stalled.
+/// How long the client may send less than [`MIN_PROGRESS`] before the upload counts as
+/// stalled: a trickle of a byte now and then must not hold the root's lock for ever.
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
+
+/// The least an upload must deliver in every [`IDLE_LIMIT`] (64 KiB a minute is far below
+/// any real link, far above a trickle).
+const MIN_PROGRESS: u64 = 64 << 10;
 
 /// How often a waiting pump checks whether the server stops.
 const TICK: Duration = Duration::from_secs(1);
@@ -109,23 +114,29 @@ async fn pump(
     tx: mpsc::Sender<Chunk>,
     limit: u64,
     too_large: &AtomicBool,
-    job: &Job,
+    cancelled: impl Fn() -> bool,
 ) -> Pumped {
     let mut stream = body.into_data_stream();
     let mut total: u64 = 0;
     let mut drained: u64 = 0;
     // `Some` once the import no longer takes data: why, for the answer.
     let mut stopped: Option<Pumped> = None;
-    let mut idle = Duration::ZERO;
+    // The current window: since when, and how much arrived in it.
+    let mut window_start = tokio::time::Instant::now();
+    let mut window_bytes: u64 = 0;
     loop {
+        let stalled = window_start.elapsed() >= IDLE_LIMIT;
         let next = tokio::select! {
-            next = stream.next() => next,
-            () = tokio::time::sleep(TICK) => {
-                idle += TICK;
-                let why = if job.cancelled() {
+            next = stream.next(), if !stalled => next,
+            () = tokio::time::sleep(if stalled { Duration::ZERO } else { TICK }) => {
+                let why = if cancelled() {
                     "the server is shutting down".to_string()
-                } else if idle >= IDLE_LIMIT {
-                    format!("the client sent nothing for {}s", IDLE_LIMIT.as_secs())
+                } else if stalled {
+                    format!(
+                        "the client sent less than {} KiB in {}s",
+                        MIN_PROGRESS >> 10,
+                        IDLE_LIMIT.as_secs()
+                    )
                 } else {
                     continue;
                 };
@@ -135,7 +146,6 @@ async fn pump(
                 return stopped.unwrap_or(Pumped::Failed(format!("the upload stopped: {why}")));
             }
         };
-        idle = Duration::ZERO;
         let data = match next {
             None => {
                 if stopped.is_none() {
@@ -152,6 +162,11 @@ async fn pump(
             }
             Some(Ok(data)) => data,
         };
+        window_bytes = window_bytes.saturating_add(data.len() as u64);
+        if window_bytes >= MIN_PROGRESS {
+            window_start = tokio::time::Instant::now();
+            window_bytes = 0;
+        }
         total = total.saturating_add(data.len() as u64);
         if stopped.is_none() && total > limit {
             too_large.store(true, Ordering::SeqCst);
@@ -234,7 +249,7 @@ pub(crate) async fn restore(
             }
         }),
     )?;
-    let pumped = pump(body, tx, limit, &too_large, &job).await;
+    let pumped = pump(body, tx, limit, &too_large, || job.cancelled()).await;
     let complete = pumped == Pumped::Complete;
     let mut response = match pumped {
         Pumped::Complete | Pumped::Abandoned => accepted(job.view()),
@@ -259,6 +274,42 @@ pub(crate) async fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pumps a body that yields `chunk` bytes every `every` until `count` chunks (or for
+    /// ever), on tokio's paused clock; the import side takes everything.
+    async fn pumped(chunk: usize, every: Duration, count: Option<usize>) -> Pumped {
+        let body = Body::from_stream(futures::stream::unfold(0usize, move |sent| async move {
+            if count.is_some_and(|c| sent >= c) {
+                return None;
+            }
+            tokio::time::sleep(every).await;
+            Some((Ok::<_, io::Error>(Bytes::from(vec![b'x'; chunk])), sent + 1))
+        }));
+        let (tx, mut rx) = mpsc::channel(IN_FLIGHT);
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        pump(body, tx, u64::MAX, &AtomicBool::new(false), || false).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickle_is_a_stall_and_a_slow_but_real_upload_is_not() {
+        // A byte every 30 s would hold the root's lock for ever: it fails within a window.
+        let started = tokio::time::Instant::now();
+        match pumped(1, Duration::from_secs(30), None).await {
+            Pumped::Failed(why) => assert!(why.contains("less than 64 KiB in 60s"), "{why}"),
+            other => panic!("a trickle was accepted: {other:?}"),
+        }
+        assert!(started.elapsed() <= IDLE_LIMIT + 2 * TICK);
+        // Nothing at all fails the same way.
+        assert!(matches!(
+            pumped(1, Duration::from_secs(3600), None).await,
+            Pumped::Failed(_)
+        ));
+        // 64 KiB every 50 s for ten minutes is slow, but an upload: it completes.
+        assert_eq!(
+            pumped(64 << 10, Duration::from_secs(50), Some(12)).await,
+            Pumped::Complete
+        );
+    }
 
     fn reader(chunks: Vec<Chunk>) -> BodyReader {
         let (tx, rx) = mpsc::channel(chunks.len().max(1));
