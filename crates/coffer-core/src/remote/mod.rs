@@ -487,6 +487,27 @@ impl Remote {
         Ok(bytes)
     }
 
+    /// Starts fetching `[start, end)` of an object and yields its body as it arrives, in the
+    /// pieces the HTTP client reads (nothing is buffered whole). A transient error, also one
+    /// in the middle of the body, is retried by `object_store` (it resumes the same version
+    /// of the object), per `remote.max_retries` and `remote.retry_timeout`; the caller
+    /// checks the byte count.
+    pub(crate) async fn get_range_stream(
+        &self,
+        path: &ObjectPath,
+        start: u64,
+        end: u64,
+    ) -> Result<futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>, RemoteError>
+    {
+        let options = object_store::GetOptions::new().with_range(Some(start..end));
+        let got = self
+            .store
+            .get_opts(path, options)
+            .await
+            .map_err(|e| self.error("download", path.as_ref(), e))?;
+        Ok(got.into_stream())
+    }
+
     async fn delete_object(&self, name: &str, file: &str) -> Result<(), RemoteError> {
         let path = self.object(name, file);
         match self.store.delete(&path).await {

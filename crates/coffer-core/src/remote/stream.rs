@@ -1,8 +1,8 @@
 //! Streaming restore, remote side: a remote backup's small files (manifest, `SHA256SUMS`,
 //! signatures) fetched into a private temporary directory outside the backup root and checked
 //! as a pull checks them, and each artifact read as a blocking [`Read`] fed by ranged `GET`s
-//! through a bounded channel (so the restore threads never wait on the executor and at most
-//! [`STREAM_AHEAD`] chunks are held in memory per artifact).
+//! through a channel bounded in bytes (so the restore threads never wait on the executor and
+//! at most [`STREAM_WINDOW`] bytes are held in memory per artifact).
 //!
 //! Nothing is written to the backup root. A failed transfer (after `object_store`'s own
 //! retries of each ranged request, bounded by `remote.timeout` and `remote.retry_timeout`)
@@ -14,8 +14,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use bytes::{Buf, Bytes};
+use futures::StreamExt;
+use object_store::path::Path as ObjectPath;
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::error::check_cancel;
 use super::pull::{Which, choose};
@@ -26,11 +29,13 @@ use crate::format::signing;
 use crate::root::catalog::{BackupEntry, EntryStatus};
 use crate::util::fsutil;
 
-/// Bytes fetched by one ranged `GET` while streaming: small enough that two artifacts in
-/// flight stay within a few tens of MiB of memory, large enough to keep requests few.
+/// Bytes asked for by one ranged `GET` while streaming (its body is passed on as it arrives,
+/// not held whole): large enough to keep requests few.
 pub const STREAM_CHUNK: u64 = 8 << 20;
-/// Chunks fetched ahead of the consumer (the download overlaps the apply by this much).
-pub const STREAM_AHEAD: usize = 2;
+/// Bytes of one artifact held in memory ahead of the reader: the download overlaps the apply
+/// by this much, and it bounds what a stream holds (two artifacts are streamed at once, so
+/// twice this stays well inside the memory bound).
+pub const STREAM_WINDOW: usize = 4 << 20;
 /// Bytes read to check that the identity opens an encrypted artifact (its age header).
 const HEADER_PROBE: u64 = 64 << 10;
 
@@ -250,29 +255,29 @@ impl RemoteObject {
     }
 
     fn open_prefix(&self, size: u64) -> ObjectReader {
-        let (tx, rx) = mpsc::channel(STREAM_AHEAD);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let window = Arc::new(Semaphore::new(STREAM_WINDOW));
         let remote = self.remote.clone();
         let object = remote.object(&self.name, &self.file);
         let task = self.runtime.spawn(async move {
             let mut start = 0u64;
             while start < size {
                 let end = (start + STREAM_CHUNK).min(size);
-                let got = remote
-                    .get_range(&object, start, end)
-                    .await
-                    .map(|b| b.as_ref().to_vec());
-                let failed = got.is_err();
-                start = end;
-                // The reader was dropped (the restore stopped): stop fetching.
-                if tx.send(got).await.is_err() || failed {
-                    return;
+                match fetch_range(&remote, &object, start..end, &window, &tx).await {
+                    Ok(true) => start = end,
+                    // The reader was dropped (the restore stopped): stop fetching.
+                    Ok(false) => return,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
                 }
             }
         });
         ObjectReader {
             rx,
-            chunk: Vec::new(),
-            pos: 0,
+            piece: Bytes::new(),
+            permit: None,
             received: 0,
             size,
             failure: Arc::new(Mutex::new(None)),
@@ -281,12 +286,64 @@ impl RemoteObject {
     }
 }
 
+/// A piece of the body and its share of the window, given back when the piece is consumed.
+type Piece = (Bytes, OwnedSemaphorePermit);
+
+/// Fetches `range` of `object` with one ranged `GET` and passes its body on as it arrives,
+/// never more than [`STREAM_WINDOW`] bytes ahead of the reader. `Ok(false)`: the reader is
+/// gone.
+async fn fetch_range(
+    remote: &Remote,
+    object: &ObjectPath,
+    range: std::ops::Range<u64>,
+    window: &Arc<Semaphore>,
+    tx: &mpsc::UnboundedSender<Result<Piece, RemoteError>>,
+) -> Result<bool, RemoteError> {
+    let expected = range.end - range.start;
+    let mut body = remote
+        .get_range_stream(object, range.start, range.end)
+        .await?;
+    let mut got = 0u64;
+    while let Some(next) = body.next().await {
+        let mut piece = next.map_err(|e| remote.error("download", object.as_ref(), e))?;
+        got += piece.len() as u64;
+        if got > expected {
+            break;
+        }
+        while !piece.is_empty() {
+            let part = piece.split_to(piece.len().min(STREAM_WINDOW));
+            let permit = window
+                .clone()
+                .acquire_many_owned(part.len() as u32)
+                .await
+                .expect("the window is never closed");
+            if tx.send(Ok((part, permit))).is_err() {
+                return Ok(false);
+            }
+        }
+    }
+    if got != expected {
+        return Err(RemoteError::Mismatch {
+            remote: remote.display.clone(),
+            object: object.to_string(),
+            what: "size of a downloaded range",
+            expected: expected.to_string(),
+            actual: if got > expected {
+                format!("more than {expected}")
+            } else {
+                got.to_string()
+            },
+        });
+    }
+    Ok(true)
+}
+
 /// A blocking reader over ranged `GET`s made on the runtime. Must not be read from an
 /// executor thread (it blocks on the channel).
 pub struct ObjectReader {
-    rx: mpsc::Receiver<Result<Vec<u8>, RemoteError>>,
-    chunk: Vec<u8>,
-    pos: usize,
+    rx: mpsc::UnboundedReceiver<Result<Piece, RemoteError>>,
+    piece: Bytes,
+    permit: Option<OwnedSemaphorePermit>,
     received: u64,
     size: u64,
     failure: TransferFailure,
@@ -308,19 +365,21 @@ impl ObjectReader {
 impl Read for ObjectReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            if self.pos < self.chunk.len() {
-                let n = buf.len().min(self.chunk.len() - self.pos);
-                buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-                self.pos += n;
+            if !self.piece.is_empty() {
+                let n = buf.len().min(self.piece.len());
+                buf[..n].copy_from_slice(&self.piece[..n]);
+                self.piece.advance(n);
                 return Ok(n);
             }
+            // The piece is consumed: its bytes no longer count against the window.
+            self.permit = None;
             if self.received >= self.size {
                 return Ok(0);
             }
             match self.rx.blocking_recv() {
-                Some(Ok(chunk)) => {
-                    self.received += chunk.len() as u64;
-                    (self.chunk, self.pos) = (chunk, 0);
+                Some(Ok((piece, permit))) => {
+                    self.received += piece.len() as u64;
+                    (self.piece, self.permit) = (piece, Some(permit));
                 }
                 Some(Err(e)) => return Err(self.fail(e.to_string())),
                 None => {
