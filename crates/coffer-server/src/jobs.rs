@@ -15,8 +15,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use coffer_core::{CancelFlag, Event, Progress, RunContext};
 use serde::Serialize;
-use tokio::sync::watch;
 use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 use crate::problem::Problem;
 
@@ -201,11 +201,25 @@ struct Registry {
 pub struct Jobs {
     registry: Mutex<Registry>,
     closed: std::sync::atomic::AtomicBool,
+    /// Counts this server's changes to the backup root (jobs ended, deletes): the key under
+    /// which a listing is reused.
+    root_changes: std::sync::atomic::AtomicU64,
 }
 
 impl Jobs {
     fn lock(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many changes this server made to the backup root so far.
+    pub fn root_changes(&self) -> u64 {
+        self.root_changes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records a change to the backup root (a job ended, a backup deleted).
+    pub fn note_root_change(&self) {
+        self.root_changes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The job with this id, if still kept.
@@ -263,6 +277,7 @@ impl Jobs {
             changed: watch::channel(0).0,
         });
         let worker = job.clone();
+        let jobs = self.clone();
         let (ended, handle) = oneshot::channel::<()>();
         // The remote part of a workflow runs on the server's runtime (a plain thread has none).
         let runtime = tokio::runtime::Handle::try_current().ok();
@@ -271,6 +286,7 @@ impl Jobs {
             .spawn(move || {
                 let _ended = ended;
                 run(&worker, runtime, work);
+                jobs.note_root_change();
             })
             .map_err(|e| {
                 Problem::new(
