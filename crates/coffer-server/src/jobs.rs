@@ -285,8 +285,7 @@ impl Jobs {
             .name("coffer-job".into())
             .spawn(move || {
                 let _ended = ended;
-                run(&worker, runtime, work);
-                jobs.note_root_change();
+                run(&worker, &jobs, runtime, work);
             })
             .map_err(|e| {
                 Problem::new(
@@ -321,7 +320,7 @@ impl Jobs {
 
 /// Runs `work` for `job`, recording its outcome; a panic is a failure, not a job running
 /// forever.
-fn run(job: &Job, runtime: Option<tokio::runtime::Handle>, work: Work) {
+fn run(job: &Job, jobs: &Jobs, runtime: Option<tokio::runtime::Handle>, work: Work) {
     job.update(|v| {
         v.state = State::Running;
         v.started = Some(Utc::now());
@@ -331,6 +330,8 @@ fn run(job: &Job, runtime: Option<tokio::runtime::Handle>, work: Work) {
         ctx = ctx.with_runtime(runtime);
     }
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work(&ctx)));
+    // Before the job shows as ended: a client that sees it ended and lists gets a fresh scan.
+    jobs.note_root_change();
     job.update(|v| {
         v.finished = Some(Utc::now());
         v.step = None;
