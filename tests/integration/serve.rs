@@ -672,9 +672,16 @@ fn delete_removes_an_older_backup_and_refuses_the_newest() {
     let (status, ct, json) = delete("..%2Fworkspace", &admin);
     assert_problem(status, &ct, &json, 400, "urn:coffer:problem:bad_request");
     assert_eq!(case.backups(), vec![older.clone(), newest.clone()]);
+    let listed = || {
+        let (_, _, list) = server.get("/v1/admin/backup/list", Some(&viewer));
+        list["backups"].as_array().unwrap().len()
+    };
+    // A listing is reused for a moment, but never past a delete through the server.
+    assert_eq!(listed(), 2);
     let (status, _, json) = delete(&name(&older), &admin);
     assert_eq!(status, 200, "{json}");
     assert_eq!(json["deleted"], serde_json::json!([name(&older)]));
+    assert_eq!(listed(), 1);
     assert_eq!(case.backups(), vec![newest]);
     assert!(
         case.root_entries().iter().all(|n| !n.starts_with('.')),

@@ -65,6 +65,7 @@ mod restore;
 mod root;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod shared_read;
 mod stream;
 #[cfg(test)]
 mod test_corpus;

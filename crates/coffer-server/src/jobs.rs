@@ -1,5 +1,7 @@
-//! Jobs: a backup or restore started by a request, run on tokio's blocking pool with its own
-//! [`RunContext`], outliving the request. One job holds the backup root at a time.
+//! Jobs: a backup or restore started by a request, run on a thread of its own (not tokio's
+//! blocking pool, which is capped and shared with reads: a burst of reads can neither starve
+//! nor deadlock a job) with its own [`RunContext`], outliving the request. One job holds the
+//! backup root at a time.
 //!
 //! A job's progress is one snapshot (state, current step, per-artifact bytes) updated by the
 //! library's [`Event`]s; watchers are woken through a `watch` channel, so a slow or
@@ -13,8 +15,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use coffer_core::{CancelFlag, Event, Progress, RunContext};
 use serde::Serialize;
+use tokio::sync::oneshot;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::problem::Problem;
 
@@ -182,7 +184,7 @@ impl Progress for Job {
     }
 }
 
-/// The work of a job: runs on a blocking thread; its `Ok` becomes the job's `result`, its
+/// The work of a job: runs on a thread of its own; its `Ok` becomes the job's `result`, its
 /// `Err` the job's `error` (a library [`coffer_core::Error`] converts with `?`; the HTTP layer may
 /// answer with its own problem, e.g. an upload past the size limit).
 pub type Work = Box<dyn FnOnce(&RunContext<'_>) -> Result<serde_json::Value, Problem> + Send>;
@@ -190,7 +192,8 @@ pub type Work = Box<dyn FnOnce(&RunContext<'_>) -> Result<serde_json::Value, Pro
 #[derive(Default)]
 struct Registry {
     jobs: VecDeque<Arc<Job>>,
-    running: Option<(Arc<Job>, JoinHandle<()>)>,
+    /// The running job and what resolves when its thread ends (its sender is dropped).
+    running: Option<(Arc<Job>, oneshot::Receiver<()>)>,
 }
 
 /// The server's jobs.
@@ -198,11 +201,25 @@ struct Registry {
 pub struct Jobs {
     registry: Mutex<Registry>,
     closed: std::sync::atomic::AtomicBool,
+    /// Counts this server's changes to the backup root (jobs ended, deletes): the key under
+    /// which a listing is reused.
+    root_changes: std::sync::atomic::AtomicU64,
 }
 
 impl Jobs {
     fn lock(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many changes this server made to the backup root so far.
+    pub fn root_changes(&self) -> u64 {
+        self.root_changes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records a change to the backup root (a job ended, a backup deleted).
+    pub fn note_root_change(&self) {
+        self.root_changes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The job with this id, if still kept.
@@ -260,7 +277,24 @@ impl Jobs {
             changed: watch::channel(0).0,
         });
         let worker = job.clone();
-        let handle = tokio::task::spawn_blocking(move || run(&worker, work));
+        let jobs = self.clone();
+        let (ended, handle) = oneshot::channel::<()>();
+        // The remote part of a workflow runs on the server's runtime (a plain thread has none).
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        std::thread::Builder::new()
+            .name("coffer-job".into())
+            .spawn(move || {
+                let _ended = ended;
+                run(&worker, &jobs, runtime, work);
+            })
+            .map_err(|e| {
+                Problem::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "urn:coffer:problem:failed",
+                    "The job could not start",
+                    format!("the server cannot start a thread ({e}); retry later"),
+                )
+            })?;
         if registry.jobs.len() == KEPT_JOBS
             && let Some(pos) = registry.jobs.iter().position(|j| j.lock().state.is_final())
         {
@@ -286,13 +320,18 @@ impl Jobs {
 
 /// Runs `work` for `job`, recording its outcome; a panic is a failure, not a job running
 /// forever.
-fn run(job: &Job, work: Work) {
+fn run(job: &Job, jobs: &Jobs, runtime: Option<tokio::runtime::Handle>, work: Work) {
     job.update(|v| {
         v.state = State::Running;
         v.started = Some(Utc::now());
     });
-    let ctx = RunContext::new(job).with_cancel(job.cancel.clone());
+    let mut ctx = RunContext::new(job).with_cancel(job.cancel.clone());
+    if let Some(runtime) = runtime {
+        ctx = ctx.with_runtime(runtime);
+    }
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work(&ctx)));
+    // Before the job shows as ended: a client that sees it ended and lists gets a fresh scan.
+    jobs.note_root_change();
     job.update(|v| {
         v.finished = Some(Utc::now());
         v.step = None;

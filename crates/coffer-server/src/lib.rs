@@ -42,6 +42,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use coffer_core::shared_read::SharedRead;
 use coffer_core::{Coffer, Error, ErrorKind, Thresholds};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -133,7 +134,8 @@ impl Server {
             jobs: jobs.clone(),
             stopping: stopping.clone(),
             thresholds: self.thresholds,
-            health: Arc::default(),
+            health_read: Arc::new(SharedRead::new(routes::HEALTH_REUSED_FOR)),
+            list_read: Arc::new(SharedRead::new(routes::LIST_REUSED_FOR)),
         });
         let server = tokio::spawn(serve_http(self.listener, app, stopping.clone()));
         let signal = stop.await;

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, State};
@@ -13,6 +13,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
 use axum::{Json, Router};
+use coffer_core::shared_read::SharedRead;
 use coffer_core::{BackupKind, BackupOptions, BackupRef, Coffer, RestoreOptions};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
@@ -32,8 +33,26 @@ pub(crate) struct AppState {
     /// Becomes `true` when the server stops: event streams end.
     pub(crate) stopping: watch::Receiver<bool>,
     pub(crate) thresholds: coffer_core::Thresholds,
-    /// The last health check, shared by the requests that wait for it.
-    pub(crate) health: Arc<LastHealth>,
+    /// The health report, shared by concurrent requests and reused for [`HEALTH_REUSED_FOR`].
+    pub(crate) health_read: Arc<SharedRead<coffer_core::HealthReport>>,
+    /// The listing, shared and reused for [`LIST_REUSED_FOR`] unless this server changed the
+    /// root since.
+    pub(crate) list_read: Arc<SharedRead<Listed>>,
+}
+
+/// How long a health report (one database ping, one root check) is reused; documented in
+/// docs/openapi.yaml and README.
+pub(crate) const HEALTH_REUSED_FOR: Duration = Duration::from_secs(2);
+
+/// How long a listing (one root scan, one run-log read) is reused when this server did not
+/// change the root since (changes by other runs show after at most this); documented in
+/// docs/openapi.yaml and README.
+pub(crate) const LIST_REUSED_FOR: Duration = Duration::from_secs(1);
+
+/// The backups and the run-log status a listing shows.
+pub(crate) struct Listed {
+    backups: Vec<coffer_core::ListedBackup>,
+    last_attempt: Option<coffer_core::RunRecord>,
 }
 
 /// Declares the API's routes once: [`API_ROUTES`] (what docs/openapi.yaml is checked
@@ -148,11 +167,11 @@ async fn blocking<T: Send + 'static>(
 
 /// `GET /v1/admin/backup/list`.
 #[derive(Serialize)]
-struct ListResponse {
+struct ListResponse<'a> {
     /// The same objects as `coffer list --json`, newest first.
-    backups: Vec<coffer_core::ListedBackup>,
+    backups: &'a [coffer_core::ListedBackup],
     /// The last backup attempt in the run log, and its outcome.
-    last_attempt: Option<coffer_core::RunRecord>,
+    last_attempt: Option<&'a coffer_core::RunRecord>,
     /// The job running now, if any.
     running_job: Option<JobView>,
     /// The largest upload `POST /v1/admin/backup/restore` accepts (`server.max_upload_bytes`).
@@ -163,20 +182,27 @@ struct ListResponse {
 
 async fn list(State(state): State<AppState>, Viewer(who): Viewer) -> Result<Response, Problem> {
     let thresholds = state.thresholds;
-    let (backups, status) = blocking(&state.coffer, move |c| {
-        let status = c.status(&thresholds)?;
-        // A fresh install has no root yet: that is an empty list, not an error.
-        let backups = if status.status.root_missing {
-            Vec::new()
-        } else {
-            c.list()?.backups
-        };
-        Ok((backups, status))
-    })
-    .await?;
+    let listed = state
+        .list_read
+        .get(state.jobs.root_changes(), || {
+            blocking(&state.coffer, move |c| {
+                let status = c.status(&thresholds)?;
+                // A fresh install has no root yet: that is an empty list, not an error.
+                let backups = if status.status.root_missing {
+                    Vec::new()
+                } else {
+                    c.list()?.backups
+                };
+                Ok(Listed {
+                    backups,
+                    last_attempt: status.status.last_attempt,
+                })
+            })
+        })
+        .await?;
     Ok(Json(ListResponse {
-        backups,
-        last_attempt: status.status.last_attempt,
+        backups: &listed.backups,
+        last_attempt: listed.last_attempt.as_ref(),
         running_job: state.jobs.running().map(|j| j.view()),
         max_upload_bytes: state.coffer.config().server.max_upload_bytes.0,
         role: who.role,
@@ -365,7 +391,9 @@ async fn delete(
     let report = blocking(&state.coffer, move |c| {
         c.delete(&name, &coffer_core::RunContext::default())
     })
-    .await?;
+    .await;
+    state.jobs.note_root_change();
+    let report = report?;
     Ok(Json(serde_json::json!({
         "deleted": report.deleted,
         "freed_bytes": report.freed_bytes,
@@ -442,43 +470,27 @@ enum Phase {
 /// root writable, database reachable within a bounded attempt, last backup age against the
 /// thresholds) and the running job. 200 when healthy, 503 with the same body otherwise.
 #[derive(Serialize)]
-struct HealthResponse {
+struct HealthResponse<'a> {
     #[serde(flatten)]
-    report: coffer_core::HealthReport,
+    report: &'a coffer_core::HealthReport,
     running_job: Option<JobView>,
 }
 
-/// How long a finished health check answers later requests too.
-const HEALTH_REUSE: Duration = Duration::from_secs(2);
-
-/// The last health check and when it finished. One check runs at a time: requests that
-/// come while it runs wait for it and share its report, so no number of callers starts
-/// more than one psql at once (each may take up to `DATABASE_PING_LIMIT`).
-#[derive(Default)]
-pub(crate) struct LastHealth(tokio::sync::Mutex<Option<(Instant, coffer_core::HealthReport)>>);
-
 async fn health(State(state): State<AppState>, _: Viewer) -> Result<Response, Problem> {
-    let arrived = Instant::now();
-    let mut last = state.health.0.lock().await;
-    let report = match &*last {
-        Some((finished, report)) if *finished >= arrived || finished.elapsed() < HEALTH_REUSE => {
-            report.clone()
-        }
-        _ => {
-            let thresholds = state.thresholds;
-            let report = blocking(&state.coffer, move |c| Ok(c.health(&thresholds))).await?;
-            *last = Some((Instant::now(), report.clone()));
-            report
-        }
-    };
-    drop(last);
+    let thresholds = state.thresholds;
+    let report = state
+        .health_read
+        .get(0, || {
+            blocking(&state.coffer, move |c| Ok(c.health(&thresholds)))
+        })
+        .await?;
     let status = if report.healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = HealthResponse {
-        report,
+        report: &report,
         running_job: state.jobs.running().map(|j| j.view()),
     };
     Ok((status, Json(body)).into_response())

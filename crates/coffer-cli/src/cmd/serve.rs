@@ -9,6 +9,10 @@ use coffer_server::{Role, Server, Tokens};
 
 use crate::output;
 
+/// Blocking threads for reads (list, health, status, downloads): enough for a few slow
+/// downloads beside the quick reads, few enough that RSS stays flat under load.
+const MAX_BLOCKING_THREADS: usize = 8;
+
 /// Arguments of `coffer serve`.
 #[derive(Debug, clap::Args)]
 #[command(
@@ -85,6 +89,10 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let tokens = Tokens::load(&tokens_file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Reads (list, health, downloads) share a few blocking threads rather than tokio's
+        // default 512, each of which would grow its own malloc arena; jobs have their own
+        // thread, so a burst of reads only queues reads.
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .thread_name("coffer-serve")
         .enable_all()
         .build()
