@@ -205,6 +205,25 @@ fn serve_stop_timeout() -> u64 {
     coffer_server::JOB_STOP_LIMIT.as_secs() + 60
 }
 
+/// The sandbox the backup and the serve services share, after their `ReadWritePaths`.
+const SANDBOX: &str = "\
+ProtectHome=read-only
+PrivateTmp=true
+NoNewPrivileges=true
+ProtectKernelTunables=true
+ProtectKernelModules=true
+ProtectKernelLogs=true
+ProtectControlGroups=true
+ProtectClock=true
+ProtectHostname=true
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+RestrictNamespaces=true
+RestrictRealtime=true
+RestrictSUIDSGID=true
+LockPersonality=true
+SystemCallArchitectures=native
+";
+
 /// Renders the four unit files: the backup service, its timer, its failure unit and the
 /// server's service.
 pub fn render(opts: &UnitOptions) -> Result<Vec<UnitFile>, SystemdError> {
@@ -240,24 +259,10 @@ UMask=0077
 # reachable (docker compose exec talks to /run/docker.sock; PostgreSQL may be remote).
 ProtectSystem=strict
 {writable}
-ProtectHome=read-only
-PrivateTmp=true
-NoNewPrivileges=true
-ProtectKernelTunables=true
-ProtectKernelModules=true
-ProtectKernelLogs=true
-ProtectControlGroups=true
-ProtectClock=true
-ProtectHostname=true
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
-RestrictNamespaces=true
-RestrictRealtime=true
-RestrictSUIDSGID=true
-LockPersonality=true
-SystemCallArchitectures=native
-",
+{sandbox}",
         exec = command(opts, &["backup", "--kind", "auto", "--quiet"]),
         writable = writable.join("\n"),
+        sandbox = SANDBOX,
     );
     let timer = format!(
         "{header}\
@@ -330,28 +335,14 @@ UMask=0077
 # docker compose exec talks to /run/docker.sock; PostgreSQL may be remote).
 ProtectSystem=strict
 {writable}
-ProtectHome=read-only
-PrivateTmp=true
-NoNewPrivileges=true
-ProtectKernelTunables=true
-ProtectKernelModules=true
-ProtectKernelLogs=true
-ProtectControlGroups=true
-ProtectClock=true
-ProtectHostname=true
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
-RestrictNamespaces=true
-RestrictRealtime=true
-RestrictSUIDSGID=true
-LockPersonality=true
-SystemCallArchitectures=native
-
+{sandbox}
 [Install]
 WantedBy=multi-user.target
 ",
         exec = command(opts, &["serve"]),
         stop = serve_stop_timeout(),
         writable = serve_writable.join("\n"),
+        sandbox = SANDBOX,
     );
     Ok(vec![
         UnitFile {
