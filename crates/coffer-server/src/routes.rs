@@ -35,8 +35,7 @@ pub(crate) struct AppState {
     pub(crate) thresholds: coffer_core::Thresholds,
     /// The health report, shared by concurrent requests and reused for [`HEALTH_REUSED_FOR`].
     pub(crate) health_read: Arc<SharedRead<coffer_core::HealthReport>>,
-    /// The listing, shared and reused for [`LIST_REUSED_FOR`] unless this server changed the
-    /// root since.
+    /// The listing, shared and reused for [`LIST_REUSED_FOR`] unless the root changed since.
     pub(crate) list_read: Arc<SharedRead<Listed>>,
 }
 
@@ -44,8 +43,8 @@ pub(crate) struct AppState {
 /// docs/openapi.yaml and README.
 pub(crate) const HEALTH_REUSED_FOR: Duration = Duration::from_secs(2);
 
-/// How long a listing (one root scan, one run-log read) is reused when this server did not
-/// change the root since (changes by other runs show after at most this); documented in
+/// How long a listing (one root scan, one run-log read) is reused while neither this server
+/// nor anything else changed the root or the run log since (see [`list_key`]); documented in
 /// docs/openapi.yaml and README.
 pub(crate) const LIST_REUSED_FOR: Duration = Duration::from_secs(1);
 
@@ -180,11 +179,21 @@ struct ListResponse<'a> {
     role: Role,
 }
 
+/// What a kept listing is valid for: this server's changes to the root, and the root's and
+/// the run log's stamps (so a backup by the command line or the timer shows at once).
+fn list_key(state: &AppState) -> u64 {
+    state
+        .jobs
+        .root_changes()
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ state.coffer.root_generation()
+}
+
 async fn list(State(state): State<AppState>, Viewer(who): Viewer) -> Result<Response, Problem> {
     let thresholds = state.thresholds;
     let listed = state
         .list_read
-        .get(state.jobs.root_changes(), || {
+        .get(list_key(&state), || {
             blocking(&state.coffer, move |c| {
                 let status = c.status(&thresholds)?;
                 // A fresh install has no root yet: that is an empty list, not an error.

@@ -89,6 +89,24 @@ impl Coffer {
         names::parse_name(name).is_some()
             && std::fs::symlink_metadata(self.root().join(name)).is_ok_and(|m| m.is_dir())
     }
+
+    /// A number that changes whenever a listing or the status could: the modification
+    /// times of the root directory (a backup renamed into place or removed, any run's
+    /// staging) and of the run log (every run appends to it), and the run log's size. Two
+    /// `stat` calls, for front ends that reuse a listing while this stays the same.
+    pub fn root_generation(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        use std::os::unix::fs::MetadataExt;
+        let stamp = |path: &std::path::Path| {
+            std::fs::symlink_metadata(path)
+                .ok()
+                .map(|m| (m.mtime(), m.mtime_nsec(), m.size(), m.ino()))
+        };
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        stamp(self.root()).hash(&mut hasher);
+        stamp(&self.root().join(names::RUN_LOG_FILE)).hash(&mut hasher);
+        hasher.finish()
+    }
 }
 
 /// One backup on the remote.
