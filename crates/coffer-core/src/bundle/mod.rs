@@ -89,7 +89,7 @@ pub enum BundleError {
         source: std::io::Error,
     },
     /// The caller refused the backup on its manifest before any of its data was read (a
-    /// restore's pre-flight, see [`import::import_checked`]): nothing was imported.
+    /// restore's pre-flight, see `import::import_checked`): nothing was imported.
     #[error(transparent)]
     RefusedBeforeData(Box<crate::error::Error>),
     /// A signal asked the operation to stop.
@@ -105,7 +105,7 @@ pub enum BundleError {
 /// The exact length in bytes of the bundle of backup `name` holding `files` (file name and
 /// size, in bundle order): the directory's header, each file's header (after a pax header
 /// when its path is longer than 100 bytes or its size needs more than 11 octal digits), its
-/// data padded to 512-byte blocks, then the two end blocks. [`export()`] writes exactly this
+/// data padded to 512-byte blocks, then the two end blocks. `export` writes exactly this
 /// many bytes and announces them before the first, so a server can send the length before
 /// streaming.
 pub fn bundle_len<'a>(name: &str, files: impl IntoIterator<Item = (&'a str, u64)>) -> u64 {

@@ -113,7 +113,7 @@ impl Coffer {
     /// `allow_unsigned` of `options` apply to both steps.
     ///
     /// The manifest comes first in a bundle, so the pre-flight runs on it before any of the
-    /// data is read (see [`crate::restore::prepare_announced`]): the manifest's signature,
+    /// data is read (see `restore::prepare_announced`): the manifest's signature,
     /// the database, roles and sessions, the workspace target and its room, the Alembic
     /// head. A refusal there reads nothing more of the input and imports nothing (it is
     /// recorded in the run log as a failed restore). What needs the data (the identity, the

@@ -185,7 +185,7 @@ pub struct Artifact {
     pub compression: Compression,
     /// How it is encrypted; `null` when it is not.
     pub encryption: Option<Encryption>,
-    /// The database artifact's piece index (see [`crate::format::pieces`]); absent in
+    /// The database artifact's piece index (docs/MANIFEST.md, "The piece index"); absent in
     /// backups made before it existed, and for the other artifacts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pieces: Option<Vec<Piece>>,
