@@ -79,6 +79,26 @@ impl Serve {
         answer(req.call().unwrap())
     }
 
+    /// `DELETE /v1/admin/backup/{name}` with `token`.
+    pub(crate) fn delete(&self, name: &str, token: &str) -> (u16, String, Value) {
+        let mut resp = self
+            .agent
+            .delete(format!("{}/v1/admin/backup/{name}", self.base))
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        answer_of(&mut resp)
+    }
+
+    /// `GET /v1/admin/backup/{name}/download` with `token`, the body not read yet.
+    pub(crate) fn download(&self, name: &str, token: &str) -> ureq::http::Response<ureq::Body> {
+        self.agent
+            .get(format!("{}/v1/admin/backup/{name}/download", self.base))
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .unwrap()
+    }
+
     fn post(&self, path: &str, token: &str, headers: &[(&str, &str)], body: &str) -> Answer {
         let mut req = self
             .agent
@@ -622,12 +642,7 @@ fn download_streams_the_same_bundle_as_coffer_export() {
     let exported = case.dir.path().join("exported.tar");
     assert_success(&case.run(&["export", &name, "--output", exported.to_str().unwrap()]));
     let server = Serve::start(&case);
-    let mut resp = server
-        .agent
-        .get(format!("{}/v1/admin/backup/{name}/download", server.base))
-        .header("Authorization", format!("Bearer {viewer}"))
-        .call()
-        .unwrap();
+    let mut resp = server.download(&name, &viewer);
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(content_type(&resp), "application/x-tar");
     assert_eq!(
@@ -654,15 +669,7 @@ fn delete_removes_an_older_backup_and_refuses_the_newest() {
     let newest = case.backup_ok(&["--no-prune"]);
     let name = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
     let server = Serve::start(&case);
-    let delete = |backup: &str, token: &str| {
-        let mut resp = server
-            .agent
-            .delete(format!("{}/v1/admin/backup/{backup}", server.base))
-            .header("Authorization", format!("Bearer {token}"))
-            .call()
-            .unwrap();
-        answer_of(&mut resp)
-    };
+    let delete = |backup: &str, token: &str| server.delete(backup, token);
     let (status, ct, json) = delete(&name(&older), &viewer);
     assert_problem(status, &ct, &json, 403, "urn:coffer:problem:forbidden");
     let (status, ct, json) = delete(&name(&newest), &admin);

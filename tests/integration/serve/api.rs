@@ -15,12 +15,7 @@ fn download_announces_the_exact_content_length() {
     let backup = case.backup_ok(&[]);
     let name = backup.file_name().unwrap().to_string_lossy().into_owned();
     let server = Serve::start(&case);
-    let mut resp = server
-        .agent
-        .get(format!("{}/v1/admin/backup/{name}/download", server.base))
-        .header("Authorization", format!("Bearer {viewer}"))
-        .call()
-        .unwrap();
+    let mut resp = server.download(&name, &viewer);
     assert_eq!(resp.status().as_u16(), 200);
     let announced: u64 = resp
         .headers()
@@ -63,13 +58,7 @@ fn names_not_in_the_root_are_404_and_never_paths() {
             "",
         );
         assert_problem(a.status, &a.content_type, &a.json, 404, not_found);
-        let mut resp = server
-            .agent
-            .delete(format!("{}/v1/admin/backup/{name}", server.base))
-            .header("Authorization", format!("Bearer {admin}"))
-            .call()
-            .unwrap();
-        let (status, ct, json) = answer_of(&mut resp);
+        let (status, ct, json) = server.delete(name, &admin);
         assert_problem(status, &ct, &json, 404, not_found);
     }
     // Nothing ran: no job, no new run-log line.
@@ -130,13 +119,7 @@ fn a_command_line_run_holding_the_root_gets_409_at_once() {
         "",
     );
     assert_problem(a.status, &a.content_type, &a.json, 409, locked);
-    let mut resp = server
-        .agent
-        .delete(format!("{}/v1/admin/backup/{name}", server.base))
-        .header("Authorization", format!("Bearer {admin}"))
-        .call()
-        .unwrap();
-    let (status, ct, json) = answer_of(&mut resp);
+    let (status, ct, json) = server.delete(&name, &admin);
     assert_problem(status, &ct, &json, 409, locked);
     // None of them started a job.
     let (_, _, list) = server.get("/v1/admin/backup/list", Some(&viewer));
