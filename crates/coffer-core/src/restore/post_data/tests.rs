@@ -337,3 +337,150 @@ fn leading_blanks_and_comments_end_where_the_statement_starts() {
         assert_eq!(leading_blanks_and_comments(s.as_bytes()), *want, "{s:?}");
     }
 }
+
+/// What the plan must do with one statement of the generated post-data parts.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// A setting (its parameter): stays in place, and leads the later builds.
+    Setting(&'static str),
+    /// Stays in place as written.
+    Stays,
+    /// Moves whole into an index build of (table, name).
+    Moves(&'static str, &'static str),
+    /// A constraint: an index build of (table, name, statement), and in place this one.
+    Rewritten(&'static str, &'static str, &'static str, &'static str),
+}
+
+const LEADS: &[&str] = &[
+    "",
+    "\n",
+    "\n\n--\n-- Name: x; Type: INDEX; Schema: public; Owner: app\n--\n\n",
+    " /* a /* b; */ CREATE INDEX z ON public.t USING btree (a); */ ",
+    "\n-- ; CREATE INDEX z ON public.t USING btree (a);\n",
+];
+
+const STATEMENTS: &[(&str, Expect)] = &[
+    (
+        "SET default_tablespace = '';",
+        Expect::Setting("default_tablespace"),
+    ),
+    (
+        "SET default_tablespace = fast;",
+        Expect::Setting("default_tablespace"),
+    ),
+    (
+        "SET client_encoding = 'utf8';",
+        Expect::Setting("client_encoding"),
+    ),
+    ("RESET ALL;", Expect::Setting("all")),
+    (
+        "SELECT pg_catalog.set_config('search_path', '', false);",
+        Expect::Setting("search_path"),
+    ),
+    (
+        "CREATE INDEX i ON public.t USING btree (a);",
+        Expect::Moves("public.t", "i"),
+    ),
+    (
+        "CREATE UNIQUE INDEX \"u;\nx\" ON public.\"T;\" USING btree (lower(a)) WHERE (a <> ';');",
+        Expect::Moves("public.\"T;\"", "\"u;\nx\""),
+    ),
+    (
+        "CREATE INDEX p ON ONLY public.parted USING btree (a);",
+        Expect::Stays,
+    ),
+    (
+        "CREATE INDEX q ON public.parted USING btree (a);",
+        Expect::Stays,
+    ),
+    (
+        "ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (id);",
+        Expect::Rewritten(
+            "public.t",
+            "t_pkey",
+            "CREATE UNIQUE INDEX t_pkey ON public.t USING btree (id);",
+            "ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY USING INDEX t_pkey;",
+        ),
+    ),
+    (
+        "ALTER TABLE ONLY public.\"T;\"\n    ADD CONSTRAINT \"k;\" UNIQUE (\"a)\", b);",
+        Expect::Rewritten(
+            "public.\"T;\"",
+            "\"k;\"",
+            "CREATE UNIQUE INDEX \"k;\" ON public.\"T;\" USING btree (\"a)\", b);",
+            "ALTER TABLE ONLY public.\"T;\"\n    ADD CONSTRAINT \"k;\" UNIQUE USING INDEX \"k;\";",
+        ),
+    ),
+    (
+        "ALTER TABLE ONLY public.t\n    ADD CONSTRAINT d UNIQUE (a) DEFERRABLE;",
+        Expect::Stays,
+    ),
+    (
+        "ALTER TABLE ONLY public.c\n    ADD CONSTRAINT c_fkey FOREIGN KEY (t) REFERENCES public.t(id);",
+        Expect::Stays,
+    ),
+    (
+        "SELECT pg_catalog.setval('public.s', 1, true);",
+        Expect::Stays,
+    ),
+    (
+        "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS $$SELECT 1; CREATE INDEX i ON public.t USING btree (a);$$;",
+        Expect::Stays,
+    ),
+];
+
+const TRAILERS: &[&str] = &["", "\n\n--\n-- PostgreSQL database dump complete\n--\n\n"];
+
+proptest::proptest! {
+    /// Any sequence of statements: each lands exactly once, where the rules say, with the
+    /// settings in effect before it; the rest keeps the input's order and bytes.
+    #[test]
+    fn every_statement_lands_once_in_order(
+        parts in proptest::collection::vec((0..LEADS.len(), 0..STATEMENTS.len()), 0..24),
+        trailer in 0..TRAILERS.len(),
+    ) {
+        let mut input = String::new();
+        let mut rest = String::new();
+        let mut indexes = Vec::new();
+        let mut settings: Vec<(&str, &str)> = Vec::new();
+        let led = |settings: &[(&str, &str)], stmt: &str| {
+            let mut sql: String = settings.iter().map(|(_, s)| format!("{s}\n")).collect();
+            sql.push_str(stmt);
+            sql.push('\n');
+            sql
+        };
+        for (lead, stmt) in parts {
+            let (lead, (stmt, expect)) = (LEADS[lead], STATEMENTS[stmt]);
+            input.push_str(lead);
+            input.push_str(stmt);
+            match expect {
+                Expect::Setting(name) => {
+                    if name == "all" {
+                        settings.clear();
+                    }
+                    settings.retain(|(n, _)| *n != name);
+                    settings.push((name, stmt));
+                    rest.push_str(lead);
+                    rest.push_str(stmt);
+                }
+                Expect::Stays => {
+                    rest.push_str(lead);
+                    rest.push_str(stmt);
+                }
+                Expect::Moves(table, name) => {
+                    indexes.push((table.to_string(), name.to_string(), led(&settings, stmt)));
+                }
+                Expect::Rewritten(table, name, build, using) => {
+                    indexes.push((table.to_string(), name.to_string(), led(&settings, build)));
+                    rest.push_str(lead);
+                    rest.push_str(using);
+                }
+            }
+        }
+        input.push_str(TRAILERS[trailer]);
+        rest.push_str(TRAILERS[trailer]);
+        let (got_indexes, got_rest) = plan(&input);
+        proptest::prop_assert_eq!(got_indexes, indexes, "{:?}", input);
+        proptest::prop_assert_eq!(got_rest, rest, "{:?}", input);
+    }
+}
