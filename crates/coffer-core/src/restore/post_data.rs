@@ -23,6 +23,8 @@ mod round_trip;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
+
 use crate::stream::dump_scan::{DumpScanner, Mark};
 use forms::{Setting, leading_blanks_and_comments};
 
@@ -63,7 +65,7 @@ pub(crate) struct IndexBuild {
 /// or materialized view of the new database that is not partitioned (`relkind` `r` or `m`).
 /// Indexes and constraints of any other relation (a partitioned table, whose index would
 /// recurse into its partitions; a name the database does not know, e.g. one the post-data
-/// itself creates) stay in the rest, in order.
+/// itself creates) stay in the rest, in order. It is asked once per table.
 ///
 /// Errors (the text says why) when the scanner refuses the text, or it holds a `COPY`
 /// block (then it is not a post-data part).
@@ -76,6 +78,8 @@ pub(crate) fn plan_post_data(
         rest: Vec::with_capacity(sql.len()),
     };
     let mut settings = Settings::default();
+    let mut answers = HashMap::new();
+    let mut may_move = |table: &[u8]| movable(table, rewrite, &mut answers);
     let mut from = 0;
     for end in statement_ends(sql, false)? {
         let segment = &sql[from..end];
@@ -85,7 +89,7 @@ pub(crate) fn plan_post_data(
         if let Some(change) = forms::setting(stmt) {
             settings.change(change, stmt);
         } else if let Some((table, name)) = forms::index_build(stmt)
-            && let Some(table) = movable(table, rewrite)
+            && let Some(table) = may_move(table)
         {
             plan.indexes.push(IndexBuild {
                 table,
@@ -95,7 +99,7 @@ pub(crate) fn plan_post_data(
             });
             continue;
         } else if let Some(constraint) = forms::unique_constraint(stmt)
-            && let Some(table) = movable(constraint.table, rewrite)
+            && let Some(table) = may_move(constraint.table)
         {
             plan.indexes.push(IndexBuild {
                 table,
@@ -155,12 +159,20 @@ fn statement_ends(sql: &[u8], copy_blocks: bool) -> Result<Vec<usize>, String> {
         .collect()
 }
 
-/// The table as text, when its index may be built on its own.
-fn movable(table: &[u8], rewrite: &dyn Fn(&str) -> bool) -> Option<String> {
+/// The table as text, when its index may be built on its own (`answers`: what `rewrite`
+/// said so far).
+fn movable(
+    table: &[u8],
+    rewrite: &dyn Fn(&str) -> bool,
+    answers: &mut HashMap<String, bool>,
+) -> Option<String> {
     // Names come from the dump: a byte sequence that is not UTF-8 is left alone rather
     // than asked about under another spelling.
     let table = std::str::from_utf8(table).ok()?;
-    rewrite(table).then(|| table.to_string())
+    let yes = *answers
+        .entry(table.to_string())
+        .or_insert_with(|| rewrite(table));
+    yes.then(|| table.to_string())
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -257,6 +257,19 @@ fn nothing_to_move_gives_the_input_back() {
 }
 
 #[test]
+fn rewrite_is_asked_once_per_table() {
+    let asked = std::cell::RefCell::new(Vec::new());
+    let input = "CREATE INDEX a ON public.t USING btree (a);\nCREATE INDEX b ON public.t USING btree (b);\nALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (id);\nCREATE INDEX c ON public.u USING btree (c);\nCREATE INDEX d ON public.u USING btree (d);\n";
+    let plan = plan_post_data(input.as_bytes(), &|table| {
+        asked.borrow_mut().push(table.to_string());
+        table == "public.t"
+    })
+    .unwrap();
+    assert_eq!(*asked.borrow(), ["public.t", "public.u"]);
+    assert_eq!(plan.indexes.len(), 3);
+}
+
+#[test]
 fn what_the_scanner_refuses_or_a_copy_block_is_an_error() {
     let cases = [
         (
