@@ -3,6 +3,7 @@
 //! the pre-data and data, the index builds (in reverse order: order does not matter) and
 //! the rest must have the very same schema.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -44,6 +45,13 @@ INSERT INTO public.child SELECT g, g, g FROM generate_series(1, 20) g;
 INSERT INTO public.parted SELECT g, g % 200 FROM generate_series(1, 400) g;
 CREATE MATERIALIZED VIEW public.mv AS SELECT id, a FROM public.t;
 CREATE UNIQUE INDEX mv_id ON public.mv (id);
+CREATE TABLE public.zz_fast (
+    id int,
+    a int,
+    CONSTRAINT "A_fast_pkey" PRIMARY KEY (id) USING INDEX TABLESPACE fast
+) TABLESPACE fast;
+CREATE INDEX zz_fast_a ON public.zz_fast (a) TABLESPACE fast;
+INSERT INTO public.zz_fast SELECT g, g FROM generate_series(1, 50) g;
 CREATE SEQUENCE public.s;
 SELECT nextval('public.s');
 GRANT SELECT ON public.t TO PUBLIC;
@@ -119,6 +127,22 @@ fn index_builds_in_any_order_then_the_rest_give_the_same_schema() {
     let dir = tempfile::tempdir().unwrap();
     cluster.create_database("orig").unwrap();
     cluster.create_database("copy").unwrap();
+    // A tablespace, so that an index built in the wrong session settings lands elsewhere
+    // (pg_dump says where with `SET default_tablespace` only when it changes: here the
+    // post-data's first statement, "A_fast_pkey", relies on the pre-data's last one).
+    let location = cluster.socket_dir().join("fast");
+    std::fs::create_dir(&location).unwrap();
+    let owner = std::fs::metadata(cluster.data_dir()).unwrap();
+    std::os::unix::fs::chown(&location, Some(owner.uid()), Some(owner.gid())).unwrap();
+    cluster
+        .psql(
+            "postgres",
+            &format!(
+                "CREATE TABLESPACE fast LOCATION {}",
+                quote_literal(&location.display().to_string())
+            ),
+        )
+        .unwrap();
     psql(&cluster, "orig", SCHEMA, dir.path());
 
     // The dump, cut after its last COPY block and gated as a restore gates it (one scanner
@@ -165,6 +189,7 @@ fn index_builds_in_any_order_then_the_rest_give_the_same_schema() {
     assert_eq!(
         moved,
         [
+            "\"A_fast_pkey\"",
             "\"Odd; \"\"name\"\"_x USING y_key\"",
             "\"pk; USING\nINDEX\"",
             "child_pkey",
@@ -177,6 +202,7 @@ fn index_builds_in_any_order_then_the_rest_give_the_same_schema() {
             "t_lower_a",
             "t_partial",
             "t_pkey",
+            "zz_fast_a",
         ],
         "{}",
         String::from_utf8_lossy(&post)
