@@ -14,8 +14,11 @@
 //! (see `forms.rs`); everything else stays in the rest, byte for byte, in order.
 //!
 //! How a restore uses the plan: run every [`IndexBuild::sql`] (in any order, each in a
-//! session with the dump's session settings, see [`settings_in_effect`]) once its table is
-//! loaded, and when all have succeeded, run [`PostDataPlan::rest`] in one session.
+//! session of its own) once its table is loaded, and when all have succeeded, run
+//! [`PostDataPlan::rest`] in one session. Every one of these sessions must first get the
+//! settings the pre-data left ([`settings_in_effect`] of the pre-data part): pg_dump writes
+//! `SET default_tablespace` only when it changes, so the post-data's first statements may
+//! rely on the pre-data's last one.
 
 mod forms;
 #[cfg(test)]

@@ -48,7 +48,8 @@ CREATE UNIQUE INDEX mv_id ON public.mv (id);
 CREATE TABLE public.zz_fast (
     id int,
     a int,
-    CONSTRAINT "A_fast_pkey" PRIMARY KEY (id) USING INDEX TABLESPACE fast
+    CONSTRAINT "A_fast_pkey" PRIMARY KEY (id) USING INDEX TABLESPACE fast,
+    CONSTRAINT "A_fast_later" UNIQUE (a) USING INDEX TABLESPACE fast DEFERRABLE
 ) TABLESPACE fast;
 CREATE INDEX zz_fast_a ON public.zz_fast (a) TABLESPACE fast;
 INSERT INTO public.zz_fast SELECT g, g FROM generate_series(1, 50) g;
@@ -129,7 +130,8 @@ fn index_builds_in_any_order_then_the_rest_give_the_same_schema() {
     cluster.create_database("copy").unwrap();
     // A tablespace, so that an index built in the wrong session settings lands elsewhere
     // (pg_dump says where with `SET default_tablespace` only when it changes: here the
-    // post-data's first statement, "A_fast_pkey", relies on the pre-data's last one).
+    // post-data's first statements, "A_fast_pkey" (an index build) and "A_fast_later" (in
+    // the rest), rely on the pre-data's last one).
     let location = cluster.socket_dir().join("fast");
     std::fs::create_dir(&location).unwrap();
     let owner = std::fs::metadata(cluster.data_dir()).unwrap();
@@ -166,8 +168,8 @@ fn index_builds_in_any_order_then_the_rest_give_the_same_schema() {
     assert_eq!(gate.finish().unusable(), None);
 
     // Pre-data and data; the plan (asking the new database which tables are plain); each
-    // index build in a session of its own (with the dump's settings as of the end of the
-    // pre-data), last first; then the rest.
+    // index build in a session of its own, last first; then the rest; each session starts
+    // with the dump's settings as of the end of the pre-data.
     let pre_file = dir.path().join("pre.sql");
     std::fs::write(&pre_file, &pre).unwrap();
     psql_file(&cluster, "copy", &pre_file);
@@ -225,7 +227,7 @@ fn index_builds_in_any_order_then_the_rest_give_the_same_schema() {
         psql_file(&cluster, "copy", &file);
     }
     let rest_file = dir.path().join("rest.sql");
-    std::fs::write(&rest_file, &plan.rest).unwrap();
+    std::fs::write(&rest_file, [settings.as_slice(), &plan.rest].concat()).unwrap();
     psql_file(&cluster, "copy", &rest_file);
 
     assert_eq!(schema(&cluster, "copy"), schema(&cluster, "orig"));
