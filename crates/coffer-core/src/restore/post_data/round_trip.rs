@@ -53,6 +53,13 @@ CREATE TABLE public.zz_fast (
 ) TABLESPACE fast;
 CREATE INDEX zz_fast_a ON public.zz_fast (a) TABLESPACE fast;
 INSERT INTO public.zz_fast SELECT g, g FROM generate_series(1, 50) g;
+ALTER TABLE public.t CLUSTER ON t_pkey;
+ALTER TABLE public.child REPLICA IDENTITY USING INDEX child_pkey;
+COMMENT ON CONSTRAINT t_a_key ON public.t IS 'unique a';
+COMMENT ON INDEX public.t_partial IS 'partial';
+CREATE STATISTICS public.t_stats ON b, c FROM public.t;
+ALTER TABLE public.t ENABLE ROW LEVEL SECURITY;
+CREATE POLICY t_all ON public.t USING (b > 0);
 CREATE SEQUENCE public.s;
 SELECT nextval('public.s');
 GRANT SELECT ON public.t TO PUBLIC;
