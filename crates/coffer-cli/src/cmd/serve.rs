@@ -23,8 +23,9 @@ before the server exits. Every request needs `Authorization: Bearer TOKEN` with 
 `coffer serve token add` (server.tokens_file). The server speaks plain HTTP: it refuses a \
 non-loopback address unless server.allow_plain_http = true (put it behind a TLS-terminating \
 reverse proxy). Uploads to restore (POST /v1/admin/backup/restore) are streamed, never held in \
-memory, and refused with 413 past server.max_upload_bytes (default 10 GB). It prints \
-`listening on http://ADDRESS` on stdout once it accepts requests."
+memory, and refused with 413 past server.max_upload_bytes (default 10 GB). Requests are \
+served at a lower CPU priority (nice +10, at most 19) than backups and restores, which keep \
+the process's. It prints `listening on http://ADDRESS` on stdout once it accepts requests."
 )]
 pub struct Args {
     /// Address and port to listen on [default: server.listen, else 127.0.0.1:8787];
