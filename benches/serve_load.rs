@@ -15,7 +15,9 @@
 //! server answers, the worst case); `--scale F` (1.0) multiplies the data (at 1: a plain dump
 //! of about 100 MB and a workspace of about 60 MB); `--idle-runs N` (3) backups measured
 //! without load; `--dir DIR` (`<workspace root>/target/coffer-bench-serve`); `--out FILE`
-//! (`<dir>/serve-load.md`) receives the table. Without cargo bench's `--bench` argument (as
+//! (`<dir>/serve-load.md`) receives the table; `--clients-nice N` (0) runs the client threads at
+//! niceness N, standing in for clients on other machines (on the benchmark's 2 cores, 50
+//! closed-loop clients at the backup's priority take a core's worth of CPU from it themselves). Without cargo bench's `--bench` argument (as
 //! `cargo test --all-targets` runs it) the binary does nothing.
 //!
 //! What it does: a throw-away PostgreSQL cluster with a generated database, a generated
@@ -48,7 +50,8 @@ use load::{Results, RssSampler, Tally, client, report, rss_kib};
 const COFFER: &str = env!("CARGO_BIN_EXE_coffer");
 
 const USAGE: &str = "usage: cargo bench -p coffer-cli --bench serve_load -- [--clients N] \
-[--duration S] [--pause-ms MS] [--scale F] [--idle-runs N] [--dir DIR] [--out FILE]";
+[--duration S] [--pause-ms MS] [--scale F] [--idle-runs N] [--clients-nice N] [--dir DIR] \
+[--out FILE]";
 
 /// The longest one backup may take before the benchmark gives up.
 const BACKUP_LIMIT: Duration = Duration::from_secs(900);
@@ -94,6 +97,7 @@ struct Args {
     pause: Duration,
     scale: f64,
     idle_runs: usize,
+    clients_nice: i32,
     dir: PathBuf,
     out: Option<PathBuf>,
 }
@@ -110,6 +114,7 @@ fn parse_args() -> Result<Args> {
         pause: Duration::ZERO,
         scale: 1.0,
         idle_runs: 3,
+        clients_nice: 0,
         dir: workspace_root().join("target/coffer-bench-serve"),
         out: None,
     };
@@ -126,6 +131,9 @@ fn parse_args() -> Result<Args> {
             "--pause-ms" => args.pause = Duration::from_millis(value()?.parse()?),
             "--scale" => args.scale = value()?.parse().context("--scale")?,
             "--idle-runs" => args.idle_runs = value()?.parse().context("--idle-runs")?,
+            "--clients-nice" => {
+                args.clients_nice = value()?.parse().context("--clients-nice")?;
+            }
             "--dir" => args.dir = workspace_root().join(value()?),
             "--out" => args.out = Some(workspace_root().join(value()?)),
             other => bail!("unknown argument {other:?}\n{USAGE}"),
@@ -189,7 +197,15 @@ fn measure(args: &Args, run_dir: &Path) -> Result<String> {
         .map(|i| {
             let (stop, tally) = (stop.clone(), tally.clone());
             let (base, token, pause) = (server.base.clone(), token.clone(), args.pause);
-            std::thread::spawn(move || client(i, &base, &token, pause, &stop, &tally))
+            let nice = args.clients_nice;
+            std::thread::spawn(move || {
+                // `setpriority(PRIO_PROCESS, 0, …)` sets the calling thread's niceness on Linux.
+                if nice != 0 {
+                    rustix::process::setpriority_process(None, nice)
+                        .expect("cannot set the client thread's niceness");
+                }
+                client(i, &base, &token, pause, &stop, &tally)
+            })
         })
         .collect();
     let load_start = Instant::now();

@@ -159,9 +159,10 @@ pub fn report(args: &Args, r: &Results) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "## coffer serve under load\n\n{} clients (pause {} ms) for {:.1} s, scale {}; {}\n",
+        "## coffer serve under load\n\n{} clients (pause {} ms, nice {}) for {:.1} s, scale {}; {}\n",
         args.clients,
         args.pause.as_millis(),
+        args.clients_nice,
         r.load_time.as_secs_f64(),
         args.scale,
         machine()

@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::harness::*;
 
 mod api;
+mod priority;
 mod shutdown;
 mod upload;
 

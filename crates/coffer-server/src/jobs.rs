@@ -1,7 +1,8 @@
 //! Jobs: a backup or restore started by a request, run on a thread of its own (not tokio's
 //! blocking pool, which is capped and shared with reads: a burst of reads can neither starve
 //! nor deadlock a job) with its own [`RunContext`], outliving the request. One job holds the
-//! backup root at a time.
+//! backup root at a time. With a [`JobLauncher`], that thread is started by the launcher and
+//! keeps the process's scheduling priority while the HTTP threads run at a lower one.
 //!
 //! A job's progress is one snapshot (state, current step, per-artifact bytes) updated by the
 //! library's [`Event`]s; watchers are woken through a `watch` channel, so a slow or
@@ -18,6 +19,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio::sync::watch;
 
+use crate::launcher::JobLauncher;
 use crate::problem::Problem;
 
 /// Finished jobs kept for `GET /v1/admin/jobs/{id}`; older ones are forgotten.
@@ -25,6 +27,9 @@ const KEPT_JOBS: usize = 100;
 
 /// Steps and notes kept per job (the newest ones).
 const KEPT_LINES: usize = 200;
+
+/// The name of a job's thread.
+const JOB_THREAD_NAME: &str = "coffer-job";
 
 /// What a job does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -200,6 +205,8 @@ struct Registry {
 #[derive(Default)]
 pub struct Jobs {
     registry: Mutex<Registry>,
+    /// Starts the job threads; without one they are started by the requesting thread.
+    launcher: Option<JobLauncher>,
     closed: std::sync::atomic::AtomicBool,
     /// Counts this server's changes to the backup root (jobs ended, deletes): the key under
     /// which a listing is reused.
@@ -207,6 +214,15 @@ pub struct Jobs {
 }
 
 impl Jobs {
+    /// Jobs whose threads `launcher` starts, and whose async parts (remote transfers) run on
+    /// its runtime, at the launcher's priority.
+    pub fn with_launcher(launcher: JobLauncher) -> Jobs {
+        Jobs {
+            launcher: Some(launcher),
+            ..Jobs::default()
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -279,22 +295,31 @@ impl Jobs {
         let worker = job.clone();
         let jobs = self.clone();
         let (ended, handle) = oneshot::channel::<()>();
-        // The remote part of a workflow runs on the server's runtime (a plain thread has none).
-        let runtime = tokio::runtime::Handle::try_current().ok();
-        std::thread::Builder::new()
-            .name("coffer-job".into())
-            .spawn(move || {
-                let _ended = ended;
-                run(&worker, &jobs, runtime, work);
-            })
-            .map_err(|e| {
-                Problem::new(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "urn:coffer:problem:failed",
-                    "The job could not start",
-                    format!("the server cannot start a thread ({e}); retry later"),
-                )
-            })?;
+        // The remote part of a workflow runs on a runtime (a plain thread has none): the
+        // launcher's, else the server's.
+        let runtime = match &self.launcher {
+            Some(launcher) => Some(launcher.runtime()),
+            None => tokio::runtime::Handle::try_current().ok(),
+        };
+        let body: crate::launcher::Body = Box::new(move || {
+            let _ended = ended;
+            run(&worker, &jobs, runtime, work);
+        });
+        match &self.launcher {
+            Some(launcher) => launcher.spawn(JOB_THREAD_NAME, body),
+            None => std::thread::Builder::new()
+                .name(JOB_THREAD_NAME.into())
+                .spawn(body)
+                .map(drop),
+        }
+        .map_err(|e| {
+            Problem::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "urn:coffer:problem:failed",
+                "The job could not start",
+                format!("the server cannot start a thread ({e}); retry later"),
+            )
+        })?;
         if registry.jobs.len() == KEPT_JOBS
             && let Some(pos) = registry.jobs.iter().position(|j| j.lock().state.is_final())
         {

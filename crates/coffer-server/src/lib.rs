@@ -31,7 +31,9 @@
 
 mod download;
 pub mod jobs;
+pub mod launcher;
 pub mod page;
+pub mod priority;
 pub mod problem;
 mod routes;
 pub mod tokens;
@@ -47,6 +49,7 @@ use coffer_core::{Coffer, Error, ErrorKind, Thresholds};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use launcher::JobLauncher;
 pub use tokens::{Role, Tokens};
 
 /// Every route of the HTTP API as (method, path), e.g. `("GET", "/v1/admin/jobs/{id}")`:
@@ -89,6 +92,7 @@ pub struct Server {
     tokens: Arc<Tokens>,
     listener: TcpListener,
     thresholds: Thresholds,
+    launcher: Option<JobLauncher>,
 }
 
 impl std::fmt::Debug for Server {
@@ -114,7 +118,16 @@ impl Server {
             tokens: Arc::new(tokens),
             listener,
             thresholds: DEFAULT_THRESHOLDS,
+            launcher: None,
         })
+    }
+
+    /// Starts the jobs' threads through `launcher`, so that they keep its thread's
+    /// priority whatever the priority of the thread that handles the request (see
+    /// [`launcher`]); without one, the handling thread starts them.
+    pub fn with_job_launcher(mut self, launcher: JobLauncher) -> Server {
+        self.launcher = Some(launcher);
+        self
     }
 
     /// The address it listens on (the port chosen when it was 0).
@@ -126,7 +139,10 @@ impl Server {
     /// jobs, the running one cancelled with `signal` (a backup leaves nothing partial, a
     /// restore rolls back) and awaited, event streams ended, open requests finished.
     pub async fn run(self, stop: impl Future<Output = usize> + Send) -> Result<(), Error> {
-        let jobs = Arc::new(jobs::Jobs::default());
+        let jobs = Arc::new(match self.launcher {
+            Some(launcher) => jobs::Jobs::with_launcher(launcher),
+            None => jobs::Jobs::default(),
+        });
         let (stopping_tx, stopping) = watch::channel(false);
         let app = routes::router(routes::AppState {
             coffer: self.coffer,

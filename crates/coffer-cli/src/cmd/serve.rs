@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use coffer_core::{Error, ErrorKind};
-use coffer_server::{Role, Server, Tokens};
+use coffer_server::{JobLauncher, Role, Server, Tokens};
 
 use crate::output;
 
@@ -23,8 +23,9 @@ before the server exits. Every request needs `Authorization: Bearer TOKEN` with 
 `coffer serve token add` (server.tokens_file). The server speaks plain HTTP: it refuses a \
 non-loopback address unless server.allow_plain_http = true (put it behind a TLS-terminating \
 reverse proxy). Uploads to restore (POST /v1/admin/backup/restore) are streamed, never held in \
-memory, and refused with 413 past server.max_upload_bytes (default 10 GB). It prints \
-`listening on http://ADDRESS` on stdout once it accepts requests."
+memory, and refused with 413 past server.max_upload_bytes (default 10 GB). Requests are \
+served at a lower CPU priority (nice +10, at most 19) than backups and restores, which keep \
+the process's. It prints `listening on http://ADDRESS` on stdout once it accepts requests."
 )]
 pub struct Args {
     /// Address and port to listen on [default: server.listen, else 127.0.0.1:8787];
@@ -87,6 +88,12 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         coffer_core::config::parse_listen(listen).map_err(|r| usage(format!("--listen {r}")))?;
     coffer_server::check_listen(addr, settings.allow_plain_http)?;
     let tokens = Tokens::load(&tokens_file)?;
+    // Before the runtime: the launcher's thread must never be lowered, so that backups and
+    // restores keep the process's priority while requests run below it.
+    let launcher = JobLauncher::start().context("cannot start the server's job launcher")?;
+    let http_niceness = coffer_server::priority::http_niceness()
+        .inspect_err(warn_priority_unchanged)
+        .ok();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         // Reads (list, health, downloads) share a few blocking threads rather than tokio's
@@ -94,6 +101,13 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         // thread, so a burst of reads only queues reads.
         .max_blocking_threads(MAX_BLOCKING_THREADS)
         .thread_name("coffer-serve")
+        // Requests must not take the CPU from a backup: every HTTP thread runs nicer.
+        .on_thread_start(move || {
+            if let Some(niceness) = http_niceness {
+                let _ = coffer_server::priority::set_current_thread(niceness)
+                    .inspect_err(warn_priority_unchanged);
+            }
+        })
         .enable_all()
         .build()
         .context("cannot start the server's runtime")?;
@@ -101,7 +115,7 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
             format!("cannot listen on {addr}: is another server using the port?")
         })?;
-        let server = Server::new(coffer, tokens, listener)?;
+        let server = Server::new(coffer, tokens, listener)?.with_job_launcher(launcher);
         let stop = coffer_server::stop_signal().context("cannot install signal handlers")?;
         let bound = server.local_addr()?;
         output::outln!("listening on http://{bound}");
@@ -110,4 +124,15 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         output::errln!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Says once that the HTTP threads keep the process's priority (`getpriority` or
+/// `setpriority` refused, e.g. by a seccomp filter); the server runs anyway.
+fn warn_priority_unchanged(e: &std::io::Error) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        output::errln!(
+            "warning: cannot lower the priority of the server's HTTP threads ({e}): requests compete with backups for the CPU at equal priority"
+        );
+    });
 }
