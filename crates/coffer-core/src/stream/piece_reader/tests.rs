@@ -278,3 +278,223 @@ fn a_flipped_byte_in_the_file_is_damage() {
         assert_eq!(f.read(&f.pieces()[0]).unwrap(), f.parts[0]);
     }
 }
+
+/// The whole path of a parallel restore, with real components: a real `pg_dump` cut by the
+/// piece writer (small pieces, so a table is cut at row ends), every piece read alone by
+/// [`PieceReader`] and gated alone by [`DumpScanner::resume`], each piece's output applied
+/// in its own restricted psql session (the data pieces in REVERSE order, to show they are
+/// independent): the same database as the whole dump through the whole-dump gate, and the
+/// pieces' facts merge into the whole dump's.
+mod real_dump {
+    use std::io::{Read, Write};
+
+    use super::*;
+    use crate::sandbox::TempCluster;
+    use crate::stream::dump_scan::{DumpFacts, DumpScanner};
+    use crate::stream::parallel_gzip::ParallelGzipWriter;
+    use crate::stream::piece_plan::PieceLimits;
+    use crate::stream::piece_writer::{CutWrite, PieceWriter, complete_index};
+
+    struct Gz(ParallelGzipWriter<Vec<u8>>);
+
+    impl Write for Gz {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl CutWrite for Gz {
+        fn cut(&mut self) -> io::Result<u64> {
+            self.0.end_member()?;
+            Ok(self.0.get_ref().len() as u64)
+        }
+    }
+
+    const SCHEMA: &str = "
+        CREATE TABLE public.big (id int PRIMARY KEY, body text);
+        INSERT INTO public.big SELECT i, repeat(md5(i::text), 3) || E'\\ttab\\\\back''q' FROM generate_series(1, 20000) i;
+        CREATE TABLE public.\"My Table\" (x text);
+        INSERT INTO public.\"My Table\" VALUES ('quote''s'), (E'new\\nline'), (NULL);
+        CREATE TABLE public.alembic_version (version_num varchar(32) PRIMARY KEY);
+        INSERT INTO public.alembic_version VALUES ('abc123');
+        CREATE TABLE public.child (id int REFERENCES public.big (id));
+        INSERT INTO public.child SELECT i FROM generate_series(1, 100) i;
+        CREATE SEQUENCE public.s;
+        SELECT setval('public.s', 42);
+        CREATE FUNCTION public.f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$;
+        CREATE INDEX big_body ON public.big (body);
+    ";
+
+    fn dump(cluster: &TempCluster, db: &str) -> Vec<u8> {
+        let mut pg_dump = cluster.database(db).spawn_pg_dump().unwrap();
+        let mut out = Vec::new();
+        pg_dump
+            .child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        pg_dump.wait("").unwrap();
+        out
+    }
+
+    /// Applies `sql` in one restricted psql session, in one transaction.
+    fn apply(cluster: &TempCluster, db: &str, sql: &[u8]) {
+        let (mut psql, _) = cluster.database(db).spawn_psql_script().unwrap();
+        let mut stdout = psql.child.stdout.take().unwrap();
+        let drain = std::thread::spawn(move || io::copy(&mut stdout, &mut io::sink()));
+        let mut stdin = psql.child.stdin.take().unwrap();
+        stdin
+            .write_all(b"\\restrict pieceGateTestKey1\nBEGIN;\n")
+            .unwrap();
+        stdin.write_all(sql).unwrap();
+        stdin.write_all(b"COMMIT;\n").unwrap();
+        drop(stdin);
+        let waited = psql.wait("");
+        drain.join().unwrap().unwrap();
+        if let Err(e) = waited {
+            panic!(
+                "psql refused a piece: {e}\n{}",
+                String::from_utf8_lossy(sql)
+            );
+        }
+    }
+
+    /// A database's content as sorted lines of its dump (row order is the load order, which
+    /// differs), without the dump's random `\restrict` key.
+    fn content(cluster: &TempCluster, db: &str) -> Vec<String> {
+        let text = String::from_utf8(dump(cluster, db)).unwrap();
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+            .map(String::from)
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    #[test]
+    fn pieces_read_and_gated_alone_restore_the_same_database() {
+        let cluster = TempCluster::start().unwrap_or_else(|e| panic!("{e}"));
+        for db in ["src", "whole", "pieces"] {
+            cluster.create_database(db).unwrap();
+        }
+        cluster.psql("src", SCHEMA).unwrap();
+        let sql = dump(&cluster, "src");
+
+        let limits = PieceLimits {
+            min: 1,
+            max: 64 * 1024,
+            pieces: 1000,
+        };
+        let mut w = PieceWriter::with_limits(Gz(ParallelGzipWriter::new(Vec::new(), 6)), limits);
+        for part in sql.chunks(10_000) {
+            w.write_all(part).unwrap();
+        }
+        let (gz, whole_facts, index) = w.finish().unwrap();
+        assert!(whole_facts.complete, "{whole_facts:?}");
+        let gz = gz.0.finish().unwrap();
+        let mut pieces = index.expect("the dump got an index");
+        complete_index(&mut pieces, gz.len() as u64);
+        assert!(
+            pieces.iter().filter(|p| p.starts_in_copy).count() >= 3,
+            "the big table is cut at rows: {}",
+            pieces.len()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("postgres.sql.gz");
+        std::fs::write(&path, &gz).unwrap();
+        let artifact = Artifact {
+            role: ArtifactRole::Database,
+            file: "postgres.sql.gz".into(),
+            size: gz.len() as u64,
+            sha256: sha(&gz),
+            uncompressed_size: sql.len() as u64,
+            uncompressed_sha256: sha(&sql),
+            compression: Compression::Gzip,
+            encryption: None,
+            pieces: Some(pieces.clone()),
+        };
+        crate::format::pieces::check(&artifact, &pieces).unwrap();
+
+        // Gate every piece alone, in dump order (a continuing piece needs the COPY
+        // statement its predecessor publishes).
+        let mut state = None;
+        let mut continued: Option<(String, Vec<u8>)> = None;
+        let mut outputs = Vec::new();
+        let mut facts = Vec::new();
+        for p in &pieces {
+            let mut reader = PieceReader::open(&path, &artifact, p, None).unwrap();
+            let mut scanner = match &state {
+                None => DumpScanner::new(),
+                Some(st) => DumpScanner::resume(
+                    st,
+                    continued
+                        .as_ref()
+                        .filter(|_| p.starts_in_copy)
+                        .map(|(t, c)| (t.as_str(), c.as_slice())),
+                ),
+            };
+            let mut out = Vec::new();
+            let mut buf = vec![0u8; 8192];
+            loop {
+                let n = reader
+                    .read(&mut buf)
+                    .map_err(|e| reader.damaged(e))
+                    .unwrap();
+                if n == 0 {
+                    break;
+                }
+                scanner.feed_filtered(&buf[..n], &mut out);
+                assert_eq!(scanner.problem(), None);
+            }
+            reader.finish().unwrap();
+            if state.is_none() {
+                state = Some(scanner.session_state());
+            }
+            if let Some(last) = scanner.take_copy_statements().pop() {
+                continued = Some(last);
+            }
+            if p.ends_in_copy {
+                assert_eq!(continued.as_ref().map(|c| &c.0), p.table.as_ref());
+            }
+            facts.push(scanner.finish_piece(p.ends_in_copy, &mut out).unwrap());
+            outputs.push(out);
+        }
+        assert_eq!(DumpFacts::merge(facts), whole_facts);
+
+        // The whole dump through the whole-dump gate, in one session.
+        let mut whole = DumpScanner::new();
+        let mut out = Vec::new();
+        whole.feed_filtered(&sql, &mut out);
+        assert!(whole.finish().complete);
+        apply(&cluster, "whole", &out);
+
+        // Pre-data, the data pieces last to first, post-data: one session each.
+        let post = outputs.pop().unwrap();
+        let pre = outputs.remove(0);
+        apply(&cluster, "pieces", &pre);
+        for out in outputs.iter().rev() {
+            apply(&cluster, "pieces", out);
+        }
+        apply(&cluster, "pieces", &post);
+
+        let want = content(&cluster, "whole");
+        assert!(
+            want.iter().any(|l| l.contains("abc123")),
+            "the data is there"
+        );
+        assert!(want.iter().any(|l| l.contains("setval('public.s', 42")));
+        assert_eq!(content(&cluster, "pieces"), want);
+        assert_eq!(
+            cluster
+                .psql("pieces", "SELECT count(*) FROM public.big")
+                .unwrap(),
+            "20000"
+        );
+    }
+}
