@@ -293,25 +293,8 @@ mod real_dump {
     use crate::stream::dump_scan::{DumpFacts, DumpScanner};
     use crate::stream::parallel_gzip::ParallelGzipWriter;
     use crate::stream::piece_plan::PieceLimits;
-    use crate::stream::piece_writer::{CutWrite, PieceWriter, complete_index};
-
-    struct Gz(ParallelGzipWriter<Vec<u8>>);
-
-    impl Write for Gz {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.write(buf)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl CutWrite for Gz {
-        fn cut(&mut self) -> io::Result<u64> {
-            self.0.end_member()?;
-            Ok(self.0.get_ref().len() as u64)
-        }
-    }
+    use crate::stream::piece_writer::tests::Gz;
+    use crate::stream::piece_writer::{PieceWriter, complete_index};
 
     const SCHEMA: &str = "
         CREATE TABLE public.big (id int PRIMARY KEY, body text);
