@@ -405,4 +405,120 @@ fn the_real_fixture_cut_into_pieces_gives_the_whole_facts() {
     }
     assert!(facts.len() >= 5, "{}", facts.len());
     assert_eq!(DumpFacts::merge(facts), whole);
+    // And as the backup cuts it, with pieces of every size.
+    for max in [1, 40, 300, 100_000] {
+        let (count, merged) = cut_and_gate(FIXTURE, max, 13).unwrap();
+        assert_eq!(merged, Ok(scan(FIXTURE)), "max {max}");
+        assert!(count >= 3, "max {max}: {count} pieces");
+        if max == 1 {
+            assert!(count > 20, "rows cut one by one: {count}");
+        }
+    }
+}
+
+/// Cuts `dump` as the backup does (the real scanner's marks, the real planner, pieces of at
+/// most `max` bytes), gates every piece alone and merges their facts; `None` when the dump
+/// got no index.
+fn cut_and_gate(dump: &[u8], max: u64, chunk: usize) -> Option<(usize, Result<DumpFacts, String>)> {
+    use crate::stream::piece_plan::{PieceLimits, PiecePlanner};
+    let mut scanner = DumpScanner::with_marks();
+    let limits = PieceLimits {
+        min: 1,
+        max,
+        pieces: 1000,
+    };
+    let mut planner = PiecePlanner::new(limits);
+    let mut pieces = Vec::new();
+    for part in dump.chunks(chunk) {
+        scanner.feed(part);
+        pieces.extend(
+            scanner
+                .take_marks()
+                .into_iter()
+                .filter_map(|m| planner.mark(m)),
+        );
+        scanner.mark_row_end_after(planner.row_end_wanted_after());
+    }
+    let rows = scanner.rows_seen();
+    pieces.push(planner.finish(dump.len() as u64, rows)?);
+    let mut state: Option<SessionState> = None;
+    let mut continued: Option<(String, Vec<u8>)> = None;
+    let mut facts = Vec::new();
+    let count = pieces.len();
+    for p in pieces {
+        let bytes = &dump[p.start as usize..p.end as usize];
+        let mut s = match &state {
+            None => DumpScanner::new(),
+            Some(st) => DumpScanner::resume(
+                st,
+                continued
+                    .as_ref()
+                    .filter(|_| p.starts_in_copy)
+                    .map(|(t, c)| (t.as_str(), c.as_slice())),
+            ),
+        };
+        let mut out = Vec::new();
+        for part in bytes.chunks(chunk) {
+            s.feed_filtered(part, &mut out);
+        }
+        if state.is_none() {
+            state = Some(s.session_state());
+        }
+        if let Some(last) = s.take_copy_statements().pop() {
+            continued = Some(last);
+        }
+        match s.finish_piece(p.ends_in_copy, &mut out) {
+            Ok(f) => facts.push(f),
+            Err(e) => return Some((count, Err(e))),
+        }
+    }
+    Some((count, Ok(DumpFacts::merge(facts))))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Generated dumps with decoys (text that looks like COPY, rows, meta-commands, the
+    /// trailer) cut at every size: each piece passes alone and the merged facts are the
+    /// whole dump's.
+    #[test]
+    fn any_cut_of_a_generated_dump_gates_to_the_whole_facts(
+        tables in prop::collection::vec(
+            prop::collection::vec("[a-z\\\\\t\"';]{0,8}", 0..12),
+            1..5,
+        ),
+        decoys in prop::collection::vec(
+            prop_oneof![
+                Just("SELECT 'COPY public.x (a) FROM stdin;\n\\.\n';\n"),
+                Just("CREATE FUNCTION public.g() RETURNS void LANGUAGE sql AS $$ SELECT '\\! id' $$;\n"),
+                Just("-- PostgreSQL database dump complete\n"),
+                Just("/* \\.\nCOPY t FROM stdin; */\n"),
+                Just("SET search_path = public;\n"),
+            ],
+            0..4,
+        ),
+        max in 1u64..200,
+        chunk in 1usize..97,
+    ) {
+        let mut body = String::from(SESSION);
+        body.push_str("CREATE TABLE public.t0 (x text);\n");
+        for (i, rows) in tables.iter().enumerate() {
+            if let Some(d) = decoys.get(i) {
+                body.push_str(d);
+            }
+            body.push_str(&format!("COPY public.t{i} (x) FROM stdin;\n"));
+            for r in rows {
+                body.push_str(&r.replace('\\', "\\\\").replace('\t', "\\t"));
+                body.push('\n');
+            }
+            body.push_str("\\.\n");
+        }
+        body.push_str("CREATE INDEX i ON public.t0 (x);\n");
+        let d = dump(&body);
+        let whole = scan(d.as_bytes());
+        prop_assert!(whole.complete, "{:?}", whole);
+        let (count, merged) = cut_and_gate(d.as_bytes(), max, chunk).expect("an index");
+        prop_assert!(count >= 2 + tables.len().min(1), "{} pieces", count);
+        prop_assert_eq!(merged, Ok(whole));
+    }
 }
