@@ -34,7 +34,7 @@ impl DumpScanner {
         let overflow = std::mem::take(&mut self.stmt_overflow);
         if started {
             self.statement(&stmt, overflow, at);
-            self.header_statement(&stmt, overflow);
+            self.session_statement(&stmt, overflow);
             self.statement_ended(self.lex == Lex::CopyPending);
             // Whatever psql just ran may have switched the client encoding (a function can,
             // unseen): it is set back before psql lexes another byte of the dump.

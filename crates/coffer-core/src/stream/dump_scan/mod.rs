@@ -294,9 +294,12 @@ pub struct DumpScanner {
     unrestricted: bool,
     /// Whether a `\restrict` line may still come (never in a piece read alone).
     restrict_allowed: bool,
-    /// The header's session statements (see `resume.rs`), while the header lasts.
-    header_open: bool,
-    session: Vec<u8>,
+    /// The session settings made so far (see `resume.rs`): per setting, the order and bytes
+    /// of its last `SET` (or pg_dump's `set_config`) statement; and whether there were more
+    /// than are kept.
+    session: BTreeMap<Vec<u8>, (u64, Vec<u8>)>,
+    session_seq: u64,
+    session_overflow: bool,
     /// A piece read alone ([`DumpScanner::resume`]): the COPY statements judged and not yet
     /// taken, the last one per table, and what its filtered output starts with.
     copy_log: Option<Vec<(String, Vec<u8>)>>,
@@ -392,8 +395,9 @@ impl DumpScanner {
             restrict_key: None,
             unrestricted: false,
             restrict_allowed: true,
-            header_open: true,
-            session: Vec::new(),
+            session: BTreeMap::new(),
+            session_seq: 0,
+            session_overflow: false,
             copy_log: None,
             last_copies: BTreeMap::new(),
             prefix: Vec::new(),

@@ -2,8 +2,10 @@
 //! own psql session): the session state the dump set up before the piece, replayed first,
 //! then the piece through the same gate as a whole dump.
 //!
-//! A piece lacks what earlier pieces established: pg_dump's header settings (`SET …;`,
-//! `SELECT pg_catalog.set_config(…);`), the client encoding the gate resyncs to, the
+//! A piece lacks what earlier pieces established: the session settings (pg_dump's header
+//! `SET …;` and `SELECT pg_catalog.set_config(…);`, and the later ones such as `SET
+//! default_tablespace`, which pg_dump writes only when the value changes, so a post-data
+//! `CREATE INDEX` relies on one made in pre-data), the client encoding the gate resyncs to, the
 //! `\restrict` key whose `\unrestrict` the trailer carries, and, for a piece that starts
 //! inside a COPY block, the `COPY … FROM stdin;` statement that opened it. The first three
 //! come from the scanner that ran the pre-data piece ([`DumpScanner::session_state`]); the
@@ -17,22 +19,60 @@
 use std::collections::BTreeMap;
 
 use super::lexer::Lex;
-use super::statement::{copy_from_stdin, first_word};
+use super::statement::{copy_from_stdin, is_space};
 use super::{DumpFacts, DumpScanner, Resync};
 
-/// Most bytes of header statements kept (pg_dump writes about 400).
+/// Most bytes of session statements kept (pg_dump writes about 500), and most settings.
 const SESSION_CAP: usize = 64 * 1024;
+const SESSION_SETTINGS: usize = 64;
+
+/// What a top-level statement does to the session settings a later piece must replay.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum SessionChange {
+    /// `SET [SESSION|LOCAL] name …` or pg_dump's `SELECT pg_catalog.set_config('name', …)`:
+    /// the setting's name, lower-cased.
+    Set(Vec<u8>),
+    /// `RESET name`.
+    Reset(Vec<u8>),
+    /// `RESET ALL`.
+    ResetAll,
+}
+
+/// Reads a statement (comments blanked, without its `;`) as a change of a session setting.
+pub(super) fn session_change(stmt: &[u8]) -> Option<SessionChange> {
+    if let Some(rest) = stmt.strip_prefix(b"SELECT pg_catalog.set_config('") {
+        let end = rest.iter().position(|&b| b == b'\'')?;
+        return Some(SessionChange::Set(rest[..end].to_ascii_lowercase()));
+    }
+    let lower = stmt.to_ascii_lowercase();
+    let words: Vec<&[u8]> = lower
+        .split(|&b| is_space(b) || b == b'=')
+        .filter(|w| !w.is_empty())
+        .take(3)
+        .collect();
+    match words.as_slice() {
+        [b"reset", b"all"] => Some(SessionChange::ResetAll),
+        [b"reset", name] => Some(SessionChange::Reset(name.to_vec())),
+        [b"set", b"session" | b"local", name, ..] | [b"set", name, ..] => {
+            Some(SessionChange::Set(name.to_vec()))
+        }
+        _ => None,
+    }
+}
 
 /// The session state the dump established before a point, taken from the scanner that ran
-/// the pre-data piece: the header's session statements (the top-level `SET …;` and
-/// `SELECT pg_catalog.set_config(…);` pg_dump writes before its first other statement,
-/// verbatim as they passed the gate), the client encoding, standard_conforming_strings, the
+/// the pre-data piece: the session statements (the top-level `SET …;` and
+/// `SELECT pg_catalog.set_config(…);` statements, pg_dump's header ones and any later, the
+/// last one per setting, in the order they last came, as they passed the gate, minus what a
+/// `RESET` undid), the client encoding, standard_conforming_strings, the
 /// dump's `\restrict` key (so the post-data piece's closing `\unrestrict KEY` is accepted and
 /// dropped as in a whole dump), and the COPY statements seen so far per table.
 #[derive(Clone)]
 pub struct SessionState {
     /// Each statement as the gate read it (comments blanked), with its `;` and a newline.
     statements: Vec<u8>,
+    /// More settings were made than are kept: a piece cannot be given the session.
+    overflow: bool,
     client_encoding: Vec<u8>,
     std_strings: bool,
     restrict_key: Option<Vec<u8>>,
@@ -65,8 +105,11 @@ impl SessionState {
 impl DumpScanner {
     /// The state after what was fed so far (call on the pre-data scanner after its piece).
     pub fn session_state(&self) -> SessionState {
+        let mut settings: Vec<&(u64, Vec<u8>)> = self.session.values().collect();
+        settings.sort();
         SessionState {
-            statements: self.session.clone(),
+            statements: settings.into_iter().flat_map(|(_, s)| s.clone()).collect(),
+            overflow: self.session_overflow,
             client_encoding: self.client_encoding.clone(),
             std_strings: self.std_strings,
             restrict_key: self.restrict_key.clone(),
@@ -86,13 +129,21 @@ impl DumpScanner {
     /// scanner starts refused ([`DumpScanner::problem`]) and lets nothing through.
     pub fn resume(state: &SessionState, continued_copy: Option<(&str, &[u8])>) -> DumpScanner {
         let mut s = DumpScanner::new();
-        s.header_open = false;
         s.restrict_allowed = false;
         s.restrict_key = state.restrict_key.clone();
         s.copy_log = Some(Vec::new());
         let mut prefix = Vec::new();
         // Through the gate again: the same output (inline resyncs included) and state.
         s.feed_filtered(&state.statements, &mut prefix);
+        if state.overflow {
+            s.refuse(
+                None,
+                format!(
+                    "the dump makes more session settings (SET …) before this piece than coffer carries over to a piece read alone (at most {SESSION_SETTINGS}, {} KiB): it must be restored in one session",
+                    SESSION_CAP >> 10
+                ),
+            );
+        }
         if s.problem.is_none() && (s.lex != Lex::Top || s.stmt_started) {
             s.refuse(
                 None,
@@ -194,20 +245,31 @@ impl DumpScanner {
         Ok(facts)
     }
 
-    /// A top-level statement ended: while the header lasts, a session statement is kept.
-    pub(super) fn header_statement(&mut self, stmt: &[u8], overflow: bool) {
-        if !self.header_open || self.problem.is_some() {
+    /// A top-level statement ended: a session setting is kept (the last per setting), a
+    /// `RESET` forgets it.
+    pub(super) fn session_statement(&mut self, stmt: &[u8], overflow: bool) {
+        if self.problem.is_some() {
             return;
         }
-        let session = !overflow
-            && (first_word(stmt).eq_ignore_ascii_case(b"set")
-                || stmt.starts_with(b"SELECT pg_catalog.set_config("))
-            && self.session.len() + stmt.len() + 2 <= SESSION_CAP;
-        if session {
-            self.session.extend_from_slice(stmt);
-            self.session.extend_from_slice(b";\n");
-        } else {
-            self.header_open = false;
+        let Some(change) = session_change(stmt) else {
+            return;
+        };
+        match change {
+            SessionChange::Set(name) => {
+                let mut statement = Vec::with_capacity(stmt.len() + 2);
+                statement.extend_from_slice(stmt);
+                statement.extend_from_slice(b";\n");
+                self.session_seq += 1;
+                self.session.insert(name, (self.session_seq, statement));
+            }
+            SessionChange::Reset(name) => {
+                self.session.remove(&name);
+            }
+            SessionChange::ResetAll => self.session.clear(),
+        }
+        let kept: usize = self.session.values().map(|(_, s)| s.len()).sum();
+        if overflow || kept > SESSION_CAP || self.session.len() > SESSION_SETTINGS {
+            self.session_overflow = true;
         }
     }
 

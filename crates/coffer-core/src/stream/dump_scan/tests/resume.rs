@@ -522,3 +522,90 @@ proptest! {
         prop_assert_eq!(merged, Ok(whole));
     }
 }
+
+#[test]
+fn session_changes_are_read_per_setting() {
+    use super::super::resume::{SessionChange::*, session_change};
+    let cases: &[(&str, Option<super::super::resume::SessionChange>)] = &[
+        (
+            "SET statement_timeout = 0",
+            Some(Set(b"statement_timeout".to_vec())),
+        ),
+        (
+            "SET SESSION AUTHORIZATION 'x'",
+            Some(Set(b"authorization".to_vec())),
+        ),
+        (
+            "set local Search_Path TO a, b",
+            Some(Set(b"search_path".to_vec())),
+        ),
+        (
+            "SET default_tablespace = ''",
+            Some(Set(b"default_tablespace".to_vec())),
+        ),
+        (
+            "SELECT pg_catalog.set_config('search_path', '', false)",
+            Some(Set(b"search_path".to_vec())),
+        ),
+        ("RESET search_path", Some(Reset(b"search_path".to_vec()))),
+        ("RESET ALL", Some(ResetAll)),
+        ("SELECT set_config('search_path', '', false)", None),
+        ("CREATE TABLE public.set (x int)", None),
+        ("SETTLE", None),
+    ];
+    for (stmt, want) in cases {
+        assert_eq!(&session_change(stmt.as_bytes()), want, "{stmt}");
+    }
+}
+
+/// Settings made after the header (pg_dump writes `SET default_tablespace` only when it
+/// changes) reach later pieces: the last per setting, in the order they last came.
+#[test]
+fn later_settings_carry_over_and_reset_undoes_them() {
+    let mut s = DumpScanner::new();
+    let mut out = Vec::new();
+    s.feed_filtered(
+        format!(
+            "{HEADER}{SESSION}SET default_tablespace = '';\nCREATE TABLE public.t (x text);\n\
+             SET default_tablespace = fast;\nSET work_mem = '1MB';\nRESET work_mem;\n\
+             SET statement_timeout = 5;\n"
+        )
+        .as_bytes(),
+        &mut out,
+    );
+    let (out, end) = gate_piece(&s.session_state(), None, b"SELECT 1;\n", 0, false);
+    end.unwrap();
+    let statements: Vec<&str> = out
+        .split('\n')
+        .map(|l| l.trim_end_matches(" SET client_encoding = 'utf8';"))
+        .filter(|l| !l.is_empty() && *l != "SET client_encoding = 'utf8';")
+        .collect();
+    assert_eq!(
+        statements,
+        [
+            "SET client_encoding = 'UTF8';",
+            "SET standard_conforming_strings = on;",
+            "SELECT pg_catalog.set_config('search_path', '', false);",
+            "SET default_tablespace = fast;",
+            "SET statement_timeout = 5;",
+            "SELECT 1;",
+        ]
+    );
+}
+
+/// More settings than a piece is given: the piece is refused (a whole-dump restore still
+/// works), never run with part of its session.
+#[test]
+fn too_many_settings_refuse_the_pieces() {
+    let mut s = DumpScanner::new();
+    let mut out = Vec::new();
+    let mut pre = String::from(HEADER);
+    for i in 0..100 {
+        pre.push_str(&format!("SET app.s{i} = 1;\n"));
+    }
+    s.feed_filtered(pre.as_bytes(), &mut out);
+    assert_eq!(s.problem(), None);
+    let (out, end) = gate_piece(&s.session_state(), None, b"SELECT 1;\n", 0, false);
+    assert!(end.unwrap_err().contains("more session settings"));
+    assert_eq!(out, "");
+}
