@@ -481,3 +481,13 @@ mod real_dump {
         );
     }
 }
+
+/// A restore reads and gates pieces on several threads at once.
+#[test]
+fn readers_and_gates_move_between_threads() {
+    fn send<T: Send>() {}
+    fn shared<T: Send + Sync>() {}
+    send::<PieceReader>();
+    send::<crate::stream::dump_scan::DumpScanner>();
+    shared::<crate::stream::dump_scan::SessionState>();
+}
