@@ -164,7 +164,7 @@ impl PiecePlanner {
                 self.block_end = Some((at, rows));
                 None
             }
-            (Section::Data, Mark::Statement) => {
+            (Section::Data, Mark::Statement { .. }) => {
                 let (end, rows) = self.block_end.take()?;
                 self.section = Section::Post;
                 Some(self.cut(end, rows, PieceKind::PostData, None, false))

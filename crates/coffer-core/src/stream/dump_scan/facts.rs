@@ -35,7 +35,7 @@ impl DumpScanner {
         if started {
             self.statement(&stmt, overflow, at);
             self.session_statement(&stmt, overflow);
-            self.statement_ended(self.lex == Lex::CopyPending);
+            self.statement_ended(at, self.lex == Lex::CopyPending);
             // Whatever psql just ran may have switched the client encoding (a function can,
             // unseen): it is set back before psql lexes another byte of the dump.
             if self.problem.is_none() && !self.drop_held && self.lex == Lex::Top {

@@ -35,7 +35,10 @@ pub enum Mark {
         rows: u64,
     },
     /// A top-level statement other than a COPY ended (at its `;`).
-    Statement,
+    Statement {
+        /// Offset right after the statement's `;`.
+        end: u64,
+    },
 }
 
 impl DumpScanner {
@@ -99,12 +102,14 @@ impl DumpScanner {
         }
     }
 
-    /// A top-level statement ended; `copy`: it opened a COPY block.
-    pub(super) fn statement_ended(&mut self, copy: bool) {
+    /// A top-level statement ended with the `;` at `at` in the current chunk; `copy`: it
+    /// opened a COPY block.
+    pub(super) fn statement_ended(&mut self, at: usize, copy: bool) {
+        let end = self.chunk_base + at as u64 + 1;
         if let Some(marks) = self.marks.as_mut()
             && !copy
         {
-            marks.push(Mark::Statement);
+            marks.push(Mark::Statement { end });
         }
     }
 }

@@ -71,6 +71,33 @@ proptest! {
     }
 
     #[test]
+    fn marks_do_not_depend_on_chunk_splits(sizes in prop::collection::vec(1usize..300, 1..50)) {
+        let marks = |sizes: &[usize]| {
+            let mut scanner = DumpScanner::with_marks();
+            let mut rest = FIXTURE;
+            for &size in sizes.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (chunk, after) = rest.split_at(size.min(rest.len()));
+                scanner.feed(chunk);
+                rest = after;
+            }
+            scanner.take_marks()
+        };
+        let whole = marks(&[FIXTURE.len()]);
+        // Each statement end is right after a `;`.
+        for mark in &whole {
+            if let Mark::Statement { end } = mark {
+                prop_assert_eq!(FIXTURE[*end as usize - 1], b';');
+            }
+        }
+        let statements = whole.iter().filter(|m| matches!(m, Mark::Statement { .. })).count();
+        prop_assert!(statements > 10, "{} statement marks", statements);
+        prop_assert_eq!(marks(&sizes), whole);
+    }
+
+    #[test]
     fn generated_dumps_give_the_intended_facts(
         data in prop::collection::btree_map(
             "[a-zA-Z _\".é\n;$\\\\]{1,12}",
