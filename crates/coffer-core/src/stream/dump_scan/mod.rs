@@ -68,6 +68,8 @@ pub use marks::Mark;
 // Used by `restore --jobs` (restore/parallel), which lands separately: drop the allow then.
 #[allow(unused_imports)]
 pub use resume::SessionState;
+#[cfg(test)]
+pub(crate) use resume::gate_pieces;
 
 /// Most bytes of one statement (or Alembic data row) the scanner keeps. Longer ones (big
 /// function bodies, wide COPY headers) are still followed to their end.

@@ -292,6 +292,46 @@ impl DumpScanner {
     }
 }
 
+/// Test support: gates `pieces` (each piece's plain bytes, `starts_in_copy`,
+/// `ends_in_copy`), each alone, in dump order, as a parallel restore does (the first with a
+/// new scanner, the others resumed from its state and given the COPY statement the piece
+/// before published), fed in `chunk`-byte chunks: what each lets through and its facts, or
+/// the first piece's error.
+#[cfg(test)]
+pub(crate) fn gate_pieces(
+    pieces: &[(&[u8], bool, bool)],
+    chunk: usize,
+) -> Result<Vec<(Vec<u8>, DumpFacts)>, String> {
+    let mut state: Option<SessionState> = None;
+    let mut continued: Option<(String, Vec<u8>)> = None;
+    let mut gated = Vec::new();
+    for &(bytes, starts_in_copy, ends_in_copy) in pieces {
+        let mut s = match &state {
+            None => DumpScanner::new(),
+            Some(st) => DumpScanner::resume(
+                st,
+                continued
+                    .as_ref()
+                    .filter(|_| starts_in_copy)
+                    .map(|(t, c)| (t.as_str(), c.as_slice())),
+            ),
+        };
+        let mut out = Vec::new();
+        for part in bytes.chunks(chunk.max(1)) {
+            s.feed_filtered(part, &mut out);
+        }
+        if state.is_none() {
+            state = Some(s.session_state());
+        }
+        if let Some(last) = s.take_copy_statements().pop() {
+            continued = Some(last);
+        }
+        let facts = s.finish_piece(ends_in_copy, &mut out)?;
+        gated.push((out, facts));
+    }
+    Ok(gated)
+}
+
 impl DumpFacts {
     /// Merges the facts of the pieces, in dump order, into the facts of the whole dump
     /// (rows per table added, heads/owners united, header from the first, `complete` from

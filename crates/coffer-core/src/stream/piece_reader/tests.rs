@@ -404,50 +404,28 @@ mod real_dump {
         };
         crate::format::pieces::check(&artifact, &pieces).unwrap();
 
-        // Gate every piece alone, in dump order (a continuing piece needs the COPY
-        // statement its predecessor publishes).
-        let mut state = None;
-        let mut continued: Option<(String, Vec<u8>)> = None;
-        let mut outputs = Vec::new();
-        let mut facts = Vec::new();
+        // Read every piece alone, then gate each alone, in dump order (a continuing piece
+        // needs the COPY statement its predecessor publishes).
+        let mut plain = Vec::new();
         for p in &pieces {
             let mut reader = PieceReader::open(&path, &artifact, p, None).unwrap();
-            let mut scanner = match &state {
-                None => DumpScanner::new(),
-                Some(st) => DumpScanner::resume(
-                    st,
-                    continued
-                        .as_ref()
-                        .filter(|_| p.starts_in_copy)
-                        .map(|(t, c)| (t.as_str(), c.as_slice())),
-                ),
-            };
-            let mut out = Vec::new();
-            let mut buf = vec![0u8; 8192];
-            loop {
-                let n = reader
-                    .read(&mut buf)
-                    .map_err(|e| reader.damaged(e))
-                    .unwrap();
-                if n == 0 {
-                    break;
-                }
-                scanner.feed_filtered(&buf[..n], &mut out);
-                assert_eq!(scanner.problem(), None);
-            }
+            let mut bytes = Vec::new();
+            reader
+                .read_to_end(&mut bytes)
+                .map_err(|e| reader.damaged(e))
+                .unwrap();
             reader.finish().unwrap();
-            if state.is_none() {
-                state = Some(scanner.session_state());
-            }
-            if let Some(last) = scanner.take_copy_statements().pop() {
-                continued = Some(last);
-            }
-            if p.ends_in_copy {
-                assert_eq!(continued.as_ref().map(|c| &c.0), p.table.as_ref());
-            }
-            facts.push(scanner.finish_piece(p.ends_in_copy, &mut out).unwrap());
-            outputs.push(out);
+            plain.push((bytes, p.starts_in_copy, p.ends_in_copy));
         }
+        let plain: Vec<(&[u8], bool, bool)> = plain
+            .iter()
+            .map(|(b, s, e)| (b.as_slice(), *s, *e))
+            .collect();
+        let (mut outputs, facts): (Vec<Vec<u8>>, Vec<DumpFacts>) =
+            crate::stream::dump_scan::gate_pieces(&plain, 8192)
+                .unwrap()
+                .into_iter()
+                .unzip();
         assert_eq!(DumpFacts::merge(facts), whole_facts);
 
         // The whole dump through the whole-dump gate, in one session.

@@ -417,62 +417,25 @@ fn the_real_fixture_cut_into_pieces_gives_the_whole_facts() {
 }
 
 /// Cuts `dump` as the backup does (the real scanner's marks, the real planner, pieces of at
-/// most `max` bytes), gates every piece alone and merges their facts; `None` when the dump
-/// got no index.
+/// most `max` bytes), gates every piece alone and merges their facts: the number of pieces
+/// and the merged facts (or the first piece's error); `None` when the dump got no index.
 fn cut_and_gate(dump: &[u8], max: u64, chunk: usize) -> Option<(usize, Result<DumpFacts, String>)> {
-    use crate::stream::piece_plan::{PieceLimits, PiecePlanner};
-    let mut scanner = DumpScanner::with_marks();
-    let limits = PieceLimits {
+    let limits = crate::stream::piece_plan::PieceLimits {
         min: 1,
         max,
         pieces: 1000,
     };
-    let mut planner = PiecePlanner::new(limits);
-    let mut pieces = Vec::new();
-    for part in dump.chunks(chunk) {
-        scanner.feed(part);
-        pieces.extend(
-            scanner
-                .take_marks()
-                .into_iter()
-                .filter_map(|m| planner.mark(m)),
-        );
-        scanner.mark_row_end_after(planner.row_end_wanted_after());
-    }
-    let rows = scanner.rows_seen();
-    pieces.push(planner.finish(dump.len() as u64, rows)?);
-    let mut state: Option<SessionState> = None;
-    let mut continued: Option<(String, Vec<u8>)> = None;
-    let mut facts = Vec::new();
-    let count = pieces.len();
-    for p in pieces {
-        let bytes = &dump[p.start as usize..p.end as usize];
-        let mut s = match &state {
-            None => DumpScanner::new(),
-            Some(st) => DumpScanner::resume(
-                st,
-                continued
-                    .as_ref()
-                    .filter(|_| p.starts_in_copy)
-                    .map(|(t, c)| (t.as_str(), c.as_slice())),
-            ),
-        };
-        let mut out = Vec::new();
-        for part in bytes.chunks(chunk) {
-            s.feed_filtered(part, &mut out);
-        }
-        if state.is_none() {
-            state = Some(s.session_state());
-        }
-        if let Some(last) = s.take_copy_statements().pop() {
-            continued = Some(last);
-        }
-        match s.finish_piece(p.ends_in_copy, &mut out) {
-            Ok(f) => facts.push(f),
-            Err(e) => return Some((count, Err(e))),
-        }
-    }
-    Some((count, Ok(DumpFacts::merge(facts))))
+    let text = std::str::from_utf8(dump).unwrap();
+    let planned = crate::stream::piece_plan::tests::cut(text, chunk, limits)?;
+    let pieces: Vec<(&[u8], bool, bool)> = planned
+        .iter()
+        .map(|(p, text)| (text.as_bytes(), p.starts_in_copy, p.ends_in_copy))
+        .collect();
+    let gated = super::super::resume::gate_pieces(&pieces, chunk);
+    Some((
+        pieces.len(),
+        gated.map(|g| DumpFacts::merge(g.into_iter().map(|(_, f)| f).collect())),
+    ))
 }
 
 proptest! {
