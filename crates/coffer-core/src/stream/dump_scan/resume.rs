@@ -41,8 +41,12 @@ pub(super) enum SessionChange {
 /// Reads a statement (comments blanked, without its `;`) as a change of a session setting.
 pub(super) fn session_change(stmt: &[u8]) -> Option<SessionChange> {
     if let Some(rest) = stmt.strip_prefix(b"SELECT pg_catalog.set_config('") {
+        // Session-wide only (`…, false)`), as pg_dump writes it and the post-data planner
+        // reads it.
         let end = rest.iter().position(|&b| b == b'\'')?;
-        return Some(SessionChange::Set(rest[..end].to_ascii_lowercase()));
+        return stmt
+            .ends_with(b", false)")
+            .then(|| SessionChange::Set(rest[..end].to_ascii_lowercase()));
     }
     let lower = stmt.to_ascii_lowercase();
     let words: Vec<&[u8]> = lower

@@ -513,6 +513,10 @@ fn session_changes_are_read_per_setting() {
         ("RESET search_path", Some(Reset(b"search_path".to_vec()))),
         ("RESET ALL", Some(ResetAll)),
         ("SELECT set_config('search_path', '', false)", None),
+        (
+            "SELECT pg_catalog.set_config('search_path', '', true)",
+            None,
+        ),
         ("CREATE TABLE public.set (x int)", None),
         ("SETTLE", None),
     ];
