@@ -312,16 +312,11 @@ impl ArtifactReader {
             .unwrap_or_default();
         let decompressed: Box<dyn Read + Send> = match decoding(&name) {
             None => compressed,
-            // Multi-member: pigz and concatenated gzip files are valid gzip too. Anything
-            // after the last member that is not another member fails the read.
-            Some(Compression::Gzip) => Box::new(MultiGzDecoder::new(compressed)),
-            Some(Compression::Zstd) => {
-                Box::new(zstd::stream::read::Decoder::new(compressed).map_err(|e| {
-                    ArtifactError::Damaged {
-                        path: path.to_path_buf(),
-                        source: e,
-                    }
-                })?)
+            Some(compression) => {
+                decompress(compression, compressed).map_err(|e| ArtifactError::Damaged {
+                    path: path.to_path_buf(),
+                    source: e,
+                })?
             }
         };
         Ok(ArtifactReader {
@@ -396,6 +391,19 @@ impl Read for ArtifactReader {
         }
         Ok(n)
     }
+}
+
+/// The decoder of a compressed stream: every gzip member (pigz and concatenated gzip files
+/// are valid gzip too; anything after the last member that is not another member fails the
+/// read), every zstd frame.
+pub(crate) fn decompress(
+    compression: Compression,
+    compressed: Box<dyn Read + Send>,
+) -> io::Result<Box<dyn Read + Send>> {
+    Ok(match compression {
+        Compression::Gzip => Box::new(MultiGzDecoder::new(compressed)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(compressed)?),
+    })
 }
 
 /// How a file is decoded, by its name: a `….sql` file (a flat `pg_dump` dump, see

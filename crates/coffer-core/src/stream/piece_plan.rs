@@ -239,4 +239,4 @@ impl PiecePlanner {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -172,12 +172,12 @@ impl<W: CutWrite> Write for PieceWriter<W> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Read;
 
     /// A gzip writer with the cut, over a vector.
-    struct Gz(crate::stream::parallel_gzip::ParallelGzipWriter<Vec<u8>>);
+    pub(crate) struct Gz(pub(crate) crate::stream::parallel_gzip::ParallelGzipWriter<Vec<u8>>);
 
     impl Write for Gz {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

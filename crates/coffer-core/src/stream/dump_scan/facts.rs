@@ -34,6 +34,7 @@ impl DumpScanner {
         let overflow = std::mem::take(&mut self.stmt_overflow);
         if started {
             self.statement(&stmt, overflow, at);
+            self.session_statement(&stmt, overflow);
             self.statement_ended(at, self.lex == Lex::CopyPending);
             // Whatever psql just ran may have switched the client encoding (a function can,
             // unseen): it is set back before psql lexes another byte of the dump.
@@ -297,6 +298,7 @@ impl DumpScanner {
         if whole_line {
             if let Some(key) = key_of(b"\\restrict")
                 && self.restrict_key.is_none()
+                && self.restrict_allowed
             {
                 self.restrict_key = Some(key);
                 self.trailer_seen = false;

@@ -27,6 +27,10 @@ impl DumpScanner {
             // psql starts in whatever encoding its environment chose.
             out.extend_from_slice(&self.encoding_statement(Resync::OwnLine));
         }
+        if let Some(out) = out.as_deref_mut() {
+            // A piece read alone: the session the dump set up before it (see `resume.rs`).
+            out.append(&mut self.prefix);
+        }
         // A NUL byte: psql would drop the rest of its line, so its view and ours would part.
         let (chunk, nul) = match memchr::memchr(0, chunk) {
             Some(z) => (&chunk[..z], true),
@@ -90,6 +94,7 @@ impl DumpScanner {
                 }
                 (true, false) => {
                     if let Some(out) = out.as_deref_mut() {
+                        self.log_copy(&chunk[emit_from..next]);
                         out.append(&mut self.held);
                         out.extend_from_slice(&chunk[emit_from..next]);
                     }
@@ -131,7 +136,7 @@ impl DumpScanner {
 
     /// coffer's statement that sets the dump's declared client encoding again: inline after
     /// a `;`, or as a line of its own.
-    fn encoding_statement(&self, at: Resync) -> Vec<u8> {
+    pub(super) fn encoding_statement(&self, at: Resync) -> Vec<u8> {
         let mut sql = Vec::with_capacity(48);
         if at == Resync::Inline {
             sql.push(b' ');

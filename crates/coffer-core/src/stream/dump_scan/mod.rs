@@ -51,6 +51,7 @@ mod facts;
 mod gate;
 mod lexer;
 mod marks;
+mod resume;
 mod statement;
 #[cfg(test)]
 mod tests;
@@ -64,6 +65,11 @@ use serde::{Deserialize, Serialize};
 use crate::format::manifest::{AlembicHead, AnyManifest};
 use lexer::Lex;
 pub use marks::Mark;
+// Used by `restore --jobs` (restore/parallel), which lands separately: drop the allow then.
+#[allow(unused_imports)]
+pub use resume::SessionState;
+#[cfg(test)]
+pub(crate) use resume::gate_pieces;
 
 /// Most bytes of one statement (or Alembic data row) the scanner keeps. Longer ones (big
 /// function bodies, wide COPY headers) are still followed to their end.
@@ -288,6 +294,19 @@ pub struct DumpScanner {
     /// The dump's own `\restrict` key, and whether its `\unrestrict` came.
     restrict_key: Option<Vec<u8>>,
     unrestricted: bool,
+    /// Whether a `\restrict` line may still come (never in a piece read alone).
+    restrict_allowed: bool,
+    /// The session settings made so far (see `resume.rs`): per setting, the order and bytes
+    /// of its last `SET` (or pg_dump's `set_config`) statement; and whether there were more
+    /// than are kept.
+    session: BTreeMap<Vec<u8>, (u64, Vec<u8>)>,
+    session_seq: u64,
+    session_overflow: bool,
+    /// A piece read alone ([`DumpScanner::resume`]): the COPY statements judged and not yet
+    /// taken, the last one per table, and what its filtered output starts with.
+    copy_log: Option<Vec<(String, Vec<u8>)>>,
+    last_copies: BTreeMap<String, Vec<u8>>,
+    prefix: Vec<u8>,
     /// The current COPY data row (its first bytes).
     row: Vec<u8>,
     row_overflow: bool,
@@ -377,6 +396,13 @@ impl DumpScanner {
             meta_in_stmt: false,
             restrict_key: None,
             unrestricted: false,
+            restrict_allowed: true,
+            session: BTreeMap::new(),
+            session_seq: 0,
+            session_overflow: false,
+            copy_log: None,
+            last_copies: BTreeMap::new(),
+            prefix: Vec::new(),
             row: Vec::with_capacity(LINE_CAP),
             row_overflow: false,
             copy: None,
@@ -423,7 +449,13 @@ impl DumpScanner {
     }
 
     /// Ends the scan and returns the facts.
-    pub fn finish(mut self) -> DumpFacts {
+    pub fn finish(self) -> DumpFacts {
+        self.finish_at_end().0
+    }
+
+    /// Ends the scan: the facts, and how the stream was cut when it ends inside something
+    /// (a statement, string, comment, COPY data, the large-object section).
+    fn finish_at_end(mut self) -> (DumpFacts, Option<String>) {
         if self.problem.is_none() {
             match self.lex {
                 Lex::Meta => self.end_meta(),
@@ -454,23 +486,28 @@ impl DumpScanner {
             && self.trailer_seen
             && !self.in_lo_section
             && (self.restrict_key.is_none() || self.unrestricted);
-        if !self.facts.complete && self.problem.is_none() {
-            self.facts.cut = Some(if let Some(what) = inside {
-                format!(
-                    "the dump ends inside {what} opened on line {}: it was cut short",
-                    if matches!(self.lex, Lex::CopyData | Lex::CopyPending) {
-                        self.stmt_line
-                    } else {
-                        self.open_line
-                    }
-                )
-            } else if self.stmt_started {
-                format!(
-                    "the dump ends inside an unterminated statement starting on line {}: it was cut short",
+        let cut_inside = if let Some(what) = inside {
+            Some(format!(
+                "the dump ends inside {what} opened on line {}: it was cut short",
+                if matches!(self.lex, Lex::CopyData | Lex::CopyPending) {
                     self.stmt_line
-                )
-            } else if self.in_lo_section {
-                "the dump ends inside its large-object section (a `BEGIN;` without its `COMMIT;`): it was cut short".into()
+                } else {
+                    self.open_line
+                }
+            ))
+        } else if self.stmt_started {
+            Some(format!(
+                "the dump ends inside an unterminated statement starting on line {}: it was cut short",
+                self.stmt_line
+            ))
+        } else if self.in_lo_section {
+            Some("the dump ends inside its large-object section (a `BEGIN;` without its `COMMIT;`): it was cut short".into())
+        } else {
+            None
+        };
+        if !self.facts.complete && self.problem.is_none() {
+            self.facts.cut = Some(if let Some(cut) = &cut_inside {
+                cut.clone()
             } else if self.trailer_seen {
                 "the dump ends after its \"dump complete\" trailer but without the \\unrestrict line that closes its \\restrict: it was cut short".into()
             } else {
@@ -478,7 +515,7 @@ impl DumpScanner {
             });
         }
         self.facts.problem = self.problem.take();
-        self.facts
+        (self.facts, cut_inside)
     }
 
     fn close_copy(&mut self, copy: CopySection) {

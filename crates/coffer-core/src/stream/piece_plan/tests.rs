@@ -3,7 +3,11 @@ use crate::stream::dump_scan::DumpScanner;
 
 /// Runs the real scanner over `dump` in `chunk`-byte chunks and plans as the backup does
 /// (row ends requested after each chunk): the pieces as (kind, table, text).
-fn cut(dump: &str, chunk: usize, limits: PieceLimits) -> Option<Vec<(PlannedPiece, String)>> {
+pub(crate) fn cut(
+    dump: &str,
+    chunk: usize,
+    limits: PieceLimits,
+) -> Option<Vec<(PlannedPiece, String)>> {
     let mut scanner = DumpScanner::with_marks();
     let mut planner = PiecePlanner::new(limits);
     let mut pieces = Vec::new();

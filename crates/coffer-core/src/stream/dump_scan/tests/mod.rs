@@ -274,3 +274,4 @@ fn refused_bodies() -> Vec<(&'static str, &'static str, &'static str)> {
 mod facts;
 mod gate;
 mod properties;
+mod resume;
