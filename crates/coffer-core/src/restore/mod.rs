@@ -34,6 +34,7 @@ mod database;
 mod failure;
 mod flat;
 mod head;
+mod journal_file;
 mod leftovers;
 mod parents;
 mod preflight;
