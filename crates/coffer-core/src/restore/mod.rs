@@ -31,6 +31,9 @@ use crate::stream::crypto::Identities;
 mod apply;
 mod created;
 mod database;
+// The parallel restore (restore/parallel) is its user; until it is merged only tests are.
+#[cfg_attr(not(test), allow(dead_code))]
+mod db_swap;
 mod failure;
 mod flat;
 mod head;
