@@ -237,12 +237,17 @@ impl DatabaseSwap {
             created: false,
             journal: Some(journal),
         };
+        let new = swap.new.clone();
+        // create_database_like drops what it made when it fails; a plain CREATE that
+        // succeeded is this run's to drop (Drop) even before its OID is read.
         let made = match &profile {
-            Some(profile) => admin.create_database_like(profile, &swap.new),
-            None => admin
-                .create_database(&swap.new)
-                .and_then(|()| admin.database_oid(&swap.new))
-                .and_then(|oid| oid.ok_or_else(|| PgError::Unsupported("it vanished".into()))),
+            Some(profile) => admin.create_database_like(profile, &new),
+            None => admin.create_database(&new).and_then(|()| {
+                swap.created = true;
+                admin
+                    .database_oid(&new)?
+                    .ok_or_else(|| PgError::Unsupported("it vanished".into()))
+            }),
         };
         let oid = made.map_err(|e| {
             rolled_back(
