@@ -18,7 +18,7 @@
 //! ([`swap::mark_committed`]), so its recovery finishes it rather than putting the
 //! previous workspace back. A database whose OID is not the journaled one is never dropped.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -72,6 +72,9 @@ struct Entries {
     keep_old: bool,
     /// The name it is kept under, once chosen.
     kept_as: Option<String>,
+    /// The workspace the same restore swaps, if any: its swap commits with this one.
+    #[serde(default)]
+    workspace: Option<PathBuf>,
     phase: Phase,
 }
 
@@ -220,6 +223,7 @@ impl DatabaseSwap {
             allowed_connections: profile.as_ref().is_none_or(|p| p.allow_connections),
             keep_old: false,
             kept_as: None,
+            workspace: None,
             phase: Phase::Restoring,
         };
         let path = root.join(JOURNAL_FILE);
@@ -276,6 +280,14 @@ impl DatabaseSwap {
     /// run killed after the swap keeps it too.
     pub fn set_keep_old(&mut self, keep: bool) -> Result<(), RestoreError> {
         self.entries.keep_old = keep;
+        self.write_journal().map_err(|e| rolled_back("journal", e))
+    }
+
+    /// Records (before the swap) the workspace this restore swaps too (the path its
+    /// workspace swap uses), so that a run killed after the database swap has its workspace
+    /// swap finished, whatever the next run restores.
+    pub fn set_workspace(&mut self, workspace: &Path) -> Result<(), RestoreError> {
+        self.entries.workspace = Some(workspace.to_path_buf());
         self.write_journal().map_err(|e| rolled_back("journal", e))
     }
 
@@ -582,10 +594,29 @@ fn settle_old(
     Ok(Some(kept.to_string()))
 }
 
+/// Whether a killed restore's database swap journal is in `root` (then [`recover`] must
+/// settle it before the workspace's swap is recovered: it decides that swap's outcome).
+pub(crate) fn journal_left(root: &Path) -> bool {
+    std::fs::symlink_metadata(root.join(JOURNAL_FILE)).is_ok()
+}
+
+/// The runner the swap and its recovery use for `target`: the configured connection aimed
+/// at the `postgres` database (`template1` when the target is `postgres` itself: a database
+/// cannot be renamed through a connection to it).
+pub(crate) fn admin_for(runner: &Database, target: &str) -> Database {
+    runner.with_dbname(if target == "postgres" {
+        "template1"
+    } else {
+        "postgres"
+    })
+}
+
 /// Settles what a killed restore through a new database left (call before pre-flight, and
 /// before [`super::recover_interrupted`]: on `Err` do not settle the workspace either).
-/// Judged by the journal in `root` and OIDs only (see the module docs); `workspace` is the
-/// workspace the same restore swapped, if any. Returns what it did and left, for the
+/// Judged by the journal in `root` and OIDs only (see the module docs), through `admin`
+/// aimed at [`admin_for`] the journaled target; the workspace the
+/// same restore swapped is the journaled one ([`DatabaseSwap::set_workspace`]), else
+/// `workspace`. Returns what it did and left, for the
 /// operator; a journal held by a running restore is refused and left alone.
 pub(crate) fn recover(
     admin: &Database,
@@ -613,6 +644,7 @@ pub(crate) fn recover(
         ))
     };
     let target = &entries.target;
+    let admin = &admin_for(admin, target);
     let (new, old) = helper_names(target).map_err(|e| retry(e.to_string()))?;
     let oid_of = |name: &str| {
         admin
@@ -623,7 +655,7 @@ pub(crate) fn recover(
     let committed = entries.new_oid.is_some() && target_now == entries.new_oid;
     let mut notes = Vec::new();
     if committed {
-        if let Some(ws) = workspace {
+        if let Some(ws) = entries.workspace.as_deref().or(workspace) {
             let ws = super::workspace::swap_path(ws);
             swap::mark_committed(&ws, entries.keep_old)
                 .map_err(|e| retry(format!("the workspace swap of the same restore: {e}")))?;

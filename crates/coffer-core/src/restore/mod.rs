@@ -49,7 +49,7 @@ pub use apply::execute;
 pub use flat::{prepare_flat, still_empty};
 pub use leftovers::recover as recover_leftovers;
 pub use preflight::{prepare, prepare_announced, prepare_streamed};
-pub use recover::recover_interrupted;
+pub use recover::{recover_database_swap, recover_interrupted};
 
 /// Why a restore did not happen or did not finish. Every variant except
 /// [`RestoreError::Inconsistent`] and [`RestoreError::AfterRestore`] means the database and

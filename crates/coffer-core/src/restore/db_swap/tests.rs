@@ -341,6 +341,10 @@ fn recover_settles_each_crash_point_by_oid_and_finishes_the_workspace_if_committ
             }
             Crash::AfterSwap { keep } => {
                 db_swap.set_keep_old(keep).unwrap();
+                // Journaled here, given to recover in the other cases.
+                if keep {
+                    db_swap.set_workspace(&ws).unwrap();
+                }
                 let mut swapped = db_swap.swap(false).unwrap();
                 kill(&mut swapped.journal);
                 true
@@ -350,7 +354,12 @@ fn recover_settles_each_crash_point_by_oid_and_finishes_the_workspace_if_committ
             f.admin.drop_database(&new).unwrap();
             f.admin.create_database(&new).unwrap();
         }
-        let notes = recover(&f.admin, f.root.path(), Some(&ws)).unwrap();
+        let given = match crash {
+            Crash::AfterSwap { keep: true } => None,
+            _ => Some(ws.as_path()),
+        };
+        assert!(journal_left(f.root.path()));
+        let notes = recover(&f.admin, f.root.path(), given).unwrap();
         let text = notes.join("\n");
         assert!(!f.journal(), "{crash:?}");
         assert_eq!(f.allows(TARGET), Some(true), "{crash:?}");
