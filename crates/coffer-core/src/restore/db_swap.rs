@@ -87,6 +87,9 @@ pub(crate) struct DatabaseSwap {
     new: String,
     old: String,
     entries: Entries,
+    /// The target's `CONNECTION LIMIT`, given to the new database by the swap: the
+    /// restore's sessions (more than one) are not held to it.
+    connection_limit: i32,
     /// Whether this run created the new database (its OID may not be recorded yet).
     created: bool,
     journal: Option<JournalFile>,
@@ -238,6 +241,7 @@ impl DatabaseSwap {
             new,
             old,
             entries,
+            connection_limit: profile.as_ref().map_or(-1, |p| p.connection_limit),
             created: false,
             journal: Some(journal),
         };
@@ -245,7 +249,13 @@ impl DatabaseSwap {
         // create_database_like drops what it made when it fails; a plain CREATE that
         // succeeded is this run's to drop (Drop) even before its OID is read.
         let made = match &profile {
-            Some(profile) => admin.create_database_like(profile, &new),
+            Some(profile) => admin.create_database_like(
+                &DatabaseProfile {
+                    connection_limit: -1,
+                    ..profile.clone()
+                },
+                &new,
+            ),
             None => admin.create_database(&new).and_then(|()| {
                 swap.created = true;
                 admin
@@ -302,8 +312,9 @@ impl DatabaseSwap {
 
     /// The swap; all coffer sessions to the new database must have ended. Blocks new
     /// connections to the target, ends its other sessions (terminated with `terminate`,
-    /// else refused by name, connections allowed again), then in ONE transaction renames
-    /// the target to `<target>__coffer_old` and the new database to the target, which keeps
+    /// else refused by name, connections allowed again), then in ONE transaction gives the
+    /// new database the target's connection limit, renames the target to
+    /// `<target>__coffer_old` and the new database to the target, which keeps
     /// refusing connections until [`Swapped::finish`]. Any failure leaves the target as it
     /// was (and drops the new database).
     pub fn swap(mut self, terminate: bool) -> Result<Swapped, RestoreError> {
@@ -356,6 +367,13 @@ impl DatabaseSwap {
             "ALTER DATABASE {} ALLOW_CONNECTIONS false;\n",
             quote_ident(&self.new)
         );
+        if self.connection_limit != -1 {
+            script.push_str(&format!(
+                "ALTER DATABASE {} CONNECTION LIMIT {};\n",
+                quote_ident(&self.new),
+                self.connection_limit
+            ));
+        }
         if had_target {
             script.push_str(&format!(
                 "ALTER DATABASE {} RENAME TO {};\n",

@@ -106,9 +106,9 @@ impl Fixture {
             .psql(TARGET, "CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
             .unwrap();
         self.admin
-            .query(&format!(
-                "REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC",
-                quote_ident(TARGET)
+            .run_script(&format!(
+                "REVOKE TEMPORARY ON DATABASE {t} FROM PUBLIC; ALTER DATABASE {t} CONNECTION LIMIT 3;",
+                t = quote_ident(TARGET)
             ))
             .unwrap();
         self.oid(TARGET).unwrap()
@@ -166,6 +166,14 @@ fn swap_renames_together_refuses_or_ends_sessions_and_finishes_or_undoes() {
             .unwrap()
     };
     let acl_before = acl();
+    let limit = |name: &str| {
+        f.admin
+            .query(&format!(
+                "SELECT datconnlimit FROM pg_database WHERE datname = {}",
+                quote_literal(name)
+            ))
+            .unwrap()
+    };
 
     // Another session on the target, not to be ended: refused, the target as it was and
     // open to connections, the new database dropped.
@@ -195,9 +203,11 @@ fn swap_renames_together_refuses_or_ends_sessions_and_finishes_or_undoes() {
     assert_eq!(f.allows(TARGET), Some(true));
     assert!(!f.journal());
 
-    // Ended: the swap goes through; the new target refuses connections until finish.
+    // Ended: the swap goes through; the new target refuses connections until finish. The
+    // restore's sessions were not held to the target's connection limit; the target is.
     let swap = f.begin();
     let new_oid = f.oid(&new).unwrap();
+    assert_eq!(limit(&new), "-1");
     let swapped = swap.swap(true).unwrap();
     drop(held);
     assert_eq!(f.oid(TARGET), Some(new_oid));
@@ -207,6 +217,7 @@ fn swap_renames_together_refuses_or_ends_sessions_and_finishes_or_undoes() {
     assert_eq!(f.allows(TARGET), Some(true));
     assert_eq!(f.rows(TARGET), "2");
     assert_eq!(acl(), acl_before);
+    assert_eq!(limit(TARGET), "3");
     assert_eq!(f.names(), Vec::<String>::new());
     assert!(!f.journal());
 
@@ -293,6 +304,11 @@ enum Crash {
     AfterSwap { keep: bool },
     /// Not swapped, and `__coffer_new` dropped and made again by someone else since.
     OtherNewDatabase,
+    /// Finishing: connections allowed again and the old database dropped, the journal not
+    /// removed yet.
+    DuringFinish,
+    /// Undoing: renamed back, the new database not dropped yet.
+    DuringUndo,
 }
 
 /// Lets the journal go as a killed process would: the lock released, the file kept.
@@ -311,6 +327,8 @@ fn recover_settles_each_crash_point_by_oid_and_finishes_the_workspace_if_committ
         Crash::AfterSwap { keep: false },
         Crash::AfterSwap { keep: true },
         Crash::OtherNewDatabase,
+        Crash::DuringFinish,
+        Crash::DuringUndo,
     ];
     for crash in cases {
         let old_oid = f.target();
@@ -348,6 +366,27 @@ fn recover_settles_each_crash_point_by_oid_and_finishes_the_workspace_if_committ
                 let mut swapped = db_swap.swap(false).unwrap();
                 kill(&mut swapped.journal);
                 true
+            }
+            Crash::DuringFinish => {
+                let mut swapped = db_swap.swap(false).unwrap();
+                allow_connections(&f.admin, TARGET, true).unwrap();
+                f.admin.drop_database(&old).unwrap();
+                kill(&mut swapped.journal);
+                true
+            }
+            Crash::DuringUndo => {
+                let mut swapped = db_swap.swap(false).unwrap();
+                f.admin
+                    .run_script(&format!(
+                        "ALTER DATABASE {t} RENAME TO {n}; ALTER DATABASE {o} RENAME TO {t}; \
+                         ALTER DATABASE {t} ALLOW_CONNECTIONS true;",
+                        t = quote_ident(TARGET),
+                        n = quote_ident(&new),
+                        o = quote_ident(&old)
+                    ))
+                    .unwrap();
+                kill(&mut swapped.journal);
+                false
             }
         };
         if let Crash::OtherNewDatabase = crash {
