@@ -1,6 +1,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::room::is_that_server;
 use super::*;
 use crate::sandbox::TempCluster;
 
@@ -35,6 +36,15 @@ fn kept_names_fit_63_bytes_at_a_character_boundary() {
         let got = kept_name(target, now);
         assert_eq!(got, want, "{target}");
         assert!(got.len() <= MAX_NAME_BYTES, "{got}");
+    }
+}
+
+#[test]
+fn the_admin_runner_is_never_connected_to_the_target() {
+    let runner = Database::default().with_dbname("portal");
+    for (target, want) in [("portal", "postgres"), ("postgres", "template1")] {
+        let admin = admin_for(&runner, target);
+        assert_eq!(admin.configured_dbname().as_deref(), Some(want), "{target}");
     }
 }
 
