@@ -279,6 +279,11 @@ impl Coffer {
         // Keep prune and other runs away from a backup being restored from the root.
         let lock = lock_if_in_root(self.root(), &entry)?;
         let steps = options.steps();
+        // First: whether a killed restore's database swap committed decides what becomes of
+        // its workspace swap.
+        for note in restore::recover_database_swap(&settings, &steps)? {
+            ctx.note(&note);
+        }
         if let Some(r) = restore::recover_interrupted(&settings, &steps)? {
             ctx.note(&r.to_string());
         }
@@ -343,14 +348,17 @@ impl Coffer {
         let flat = detected.map_err(|why| damaged(given, why))?;
         *found = Some(flat.entry());
         let settings = RestoreSettings::from_config(self.config())?;
-        if let Some(note) = restore::recover_leftovers(&settings.backup_root, &settings.database)? {
-            ctx.note(&note);
-        }
         let steps = restore::RestoreSteps {
             workspace: false,
             create_target_db: true,
             ..options.steps()
         };
+        for note in restore::recover_database_swap(&settings, &steps)? {
+            ctx.note(&note);
+        }
+        if let Some(note) = restore::recover_leftovers(&settings.backup_root, &settings.database)? {
+            ctx.note(&note);
+        }
         ctx.progress().step(&format!(
             "reading {} to its end ({}the dump's trailer, what psql may run)",
             flat.path.display(),

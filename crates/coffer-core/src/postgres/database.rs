@@ -321,12 +321,17 @@ impl Database {
 
     /// Other client sessions connected to this database (not this one).
     pub fn other_sessions(&self) -> Result<Vec<Session>, PgError> {
-        let out = self.query(
+        self.sessions_where("datname = current_database()")
+    }
+
+    /// The client sessions (not this one) of `pg_stat_activity` rows matching `condition`.
+    pub(super) fn sessions_where(&self, condition: &str) -> Result<Vec<Session>, PgError> {
+        let out = self.query(&format!(
             "SELECT pid, coalesce(usename, ''), coalesce(application_name, ''), \
              coalesce(client_addr::text, 'local socket'), coalesce(state, '') \
-             FROM pg_stat_activity WHERE datname = current_database() \
-             AND pid <> pg_backend_pid() AND backend_type = 'client backend' ORDER BY pid",
-        )?;
+             FROM pg_stat_activity WHERE {condition} \
+             AND pid <> pg_backend_pid() AND backend_type = 'client backend' ORDER BY pid"
+        ))?;
         out.lines()
             .filter(|l| !l.is_empty())
             .map(|line| {

@@ -9,7 +9,8 @@
 //!
 //! Modules: `connection` parses and redacts `database.url` (a leaf, so [`crate::config`] can
 //! validate URLs without depending on the rest); `database` is the [`Database`] runner and
-//! its queries; `program` wraps a running child process; `version` reads server and client
+//! its queries; `database_like` reads what a plain dump does not carry of a database
+//! ([`DatabaseProfile`]) and creates a new database like it; `program` wraps a running child process; `version` reads server and client
 //! versions; `quote` quotes SQL literals and identifiers; `sandbox_exec` confines the psql
 //! that replays a dump; `psql_watch` reads its errors; `alembic` compares heads; `roles`
 //! reads `pg_dumpall --roles-only` output strictly and regenerates the statements a restore
@@ -18,6 +19,7 @@
 pub mod alembic;
 pub(crate) mod connection;
 mod database;
+mod database_like;
 mod program;
 pub(crate) mod psql_watch;
 mod quote;
@@ -26,6 +28,7 @@ pub mod sandbox_exec;
 mod version;
 
 pub use database::{Database, Session};
+pub use database_like::{DatabaseProfile, MAX_NAME_BYTES, check_name};
 pub use program::{RunningProgram, describe_status, kill_group};
 // Only the sandbox's error text uses it outside this module.
 #[cfg(feature = "sandbox")]

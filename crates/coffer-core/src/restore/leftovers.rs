@@ -18,24 +18,20 @@
 //! judged now (the server unreachable, the database in use) keeps the journal and refuses the
 //! restore, so nothing is created on top of it.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::postgres::{Database, quote_ident, quote_literal};
-use crate::util::fsutil;
 
 use super::RestoreError;
 use super::flat::user_objects;
+use super::journal_file::{JournalFile, open_left, remove};
 
 /// The journal's file name in the backup root (coffer's hidden files are dot-files).
 pub const JOURNAL_FILE: &str = ".coffer-restore-created.json";
-
-/// Largest journal read: a few roles and directories take a few KiB.
-const JOURNAL_CAP: u64 = 1 << 20;
 
 /// What a restore is creating, as journaled.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,8 +66,7 @@ struct Dir {
 /// The journal of a running restore: locked while it lives; removed by [`Journal::close`];
 /// left in place when the process dies.
 pub(super) struct Journal {
-    file: File,
-    path: PathBuf,
+    file: JournalFile,
     entries: Entries,
 }
 
@@ -91,51 +86,35 @@ impl Journal {
         dirs: &[PathBuf],
     ) -> Result<Journal, String> {
         let path = journal_path(root);
-        let shown = path.display().to_string();
-        let fail = |e: io::Error| {
-            format!("cannot write the journal of what this restore creates, {shown}: {e}")
-        };
-        fsutil::create_private_dir_all(root).map_err(fail)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(fsutil::FILE_MODE)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(fail)?;
-        file.lock().map_err(fail)?;
-        let mut journal = Journal {
-            file,
-            path,
-            entries: Entries {
-                backup: backup.to_string(),
-                pid: std::process::id(),
-                roles: roles
-                    .iter()
-                    .map(|name| Named {
-                        name: name.clone(),
-                        oid: None,
-                    })
-                    .collect(),
-                database: database.map(|name| Named {
-                    name: name.to_string(),
+        let entries = Entries {
+            backup: backup.to_string(),
+            pid: std::process::id(),
+            roles: roles
+                .iter()
+                .map(|name| Named {
+                    name: name.clone(),
                     oid: None,
-                }),
-                dirs: dirs
-                    .iter()
-                    .map(|path| Dir {
-                        path: path.clone(),
-                        id: None,
-                    })
-                    .collect(),
-            },
+                })
+                .collect(),
+            database: database.map(|name| Named {
+                name: name.to_string(),
+                oid: None,
+            }),
+            dirs: dirs
+                .iter()
+                .map(|path| Dir {
+                    path: path.clone(),
+                    id: None,
+                })
+                .collect(),
         };
-        if let Err(e) = journal.write().and_then(|()| fsutil::sync_dir(root)) {
-            journal.close();
-            return Err(fail(e));
-        }
-        Ok(journal)
+        let file = JournalFile::create(&path, &entries).map_err(|e| {
+            format!(
+                "cannot write the journal of what this restore creates, {}: {e}",
+                path.display()
+            )
+        })?;
+        Ok(Journal { file, entries })
     }
 
     /// Records the roles' OIDs once they were created (`runner`: where they were).
@@ -154,7 +133,9 @@ impl Journal {
         let Some(db) = self.entries.database.as_mut() else {
             return Ok(());
         };
-        db.oid = database_oid(maintenance, &db.name).map_err(|e| e.to_string())?;
+        db.oid = maintenance
+            .database_oid(&db.name)
+            .map_err(|e| e.to_string())?;
         self.write().map_err(|e| self.failed(e))
     }
 
@@ -173,22 +154,18 @@ impl Journal {
 
     /// The restore finished (or undid what it created): the journal goes.
     pub(super) fn close(self) {
-        let _ = std::fs::remove_file(&self.path);
-        if let Some(root) = self.path.parent() {
-            let _ = fsutil::sync_dir(root);
-        }
+        self.file.close();
     }
 
     fn failed(&self, e: io::Error) -> String {
-        format!("cannot update the journal {}: {e}", self.path.display())
+        format!(
+            "cannot update the journal {}: {e}",
+            self.file.path().display()
+        )
     }
 
     fn write(&mut self) -> io::Result<()> {
-        let text = serde_json::to_vec_pretty(&self.entries).map_err(io::Error::other)?;
-        self.file.set_len(0)?;
-        self.file.rewind()?;
-        self.file.write_all(&text)?;
-        self.file.sync_all()
+        self.file.write(&self.entries)
     }
 }
 
@@ -212,15 +189,6 @@ fn role_oids(
         .collect())
 }
 
-/// The OID of the database `name`, if it exists.
-fn database_oid(db: &Database, name: &str) -> Result<Option<u32>, crate::postgres::PgError> {
-    let out = db.query(&format!(
-        "SELECT oid FROM pg_database WHERE datname = {}",
-        quote_literal(name)
-    ))?;
-    Ok(out.trim().parse().ok())
-}
-
 /// What [`recover`] found and did, for the operator.
 #[derive(Debug, Default)]
 struct Settled {
@@ -242,39 +210,17 @@ pub fn recover(root: &Path, server: &Database) -> Result<Option<String>, Restore
         problems: vec![problem],
         hints: Vec::new(),
     };
-    let mut file = match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+    let (_locked, entries) = match open_left::<Entries>(&path) {
+        Ok(Some(found)) => found,
+        Ok(None) => return Ok(None),
         Err(e) => {
-            return Err(refuse(format!(
-                "cannot read {} (the journal of what an earlier restore created): {e}; check it and remove it",
-                path.display()
-            )));
+            return Err(e.refusal(
+                &path,
+                "creating a database, roles or directories on this host",
+                "check the database, roles and directories it names",
+            ));
         }
     };
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(refuse(format!(
-                "another restore is creating a database, roles or directories on this host now ({} is locked): wait for it to finish",
-                path.display()
-            )));
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(refuse(format!("cannot lock {}: {e}", path.display())));
-        }
-    }
-    let entries = read_entries(&mut file).map_err(|e| {
-        refuse(format!(
-            "{} is not a journal coffer can read ({e}): an earlier restore was killed while it created things; check the database, roles and directories it names, then remove the file",
-            path.display()
-        ))
-    })?;
     let settled = settle(&entries, server);
     if !settled.retry.is_empty() {
         return Err(refuse(format!(
@@ -285,8 +231,7 @@ pub fn recover(root: &Path, server: &Database) -> Result<Option<String>, Restore
             path.display()
         )));
     }
-    let _ = std::fs::remove_file(&path);
-    let _ = fsutil::sync_dir(root);
+    remove(&path);
     let mut note = format!(
         "a restore of {} was killed earlier (process {}) after creating things on this host",
         entries.backup, entries.pid
@@ -304,30 +249,6 @@ pub fn recover(root: &Path, server: &Database) -> Result<Option<String>, Restore
         ));
     }
     Ok(Some(note))
-}
-
-fn read_entries(file: &mut File) -> Result<Entries, String> {
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    if meta.uid() != rustix::process::geteuid().as_raw() {
-        return Err("owned by another user".into());
-    }
-    if meta.mode() & 0o077 != 0 {
-        return Err(format!(
-            "mode {:o}: coffer writes it 0600, so it was not written by coffer alone",
-            meta.mode() & 0o7777
-        ));
-    }
-    let mut text = Vec::new();
-    file.take(JOURNAL_CAP + 1)
-        .read_to_end(&mut text)
-        .map_err(|e| e.to_string())?;
-    if text.len() as u64 > JOURNAL_CAP {
-        return Err(format!("larger than {JOURNAL_CAP} bytes"));
-    }
-    serde_json::from_slice(&text).map_err(|e| e.to_string())
 }
 
 /// Judges and removes each journaled thing: directories, then the database, then the roles
@@ -388,7 +309,7 @@ fn settle_dir(dir: &Dir, s: &mut Settled) {
 fn settle_database(db: &Named, maintenance: &Database, s: &mut Settled) -> bool {
     let name = &db.name;
     let drop_sql = format!("DROP DATABASE {}", quote_ident(name));
-    let oid = match database_oid(maintenance, name) {
+    let oid = match maintenance.database_oid(name) {
         Ok(oid) => oid,
         Err(e) => {
             s.retry.push(format!(

@@ -31,9 +31,13 @@ use crate::stream::crypto::Identities;
 mod apply;
 mod created;
 mod database;
+// The parallel restore (restore/parallel) is its user; until it is merged only tests are.
+#[cfg_attr(not(test), allow(dead_code))]
+mod db_swap;
 mod failure;
 mod flat;
 mod head;
+mod journal_file;
 mod leftovers;
 mod parents;
 // The parallel restore (`restore --jobs`, issue 15) is its user; until it lands only the
@@ -49,7 +53,7 @@ pub use apply::execute;
 pub use flat::{prepare_flat, still_empty};
 pub use leftovers::recover as recover_leftovers;
 pub use preflight::{prepare, prepare_announced, prepare_streamed};
-pub use recover::recover_interrupted;
+pub use recover::{recover_database_swap, recover_interrupted};
 
 /// Why a restore did not happen or did not finish. Every variant except
 /// [`RestoreError::Inconsistent`] and [`RestoreError::AfterRestore`] means the database and

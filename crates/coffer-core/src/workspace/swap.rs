@@ -476,6 +476,49 @@ pub fn recover(target: &Path) -> Result<Option<Recovery>, SwapError> {
     Ok(Some(outcome))
 }
 
+/// Marks a swap of `target` that a killed run left in phase Swapped as committed, because
+/// the restore it belongs to committed elsewhere (a database swapped in by rename): the
+/// next [`recover`] then finishes it (the previous tree removed, or kept as
+/// [`kept_name`] with `keep_previous`) instead of putting the previous tree back.
+/// `Ok(false)` when there is no journal; `Ok(true)` when it is (now) committed. Refuses
+/// when the restored tree is not in place (a journal in phase Staging, or a target that
+/// is not the tree the journal recorded): then the workspace was never swapped in.
+pub fn mark_committed(target: &Path, keep_previous: bool) -> Result<bool, SwapError> {
+    let (staging, previous, journal_path) = helper_paths(target)?;
+    check_parent(target)?;
+    let Some(mut journal) = read_journal(&journal_path)? else {
+        return Ok(false);
+    };
+    match journal.phase {
+        Phase::Committed => return Ok(true),
+        Phase::Staging => {
+            return Err(untrusted(
+                &journal_path,
+                "the restore committed but this journal says its workspace was never swapped in",
+            ));
+        }
+        Phase::Swapped => {}
+    }
+    if own_dir(target, Some(journal.staging_id))?.is_none() {
+        return Err(untrusted(
+            target,
+            "the restore committed but the restored workspace is not in place",
+        ));
+    }
+    journal.phase = Phase::Committed;
+    journal.keep_previous_as =
+        (keep_previous && journal.had_previous).then(|| kept_name(target, Utc::now()));
+    let swap = Swap {
+        target: target.to_path_buf(),
+        staging,
+        previous,
+        journal_path,
+        journal,
+    };
+    swap.write_journal()?;
+    Ok(true)
+}
+
 impl Swap {
     /// Starts a swap of `target`: records the journal and creates the empty staging
     /// directory (mode 0700; the restored tree's own root mode is applied by extraction).
@@ -732,6 +775,39 @@ mod tests {
         swap.swap_in().unwrap();
         swap.swap_back().unwrap();
         assert!(!fresh.exists());
+    }
+
+    /// A swap whose restore committed elsewhere (the database swap) is finished, not put
+    /// back, once marked; one that never swapped in cannot be marked.
+    #[test]
+    fn a_swap_marked_committed_is_finished_by_recover() {
+        for keep in [false, true] {
+            let tmp = tempfile::tempdir().unwrap();
+            let target = tmp.path().join("ws");
+            assert!(!mark_committed(&target, keep).unwrap());
+            tree(&target, "old");
+            let mut swap = Swap::begin(&target, "b1").unwrap();
+            tree(swap.staging(), "new");
+            assert!(mark_committed(&target, keep).is_err(), "staging");
+            swap.swap_in().unwrap();
+            std::mem::forget(swap);
+            assert!(mark_committed(&target, keep).unwrap());
+            assert_eq!(
+                recover(&target).unwrap(),
+                Some(Recovery::FinishedCleanup {
+                    backup: "b1".into()
+                })
+            );
+            assert_eq!(marker(&target), "new");
+            let kept: Vec<PathBuf> = fs::read_dir(tmp.path())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| is_kept_name(&target, p))
+                .collect();
+            assert_eq!(kept.len(), usize::from(keep), "{kept:?}");
+            assert!(kept.iter().all(|k| marker(k) == "old"));
+            assert!(leftovers(tmp.path()).is_empty());
+        }
     }
 
     /// A run killed at each point is undone (or finished) by the next run's `recover`.
