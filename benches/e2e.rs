@@ -14,12 +14,13 @@
 //! `--out FILE` (`<dir>/results.md`) receives the table; `--only LIST` runs some of the
 //! scenarios `baseline`, `coffer`, `age`, `zstd`, `remote`, `many-files` (e.g. `--only coffer` at `--scale 4` to
 //! look at coffer's memory alone); `--keep` leaves the backups and restored copies in
-//! `<dir>/run` instead of deleting them at the end. Relative paths are taken from the workspace root, because
+//! `<dir>/run` instead of deleting them at the end; `--jobs LIST` (`1`) adds a `coffer restore
+//! --jobs N` row per number (e.g. `--jobs 1,2,4`; the other restore rows use one session). Relative paths are taken from the workspace root, because
 //! cargo runs benchmarks in the package's directory. Without cargo bench's `--bench`
 //! argument (as `cargo test --all-targets` runs it) the binary does nothing.
 //!
 //! Data, reproducible (fixed seeds) and multiplied by the scale: a throw-away PostgreSQL
-//! cluster with database `portal` (users with jsonb profiles, documents with prose-like bodies,
+//! cluster (fsync, synchronous commit and full-page writes on, as in production) with database `portal` (users with jsonb profiles, documents with prose-like bodies,
 //! many events with jsonb payloads, attachments with incompressible bytea, an
 //! `alembic_version` row; primary keys, foreign keys and three secondary indexes), whose plain
 //! `pg_dump` is about 585 MB at scale 1; a workspace of about 1.1 GB in about 26,000 files
@@ -80,7 +81,7 @@ mod remote;
 const COFFER: &str = env!("CARGO_BIN_EXE_coffer");
 
 const USAGE: &str = "usage: cargo bench -p coffer-cli --bench e2e -- [--scale F] [--rounds N] \
-[--many-files N] [--dir DIR] [--out FILE] [--only baseline,coffer,age,zstd,remote,many-files] [--keep]";
+[--many-files N] [--dir DIR] [--out FILE] [--only baseline,coffer,age,zstd,remote,many-files] [--keep] [--jobs 1,2,4]";
 
 /// What a restored `portal` must hold: row counts and the Alembic head.
 const ROW_COUNTS: &str = "SELECT concat_ws(' ', (SELECT count(*) FROM users), \
@@ -168,6 +169,8 @@ struct Args {
     only: Vec<Scenario>,
     /// Leave the run's backups and restored copies in `<dir>/run` for inspection.
     keep: bool,
+    /// Sessions of the `coffer restore --jobs N` rows (the other restore rows use 1).
+    jobs: Vec<usize>,
     /// As given, for the report.
     command_line: String,
 }
@@ -193,6 +196,7 @@ fn parse_args() -> Result<Args> {
     let mut only = Scenario::ALL.to_vec();
     let mut given = Vec::new();
     let mut keep = false;
+    let mut jobs = vec![1usize];
 
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -236,6 +240,16 @@ fn parse_args() -> Result<Args> {
             "--many-files" => {
                 many_files = value.parse().map_err(|_| bad("not a whole number"))?;
             }
+            "--jobs" => {
+                jobs = Vec::new();
+                for n in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let n: usize = n.parse().map_err(|_| bad("not a list of whole numbers"))?;
+                    if n == 0 {
+                        return Err(bad("sessions must be at least 1"));
+                    }
+                    jobs.push(n);
+                }
+            }
             "--dir" => dir = Some(root.join(&value)),
             "--out" => out = Some(root.join(&value)),
             "--only" => {
@@ -266,6 +280,7 @@ fn parse_args() -> Result<Args> {
         out,
         only,
         keep,
+        jobs,
         command_line,
     })
 }
@@ -318,7 +333,8 @@ fn run() -> Result<()> {
     };
 
     eprintln!("starting a throw-away PostgreSQL cluster…");
-    let cluster = TempCluster::start().context("cannot start the PostgreSQL cluster")?;
+    // fsync on, as in production: a restore's speed is bound by the server's writes.
+    let cluster = TempCluster::start_durable().context("cannot start the PostgreSQL cluster")?;
     // Autovacuum would analyze the freshly restored databases in the background, charging
     // CPU and I/O to whichever row runs next.
     cluster.psql("postgres", "ALTER SYSTEM SET autovacuum = off")?;
@@ -510,16 +526,25 @@ fn run() -> Result<()> {
                 plain_cfg.as_ref().filter(|_| args.wants(Scenario::Coffer)),
                 &coffer_backup,
             ) {
-                let (db, target) = (format!("r_coffer_{r}"), round.join("coffer-restored"));
-                let cmd = coffer_restore_cmd(cfg, backup, &db, &target, None);
-                bench.prepare(&[backup, &data_dir])?;
-                let row = "coffer restore";
-                bench.measure(row, Some("baseline restore"), cmd, None, false)?;
-                check_restore(&db, &target)?;
+                for &jobs in &args.jobs {
+                    let (db, target) = (
+                        format!("r_coffer_{r}_j{jobs}"),
+                        round.join(format!("coffer-restored-j{jobs}")),
+                    );
+                    let cmd = coffer_restore_cmd(cfg, backup, &db, &target, None, jobs);
+                    bench.prepare(&[backup, &data_dir])?;
+                    let row = if jobs == 1 {
+                        "coffer restore".to_string()
+                    } else {
+                        format!("coffer restore --jobs {jobs}")
+                    };
+                    bench.measure(&row, Some("baseline restore"), cmd, None, false)?;
+                    check_restore(&db, &target)?;
+                }
             }
             if let (Some(cfg), Some(backup)) = (&age_cfg, &age_backup) {
                 let (db, target) = (format!("r_age_{r}"), round.join("coffer-age-restored"));
-                let cmd = coffer_restore_cmd(cfg, backup, &db, &target, Some(&identity));
+                let cmd = coffer_restore_cmd(cfg, backup, &db, &target, Some(&identity), 1);
                 bench.prepare(&[backup, &data_dir])?;
                 let row = "coffer restore (age)";
                 bench.measure(row, Some("baseline restore"), cmd, None, false)?;
@@ -527,7 +552,7 @@ fn run() -> Result<()> {
             }
             if let (Some(cfg), Some(backup)) = (&zstd_cfg, &zstd_backup) {
                 let (db, target) = (format!("r_zstd_{r}"), round.join("coffer-zstd-restored"));
-                let cmd = coffer_restore_cmd(cfg, backup, &db, &target, None);
+                let cmd = coffer_restore_cmd(cfg, backup, &db, &target, None, 1);
                 bench.prepare(&[backup, &data_dir])?;
                 let row = "coffer restore (zstd)";
                 bench.measure(row, Some("baseline restore"), cmd, None, false)?;
@@ -562,7 +587,7 @@ fn run() -> Result<()> {
                     format!("r_pulled_{r}"),
                     round.join("remote-pulled-restored"),
                 );
-                let cmd = coffer_restore_cmd(&cfg, &pulled, &db, &target, None);
+                let cmd = coffer_restore_cmd(&cfg, &pulled, &db, &target, None, 1);
                 bench.prepare(&[&pulled, &data_dir])?;
                 let row = "remote: restore of the pulled copy";
                 bench.measure(row, Some("baseline restore"), cmd, None, false)?;
@@ -688,9 +713,11 @@ fn coffer_restore_cmd(
     db: &str,
     target: &Path,
     identity: Option<&Path>,
+    jobs: usize,
 ) -> Command {
     let mut cmd = coffer_cmd();
     cmd.arg("restore")
+        .args(["--jobs", &jobs.to_string()])
         .arg(backup)
         .arg("--config")
         .arg(config)

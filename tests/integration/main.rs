@@ -10,6 +10,7 @@ mod flat;
 mod harness;
 mod list;
 mod ops;
+mod parallel;
 mod pieces;
 mod remote;
 mod restore;

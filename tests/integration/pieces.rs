@@ -7,7 +7,7 @@ use crate::harness::*;
 /// Adds to the case's database a table large enough to be cut at row boundaries (past the
 /// 64 MiB piece size), one above the 4 MiB piece minimum, and text that looks like COPY
 /// blocks where it is not one (a function body, a comment, a quoted identifier).
-fn add_large_tables(case: &Case) {
+pub(crate) fn add_large_tables(case: &Case) {
     cluster()
         .psql(
             &case.db,
@@ -34,7 +34,7 @@ COMMENT ON TABLE public.mid IS E'\nCOPY public.mid (id, payload) FROM stdin;\n\\
 
 /// The dump's text without pg_dump's `\restrict`/`\unrestrict` lines (their key is random
 /// per run).
-fn without_restrict(sql: &str) -> String {
+pub(crate) fn without_restrict(sql: &str) -> String {
     sql.lines()
         .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
         .map(|l| format!("{l}\n"))

@@ -106,6 +106,7 @@ pub use format::signing::{SignaturePolicy, UNSIGNED_REFUSED};
 pub use remote::{Remote, RemoteError, UploadSettings};
 pub use report::metrics;
 pub use report::notify::UnitFailure;
+pub use restore::PhaseTimings as RestorePhaseTimings;
 pub use restore::Plan as RestorePlan;
 pub use root::catalog::EntryStatus;
 pub use root::prune::PruneReport;

@@ -58,6 +58,9 @@ pub struct TempCluster {
     run_as: Option<String>,
     port: u16,
     stopped: bool,
+    /// fsync, synchronous commit and full-page writes on, as in production (benchmarks);
+    /// off for tests, which only need speed.
+    durable: bool,
 }
 
 /// Finds the directory holding `initdb` and `pg_ctl`: PATH first, then Debian's layout
@@ -93,8 +96,19 @@ fn free_port() -> io::Result<u16> {
 }
 
 impl TempCluster {
-    /// Creates and starts a cluster in a new directory under the system temp directory.
+    /// Creates and starts a cluster in a new directory under the system temp directory,
+    /// without fsync (for tests).
     pub fn start() -> Result<TempCluster, SandboxError> {
+        TempCluster::start_with(false)
+    }
+
+    /// [`TempCluster::start`] with fsync, synchronous commit and full-page writes on, as a
+    /// production server runs (for benchmarks).
+    pub fn start_durable() -> Result<TempCluster, SandboxError> {
+        TempCluster::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Result<TempCluster, SandboxError> {
         let bin = server_bin_dir().ok_or(SandboxError::NoServerBinaries)?;
         let run_as = if is_root() {
             let ok = Command::new("id")
@@ -123,6 +137,7 @@ impl TempCluster {
             run_as,
             port: 0,
             stopped: true,
+            durable,
         };
         cluster.init_and_start()?;
         Ok(cluster)
@@ -153,8 +168,13 @@ impl TempCluster {
             ],
         )?;
         self.port = free_port().map_err(|e| step_err("find a free port", e))?;
+        let durability = if self.durable {
+            ""
+        } else {
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        };
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            "-c listen_addresses=127.0.0.1 -p {} -k {}{durability}",
             self.port,
             self.dir.display()
         );

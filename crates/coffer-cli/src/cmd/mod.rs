@@ -18,3 +18,8 @@ pub mod systemd;
 pub mod verify;
 
 pub use signals::cancel_on_signals;
+
+/// The default of `--jobs`: the cores this process may use.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}

@@ -25,6 +25,17 @@ is extracted into a staging directory beside it, concurrently. Only when both st
 matching hashes is the workspace swapped in by rename and the transaction committed; any failure \
 or signal before that leaves both exactly as they were. hooks.after_restore runs in every case.
 
+With --jobs N (default: the number of cores) a backup whose dump has a piece index (coffer 0.2 \
+and later) is restored by N sessions into a new database TARGET__coffer_new (created like the \
+target: owner, encoding, locale, settings, grants): the schema first, then the tables' data in \
+N sessions (largest first), then the index builds in N sessions and the rest of the dump in \
+order; each piece checked against its SHA-256. Then the workspace and the database are swapped \
+in together (the target renamed to TARGET__coffer_old and the new one into its place in one \
+transaction) and the old database dropped (kept with --keep-old). Any failure before the swap \
+drops the new database and changes nothing. It needs CREATEDB and room for one more copy of the \
+database; otherwise, for a small dump, or from the remote, the restore runs in one transaction \
+(the plan says why). --jobs 1 always does.
+
 Exit codes: 0 restored; 5 the backup failed verification or its signature is bad or missing (nothing changed); 6 refused by \
 pre-flight or confirmation (nothing changed); 7 failed and rolled back (nothing changed); \
 8 restored, but the head check or hooks.after_restore failed afterwards; 9 failed and the \
@@ -113,9 +124,15 @@ pub struct Args {
     #[arg(long)]
     terminate_connections: bool,
 
-    /// Keep the previous workspace as WORKSPACE.before-restore-TIME after success
+    /// Keep the previous workspace as WORKSPACE.before-restore-TIME (and, with --jobs, the
+    /// previous database as TARGET__coffer_old_TIME) after success
     #[arg(long)]
     keep_old: bool,
+
+    /// Sessions restoring the database: more than 1 restores into a new database and swaps
+    /// it into place (see below) [default: the number of cores]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: Option<u16>,
 
     /// Do not run hooks.before_restore / hooks.after_restore
     #[arg(long)]
@@ -181,6 +198,7 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         .allow_head_mismatch(args.allow_head_mismatch)
         .terminate_connections(args.terminate_connections)
         .keep_old(args.keep_old)
+        .jobs(args.jobs.map_or_else(super::cores, usize::from))
         .run_hooks(!args.no_hooks)
         .identity(args.identity.clone())
         .allow_unsigned(args.allow_unsigned)

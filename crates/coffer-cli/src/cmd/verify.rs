@@ -26,7 +26,8 @@ tables, rows and Alembic head.
 
 With --restore-test the backup is also restored into a throw-away database (on the configured \
 server) and a new temporary directory in the backup root, compared with its manifest (Alembic head, \
-every table's row count, workspace file count and sizes), and both are removed again.
+every table's row count, workspace file count and sizes), and both are removed again; with \
+--jobs N (default: the number of cores) by N sessions, as `coffer restore --jobs` restores.
 
 Exit codes: 0 every check passed, 5 a check failed (the backup is damaged or the restore test \
 found a difference), 1 the check could not run, 2 bad configuration; a restore test that could \
@@ -58,6 +59,11 @@ pub struct Args {
     #[arg(long)]
     restore_test: bool,
 
+    /// Sessions the restore test restores the database with (see `coffer restore --jobs`)
+    /// [default: the number of cores]
+    #[arg(long, value_name = "N", requires = "restore_test", value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: Option<u16>,
+
     /// Accept backups without signatures although signing.trusted_public_keys is set (a
     /// bad signature still fails)
     #[arg(long)]
@@ -79,7 +85,8 @@ pub fn run(cli: &crate::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let options = VerifyOptions::default()
         .identity(args.identity.clone())
         .allow_unsigned(args.allow_unsigned)
-        .restore_test(args.restore_test);
+        .restore_test(args.restore_test)
+        .jobs(args.jobs.map_or_else(super::cores, usize::from));
     // Only the restore test changes anything, so only it stops cleanly on a signal.
     let cancel = if args.restore_test {
         super::cancel_on_signals().context("cannot install signal handlers")?

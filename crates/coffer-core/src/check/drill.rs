@@ -61,6 +61,7 @@ pub fn run(
     settings: &RestoreSettings,
     entry: &BackupEntry,
     identities: Option<&Identities>,
+    jobs: usize,
     ctx: &RunContext<'_>,
 ) -> Result<DrillReport, RestoreError> {
     let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S");
@@ -119,6 +120,7 @@ pub fn run(
         terminate_connections: false,
         keep_old: false,
         run_hooks: false,
+        jobs,
     };
     let result = restore::prepare(settings, entry, &options, identities)
         .and_then(|plan| restore::execute(settings, &plan, &options, identities, ctx));

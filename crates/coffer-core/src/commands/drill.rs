@@ -23,6 +23,8 @@ pub struct DrillOptions {
     /// Accept a backup without signatures although trusted keys are configured (a bad
     /// signature is still refused). Default: no.
     pub allow_unsigned: bool,
+    /// Sessions restoring the database, as [`crate::RestoreOptions::jobs`]. Default: 1.
+    pub jobs: usize,
 }
 
 impl DrillOptions {
@@ -35,6 +37,12 @@ impl DrillOptions {
     /// Whether to accept an unsigned backup.
     pub fn allow_unsigned(mut self, allow: bool) -> DrillOptions {
         self.allow_unsigned = allow;
+        self
+    }
+
+    /// Sets the sessions restoring the database.
+    pub fn jobs(mut self, jobs: usize) -> DrillOptions {
+        self.jobs = jobs.max(1);
         self
     }
 }
@@ -52,7 +60,7 @@ impl Coffer {
         let identities = self.identities(options.identity.as_deref())?;
         let signatures = self.signature_policy(options.allow_unsigned)?;
         let (entry, _) = self.resolve(backup, ctx)?;
-        self.drill_entry(&entry, identities.as_ref(), &signatures, ctx)
+        self.drill_entry(&entry, identities.as_ref(), &signatures, options.jobs, ctx)
     }
 
     /// The drill of one backup found already.
@@ -61,12 +69,13 @@ impl Coffer {
         entry: &BackupEntry,
         identities: Option<&Identities>,
         signatures: &SignaturePolicy,
+        jobs: usize,
         ctx: &RunContext<'_>,
     ) -> Result<DrillReport, Error> {
         let mut settings = RestoreSettings::from_config(self.config())?;
         settings.signatures = signatures.clone();
         ctx.emit(Event::DrillStarted(&entry.name));
-        let report = drill::run(&settings, entry, identities, ctx)?;
+        let report = drill::run(&settings, entry, identities, jobs, ctx)?;
         ctx.emit(Event::Drilled(&report));
         Ok(report)
     }

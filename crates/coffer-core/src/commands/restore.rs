@@ -58,6 +58,12 @@ pub struct RestoreOptions {
     /// (nothing is written to the root; a legacy backup is pulled into the root first),
     /// unless it is complete in the root already. Default: no.
     pub from_remote: bool,
+    /// Sessions restoring the database: more than 1 restores a backup whose dump has a piece
+    /// index into a new database with that many sessions and swaps it into place (fewer
+    /// when the dump has fewer data pieces or the server fewer free connections; one
+    /// transaction on the target as before when the role may not create databases or the
+    /// backup is streamed from the remote). Default: 1, one transaction.
+    pub jobs: usize,
 }
 
 impl Default for RestoreOptions {
@@ -75,6 +81,7 @@ impl Default for RestoreOptions {
             identity: None,
             allow_unsigned: false,
             from_remote: false,
+            jobs: 1,
         }
     }
 }
@@ -119,6 +126,12 @@ impl RestoreOptions {
     /// Whether to end other sessions on the target database.
     pub fn terminate_connections(mut self, terminate: bool) -> RestoreOptions {
         self.terminate_connections = terminate;
+        self
+    }
+
+    /// Sets the sessions restoring the database (see [`RestoreOptions::jobs`]).
+    pub fn jobs(mut self, jobs: usize) -> RestoreOptions {
+        self.jobs = jobs.max(1);
         self
     }
 
@@ -167,6 +180,7 @@ impl RestoreOptions {
             terminate_connections: self.terminate_connections,
             keep_old: self.keep_old,
             run_hooks: self.run_hooks,
+            jobs: self.jobs,
         }
     }
 }

@@ -27,6 +27,9 @@ pub struct VerifyOptions {
     pub allow_unsigned: bool,
     /// After the checks pass, also run the restore drill ([`Coffer::drill`]). Default: no.
     pub restore_test: bool,
+    /// Sessions the restore drill restores the database with, as
+    /// [`crate::RestoreOptions::jobs`]. Default: 1.
+    pub jobs: usize,
 }
 
 impl VerifyOptions {
@@ -45,6 +48,12 @@ impl VerifyOptions {
     /// Whether to run the restore drill after the checks.
     pub fn restore_test(mut self, restore_test: bool) -> VerifyOptions {
         self.restore_test = restore_test;
+        self
+    }
+
+    /// Sets the sessions of the restore drill.
+    pub fn jobs(mut self, jobs: usize) -> VerifyOptions {
+        self.jobs = jobs.max(1);
         self
     }
 }
@@ -117,7 +126,13 @@ impl Coffer {
             let report = verify::verify_signed(entry, identities.as_ref(), &signatures);
             ctx.emit(Event::Verified(&report));
             if let Some(drills) = outcome.drills.as_mut().filter(|_| report.passed()) {
-                drills.push(self.drill_entry(entry, identities.as_ref(), &signatures, ctx)?);
+                drills.push(self.drill_entry(
+                    entry,
+                    identities.as_ref(),
+                    &signatures,
+                    options.jobs,
+                    ctx,
+                )?);
             }
             outcome.reports.push(report);
         }

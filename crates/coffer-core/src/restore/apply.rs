@@ -16,7 +16,9 @@ use crate::workspace::swap::Swap;
 
 use super::created::Created;
 use super::database::{PendingCommit, stream_database};
+use super::db_swap::Swapped;
 use super::failure::StreamFailure;
+use super::parallel::{ParallelPending, PhaseTimings, stream_database_parallel};
 use super::workspace::extract_workspace;
 use super::{
     DatabaseRestored, DatabaseTarget, Plan, RestoreError, RestoreReport, RestoreSettings,
@@ -206,7 +208,7 @@ fn apply(
     };
 
     let cancel = ctx.cancel();
-    let (db_result, ws_result) = stream_both(plan, swap.as_ref(), identities, ctx);
+    let (db_result, ws_result) = stream_both(plan, swap.as_ref(), identities, (root, ctx));
     let (streamed, failure) = gather(db_result, ws_result, ctx);
     if let Some(f) = failure {
         return Err(fail(
@@ -227,7 +229,25 @@ fn apply(
         ));
     }
 
-    let swap = swap_in_and_commit(streamed.pending, swap, created, ctx)?;
+    let mut pending = streamed.pending;
+    if let Some(DatabasePending::Parallel(p)) = pending.as_mut() {
+        // Journaled before the swap, so the next run settles a kill after it rightly.
+        let journaled = match &plan.workspace {
+            Some(ws) => p.swap.set_workspace(&ws.path),
+            None => Ok(()),
+        }
+        .and_then(|()| p.swap.set_keep_old(options.keep_old));
+        if let Err(e) = journaled {
+            return Err(fail(e, pending, swap, created, ctx));
+        }
+    }
+    let mut timings = pending.as_ref().and_then(DatabasePending::timings);
+    let swap_started = Instant::now();
+    let (swap, db_swapped) =
+        swap_in_and_commit(pending, swap, created, options.terminate_connections, ctx)?;
+    if let Some(t) = timings.as_mut() {
+        t.swap = swap_started.elapsed().as_secs_f64();
+    }
     let mut report = RestoreReport {
         backup: plan.backup.clone(),
         database: None,
@@ -237,11 +257,14 @@ fn apply(
         duration_seconds: 0.0,
     };
     if let (Some(db), Some((facts, sql_bytes))) = (&plan.database, streamed.db_facts) {
-        report.database = Some(database_restored(db, &facts, sql_bytes, ctx));
+        report.database = Some(database_restored(db, &facts, sql_bytes, timings, ctx));
         report.alembic_head = facts.alembic_heads;
     }
     if let (Some(ws), Some(stats), Some(sw)) = (&plan.workspace, streamed.ws_stats, swap) {
         report.workspace = Some(workspace_restored(ws, stats, sw, options.keep_old, ctx));
+    }
+    if let Some(swapped) = db_swapped {
+        finish_database_swap(swapped, options.keep_old, ctx);
     }
     report.duration_seconds = started.elapsed().as_secs_f64();
     Ok(report)
@@ -293,16 +316,40 @@ fn end_other_sessions(
     Ok(())
 }
 
-/// What the database stream yields: the transaction waiting for `COMMIT`, the dump's facts
+/// The database with the whole dump applied, waiting for the commit: one transaction on
+/// the target, or a new database restored by several sessions, waiting to be swapped in.
+/// Dropped, either is undone (rolled back, or the new database dropped).
+enum DatabasePending {
+    Transaction(PendingCommit),
+    Parallel(Box<ParallelPending>),
+}
+
+impl DatabasePending {
+    fn confinement(&self) -> &crate::postgres::sandbox_exec::Confinement {
+        match self {
+            DatabasePending::Transaction(p) => &p.confinement,
+            DatabasePending::Parallel(p) => &p.confinement,
+        }
+    }
+
+    fn timings(&self) -> Option<PhaseTimings> {
+        match self {
+            DatabasePending::Transaction(_) => None,
+            DatabasePending::Parallel(p) => Some(p.timings.clone()),
+        }
+    }
+}
+
+/// What the database stream yields: the database waiting for the commit, the dump's facts
 /// and the bytes of SQL applied.
-type DatabaseStream = Result<(PendingCommit, (DumpFacts, u64)), StreamFailure>;
+type DatabaseStream = Result<(DatabasePending, (DumpFacts, u64)), StreamFailure>;
 
 /// Runs the database and workspace streams concurrently.
 fn stream_both(
     plan: &Plan,
     swap: Option<&Swap>,
     identities: Option<&Identities>,
-    ctx: &RunContext<'_>,
+    (root, ctx): (&std::path::Path, &RunContext<'_>),
 ) -> (
     Option<DatabaseStream>,
     Option<Result<ExtractStats, StreamFailure>>,
@@ -314,7 +361,21 @@ fn stream_both(
         let db_handle = plan.database.as_ref().map(|db| {
             let abort = abort.clone();
             s.spawn(move || {
-                let r = stream_database(db, identities, progress, cancel, &abort, &plan.backup);
+                let r = if db.jobs > 1 {
+                    stream_database_parallel(
+                        db,
+                        db.jobs,
+                        identities,
+                        progress,
+                        cancel,
+                        &abort,
+                        (&plan.backup, root),
+                    )
+                    .map(|(p, f)| (DatabasePending::Parallel(Box::new(p)), f))
+                } else {
+                    stream_database(db, identities, progress, cancel, &abort, &plan.backup)
+                        .map(|(p, f)| (DatabasePending::Transaction(p), f))
+                };
                 if r.is_err() {
                     abort.store(true, Ordering::SeqCst);
                 }
@@ -341,8 +402,8 @@ fn stream_both(
 
 /// What the streams left for the commit.
 struct Streamed {
-    /// The database transaction waiting for `COMMIT`.
-    pending: Option<PendingCommit>,
+    /// The database waiting for the commit.
+    pending: Option<DatabasePending>,
     /// The dump's facts and the bytes of SQL applied.
     db_facts: Option<(DumpFacts, u64)>,
     /// What was extracted into staging.
@@ -359,7 +420,7 @@ fn gather(
     let (mut pending, mut db_facts, mut ws_stats, mut failure) = (None, None, None, None);
     match db_result {
         Some(Ok((p, facts))) => {
-            if let Some(note) = p.confinement.note() {
+            if let Some(note) = p.confinement().note() {
                 ctx.note(&note);
             }
             (pending, db_facts) = (Some(p), Some(facts))
@@ -389,7 +450,7 @@ fn gather(
 /// Puts everything back as it was before the restore, and says what went wrong.
 fn fail(
     err: RestoreError,
-    pending: Option<PendingCommit>,
+    pending: Option<DatabasePending>,
     swap: Option<Swap>,
     created: Created<'_>,
     ctx: &RunContext<'_>,
@@ -412,14 +473,16 @@ fn fail(
     }
 }
 
-/// Both streams verified: swaps the workspace in, then commits the database; a failed
-/// commit swaps the previous workspace back. Returns the swap, still to be committed.
+/// Both streams verified: swaps the workspace in, then commits the database (sends
+/// `COMMIT`, or renames the new database into place); a failed commit swaps the previous
+/// workspace back. Returns the workspace swap and the database swap, still to be finished.
 fn swap_in_and_commit(
-    pending: Option<PendingCommit>,
+    pending: Option<DatabasePending>,
     mut swap: Option<Swap>,
     created: Created<'_>,
+    terminate: bool,
     ctx: &RunContext<'_>,
-) -> Result<Option<Swap>, RestoreError> {
+) -> Result<(Option<Swap>, Option<Swapped>), RestoreError> {
     if let Some(sw) = swap.as_mut()
         && let Err(e) = sw.swap_in()
     {
@@ -438,25 +501,49 @@ fn swap_in_and_commit(
             ctx,
         ));
     }
-    if let Some(p) = pending
-        && let Err(e) = p.commit()
-    {
-        let err = rolled_back("database commit", e.to_string());
-        return match swap.map(Swap::swap_back).transpose() {
-            Ok(_) => {
-                created.undo(ctx);
-                Err(err)
-            }
-            Err(se) => {
-                created.undo(ctx);
-                Err(RestoreError::Inconsistent(format!(
-                    "the database transaction was rolled back ({e}), but the previous workspace could not be put back: {se}"
-                )))
-            }
-        };
-    }
+    let committed = match pending {
+        None => Ok(None),
+        Some(DatabasePending::Transaction(p)) => p
+            .commit()
+            .map(|()| None)
+            .map_err(|e| rolled_back("database commit", e.to_string())),
+        Some(DatabasePending::Parallel(p)) => p.swap.swap(terminate).map(Some),
+    };
+    let db_swapped = match committed {
+        Ok(s) => s,
+        Err(err) => return Err(put_back(err, swap, created, ctx)),
+    };
     created.keep();
-    Ok(swap)
+    Ok((swap, db_swapped))
+}
+
+/// The database was not committed: the previous workspace is put back.
+fn put_back(
+    err: RestoreError,
+    swap: Option<Swap>,
+    created: Created<'_>,
+    ctx: &RunContext<'_>,
+) -> RestoreError {
+    let undone = swap.map(Swap::swap_back).transpose();
+    created.undo(ctx);
+    match undone {
+        Ok(_) => err,
+        Err(se) => RestoreError::Inconsistent(format!(
+            "the database was not committed ({err}), but the previous workspace could not be put back: {se}"
+        )),
+    }
+}
+
+/// Drops (or keeps, renamed) the database the swap replaced. The restore is committed
+/// either way: a failure is a note.
+fn finish_database_swap(swapped: Swapped, keep_old: bool, ctx: &RunContext<'_>) {
+    match swapped.finish(keep_old) {
+        Ok(Some(kept)) => ctx.note(&format!("previous database kept as {kept}")),
+        Ok(None) => {}
+        Err(e) => ctx.note(&format!(
+            "the previous database could not be cleaned up ({e}); the next restore finishes it, or drop it by hand"
+        )),
+    }
 }
 
 /// Reports the committed database.
@@ -464,6 +551,7 @@ fn database_restored(
     db: &DatabaseTarget,
     facts: &DumpFacts,
     sql_bytes: u64,
+    phases: Option<PhaseTimings>,
     ctx: &RunContext<'_>,
 ) -> DatabaseRestored {
     let rows = facts.tables.values().sum();
@@ -472,11 +560,18 @@ fn database_restored(
         db.name,
         facts.tables.len()
     ));
+    if let Some(t) = &phases {
+        ctx.done(&format!(
+            "{} sessions: new database {:.1}s, proof {:.1}s, schema {:.1}s, data {:.1}s, indexes {:.1}s, rest of the dump {:.1}s, swap {:.1}s",
+            t.jobs, t.create, t.prove, t.pre_data, t.data, t.indexes, t.post_data, t.swap
+        ));
+    }
     DatabaseRestored {
         name: db.name.clone(),
         tables: facts.tables.clone(),
         rows,
         sql_bytes,
+        phases,
     }
 }
 

@@ -2,14 +2,11 @@
 //! transaction in restricted mode, held open without `COMMIT` until the caller decides.
 
 use std::io::{self, Read, Write};
-use std::process::ChildStdin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::cancel::CancelFlag;
 use crate::format::manifest::ArtifactRole;
-use crate::postgres::psql_watch;
 use crate::postgres::sandbox_exec::Confinement;
 use crate::postgres::{PgError, RunningProgram};
 use crate::progress::Progress;
@@ -20,6 +17,7 @@ use crate::util::units;
 
 use super::DatabaseTarget;
 use super::failure::{StreamFailure, artifact_failure};
+use super::psql_session::PsqlSession;
 
 /// Chunk size for streaming the dump into psql.
 const CHUNK: usize = 1 << 20;
@@ -104,12 +102,6 @@ fn prefer_damage(
     }
 }
 
-/// psql's standard input, which stays inside [`RunningProgram`] so that dropping psql kills
-/// it before the input is closed.
-fn input(psql: &mut RunningProgram) -> &mut ChildStdin {
-    psql.child.stdin.as_mut().expect("psql stdin is piped")
-}
-
 /// Streams the dump into psql inside a transaction and stops just before `COMMIT`.
 pub(super) fn stream_database(
     db: &DatabaseTarget,
@@ -120,45 +112,9 @@ pub(super) fn stream_database(
     backup: &str,
 ) -> Result<(PendingCommit, (DumpFacts, u64)), StreamFailure> {
     let mut reader = db.source.open(identities).map_err(artifact_failure)?;
-    let (mut psql, confinement) =
-        db.runner
-            .spawn_psql_script()
-            .map_err(|e| StreamFailure::Failed {
-                what: "database",
-                reason: e.to_string(),
-            })?;
-    // Every early return below drops `psql`: killed before its input closes, so nothing
-    // more of what was sent runs, and the server rolls the transaction back.
-    // The marker is random, so no dump can print it early and pass for "everything applied".
-    let marker = format!("coffer-applied-{}", restrict_key().map_err(no_rng)?);
-    let watch = psql_watch::Watch::spawn(
-        psql.child.stdout.take().expect("psql stdout is piped"),
-        marker.clone(),
-    );
-    // psql stopped reading (it failed, or exited): its own error is the reason.
-    let psql_failed = |mut psql: RunningProgram| {
-        drop(psql.child.stdin.take());
-        let reason =
-            match psql.wait("the transaction was rolled back; fix the cause and restore again") {
-                Err(e) => restrict_hint(e.to_string()),
-                Ok(()) => "psql stopped reading its input".into(),
-            };
-        StreamFailure::Failed {
-            what: "database",
-            reason,
-        }
-    };
-    // psql's restricted mode with a key only this process knows: whatever the dump holds,
-    // psql refuses every meta-command (and stops: ON_ERROR_STOP). The scanner below also
-    // refuses them before they are sent, with a clearer message.
-    let opening = format!(
-        "\\restrict {}\n{}BEGIN;\n",
-        restrict_key().map_err(no_rng)?,
-        psql_watch::pid_query()
-    );
-    if input(&mut psql).write_all(opening.as_bytes()).is_err() {
-        return Err(psql_failed(psql));
-    }
+    // Every early return below drops the session: psql is killed before its input closes,
+    // so nothing more of what was sent runs, and the server rolls the transaction back.
+    let mut session = PsqlSession::open(&db.runner, "BEGIN;\n")?;
     progress.start(ArtifactRole::Database, &db.source.file_name());
     let mut scanner = DumpScanner::new();
     let mut buf = vec![0u8; CHUNK];
@@ -176,8 +132,8 @@ pub(super) fn stream_database(
         };
         allowed.clear();
         scanner.feed_filtered(&buf[..n], &mut allowed);
-        if input(&mut psql).write_all(&allowed).is_err() {
-            return Err(prefer_damage(reader, &db.source, psql_failed(psql)));
+        if let Err(failure) = session.send(&allowed) {
+            return Err(prefer_damage(reader, &db.source, failure));
         }
         if let Some(problem) = scanner.problem() {
             // Nothing from the refused byte on was sent; psql must not see end-of-input
@@ -214,59 +170,12 @@ pub(super) fn stream_database(
     }
     // psql may still be working through the tail of the dump (index builds can take
     // minutes). Wait until it has applied everything, so the workspace swap and COMMIT
-    // that follow are only milliseconds apart; but never for input it will not get.
-    let stdin = input(&mut psql);
-    if stdin
-        .write_all(format!("SELECT '{marker}';\n").as_bytes())
-        .and_then(|_| stdin.flush())
-        .is_err()
-    {
-        return Err(psql_failed(psql));
-    }
-    let mut backend = None;
-    let mut next_check = Instant::now() + Duration::from_secs(5);
-    let mut waiting_since: Option<Instant> = None;
-    loop {
-        match watch.next(Duration::from_millis(200)) {
-            Ok(psql_watch::Signal::Applied) => break,
-            Ok(psql_watch::Signal::Pid(pid)) => backend = Some(pid),
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if cancel.signal().is_some() || abort.load(Ordering::SeqCst) {
-                    return Err(StreamFailure::Aborted);
-                }
-                if let Some(pid) = backend
-                    && Instant::now() >= next_check
-                {
-                    next_check = Instant::now() + Duration::from_secs(5);
-                    // A failed look (the server busy, a permission) is no evidence: go on.
-                    let state = psql_watch::session_state(&db.runner, pid)
-                        .unwrap_or(psql_watch::Session::Other);
-                    let stalled = match state {
-                        psql_watch::Session::IdleTooLong => true,
-                        psql_watch::Session::WaitingForClient => {
-                            waiting_since.get_or_insert_with(Instant::now).elapsed()
-                                >= psql_watch::COPY_STALL_AFTER
-                        }
-                        psql_watch::Session::Other => {
-                            waiting_since = None;
-                            false
-                        }
-                    };
-                    if stalled {
-                        return Err(StreamFailure::Damaged(format!(
-                            "psql is still waiting for input after the whole dump of {backup} was sent: \
-                             the dump ends inside a statement or string that coffer's scanner did not see as open; \
-                             the transaction was rolled back (in {})",
-                            db.source.path.display()
-                        )));
-                    }
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(psql_failed(psql));
-            }
-        }
-    }
+    // that follow are only milliseconds apart.
+    session.wait_applied(
+        cancel,
+        abort,
+        &format!("the dump of {backup} ({})", db.source.path.display()),
+    )?;
     progress.finish(
         ArtifactRole::Database,
         &format!(
@@ -274,38 +183,14 @@ pub(super) fn stream_database(
             units::bytes(sql_bytes)
         ),
     );
+    let confinement = session.confinement.clone();
     Ok((
         PendingCommit {
-            psql: Some(psql),
+            psql: Some(session.into_program()),
             confinement,
         },
         (facts, sql_bytes),
     ))
-}
-
-fn no_rng(e: io::Error) -> StreamFailure {
-    StreamFailure::Failed {
-        what: "database",
-        reason: format!("cannot read the operating system's random number generator: {e}"),
-    }
-}
-
-/// A fresh key for psql's `\restrict`: 32 alphanumeric characters from the OS RNG.
-fn restrict_key() -> io::Result<String> {
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(hex::encode(bytes))
-}
-
-/// Adds what to do when psql predates `\restrict` (added in the August 2025 minor releases).
-fn restrict_hint(reason: String) -> String {
-    if reason.contains("invalid command \\restrict") {
-        format!(
-            "{reason}; this psql is too old to run a dump in restricted mode: install a psql from the August 2025 minor releases or later (15.14, 16.10, 17.6, 18.0, …)"
-        )
-    } else {
-        reason
-    }
 }
 
 #[cfg(test)]
@@ -318,7 +203,7 @@ mod tests {
     fn psql_after(cluster: &TempCluster, sql: &str) -> (RunningProgram, Confinement) {
         let (mut psql, confinement) = cluster.database("t").spawn_psql_script().unwrap();
         let mut out = io::BufReader::new(psql.child.stdout.take().unwrap());
-        let stdin = input(&mut psql);
+        let stdin = psql.child.stdin.as_mut().unwrap();
         stdin
             .write_all(format!("{sql}\nSELECT 'applied';\n").as_bytes())
             .unwrap();
@@ -359,8 +244,9 @@ mod tests {
         // A `COMMIT` without its `;`: end-of-input would run it, a kill does not.
         let (mut psql, _) = psql_after(&cluster, "BEGIN;\nINSERT INTO t VALUES (2);");
         let pid = psql.child.id();
-        input(&mut psql).write_all(b"COMMIT").unwrap();
-        input(&mut psql).flush().unwrap();
+        let stdin = psql.child.stdin.as_mut().unwrap();
+        stdin.write_all(b"COMMIT").unwrap();
+        stdin.flush().unwrap();
         drop(psql);
         assert!(gone(pid), "psql was not reaped");
         assert_eq!(count(), "0");
@@ -374,51 +260,5 @@ mod tests {
         .commit()
         .unwrap();
         assert_eq!(count(), "1");
-    }
-
-    #[test]
-    fn restrict_key_is_32_lowercase_hex_characters_and_fresh_each_time() {
-        let key = restrict_key().unwrap();
-        assert_eq!(key.len(), 32, "{key}");
-        // psql accepts only an alphanumeric key.
-        assert!(
-            key.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
-            "{key}"
-        );
-        assert_ne!(key, restrict_key().unwrap());
-    }
-
-    #[test]
-    fn restrict_hint_explains_a_psql_without_restricted_mode() {
-        let hinted =
-            restrict_hint("psql:<stdin>:1: invalid command \\restrict (exit code 3)".to_string());
-        assert!(
-            hinted.starts_with(
-                "psql:<stdin>:1: invalid command \\restrict (exit code 3); this psql is too old"
-            ),
-            "{hinted}"
-        );
-        assert!(hinted.contains("15.14"), "{hinted}");
-    }
-
-    #[test]
-    fn restrict_hint_leaves_other_errors_alone() {
-        let reason = "psql: ERROR: relation \"t\" already exists".to_string();
-        assert_eq!(restrict_hint(reason.clone()), reason);
-    }
-
-    #[test]
-    fn no_rng_is_a_database_failure_naming_the_generator() {
-        match no_rng(io::Error::other("no /dev/urandom")) {
-            StreamFailure::Failed { what, reason } => {
-                assert_eq!(what, "database");
-                assert_eq!(
-                    reason,
-                    "cannot read the operating system's random number generator: no /dev/urandom"
-                );
-            }
-            other => panic!("{other:?}"),
-        }
     }
 }

@@ -84,6 +84,8 @@ struct Entries {
 #[derive(Debug)]
 pub(crate) struct DatabaseSwap {
     admin: Database,
+    // Read by `undo` only.
+    #[cfg_attr(not(test), allow(dead_code))]
     new: String,
     old: String,
     entries: Entries,
@@ -536,7 +538,9 @@ impl Swapped {
     }
 
     /// Renames back in one transaction (the workspace swap failed after the database
-    /// swap) and drops the new database.
+    /// swap) and drops the new database. The restore swaps the workspace first, so it has
+    /// no use for this yet; recovery settles the same state from the journal.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn undo(mut self) -> Result<(), RestoreError> {
         let target = &self.entries.target;
         let mut script = format!(
@@ -615,10 +619,7 @@ fn settle_old(
 mod room;
 mod settle;
 
-// Used by the parallel restore (restore/parallel), like the module's other items.
-#[cfg_attr(not(test), allow(unused_imports))]
 pub(crate) use room::check_room;
-#[cfg_attr(not(test), allow(unused_imports))]
 pub(crate) use settle::{admin_for, journal_left, recover};
 
 #[cfg(test)]

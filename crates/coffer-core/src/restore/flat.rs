@@ -127,6 +127,7 @@ pub fn prepare_flat(
             remote: None,
         },
         manifest: None,
+        jobs: 1,
     };
     match runner.server_info() {
         Ok(info) => {

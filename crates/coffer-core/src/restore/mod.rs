@@ -31,20 +31,17 @@ use crate::stream::crypto::Identities;
 mod apply;
 mod created;
 mod database;
-// The parallel restore (restore/parallel) is its user; until it is merged only tests are.
-#[cfg_attr(not(test), allow(dead_code))]
 mod db_swap;
 mod failure;
 mod flat;
 mod head;
 mod journal_file;
 mod leftovers;
+mod parallel;
 mod parents;
-// The parallel restore (`restore --jobs`, issue 15) is its user; until it lands only the
-// tests call it.
-#[allow(dead_code)]
 mod post_data;
 mod preflight;
+mod psql_session;
 mod recover;
 mod roles;
 mod workspace;
@@ -52,6 +49,7 @@ mod workspace;
 pub use apply::execute;
 pub use flat::{prepare_flat, still_empty};
 pub use leftovers::recover as recover_leftovers;
+pub use parallel::PhaseTimings;
 pub use preflight::{prepare, prepare_announced, prepare_streamed};
 pub use recover::{recover_database_swap, recover_interrupted};
 
@@ -151,6 +149,9 @@ pub struct RestoreSteps {
     pub keep_old: bool,
     /// Run `hooks.before_restore` / `hooks.after_restore`.
     pub run_hooks: bool,
+    /// Sessions for the database (see [`crate::RestoreOptions::jobs`]); 0 and 1 are one
+    /// transaction.
+    pub jobs: usize,
 }
 
 /// Where the database and the workspace are, from the configuration.
@@ -264,6 +265,9 @@ pub struct DatabaseTarget {
     /// The backup's manifest: the dump's head and tables must match it before COMMIT.
     #[serde(skip)]
     manifest: Option<AnyManifest>,
+    /// Sessions that restore it: 1 is one transaction on the target; more restore into a
+    /// new database that is swapped into place.
+    pub jobs: usize,
 }
 
 /// The workspace side of a plan.
@@ -387,6 +391,9 @@ pub struct DatabaseRestored {
     pub rows: u64,
     /// Bytes of SQL applied.
     pub sql_bytes: u64,
+    /// Where the time went, when several sessions restored it (`--jobs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phases: Option<parallel::PhaseTimings>,
 }
 
 /// The workspace side of a report.

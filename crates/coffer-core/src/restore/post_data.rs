@@ -125,6 +125,7 @@ pub(crate) fn plan_post_data(
 /// pre-data part, say) as if it ran in the same session: its `SET`/`RESET` statements and
 /// pg_dump's `SELECT pg_catalog.set_config(…)` ones, the last of each parameter, in the
 /// order they last changed, one per line. `sql` may hold COPY blocks.
+#[cfg(test)]
 pub(crate) fn settings_in_effect(sql: &[u8]) -> Result<Vec<u8>, String> {
     let mut settings = Settings::default();
     let mut from = 0;

@@ -357,6 +357,7 @@ fn check_database(
         runner: runner.clone(),
         source,
         manifest: entry.manifest.clone(),
+        jobs: 1,
     };
     match runner.server_info() {
         Ok(info) => {
@@ -473,6 +474,13 @@ fn check_database(
             Err(e) => problems.push(format!("cannot list sessions: {e}")),
         }
     }
+    target.jobs = super::parallel::plan_jobs(
+        options.jobs,
+        &target,
+        &settings.database,
+        (checks, notes),
+        problems,
+    );
     Some(target)
 }
 

@@ -8,7 +8,5 @@ pub mod digest;
 pub mod dump_scan;
 pub mod parallel_gzip;
 pub mod piece_plan;
-// Read by `restore --jobs` (restore/parallel), which lands separately: drop the allow then.
-#[allow(dead_code)]
 pub mod piece_reader;
 pub mod piece_writer;

@@ -95,6 +95,7 @@ impl PieceReader {
     }
 
     /// Plain bytes read so far.
+    #[cfg(test)]
     pub fn plain_bytes(&self) -> u64 {
         self.plain.size()
     }

@@ -65,8 +65,6 @@ use serde::{Deserialize, Serialize};
 use crate::format::manifest::{AlembicHead, AnyManifest};
 use lexer::Lex;
 pub use marks::Mark;
-// Used by `restore --jobs` (restore/parallel), which lands separately: drop the allow then.
-#[allow(unused_imports)]
 pub use resume::SessionState;
 #[cfg(test)]
 pub(crate) use resume::gate_pieces;

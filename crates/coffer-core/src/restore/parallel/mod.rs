@@ -1,0 +1,192 @@
+//! `restore --jobs N`: the dump restored by several sessions into a new database, which is
+//! then swapped into place.
+//!
+//! The piece index (`artifacts[].pieces`, [`crate::format::pieces`]) says where the dump's
+//! pre-data, its data pieces and its post-data start in the compressed stream. The new
+//! database `<target>__coffer_new` is created like the target ([`DatabaseSwap`]); the
+//! pre-data piece runs in one session; the data pieces in N sessions, largest first, each
+//! as `BEGIN; COPY …; COMMIT` ([`schedule::data_order`]); the post-data's index builds in N
+//! sessions and the rest of it in order in one ([`super::post_data`]). Every session is a
+//! psql in restricted mode fed only what the dump gate lets through, each piece read alone
+//! ([`DumpScanner::resume`]) and checked against its size and SHA-256; the artifact's
+//! stored size and SHA-256 are proven before the first piece is read. Nothing touches the
+//! target until every piece matched, the merged facts equal the manifest's and every
+//! session ended; any failure before the swap drops the new database.
+
+mod plan;
+mod schedule;
+mod sessions;
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::cancel::CancelFlag;
+use crate::format::manifest::{Artifact, ArtifactRole};
+use crate::format::pieces::{Piece, PieceKind};
+use crate::postgres::sandbox_exec::Confinement;
+use crate::progress::Progress;
+use crate::stream::artifact::ArtifactReader;
+use crate::stream::crypto::Identities;
+use crate::stream::dump_scan::DumpFacts;
+use crate::util::units;
+
+use super::DatabaseTarget;
+use super::db_swap::{DatabaseSwap, admin_for};
+use super::failure::{StreamFailure, artifact_failure};
+pub(crate) use plan::plan_jobs;
+use sessions::Run;
+
+/// Where the time of a parallel restore went, in seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct PhaseTimings {
+    /// Sessions used for the data and the index builds.
+    pub jobs: usize,
+    /// Creating the new database like the target.
+    pub create: f64,
+    /// Proving the artifact's stored size and SHA-256.
+    pub prove: f64,
+    /// The pre-data piece (schema).
+    pub pre_data: f64,
+    /// The data pieces.
+    pub data: f64,
+    /// The post-data's index builds.
+    pub indexes: f64,
+    /// The rest of the post-data in order (constraints, triggers, grants, …).
+    pub post_data: f64,
+    /// The swap of the new database into place (filled in by the commit).
+    pub swap: f64,
+}
+
+/// A new database with the whole dump applied, waiting to be swapped into place. Dropped
+/// without being swapped, the new database is dropped.
+pub(super) struct ParallelPending {
+    pub(super) swap: DatabaseSwap,
+    pub(super) confinement: Confinement,
+    pub(super) timings: PhaseTimings,
+}
+
+/// Whether a parallel restore can run for this artifact: its piece index, when it has one
+/// with more than one data piece.
+pub(super) fn pieces_of(artifact: Option<&Artifact>) -> Option<&[Piece]> {
+    let pieces = artifact?.pieces.as_deref()?;
+    let data = pieces.iter().filter(|p| p.kind == PieceKind::Data).count();
+    (data > 1).then_some(pieces)
+}
+
+/// Restores the dump into `<target>__coffer_new` with `jobs` sessions and stops before the
+/// swap.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn stream_database_parallel(
+    db: &DatabaseTarget,
+    jobs: usize,
+    identities: Option<&Identities>,
+    progress: &dyn Progress,
+    cancel: &CancelFlag,
+    abort: &AtomicBool,
+    (backup, root): (&str, &Path),
+) -> Result<(ParallelPending, (DumpFacts, u64)), StreamFailure> {
+    let artifact = db
+        .source
+        .expected
+        .as_ref()
+        .expect("a parallel restore is planned only for an artifact with a piece index");
+    let pieces = pieces_of(Some(artifact)).expect("planned only with data pieces");
+    let mut timings = PhaseTimings {
+        jobs,
+        ..PhaseTimings::default()
+    };
+    let t = Instant::now();
+    let admin = admin_for(&db.runner, &db.name);
+    let swap = DatabaseSwap::begin(&admin, &db.name, false, root, backup).map_err(|e| {
+        StreamFailure::Failed {
+            what: "database",
+            reason: e.to_string(),
+        }
+    })?;
+    timings.create = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    prove(&db.source.path, artifact, identities)?;
+    timings.prove = t.elapsed().as_secs_f64();
+
+    progress.start(ArtifactRole::Database, &db.source.file_name());
+    let run = Run {
+        path: &db.source.path,
+        artifact,
+        pieces,
+        identities,
+        runner: swap.new_runner(),
+        progress,
+        cancel,
+        abort,
+        jobs,
+    };
+    let mut facts: Vec<Option<DumpFacts>> = vec![None; pieces.len()];
+    let t = Instant::now();
+    let (resume, pre_facts, confinement) = run.pre_data()?;
+    facts[0] = Some(pre_facts);
+    timings.pre_data = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    for (i, f) in run.data(&resume)? {
+        facts[i] = Some(f);
+    }
+    timings.data = t.elapsed().as_secs_f64();
+
+    if let Some(last) = pieces.len().checked_sub(1)
+        && pieces[last].kind == PieceKind::PostData
+    {
+        let (post_facts, index_secs, rest_secs) = run.post_data(&resume, last)?;
+        facts[last] = Some(post_facts);
+        timings.indexes = index_secs;
+        timings.post_data = rest_secs;
+    }
+
+    let facts = DumpFacts::merge(facts.into_iter().map(|f| f.unwrap_or_default()).collect());
+    let unproven = facts.unusable().or_else(|| {
+        db.manifest
+            .as_ref()
+            .and_then(|m| facts.check_against(m).err())
+    });
+    if let Some(reason) = unproven {
+        return Err(StreamFailure::Damaged(format!(
+            "{reason} (in {} of {backup})",
+            db.source.path.display()
+        )));
+    }
+    let sql_bytes = pieces.iter().map(|p| p.uncompressed_size).sum();
+    progress.finish(
+        ArtifactRole::Database,
+        &format!(
+            "{} of SQL applied by {jobs} sessions into {}, waiting to swap",
+            units::bytes(sql_bytes),
+            swap.new_name()
+        ),
+    );
+    Ok((
+        ParallelPending {
+            swap,
+            confinement,
+            timings,
+        },
+        (facts, sql_bytes),
+    ))
+}
+
+/// Proves the artifact file is the one the manifest records (stored size and SHA-256)
+/// before a piece of it is decoded, as the single-session restore does; each piece's plain
+/// size and SHA-256 are checked as it is read, so a file changed after this proof fails
+/// its piece, before anything is swapped.
+fn prove(
+    path: &Path,
+    artifact: &Artifact,
+    identities: Option<&Identities>,
+) -> Result<(), StreamFailure> {
+    ArtifactReader::open_proven(path, artifact, identities)
+        .map(drop)
+        .map_err(artifact_failure)
+}

@@ -1,0 +1,412 @@
+//! The sessions of a parallel restore: the pre-data in one, the data pieces in N, the
+//! post-data's index builds in N and its rest in one.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::cancel::CancelFlag;
+use crate::format::manifest::{Artifact, ArtifactRole};
+use crate::format::pieces::Piece;
+use crate::postgres::Database;
+use crate::postgres::sandbox_exec::Confinement;
+use crate::progress::Progress;
+use crate::stream::crypto::Identities;
+use crate::stream::dump_scan::{DumpFacts, DumpScanner, SessionState};
+use crate::stream::piece_reader::PieceReader;
+
+use super::super::failure::{StreamFailure, artifact_failure};
+use super::super::post_data::plan_post_data;
+use super::super::psql_session::PsqlSession;
+use super::schedule::{block_head, data_order};
+
+/// Bytes read from a piece at a time.
+const CHUNK: usize = 1 << 20;
+
+/// Largest post-data piece that is split into index builds and the rest (it is held in
+/// memory to be split); a larger one (large objects) runs as one stream in order.
+const POST_SPLIT_CAP: u64 = 64 << 20;
+
+/// The session state later pieces resume from: the settings the pre-data left in effect
+/// (the last of each, e.g. `SET default_tablespace`, which the post-data relies on), the
+/// encoding and the dump's `\restrict` key.
+pub(super) struct Resume {
+    state: SessionState,
+}
+
+/// Where [`Run::pump`] hands what the gate let through (with the scanner, for the COPY
+/// statements it completed).
+type Emit<'e> = dyn FnMut(&mut DumpScanner, &[u8]) -> Result<(), StreamFailure> + 'e;
+
+/// What every session of one parallel restore shares.
+pub(super) struct Run<'a> {
+    pub(super) path: &'a Path,
+    pub(super) artifact: &'a Artifact,
+    pub(super) pieces: &'a [Piece],
+    pub(super) identities: Option<&'a Identities>,
+    /// Connected to the new database.
+    pub(super) runner: Database,
+    pub(super) progress: &'a dyn Progress,
+    pub(super) cancel: &'a CancelFlag,
+    pub(super) abort: &'a AtomicBool,
+    pub(super) jobs: usize,
+}
+
+/// COPY statements published by the session that read them, for the pieces that continue
+/// their blocks.
+#[derive(Default)]
+struct Board {
+    copies: Mutex<HashMap<String, Vec<u8>>>,
+    changed: Condvar,
+}
+
+impl Board {
+    fn publish(&self, found: Vec<(String, Vec<u8>)>) {
+        if found.is_empty() {
+            return;
+        }
+        let mut copies = self.copies.lock().unwrap_or_else(|e| e.into_inner());
+        for (table, statement) in found {
+            copies.entry(table).or_insert(statement);
+        }
+        self.changed.notify_all();
+    }
+
+    /// Waits for `table`'s COPY statement (its block's head piece is being read by another
+    /// session, which publishes it early, or failed and set `abort`).
+    fn wait_for(&self, table: &str, run: &Run<'_>) -> Result<Vec<u8>, StreamFailure> {
+        let mut copies = self.copies.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(s) = copies.get(table) {
+                return Ok(s.clone());
+            }
+            if run.stopped() {
+                return Err(StreamFailure::Aborted);
+            }
+            copies = self
+                .changed
+                .wait_timeout(copies, Duration::from_millis(200))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Run<'_> {
+    fn stopped(&self) -> bool {
+        self.cancel.signal().is_some() || self.abort.load(Ordering::SeqCst)
+    }
+
+    fn describe(&self, i: usize) -> String {
+        let p = &self.pieces[i];
+        match &p.table {
+            Some(t) => format!("piece {i} ({t}) of {}", self.path.display()),
+            None => format!("piece {i} of {}", self.path.display()),
+        }
+    }
+
+    /// Reads piece `i` to its end through `scanner`, handing each chunk the gate let
+    /// through to `emit`; stops at a signal, a refusal or a read error (damage).
+    fn pump(
+        &self,
+        i: usize,
+        reader: &mut PieceReader,
+        scanner: &mut DumpScanner,
+        emit: &mut Emit<'_>,
+    ) -> Result<(), StreamFailure> {
+        let mut buf = vec![0u8; CHUNK];
+        let mut out = Vec::with_capacity(CHUNK);
+        loop {
+            if self.stopped() {
+                return Err(StreamFailure::Aborted);
+            }
+            let n = match reader.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) => {
+                    return Err(StreamFailure::Damaged(format!("{}: {e}", self.describe(i))));
+                }
+            };
+            out.clear();
+            scanner.feed_filtered(&buf[..n], &mut out);
+            emit(scanner, &out)?;
+            if let Some(problem) = scanner.problem() {
+                return Err(StreamFailure::Damaged(format!(
+                    "{problem} (in {})",
+                    self.describe(i)
+                )));
+            }
+            self.progress.advance(ArtifactRole::Database, n as u64);
+        }
+    }
+
+    /// Streams piece `i` through `scanner` into `session`; returns its facts. `published`
+    /// gets the COPY statements completed in it, as soon as they are.
+    fn stream_piece(
+        &self,
+        i: usize,
+        mut scanner: DumpScanner,
+        session: &mut PsqlSession,
+        board: Option<&Board>,
+    ) -> Result<DumpFacts, StreamFailure> {
+        let piece = &self.pieces[i];
+        let mut reader = PieceReader::open(self.path, self.artifact, piece, self.identities)
+            .map_err(artifact_failure)?;
+        let mut last_copy: Option<String> = None;
+        self.pump(i, &mut reader, &mut scanner, &mut |scanner, out| {
+            session.send(out)?;
+            let found = scanner.take_copy_statements();
+            if let Some((t, _)) = found.last() {
+                last_copy = Some(t.clone());
+            }
+            if let Some(b) = board {
+                b.publish(found);
+            }
+            Ok(())
+        })?;
+        let mut out = Vec::new();
+        let facts = scanner
+            .finish_piece(piece.ends_in_copy, &mut out)
+            .map_err(|cut| StreamFailure::Damaged(format!("{cut} (in {})", self.describe(i))))?;
+        reader.finish().map_err(artifact_failure)?;
+        // The index says the next piece continues this block: it must be this table's.
+        if piece.ends_in_copy && last_copy.as_ref() != piece.table.as_ref() {
+            return Err(StreamFailure::Damaged(format!(
+                "the piece index says {} ends inside the COPY block of {}, but its last COPY is of {}",
+                self.describe(i),
+                piece.table.as_deref().unwrap_or("no table"),
+                last_copy.as_deref().unwrap_or("no table")
+            )));
+        }
+        session.send(&out)?;
+        Ok(facts)
+    }
+
+    /// The pre-data piece in one session: the schema. Returns the session state later
+    /// pieces resume from.
+    pub(super) fn pre_data(&self) -> Result<(Resume, DumpFacts, Confinement), StreamFailure> {
+        let mut session = PsqlSession::open(&self.runner, "")?;
+        let piece = &self.pieces[0];
+        let mut reader = PieceReader::open(self.path, self.artifact, piece, self.identities)
+            .map_err(artifact_failure)?;
+        let mut scanner = DumpScanner::new();
+        self.pump(0, &mut reader, &mut scanner, &mut |_, out| {
+            session.send(out)
+        })?;
+        let state = scanner.session_state();
+        let mut out = Vec::new();
+        let facts = scanner
+            .finish_piece(false, &mut out)
+            .map_err(|cut| StreamFailure::Damaged(format!("{cut} (in {})", self.describe(0))))?;
+        reader.finish().map_err(artifact_failure)?;
+        session.send(&out)?;
+        session.wait_applied(self.cancel, self.abort, &self.describe(0))?;
+        let confinement = session.confinement.clone();
+        session.close()?;
+        Ok((Resume { state }, facts, confinement))
+    }
+
+    /// The data pieces in `jobs` sessions, largest first; each piece in its own
+    /// transaction. Returns each piece's facts by index.
+    pub(super) fn data(&self, resume: &Resume) -> Result<Vec<(usize, DumpFacts)>, StreamFailure> {
+        let queue = Mutex::new(data_order(self.pieces).into_iter().collect::<VecDeque<_>>());
+        let board = Board::default();
+        let worker = || -> Result<Vec<(usize, DumpFacts)>, StreamFailure> {
+            let mut done = Vec::new();
+            let mut session: Option<PsqlSession> = None;
+            loop {
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                let Some(i) = next else { break };
+                let piece = &self.pieces[i];
+                let copy = if piece.starts_in_copy {
+                    let head = block_head(self.pieces, i);
+                    let table = self.pieces[head].table.clone().unwrap_or_default();
+                    let statement = board.wait_for(&table, self)?;
+                    Some((table, statement))
+                } else {
+                    None
+                };
+                let s = match session.as_mut() {
+                    Some(s) => s,
+                    None => session.insert(PsqlSession::open(&self.runner, "")?),
+                };
+                s.send(b"BEGIN;\n")?;
+                let scanner = DumpScanner::resume(
+                    &resume.state,
+                    copy.as_ref().map(|(t, c)| (t.as_str(), c.as_slice())),
+                );
+                let facts = self.stream_piece(i, scanner, s, Some(&board))?;
+                s.send(b"COMMIT;\n")?;
+                s.wait_applied(self.cancel, self.abort, &self.describe(i))?;
+                done.push((i, facts));
+            }
+            if let Some(s) = session {
+                s.close()?;
+            }
+            Ok(done)
+        };
+        self.in_parallel(&worker)
+    }
+
+    /// Runs `worker` on `jobs` threads; the first failure stops the others.
+    fn in_parallel<T: Send>(
+        &self,
+        worker: &(dyn Fn() -> Result<Vec<T>, StreamFailure> + Sync),
+    ) -> Result<Vec<T>, StreamFailure> {
+        let results: Vec<Result<Vec<T>, StreamFailure>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..self.jobs.max(1))
+                .map(|_| {
+                    s.spawn(|| {
+                        let r = worker();
+                        if r.is_err() {
+                            self.abort.store(true, Ordering::SeqCst);
+                        }
+                        r
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("restore session thread"))
+                .collect()
+        });
+        let mut all = Vec::new();
+        let mut failure: Option<StreamFailure> = None;
+        for r in results {
+            match r {
+                Ok(v) => all.extend(v),
+                // The first real failure wins over "stopped because another one failed".
+                Err(e) => {
+                    if failure
+                        .as_ref()
+                        .is_none_or(|f| matches!(f, StreamFailure::Aborted))
+                    {
+                        failure = Some(e);
+                    }
+                }
+            }
+        }
+        match failure {
+            Some(f) => Err(f),
+            None => Ok(all),
+        }
+    }
+
+    /// The post-data piece: read and gated whole, then its index builds in `jobs` sessions
+    /// and the rest in order in one; a large one (large objects) runs as one stream. Returns
+    /// its facts and the seconds spent on the index builds and on the rest.
+    pub(super) fn post_data(
+        &self,
+        resume: &Resume,
+        i: usize,
+    ) -> Result<(DumpFacts, f64, f64), StreamFailure> {
+        let t = Instant::now();
+        let piece = &self.pieces[i];
+        if piece.uncompressed_size > POST_SPLIT_CAP {
+            let mut session = PsqlSession::open(&self.runner, "")?;
+            let facts = self.stream_piece(
+                i,
+                DumpScanner::resume(&resume.state, None),
+                &mut session,
+                None,
+            )?;
+            session.wait_applied(self.cancel, self.abort, &self.describe(i))?;
+            session.close()?;
+            return Ok((facts, 0.0, t.elapsed().as_secs_f64()));
+        }
+        let (sql, facts) = self.gated(i, &resume.state)?;
+        let relations = self.plain_relations()?;
+        let plan = plan_post_data(&sql, &|table| relations.contains(table))
+            .map_err(|e| StreamFailure::Damaged(format!("{e} (in {})", self.describe(i))))?;
+        let queue = Mutex::new(plan.indexes.iter().collect::<VecDeque<_>>());
+        let worker = || -> Result<Vec<()>, StreamFailure> {
+            let mut session: Option<PsqlSession> = None;
+            loop {
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                let Some(build) = next else { break };
+                let s = match session.as_mut() {
+                    Some(s) => s,
+                    None => session.insert(PsqlSession::open(&self.runner, "")?),
+                };
+                self.send_gated(s, resume, &build.sql, &format!("index {}", build.name))?;
+                s.wait_applied(
+                    self.cancel,
+                    self.abort,
+                    &format!("the build of index {}", build.name),
+                )?;
+            }
+            if let Some(s) = session {
+                s.close()?;
+            }
+            Ok(Vec::new())
+        };
+        self.in_parallel(&worker)?;
+        let indexes = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mut session = PsqlSession::open(&self.runner, "")?;
+        self.send_gated(&mut session, resume, &plan.rest, "the post-data")?;
+        session.wait_applied(self.cancel, self.abort, &self.describe(i))?;
+        session.close()?;
+        Ok((facts, indexes, t.elapsed().as_secs_f64()))
+    }
+
+    /// Piece `i` decoded, checked and gated, whole, with its facts.
+    fn gated(&self, i: usize, state: &SessionState) -> Result<(Vec<u8>, DumpFacts), StreamFailure> {
+        let piece = &self.pieces[i];
+        let mut reader = PieceReader::open(self.path, self.artifact, piece, self.identities)
+            .map_err(artifact_failure)?;
+        let mut scanner = DumpScanner::resume(state, None);
+        let mut sql = Vec::new();
+        self.pump(i, &mut reader, &mut scanner, &mut |_, out| {
+            sql.extend_from_slice(out);
+            Ok(())
+        })?;
+        let facts = scanner
+            .finish_piece(false, &mut sql)
+            .map_err(|cut| StreamFailure::Damaged(format!("{cut} (in {})", self.describe(i))))?;
+        reader.finish().map_err(artifact_failure)?;
+        Ok((sql, facts))
+    }
+
+    /// Sends SQL that already passed the gate through it once more, resumed in the dump's
+    /// session state (so the session is set up as the dump's own would be at that point):
+    /// nothing the planner produced reaches psql ungated.
+    fn send_gated(
+        &self,
+        session: &mut PsqlSession,
+        resume: &Resume,
+        sql: &[u8],
+        what: &str,
+    ) -> Result<(), StreamFailure> {
+        let mut scanner = DumpScanner::resume(&resume.state, None);
+        let mut out = Vec::with_capacity(sql.len() + 1024);
+        scanner.feed_filtered(sql, &mut out);
+        if let Some(problem) = scanner.problem() {
+            return Err(StreamFailure::Damaged(format!("{problem} (in {what})")));
+        }
+        scanner
+            .finish_piece(false, &mut out)
+            .map_err(|cut| StreamFailure::Damaged(format!("{cut} (in {what})")))?;
+        session.send(&out)
+    }
+
+    /// The ordinary (not partitioned) tables and the materialized views of the new
+    /// database, quoted as pg_dump quotes them: only their indexes are built ahead.
+    fn plain_relations(&self) -> Result<HashSet<String>, StreamFailure> {
+        let out = self
+            .runner
+            .query(
+                "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
+            )
+            .map_err(|e| StreamFailure::Failed {
+                what: "database",
+                reason: e.to_string(),
+            })?;
+        Ok(out.lines().map(str::to_string).collect())
+    }
+}
