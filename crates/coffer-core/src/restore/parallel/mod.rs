@@ -70,11 +70,13 @@ pub(super) struct ParallelPending {
 }
 
 /// Whether a parallel restore can run for this artifact: its piece index, when it has one
-/// with more than one data piece.
+/// with more than one data piece and ends with the post-data piece (the trailer and every
+/// statement after the data then run last, in order, whatever the index says of the rest).
 pub(super) fn pieces_of(artifact: Option<&Artifact>) -> Option<&[Piece]> {
     let pieces = artifact?.pieces.as_deref()?;
     let data = pieces.iter().filter(|p| p.kind == PieceKind::Data).count();
-    (data > 1).then_some(pieces)
+    let post_last = pieces.last().is_some_and(|p| p.kind == PieceKind::PostData);
+    (data > 1 && post_last).then_some(pieces)
 }
 
 /// Restores the dump into `<target>__coffer_new` with `jobs` sessions and stops before the

@@ -154,6 +154,10 @@ fn sessions_for(
             if let Some(w) = why {
                 notes.push(w);
             }
+            notes.push(format!(
+                "the database {} is replaced as a whole: objects that are not in the backup go with the previous database, which is dropped after the swap unless it is kept",
+                target.name
+            ));
         }
     }
     jobs

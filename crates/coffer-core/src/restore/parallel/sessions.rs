@@ -41,6 +41,18 @@ pub(super) struct Resume {
 /// statements it completed).
 type Emit<'e> = dyn FnMut(&mut DumpScanner, &[u8]) -> Result<(), StreamFailure> + 'e;
 
+/// Stops the other sessions when a session's thread panics (they may be waiting for a COPY
+/// statement it would have published).
+struct AbortOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for AbortOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 /// What every session of one parallel restore shares.
 pub(super) struct Run<'a> {
     pub(super) path: &'a Path,
@@ -73,6 +85,12 @@ impl Board {
             copies.entry(table).or_insert(statement);
         }
         self.changed.notify_all();
+    }
+
+    /// The COPY statement published for `table`.
+    fn published(&self, table: &str) -> Option<Vec<u8>> {
+        let copies = self.copies.lock().unwrap_or_else(|e| e.into_inner());
+        copies.get(table).cloned()
     }
 
     /// Waits for `table`'s COPY statement (its block's head piece is being read by another
@@ -155,12 +173,12 @@ impl Run<'_> {
         let piece = &self.pieces[i];
         let mut reader = PieceReader::open(self.path, self.artifact, piece, self.identities)
             .map_err(artifact_failure)?;
-        let mut last_copy: Option<String> = None;
+        let mut last_copy: Option<(String, Vec<u8>)> = None;
         self.pump(i, &mut reader, &mut scanner, &mut |scanner, out| {
             session.send(out)?;
             let found = scanner.take_copy_statements();
-            if let Some((t, _)) = found.last() {
-                last_copy = Some(t.clone());
+            if let Some(last) = found.last() {
+                last_copy = Some(last.clone());
             }
             if let Some(b) = board {
                 b.publish(found);
@@ -173,12 +191,24 @@ impl Run<'_> {
             .map_err(|cut| StreamFailure::Damaged(format!("{cut} (in {})", self.describe(i))))?;
         reader.finish().map_err(artifact_failure)?;
         // The index says the next piece continues this block: it must be this table's.
-        if piece.ends_in_copy && last_copy.as_ref() != piece.table.as_ref() {
+        let last_table = last_copy.as_ref().map(|(t, _)| t);
+        if piece.ends_in_copy && last_table != piece.table.as_ref() {
             return Err(StreamFailure::Damaged(format!(
                 "the piece index says {} ends inside the COPY block of {}, but its last COPY is of {}",
                 self.describe(i),
                 piece.table.as_deref().unwrap_or("no table"),
-                last_copy.as_deref().unwrap_or("no table")
+                last_table.map_or("no table", String::as_str)
+            )));
+        }
+        // The continuing pieces got the first COPY of the table published; it must be the
+        // block this piece ends in.
+        if let (true, Some(board), Some((table, statement))) =
+            (piece.ends_in_copy, board, &last_copy)
+            && board.published(table).as_ref() != Some(statement)
+        {
+            return Err(StreamFailure::Damaged(format!(
+                "{} holds more than one COPY block of {table}: a dump has one per table",
+                self.describe(i)
             )));
         }
         session.send(&out)?;
@@ -188,7 +218,9 @@ impl Run<'_> {
     /// The pre-data piece in one session: the schema. Returns the session state later
     /// pieces resume from.
     pub(super) fn pre_data(&self) -> Result<(Resume, DumpFacts, Confinement), StreamFailure> {
-        let mut session = PsqlSession::open(&self.runner, "")?;
+        // Every session works inside a transaction, committed only after its piece matched
+        // its SHA-256: what cannot run in one (DROP DATABASE, ALTER SYSTEM, …) never runs.
+        let mut session = PsqlSession::open(&self.runner, "BEGIN;\n")?;
         let piece = &self.pieces[0];
         let mut reader = PieceReader::open(self.path, self.artifact, piece, self.identities)
             .map_err(artifact_failure)?;
@@ -203,6 +235,7 @@ impl Run<'_> {
             .map_err(|cut| StreamFailure::Damaged(format!("{cut} (in {})", self.describe(0))))?;
         reader.finish().map_err(artifact_failure)?;
         session.send(&out)?;
+        session.send(b"COMMIT;\n")?;
         session.wait_applied(self.cancel, self.abort, &self.describe(0))?;
         let confinement = session.confinement.clone();
         session.close()?;
@@ -260,6 +293,7 @@ impl Run<'_> {
             let handles: Vec<_> = (0..self.jobs.max(1))
                 .map(|_| {
                     s.spawn(|| {
+                        let _stop_others = AbortOnPanic(self.abort);
                         let r = worker();
                         if r.is_err() {
                             self.abort.store(true, Ordering::SeqCst);
@@ -306,13 +340,14 @@ impl Run<'_> {
         let t = Instant::now();
         let piece = &self.pieces[i];
         if piece.uncompressed_size > POST_SPLIT_CAP {
-            let mut session = PsqlSession::open(&self.runner, "")?;
+            let mut session = PsqlSession::open(&self.runner, "BEGIN;\n")?;
             let facts = self.stream_piece(
                 i,
                 DumpScanner::resume(&resume.state, None),
                 &mut session,
                 None,
             )?;
+            session.send(b"COMMIT;\n")?;
             session.wait_applied(self.cancel, self.abort, &self.describe(i))?;
             session.close()?;
             return Ok((facts, 0.0, t.elapsed().as_secs_f64()));
@@ -331,7 +366,9 @@ impl Run<'_> {
                     Some(s) => s,
                     None => session.insert(PsqlSession::open(&self.runner, "")?),
                 };
+                s.send(b"BEGIN;\n")?;
                 self.send_gated(s, resume, &build.sql, &format!("index {}", build.name))?;
+                s.send(b"COMMIT;\n")?;
                 s.wait_applied(
                     self.cancel,
                     self.abort,
@@ -346,8 +383,9 @@ impl Run<'_> {
         self.in_parallel(&worker)?;
         let indexes = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let mut session = PsqlSession::open(&self.runner, "")?;
+        let mut session = PsqlSession::open(&self.runner, "BEGIN;\n")?;
         self.send_gated(&mut session, resume, &plan.rest, "the post-data")?;
+        session.send(b"COMMIT;\n")?;
         session.wait_applied(self.cancel, self.abort, &self.describe(i))?;
         session.close()?;
         Ok((facts, indexes, t.elapsed().as_secs_f64()))
