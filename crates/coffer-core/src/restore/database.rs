@@ -102,6 +102,27 @@ fn prefer_damage(
     }
 }
 
+/// The dump's facts are usable (complete, nothing refused) and equal the manifest's head
+/// and tables; else the damage, naming the artifact.
+pub(super) fn check_facts(
+    db: &DatabaseTarget,
+    facts: &DumpFacts,
+    backup: &str,
+) -> Result<(), StreamFailure> {
+    let unproven = facts.unusable().or_else(|| {
+        db.manifest
+            .as_ref()
+            .and_then(|m| facts.check_against(m).err())
+    });
+    match unproven {
+        Some(reason) => Err(StreamFailure::Damaged(format!(
+            "{reason} (in {} of {backup})",
+            db.source.path.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Streams the dump into psql inside a transaction and stops just before `COMMIT`.
 pub(super) fn stream_database(
     db: &DatabaseTarget,
@@ -157,17 +178,7 @@ pub(super) fn stream_database(
     let facts = scanner.finish();
     // A cut dump may leave psql inside a string or a statement: it is killed, never sent
     // the end marker (which it might wait on forever) nor end-of-input.
-    let unproven = facts.unusable().or_else(|| {
-        db.manifest
-            .as_ref()
-            .and_then(|m| facts.check_against(m).err())
-    });
-    if let Some(reason) = unproven {
-        return Err(StreamFailure::Damaged(format!(
-            "{reason} (in {} of {backup})",
-            db.source.path.display()
-        )));
-    }
+    check_facts(db, &facts, backup)?;
     // psql may still be working through the tail of the dump (index builds can take
     // minutes). Wait until it has applied everything, so the workspace swap and COMMIT
     // that follow are only milliseconds apart.

@@ -217,7 +217,7 @@ fn check_sessions(
         Ok(found) => found,
         Err(e) => return problems.push(format!("cannot list sessions: {e}")),
     };
-    super::preflight::judge_sessions(
+    super::sessions::judge_sessions(
         &found,
         &target.name,
         steps.terminate_connections,

@@ -44,6 +44,7 @@ mod preflight;
 mod psql_session;
 mod recover;
 mod roles;
+mod sessions;
 mod workspace;
 
 pub use apply::execute;

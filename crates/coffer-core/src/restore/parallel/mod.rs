@@ -34,6 +34,7 @@ use crate::stream::dump_scan::DumpFacts;
 use crate::util::units;
 
 use super::DatabaseTarget;
+use super::database::check_facts;
 use super::db_swap::{DatabaseSwap, admin_for};
 use super::failure::{StreamFailure, artifact_failure};
 pub(crate) use plan::plan_jobs;
@@ -149,17 +150,7 @@ pub(super) fn stream_database_parallel(
     }
 
     let facts = DumpFacts::merge(facts.into_iter().map(|f| f.unwrap_or_default()).collect());
-    let unproven = facts.unusable().or_else(|| {
-        db.manifest
-            .as_ref()
-            .and_then(|m| facts.check_against(m).err())
-    });
-    if let Some(reason) = unproven {
-        return Err(StreamFailure::Damaged(format!(
-            "{reason} (in {} of {backup})",
-            db.source.path.display()
-        )));
-    }
+    check_facts(db, &facts, backup)?;
     let sql_bytes = pieces.iter().map(|p| p.uncompressed_size).sum();
     progress.finish(
         ArtifactRole::Database,
