@@ -2,11 +2,16 @@
 //! swapped into place gives exactly the database one transaction gives, and any failure
 //! before the swap leaves the target as it was and nothing behind.
 
-use std::process::{Command, Stdio};
+mod kill;
+
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::harness::*;
 use crate::pieces::without_restrict;
+
+/// How long a test waits for a restore to reach a phase.
+const WAIT: Duration = Duration::from_secs(120);
 
 /// The pieces tests' large tables (one cut at row boundaries), without the table whose name
 /// holds a newline, which the row fingerprints here cannot name.
@@ -118,6 +123,52 @@ fn name_of(backup: &std::path::Path) -> String {
     backup.file_name().unwrap().to_string_lossy().into_owned()
 }
 
+/// `<target>__coffer_new`, the database a parallel restore fills.
+fn new_name(case: &Case) -> String {
+    format!("{}__coffer_new", case.db)
+}
+
+/// A `coffer restore NAME --yes --jobs 2` (plus `extra`) running in the background. Its
+/// output is captured when `capture` (read with [`Running::output`]), else discarded: the
+/// psql sessions of a killed run may outlive it, and must not hold a pipe the test reads.
+/// Dropped (a failed assertion), it is killed, so a test leaves no restore running.
+struct Running(Option<Child>);
+
+impl Running {
+    fn start(case: &Case, name: &str, extra: &[&str], capture: bool) -> Running {
+        let output = || {
+            if capture {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            }
+        };
+        let child = case
+            .coffer()
+            .args(["restore", name, "--yes", "--jobs", "2"])
+            .args(extra)
+            .stdout(output())
+            .stderr(output())
+            .spawn()
+            .unwrap();
+        Running(Some(child))
+    }
+
+    /// Waits (within [`RUN_LIMIT`]) for the restore to end.
+    fn output(mut self) -> Output {
+        wait_within(self.0.take().unwrap(), RUN_LIMIT, "restore --jobs 2")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 #[test]
 fn jobs_1_and_4_restore_the_same_database() {
     let case = Case::new();
@@ -224,26 +275,13 @@ fn a_session_opened_during_the_restore_is_refused_or_terminated_at_the_swap() {
 
     for terminate in [false, true] {
         let before = Before::take(&case);
-        let mut args = vec![
-            "restore",
-            name.as_str(),
-            "--yes",
-            "--jobs",
-            "2",
-            "--no-hooks",
-        ];
+        let mut extra = vec!["--no-hooks"];
         if terminate {
-            args.push("--terminate-connections");
+            extra.push("--terminate-connections");
         }
-        let child = case
-            .coffer()
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let new = format!("{}__coffer_new", case.db);
-        wait_until("the new database", Duration::from_secs(120), || {
+        let running = Running::start(&case, &name, &extra, true);
+        let new = new_name(&case);
+        wait_until("the new database", WAIT, || {
             databases_like(&case).contains(&new)
         });
         // The application comes back while the data loads.
@@ -254,7 +292,7 @@ fn a_session_opened_during_the_restore_is_refused_or_terminated_at_the_swap() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let out = wait_within(child, RUN_LIMIT, "restore --jobs 2");
+        let out = running.output();
         let app_status = app.try_wait().unwrap();
         let _ = app.kill();
         let _ = app.wait();
@@ -278,53 +316,4 @@ fn a_session_opened_during_the_restore_is_refused_or_terminated_at_the_swap() {
         assert_eq!(databases_like(&case), vec![case.db.clone()]);
         damage(&case);
     }
-}
-
-/// coffer killed while the sessions load the data: the target is untouched, and the next
-/// restore removes the new database it left and says so.
-#[test]
-fn a_restore_killed_during_the_data_leaves_the_target_and_is_cleaned_up_next_time() {
-    let case = Case::new();
-    add_large_tables(&case);
-    let before_tables = table_fingerprints(&case.db);
-    let backup = case.backup_ok(&[]);
-    let name = name_of(&backup);
-    damage(&case);
-    let before = Before::take(&case);
-    let mut child = case
-        .coffer()
-        .args(["restore", &name, "--yes", "--jobs", "2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let new = format!("{}__coffer_new", case.db);
-    wait_until(
-        "a COPY into the new database",
-        Duration::from_secs(120),
-        || {
-            cluster()
-            .psql(
-                "postgres",
-                &format!(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = '{new}' AND query LIKE 'COPY%'"
-                ),
-            )
-            .is_ok_and(|n| n.trim() != "0")
-        },
-    );
-    child.kill().unwrap();
-    child.wait().unwrap();
-    before.assert_state_unchanged(&case, "killed during COPY");
-
-    let out = case.run(&["restore", &name, "--yes", "--jobs", "2"]);
-    assert_success(&out);
-    assert!(
-        stdout(&out).contains(&new) || stderr(&out).contains(&new),
-        "the cleanup is not named:\n{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert_eq!(table_fingerprints(&case.db), before_tables);
-    assert_eq!(databases_like(&case), vec![case.db.clone()]);
 }
