@@ -14,40 +14,6 @@ use std::sync::mpsc::{Receiver, channel};
 
 use super::*;
 
-/// Two tables above the 4 MiB piece minimum (so each is a data piece of its own), with
-/// primary keys and one more index: the post-data builds three indexes.
-fn add_keyed_tables(case: &Case) {
-    cluster()
-        .psql(
-            &case.db,
-            "CREATE TABLE public.kill_a AS \
-               SELECT g AS id, repeat(md5(g::text), 2) AS payload FROM generate_series(1, 90000) g; \
-             CREATE TABLE public.kill_b AS \
-               SELECT g AS id, repeat(md5((g * 3)::text), 2) AS payload FROM generate_series(1, 90000) g; \
-             ALTER TABLE public.kill_a ADD PRIMARY KEY (id); \
-             CREATE INDEX kill_a_payload_idx ON public.kill_a (payload); \
-             ALTER TABLE public.kill_b ADD PRIMARY KEY (id);",
-        )
-        .unwrap();
-}
-
-/// Changes the database and the workspace after the backup, so that the previous and the
-/// restored state differ on both sides and a mix of them shows.
-fn damage_both(case: &Case) {
-    cluster()
-        .psql(
-            &case.db,
-            "DELETE FROM public.kill_a WHERE id % 3 = 0; \
-             UPDATE public.kill_b SET payload = 'x' WHERE id < 50",
-        )
-        .unwrap();
-    std::fs::write(
-        case.workspace.join("uploads/after-the-backup.txt"),
-        b"new\n",
-    )
-    .unwrap();
-}
-
 /// The processes descending from `pid`, read from /proc.
 fn descendants(pid: u32) -> Vec<u32> {
     let mut parents = Vec::new();
