@@ -115,6 +115,16 @@ pub(crate) fn recover(
             }
             _ => false,
         };
+        // "Not swapped" is final only once the new database cannot be renamed in any more
+        // (dropped here, or gone). The killed run's psql outlives it holding the whole swap
+        // script, and a lock can hold its renames until after the target's OID was read
+        // above: if they committed since, the swap is committed and the journal stays for
+        // the next run to finish it (putting the previous workspace back would mix them).
+        if entries.new_oid.is_some() && oid_of(target)? == entries.new_oid {
+            return Err(retry(format!(
+                "its swap into {target} committed while this run was settling it (a session of that restore outlived it); run the restore again to finish it"
+            )));
+        }
         notes.push(format!(
             "a restore of {} into {target} was killed before it swapped the restored database in: {target} is as it was{}",
             entries.backup,

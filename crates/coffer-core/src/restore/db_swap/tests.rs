@@ -466,3 +466,96 @@ fn recover_leaves_a_live_run_alone() {
     assert_eq!(f.names(), Vec::<String>::new());
     assert!(!f.journal());
 }
+
+/// The swap of a killed restore may commit after the next run's recovery read the
+/// target's OID: its psql outlives coffer with the whole script, and a lock (an
+/// application's, a `COMMENT ON DATABASE`) can hold its second rename until then. Here
+/// the renames commit right after recovery's first query (a `database.exec` wrapper runs
+/// them before its second psql). Recovery must not settle that as "not swapped" (which
+/// would put the previous workspace back beside the restored database): it keeps the
+/// journal, and the next recovery finishes the committed swap, workspace included.
+#[test]
+fn recover_does_not_settle_a_swap_that_commits_under_it() {
+    let f = Fixture::start();
+    let new = format!("{TARGET}{NEW_SUFFIX}");
+    let old = format!("{TARGET}{OLD_SUFFIX}");
+    let old_oid = f.target();
+    let ws_dir = tempfile::tempdir().unwrap();
+    let ws = ws_dir.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    std::fs::write(ws.join("marker"), "old").unwrap();
+    let mut ws_swap = swap::Swap::begin(&ws, "b1").unwrap();
+    std::fs::write(ws_swap.staging().join("marker"), "new").unwrap();
+    ws_swap.swap_in().unwrap();
+    std::mem::forget(ws_swap);
+
+    // Killed in the swap, its renames not committed yet.
+    let mut db_swap = f.begin();
+    let new_oid = f.oid(&new).unwrap();
+    db_swap.set_workspace(&ws).unwrap();
+    db_swap.entries.phase = Phase::Swapping;
+    db_swap.write_journal().unwrap();
+    allow_connections(&f.admin, TARGET, false).unwrap();
+    kill(&mut db_swap.journal);
+
+    let dir = tempfile::tempdir().unwrap();
+    let renames = dir.path().join("renames.sql");
+    std::fs::write(
+        &renames,
+        format!(
+            "ALTER DATABASE {n} ALLOW_CONNECTIONS false;\nALTER DATABASE {t} RENAME TO {o};\nALTER DATABASE {n} RENAME TO {t};\n",
+            t = quote_ident(TARGET),
+            n = quote_ident(&new),
+            o = quote_ident(&old)
+        ),
+    )
+    .unwrap();
+    let count = dir.path().join("count");
+    let env: String = f
+        .cluster
+        .env("postgres")
+        .iter()
+        .map(|(k, v)| format!("{k}='{v}' "))
+        .collect();
+    let wrapper = dir.path().join("late-commit.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nn=$(($(cat '{c}' 2>/dev/null || echo 0) + 1))\necho $n > '{c}'\n\
+             if [ $n = 2 ]; then {env}psql -X -q -1 -v ON_ERROR_STOP=1 -f '{r}' || exit 99; fi\nexec \"$@\"\n",
+            c = count.display(),
+            r = renames.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let late = Database::from_config(&crate::config::DatabaseConfig {
+        url: Some(f.cluster.url("postgres")),
+        exec: Some(vec![wrapper.display().to_string()]),
+        ..Default::default()
+    })
+    .unwrap();
+
+    let err = recover(&late, f.root.path(), None).unwrap_err();
+    assert!(err.to_string().contains("committed while"), "{err}");
+    assert!(f.journal(), "the journal was removed");
+    assert_eq!(f.oid(TARGET), Some(new_oid));
+    assert_eq!(
+        f.oid(&old),
+        Some(old_oid),
+        "the previous database was touched"
+    );
+
+    let notes = recover(&f.admin, f.root.path(), None).unwrap().join("\n");
+    assert!(notes.contains("it is committed"), "{notes}");
+    assert!(!f.journal());
+    assert_eq!(f.rows(TARGET), "2");
+    assert_eq!(f.allows(TARGET), Some(true));
+    assert_eq!(f.names(), Vec::<String>::new());
+    swap::recover(&ws).unwrap();
+    assert_eq!(std::fs::read_to_string(ws.join("marker")).unwrap(), "new");
+}
