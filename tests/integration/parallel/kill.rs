@@ -268,12 +268,25 @@ fn a_restore_killed_during_the_index_builds_leaves_the_target_and_is_cleaned_up_
     assert_eq!(databases_like(&case), vec![case.db.clone()]);
 }
 
+/// What follows the kill in the test below.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Then {
+    /// The swap's psql is left alone (it holds the whole script, COMMIT included).
+    PsqlLeft,
+    /// The swap's psql is killed too (its server session waits on, without a client).
+    PsqlKilled,
+    /// A recovery is tried while the swap still waits, then as with `PsqlLeft`.
+    RecoveryWhileHeld,
+}
+
 /// coffer killed while the swap's second rename waits: in the swap's one transaction the
 /// target is renamed to `__coffer_old` already, and renaming `__coffer_new` into place
 /// waits for a test session's `COMMENT ON DATABASE` on it (a `SHARE UPDATE EXCLUSIVE` lock
 /// on the database object, which the rename's `ACCESS EXCLUSIVE` waits for). Then the lock
 /// is released. Once with the swap's psql left alone, which goes on and commits the whole
-/// swap; once with it killed too, so the swap rolls back. After the next run's recovery
+/// swap; once with it killed too, so the swap rolls back; once with a recovery tried while
+/// the swap still waits, which must settle nothing and name the session. After the next
+/// run's recovery
 /// (`restore` without `--yes`: it settles, then is refused for want of confirmation), the
 /// database and the workspace are both restored or both as before, never a mix, and
 /// neither helper database is left.
@@ -288,7 +301,7 @@ fn a_restore_killed_between_the_two_renames_leaves_both_old_or_both_restored() {
     let name = name_of(&case.backup_ok(&[]));
     let new = new_name(&case);
 
-    for psql_killed_too in [false, true] {
+    for then in [Then::PsqlLeft, Then::PsqlKilled, Then::RecoveryWhileHeld] {
         damage_both(&case);
         let before = Before::take(&case);
         let target_oid = oid_of(&case.db);
@@ -335,9 +348,35 @@ fn a_restore_killed_between_the_two_renames_leaves_both_old_or_both_restored() {
         );
         let children = running.kill();
         assert!(!children.is_empty(), "no psql session was running");
-        if psql_killed_too {
-            for pid in &children {
-                signal(*pid, rustix::process::Signal::KILL);
+        match then {
+            Then::PsqlLeft => {}
+            Then::PsqlKilled => {
+                for pid in &children {
+                    signal(*pid, rustix::process::Signal::KILL);
+                }
+            }
+            Then::RecoveryWhileHeld => {
+                // The swap's session still waits, and would commit under a recovery: the
+                // next run names it and settles nothing (rather than wait on it).
+                let swapping = query(
+                    "postgres",
+                    &format!(
+                        "SELECT pid FROM pg_locks WHERE {} AND NOT granted",
+                        object_lock("", &new_oid)
+                    ),
+                );
+                let out = case.run(&["restore", &name]);
+                assert_exit(&out, 6);
+                assert!(
+                    error_line(&out).contains(&format!(
+                        "session(s) {swapping} of the server hold or wait for a lock to rename or drop {}",
+                        case.db
+                    )),
+                    "{}",
+                    said(&out)
+                );
+                assert!(case.root.join(".coffer-restore-dbswap.json").exists());
+                assert_eq!(query("postgres", &second_rename_waits), "1");
             }
         }
         holder.send("ROLLBACK;");
@@ -365,7 +404,7 @@ fn a_restore_killed_between_the_two_renames_leaves_both_old_or_both_restored() {
         let both_restored = now.tables == restored.tables && now.workspace == restored.workspace;
         assert!(
             both_old || both_restored,
-            "a mix (psql killed too: {psql_killed_too}): database {}, workspace {}\n{}",
+            "a mix ({then:?}): database {}, workspace {}\n{}",
             if now.tables == restored.tables {
                 "restored"
             } else if now.tables == before.tables {
@@ -383,7 +422,7 @@ fn a_restore_killed_between_the_two_renames_leaves_both_old_or_both_restored() {
             said(&out)
         );
         let text = said(&out);
-        if psql_killed_too {
+        if then == Then::PsqlKilled {
             // psql never sent COMMIT: the server rolled the renames back.
             assert!(both_old, "{text}");
             assert!(

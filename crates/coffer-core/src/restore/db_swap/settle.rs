@@ -60,6 +60,24 @@ pub(crate) fn recover(
             .database_oid(name)
             .map_err(|e| retry(format!("cannot check database {name}: {}", first_line(&e))))
     };
+    // A session still renaming or dropping these databases is most likely the killed run's
+    // own swap (its psql outlives it) held by a lock: settling now would wait on it as long
+    // as that lock is held, and race its commit.
+    let oids: Vec<u32> = [entries.target_oid, entries.new_oid]
+        .into_iter()
+        .flatten()
+        .collect();
+    let busy = renaming_sessions(admin, &oids).map_err(|e| {
+        retry(format!(
+            "cannot check the server's locks: {}",
+            first_line(&e)
+        ))
+    })?;
+    if !busy.is_empty() {
+        return Err(retry(format!(
+            "session(s) {busy} of the server hold or wait for a lock to rename or drop {target} or {new}, most likely that restore's own swap (its psql outlives it) waiting for a lock another session holds: let it end (end what holds the lock), or end it (SELECT pg_terminate_backend(pid)), then run again"
+        )));
+    }
     let target_now = oid_of(target)?;
     let committed = entries.new_oid.is_some() && target_now == entries.new_oid;
     let mut notes = Vec::new();
@@ -149,4 +167,23 @@ pub(crate) fn recover(
     }
     remove(&path);
     Ok(notes)
+}
+
+/// The server sessions (other than `admin`'s own) that hold or wait for `ACCESS EXCLUSIVE`
+/// on one of the databases `oids` (a rename or a drop under way), as `pid, pid`; empty
+/// when none.
+fn renaming_sessions(admin: &Database, oids: &[u32]) -> Result<String, PgError> {
+    if oids.is_empty() {
+        return Ok(String::new());
+    }
+    let list = oids
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    admin.query(&format!(
+        "SELECT coalesce(string_agg(DISTINCT pid::text, ', '), '') FROM pg_locks \
+         WHERE locktype = 'object' AND classid = 'pg_database'::regclass AND objid IN ({list}) \
+           AND mode = 'AccessExclusiveLock' AND pid <> pg_backend_pid()"
+    ))
 }

@@ -470,10 +470,11 @@ fn recover_leaves_a_live_run_alone() {
 /// The swap of a killed restore may commit after the next run's recovery read the
 /// target's OID: its psql outlives coffer with the whole script, and a lock (an
 /// application's, a `COMMENT ON DATABASE`) can hold its second rename until then. Here
-/// the renames commit right after recovery's first query (a `database.exec` wrapper runs
-/// them before its second psql). Recovery must not settle that as "not swapped" (which
-/// would put the previous workspace back beside the restored database): it keeps the
-/// journal, and the next recovery finishes the committed swap, workspace included.
+/// the renames commit right after recovery's first read of the target's OID (a
+/// `database.exec` wrapper runs them before the next psql). Recovery must not settle that
+/// as "not swapped" (which would put the previous workspace back beside the restored
+/// database): it keeps the journal, and the next recovery finishes the committed swap,
+/// workspace included.
 #[test]
 fn recover_does_not_settle_a_swap_that_commits_under_it() {
     let f = Fixture::start();
@@ -510,24 +511,36 @@ fn recover_does_not_settle_a_swap_that_commits_under_it() {
         ),
     )
     .unwrap();
-    let count = dir.path().join("count");
     let env: String = f
         .cluster
         .env("postgres")
         .iter()
         .map(|(k, v)| format!("{k}='{v}' "))
         .collect();
+    // The renames commit before the psql that follows recovery's first read of an OID
+    // (the target's).
+    let (seen, done) = (dir.path().join("seen"), dir.path().join("done"));
     let wrapper = dir.path().join("late-commit.sh");
-    std::fs::write(
-        &wrapper,
+    let script = [
+        "#!/bin/sh".to_string(),
         format!(
-            "#!/bin/sh\nn=$(($(cat '{c}' 2>/dev/null || echo 0) + 1))\necho $n > '{c}'\n\
-             if [ $n = 2 ]; then {env}psql -X -q -1 -v ON_ERROR_STOP=1 -f '{r}' || exit 99; fi\nexec \"$@\"\n",
-            c = count.display(),
-            r = renames.display()
+            "if [ -e '{}' ] && [ ! -e '{}' ]; then",
+            seen.display(),
+            done.display()
         ),
-    )
-    .unwrap();
+        format!("  touch '{}'", done.display()),
+        format!(
+            "  {env}psql -X -q -1 -v ON_ERROR_STOP=1 -f '{}' || exit 99",
+            renames.display()
+        ),
+        "fi".to_string(),
+        format!(
+            "case \"$*\" in *'SELECT oid FROM pg_database'*) touch '{}';; esac",
+            seen.display()
+        ),
+        "exec \"$@\"\n".to_string(),
+    ];
+    std::fs::write(&wrapper, script.join("\n")).unwrap();
     std::fs::set_permissions(
         &wrapper,
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
