@@ -39,7 +39,10 @@ impl Run<'_> {
     ) -> Result<Loaded, StreamFailure> {
         let start = Instant::now();
         let shared = Mutex::new(Shared {
-            queue: LoadQueue::new(self.pieces, builds.iter().map(|b| b.table.clone()).collect()),
+            queue: LoadQueue::new(
+                self.pieces,
+                builds.iter().map(|b| b.table.clone()).collect(),
+            ),
             data_ended: None,
         });
         let changed = Condvar::new();
@@ -139,7 +142,12 @@ impl Run<'_> {
         resume: &Resume,
     ) -> Result<(), StreamFailure> {
         session.send(b"BEGIN;\n")?;
-        self.send_gated(session, resume, &build.sql, &format!("index {}", build.name))?;
+        self.send_gated(
+            session,
+            resume,
+            &build.sql,
+            &format!("index {}", build.name),
+        )?;
         session.send(b"COMMIT;\n")?;
         session.wait_applied(
             self.cancel,

@@ -317,24 +317,39 @@ mod tests {
                         block += 1;
                     }
                     let t = format!("t{block}");
-                    pieces.push(named(PieceKind::Data, &t, (k * 7) % 5 + 1, continues, false));
+                    pieces.push(named(
+                        PieceKind::Data,
+                        &t,
+                        (k * 7) % 5 + 1,
+                        continues,
+                        false,
+                    ));
                 }
                 let tables: Vec<String> = (0..=7).map(|b| format!("t{b}")).collect();
                 let mut q = LoadQueue::new(&pieces, tables.clone());
                 let (mut running, mut done, mut built) = (Vec::new(), vec![false; 7], Vec::new());
                 loop {
-                    let task = if running.len() < 2 { q.next() } else { Task::Wait };
+                    let task = if running.len() < 2 {
+                        q.next()
+                    } else {
+                        Task::Wait
+                    };
                     match task {
                         Task::Data(i) => running.push(i),
                         Task::Index(b) => {
                             let t = &tables[b];
-                            let all = (1..7).all(|i| done[i] || pieces[i].table.as_ref() != Some(t));
+                            let all =
+                                (1..7).all(|i| done[i] || pieces[i].table.as_ref() != Some(t));
                             assert!(all || q.data_done(), "{mask}: {t} built early");
                             built.push(b);
                         }
                         Task::Wait => {
                             assert!(!running.is_empty(), "{mask}: waits on nothing");
-                            let i = if newest_first { running.pop() } else { Some(running.remove(0)) };
+                            let i = if newest_first {
+                                running.pop()
+                            } else {
+                                Some(running.remove(0))
+                            };
                             let i = i.unwrap();
                             done[i] = true;
                             let heads = if pieces[i].starts_in_copy {
