@@ -14,7 +14,8 @@
 //! `--out FILE` (`<dir>/results.md`) receives the table; `--only LIST` runs some of the
 //! scenarios `baseline`, `coffer`, `age`, `zstd`, `remote`, `many-files` (e.g. `--only coffer` at `--scale 4` to
 //! look at coffer's memory alone); `--keep` leaves the backups and restored copies in
-//! `<dir>/run` instead of deleting them at the end; `--jobs LIST` (`1`) adds a `coffer restore
+//! `<dir>/run` instead of deleting them (each restored copy is dropped once checked, the
+//! rest at the end); `--jobs LIST` (`1`) adds a `coffer restore
 //! --jobs N` row per number (e.g. `--jobs 1,2,4`; the other restore rows use one session). Relative paths are taken from the workspace root, because
 //! cargo runs benchmarks in the package's directory. Without cargo bench's `--bench`
 //! argument (as `cargo test --all-targets` runs it) the binary does nothing.
@@ -381,6 +382,12 @@ fn run() -> Result<()> {
                 "{} after the restore holds {files} files, expected {want}",
                 dir.display()
             );
+        }
+        // Checked: dropped and removed (unless --keep), or the copies of every row would
+        // not fit on the disk at scale 4. prepare() syncs before the next row.
+        if !args.keep {
+            cluster.psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"))?;
+            fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
         }
         Ok(())
     };
