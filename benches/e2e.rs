@@ -14,7 +14,8 @@
 //! `--out FILE` (`<dir>/results.md`) receives the table; `--only LIST` runs some of the
 //! scenarios `baseline`, `coffer`, `age`, `zstd`, `remote`, `many-files` (e.g. `--only coffer` at `--scale 4` to
 //! look at coffer's memory alone); `--keep` leaves the backups and restored copies in
-//! `<dir>/run` instead of deleting them at the end; `--jobs LIST` (`1`) adds a `coffer restore
+//! `<dir>/run` instead of deleting them (each restored copy is dropped once checked, the
+//! rest at the end); `--jobs LIST` (`1`) adds a `coffer restore
 //! --jobs N` row per number (e.g. `--jobs 1,2,4`; the other restore rows use one session). Relative paths are taken from the workspace root, because
 //! cargo runs benchmarks in the package's directory. Without cargo bench's `--bench`
 //! argument (as `cargo test --all-targets` runs it) the binary does nothing.
@@ -382,6 +383,12 @@ fn run() -> Result<()> {
                 dir.display()
             );
         }
+        // Checked: dropped and removed (unless --keep), or the copies of every row would
+        // not fit on the disk at scale 4. prepare() syncs before the next row.
+        if !args.keep {
+            cluster.psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"))?;
+            fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        }
         Ok(())
     };
     let many_stats = many_ws.as_deref().map(dir_stats).transpose()?;
@@ -723,7 +730,14 @@ fn coffer_restore_cmd(
         .arg(config)
         .arg("--backup-dir")
         .arg(backup.parent().unwrap_or(backup))
-        .args(["--yes", "--no-hooks", "--quiet", "--target-db", db])
+        .args([
+            "--yes",
+            "--no-hooks",
+            "--quiet",
+            "--json",
+            "--target-db",
+            db,
+        ])
         .arg("--target-dir")
         .arg(target);
     if let Some(id) = identity {
@@ -796,6 +810,30 @@ struct Sample {
     server_cpu: f64,
     rss_mib: f64,
     output: Option<u64>,
+    /// A parallel restore's own timings (`report.database.phases` of its `--json`).
+    phases: Option<[f64; PHASES.len()]>,
+}
+
+/// The phases a parallel restore reports, as named in its JSON report and in the table.
+const PHASES: [(&str, &str); 7] = [
+    ("create", "new database"),
+    ("prove", "proof"),
+    ("pre_data", "schema"),
+    ("data", "data"),
+    ("indexes", "indexes after data"),
+    ("post_data", "rest"),
+    ("swap", "swap"),
+];
+
+/// The phases in a restore's `--json` output, if it reported them.
+fn phases_in(stdout: &str) -> Option<[f64; PHASES.len()]> {
+    let v: serde_json::Value = serde_json::from_str(stdout).ok()?;
+    let p = &v["report"]["database"]["phases"];
+    let mut out = [0.0; PHASES.len()];
+    for (slot, (key, _)) in out.iter_mut().zip(PHASES) {
+        *slot = p[key].as_f64()?;
+    }
+    Some(out)
 }
 
 struct Row {
@@ -912,6 +950,9 @@ impl Bench<'_> {
             server_cpu: server_after - server_before,
             rss_mib: usage.ru_maxrss as f64 / 1024.0,
             output: output.map(|d| dir_stats(d).map(|s| s.bytes)).transpose()?,
+            phases: phases_in(
+                &fs::read_to_string(log.with_extension("stdout")).unwrap_or_default(),
+            ),
         };
         eprintln!(
             "  {row:<34} {:>8.2} s  client CPU {:>7.2} s  server CPU {:>7.2} s  RSS {:>7.1} MiB",
@@ -1738,6 +1779,43 @@ impl Bench<'_> {
                 f(m(|x| x.rss_mib), 1),
                 f(output.map(|b| b / 1e6), 2),
             );
+        }
+
+        let phased: Vec<_> = self
+            .rows
+            .iter()
+            .filter(|r| r.samples.iter().any(|x| x.phases.is_some()))
+            .collect();
+        if !phased.is_empty() {
+            let names: Vec<&str> = PHASES.iter().map(|(_, n)| *n).collect();
+            let _ = writeln!(
+                s,
+                "\nWhere the parallel restores' database time went (medians, s; the workspace is restored alongside):\n"
+            );
+            let _ = writeln!(s, "| row | {} | sum | wall |", names.join(" | "));
+            let _ = writeln!(s, "|---|{}---:|---:|", "---:|".repeat(PHASES.len()));
+            for row in phased {
+                let mut cells = Vec::new();
+                let mut sum = 0.0;
+                for k in 0..PHASES.len() {
+                    let v = median(
+                        row.samples
+                            .iter()
+                            .filter_map(|x| x.phases.map(|p| p[k]))
+                            .collect(),
+                    )
+                    .unwrap_or(0.0);
+                    sum += v;
+                    cells.push(format!("{v:.2}"));
+                }
+                let wall = median(row.samples.iter().map(|x| x.wall).collect()).unwrap_or(0.0);
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {sum:.2} | {wall:.2} |",
+                    row.name,
+                    cells.join(" | ")
+                );
+            }
         }
 
         let pairs = [

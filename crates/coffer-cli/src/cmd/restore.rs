@@ -28,8 +28,8 @@ or signal before that leaves both exactly as they were. hooks.after_restore runs
 With --jobs N (default: the number of cores) a backup whose dump has a piece index (coffer 0.2 \
 and later) is restored by N sessions into a new database TARGET__coffer_new (created like the \
 target: owner, encoding, locale, settings, grants): the schema first, then the tables' data in \
-N sessions (largest first), then the index builds in N sessions and the rest of the dump in \
-order; each piece checked against its SHA-256. Then the workspace and the database are swapped \
+N sessions (largest first), each table's indexes built as soon as its data is in, then the \
+rest of the dump in order; each piece checked against its SHA-256. Then the workspace and the database are swapped \
 in together (the target renamed to TARGET__coffer_old and the new one into its place in one \
 transaction) and the old database dropped (kept with --keep-old). Any failure before the swap \
 drops the new database and changes nothing. It needs CREATEDB and room for one more copy of the \

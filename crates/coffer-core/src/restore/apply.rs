@@ -562,7 +562,7 @@ fn database_restored(
     ));
     if let Some(t) = &phases {
         ctx.done(&format!(
-            "{} sessions: new database {:.1}s, proof {:.1}s, schema {:.1}s, data {:.1}s, indexes {:.1}s, rest of the dump {:.1}s, swap {:.1}s",
+            "{} sessions: new database {:.1}s, proof {:.1}s, schema {:.1}s, data {:.1}s, indexes after the data {:.1}s, rest of the dump {:.1}s, swap {:.1}s",
             t.jobs, t.create, t.prove, t.pre_data, t.data, t.indexes, t.post_data, t.swap
         ));
     }

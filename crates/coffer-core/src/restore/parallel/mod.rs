@@ -5,14 +5,16 @@
 //! pre-data, its data pieces and its post-data start in the compressed stream. The new
 //! database `<target>__coffer_new` is created like the target ([`DatabaseSwap`]); the
 //! pre-data piece runs in one session; the data pieces in N sessions, largest first, each
-//! as `BEGIN; COPY …; COMMIT` ([`schedule::data_order`]); the post-data's index builds in N
-//! sessions and the rest of it in order in one ([`super::post_data`]). Every session is a
+//! as `BEGIN; COPY …; COMMIT` ([`schedule::data_order`]), with the post-data's index builds
+//! among them, each as soon as its table is loaded ([`schedule::LoadQueue`]); then the rest
+//! of the post-data in order in one session ([`super::post_data`]). Every session is a
 //! psql in restricted mode fed only what the dump gate lets through, each piece read alone
 //! ([`DumpScanner::resume`]) and checked against its size and SHA-256; the artifact's
 //! stored size and SHA-256 are proven before the first piece is read. Nothing touches the
 //! target until every piece matched, the merged facts equal the manifest's and every
 //! session ended; any failure before the swap drops the new database.
 
+mod load;
 mod plan;
 mod schedule;
 mod sessions;
@@ -50,11 +52,12 @@ pub struct PhaseTimings {
     pub create: f64,
     /// Proving the artifact's stored size and SHA-256.
     pub prove: f64,
-    /// The pre-data piece (schema).
+    /// The pre-data piece (schema), and the post-data piece read and planned.
     pub pre_data: f64,
-    /// The data pieces.
+    /// The data pieces, until the last one committed (index builds of the tables loaded
+    /// by then run among them).
     pub data: f64,
-    /// The post-data's index builds.
+    /// The post-data's index builds that went on after the last data piece.
     pub indexes: f64,
     /// The rest of the post-data in order (constraints, triggers, grants, …).
     pub post_data: f64,
@@ -132,22 +135,29 @@ pub(super) fn stream_database_parallel(
     let t = Instant::now();
     let (resume, pre_facts, confinement) = run.pre_data()?;
     facts[0] = Some(pre_facts);
+    // The post-data is read and planned before the data, so that each index is built as
+    // soon as its table is loaded.
+    let last = pieces.len() - 1;
+    let post = run.post_data_plan(&resume, last)?;
     timings.pre_data = t.elapsed().as_secs_f64();
 
-    let t = Instant::now();
-    for (i, f) in run.data(&resume)? {
+    let builds = post.as_ref().map_or(&[][..], |(plan, _)| &plan.indexes[..]);
+    let loaded = run.load(&resume, builds)?;
+    for (i, f) in loaded.facts {
         facts[i] = Some(f);
     }
-    timings.data = t.elapsed().as_secs_f64();
+    timings.data = loaded.data_secs;
+    timings.indexes = loaded.index_secs;
 
-    if let Some(last) = pieces.len().checked_sub(1)
-        && pieces[last].kind == PieceKind::PostData
-    {
-        let (post_facts, index_secs, rest_secs) = run.post_data(&resume, last)?;
-        facts[last] = Some(post_facts);
-        timings.indexes = index_secs;
-        timings.post_data = rest_secs;
-    }
+    let t = Instant::now();
+    facts[last] = Some(match post {
+        Some((plan, post_facts)) => {
+            run.post_data_rest(&resume, &plan, last)?;
+            post_facts
+        }
+        None => run.post_data_streamed(&resume, last)?,
+    });
+    timings.post_data = t.elapsed().as_secs_f64();
 
     let facts = DumpFacts::merge(facts.into_iter().map(|f| f.unwrap_or_default()).collect());
     check_facts(db, &facts, backup)?;

@@ -1,6 +1,8 @@
 //! In which order the data pieces are handed to the sessions: a pure decision over the
 //! piece index.
 
+use std::collections::{HashMap, VecDeque};
+
 use crate::format::pieces::{Piece, PieceKind};
 
 /// The indexes (into the artifact's pieces) of the data pieces, largest first, so the long
@@ -43,6 +45,105 @@ pub(crate) fn block_head(pieces: &[Piece], i: usize) -> usize {
         head -= 1;
     }
     head
+}
+
+/// What a session of the load phase does next ([`LoadQueue::next`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Task {
+    /// Load this data piece (index into the artifact's pieces).
+    Data(usize),
+    /// Build this index (index into the post-data plan's builds).
+    Index(usize),
+    /// Nothing can start now: wait until a running data piece commits.
+    Wait,
+    /// Everything is handed out.
+    Done,
+}
+
+/// The load phase's work, handed out to the sessions: the data pieces in [`data_order`],
+/// and each of the post-data's index builds as soon as its table's data is committed
+/// (pgcopydb's order: the builds overlap the rest of the data, while the table's pages are
+/// still cached). A ready build goes before the next data piece.
+///
+/// A table's data is known to be committed once the piece in which its `COPY` statement
+/// was read committed, with every piece continuing that block; a table no piece has shown
+/// yet waits for the end of the data. (Built too early, an index would only make the rest
+/// of its table's `COPY` slower, never wrong.)
+pub(crate) struct LoadQueue<'p> {
+    pieces: &'p [Piece],
+    data: VecDeque<usize>,
+    /// The builds not handed out yet: (build index, table), in the dump's order.
+    builds: Vec<(usize, String)>,
+    committed: Vec<bool>,
+    running: usize,
+    /// The piece each table's `COPY` statement was read in.
+    heads: HashMap<String, usize>,
+}
+
+impl<'p> LoadQueue<'p> {
+    /// The queue for `pieces`, with the tables of the index builds in the plan's order.
+    pub(crate) fn new(pieces: &'p [Piece], build_tables: Vec<String>) -> Self {
+        LoadQueue {
+            pieces,
+            data: data_order(pieces).into(),
+            builds: build_tables.into_iter().enumerate().collect(),
+            committed: vec![false; pieces.len()],
+            running: 0,
+            heads: HashMap::new(),
+        }
+    }
+
+    /// The next task for a free session.
+    pub(crate) fn next(&mut self) -> Task {
+        if let Some(pos) = self.builds.iter().position(|(_, t)| self.loaded(t)) {
+            return Task::Index(self.builds.remove(pos).0);
+        }
+        if let Some(i) = self.data.pop_front() {
+            self.running += 1;
+            return Task::Data(i);
+        }
+        if self.builds.is_empty() {
+            Task::Done
+        } else {
+            Task::Wait
+        }
+    }
+
+    /// Data piece `i` committed; `tables` are those whose `COPY` statement was read in it.
+    pub(crate) fn committed(&mut self, i: usize, tables: &[String]) {
+        self.committed[i] = true;
+        self.running = self.running.saturating_sub(1);
+        for t in tables {
+            self.heads.entry(t.clone()).or_insert(i);
+        }
+    }
+
+    /// Every data piece committed.
+    pub(crate) fn data_done(&self) -> bool {
+        self.data.is_empty() && self.running == 0
+    }
+
+    fn loaded(&self, table: &str) -> bool {
+        if self.data_done() {
+            return true;
+        }
+        let Some(&head) = self.heads.get(table) else {
+            return false;
+        };
+        let mut j = head;
+        loop {
+            if !self.committed[j] {
+                return false;
+            }
+            let continues = self.pieces[j].ends_in_copy
+                && self.pieces[j].table.as_deref() == Some(table)
+                && self.pieces.get(j + 1).is_some_and(|p| p.starts_in_copy);
+            if !continues {
+                return true;
+            }
+            j += 1;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -135,6 +236,135 @@ mod tests {
                         assert!(order[..pos].contains(&(i - 1)), "{mask}: {order:?}");
                     }
                 }
+            }
+        }
+    }
+
+    fn named(kind: PieceKind, table: &str, size: u64, starts: bool, ends: bool) -> Piece {
+        Piece {
+            table: (kind == PieceKind::Data).then(|| table.to_string()),
+            ..piece(kind, size, starts, ends)
+        }
+    }
+
+    #[test]
+    fn an_index_waits_for_its_table_and_goes_before_more_data() {
+        use PieceKind::*;
+        let pieces = [
+            named(PreData, "", 1, false, false),
+            named(Data, "a", 8, false, false),
+            named(Data, "b", 5, false, false),
+            named(Data, "d", 3, false, false),
+            named(PostData, "", 1, false, false),
+        ];
+        let mut q = LoadQueue::new(&pieces, vec!["a".into(), "b".into(), "c".into()]);
+        assert_eq!(q.next(), Task::Data(1));
+        assert_eq!(q.next(), Task::Data(2));
+        q.committed(2, &["b".into()]);
+        // b is loaded: its index goes before the next data piece.
+        assert_eq!(q.next(), Task::Index(1));
+        assert_eq!(q.next(), Task::Data(3));
+        q.committed(3, &["d".into()]);
+        // a is still loading, c was never seen: wait.
+        assert_eq!(q.next(), Task::Wait);
+        q.committed(1, &["a".into()]);
+        assert!(q.data_done());
+        assert_eq!(q.next(), Task::Index(0));
+        assert_eq!(q.next(), Task::Index(2));
+        assert_eq!(q.next(), Task::Done);
+    }
+
+    #[test]
+    fn a_table_cut_in_pieces_is_loaded_when_its_last_piece_is() {
+        use PieceKind::*;
+        let pieces = [
+            named(PreData, "", 1, false, false),
+            named(Data, "t", 4, false, true),
+            named(Data, "t", 64, true, true),
+            named(Data, "t", 64, true, false),
+            named(Data, "u", 30, false, false),
+            named(PostData, "", 1, false, false),
+        ];
+        let mut q = LoadQueue::new(&pieces, vec!["t".into(), "u".into()]);
+        assert_eq!(q.next(), Task::Data(1));
+        assert_eq!(q.next(), Task::Data(2));
+        q.committed(1, &["t".into()]);
+        assert_eq!(q.next(), Task::Data(3));
+        q.committed(2, &[]);
+        assert_eq!(q.next(), Task::Data(4));
+        q.committed(4, &["u".into()]);
+        assert_eq!(q.next(), Task::Index(1));
+        // t's last piece is still running.
+        assert_eq!(q.next(), Task::Wait);
+        q.committed(3, &[]);
+        assert_eq!(q.next(), Task::Index(0));
+        assert_eq!(q.next(), Task::Done);
+    }
+
+    #[test]
+    fn every_task_once_and_no_index_before_its_table_is_loaded() {
+        // Every shape of 6 data pieces (each may continue the previous one's block), tables
+        // t0..t5 by block, two sessions committing in either order.
+        for mask in 0u32..64 {
+            for newest_first in [false, true] {
+                let mut pieces = vec![named(PieceKind::PreData, "", 1, false, false)];
+                let mut block = 0;
+                for k in 0..6u64 {
+                    let continues = k > 0 && mask & (1 << k) != 0;
+                    if continues {
+                        pieces.last_mut().unwrap().ends_in_copy = true;
+                    } else {
+                        block += 1;
+                    }
+                    let t = format!("t{block}");
+                    pieces.push(named(
+                        PieceKind::Data,
+                        &t,
+                        (k * 7) % 5 + 1,
+                        continues,
+                        false,
+                    ));
+                }
+                let tables: Vec<String> = (0..=7).map(|b| format!("t{b}")).collect();
+                let mut q = LoadQueue::new(&pieces, tables.clone());
+                let (mut running, mut done, mut built) = (Vec::new(), vec![false; 7], Vec::new());
+                loop {
+                    let task = if running.len() < 2 {
+                        q.next()
+                    } else {
+                        Task::Wait
+                    };
+                    match task {
+                        Task::Data(i) => running.push(i),
+                        Task::Index(b) => {
+                            let t = &tables[b];
+                            let all =
+                                (1..7).all(|i| done[i] || pieces[i].table.as_ref() != Some(t));
+                            assert!(all || q.data_done(), "{mask}: {t} built early");
+                            built.push(b);
+                        }
+                        Task::Wait => {
+                            assert!(!running.is_empty(), "{mask}: waits on nothing");
+                            let i = if newest_first {
+                                running.pop()
+                            } else {
+                                Some(running.remove(0))
+                            };
+                            let i = i.unwrap();
+                            done[i] = true;
+                            let heads = if pieces[i].starts_in_copy {
+                                Vec::new()
+                            } else {
+                                vec![pieces[i].table.clone().unwrap()]
+                            };
+                            q.committed(i, &heads);
+                        }
+                        Task::Done => break,
+                    }
+                }
+                assert!(running.is_empty() && done[1..].iter().all(|&d| d), "{mask}");
+                built.sort();
+                assert_eq!(built, (0..8).collect::<Vec<_>>(), "{mask}");
             }
         }
     }

@@ -1,12 +1,12 @@
 //! The sessions of a parallel restore: the pre-data in one, the data pieces in N, the
 //! post-data's index builds in N and its rest in one.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::cancel::CancelFlag;
 use crate::format::manifest::{Artifact, ArtifactRole};
@@ -19,9 +19,8 @@ use crate::stream::dump_scan::{DumpFacts, DumpScanner, SessionState};
 use crate::stream::piece_reader::PieceReader;
 
 use super::super::failure::{StreamFailure, artifact_failure};
-use super::super::post_data::plan_post_data;
+use super::super::post_data::{PostDataPlan, plan_post_data};
 use super::super::psql_session::PsqlSession;
-use super::schedule::{block_head, data_order};
 
 /// Bytes read from a piece at a time.
 const CHUNK: usize = 1 << 20;
@@ -34,7 +33,7 @@ const POST_SPLIT_CAP: u64 = 64 << 20;
 /// (the last of each, e.g. `SET default_tablespace`, which the post-data relies on), the
 /// encoding and the dump's `\restrict` key.
 pub(super) struct Resume {
-    state: SessionState,
+    pub(super) state: SessionState,
 }
 
 /// Where [`Run::pump`] hands what the gate let through (with the scanner, for the COPY
@@ -70,7 +69,7 @@ pub(super) struct Run<'a> {
 /// COPY statements published by the session that read them, for the pieces that continue
 /// their blocks.
 #[derive(Default)]
-struct Board {
+pub(super) struct Board {
     copies: Mutex<HashMap<String, Vec<u8>>>,
     changed: Condvar,
 }
@@ -95,7 +94,7 @@ impl Board {
 
     /// Waits for `table`'s COPY statement (its block's head piece is being read by another
     /// session, which publishes it early, or failed and set `abort`).
-    fn wait_for(&self, table: &str, run: &Run<'_>) -> Result<Vec<u8>, StreamFailure> {
+    pub(super) fn wait_for(&self, table: &str, run: &Run<'_>) -> Result<Vec<u8>, StreamFailure> {
         let mut copies = self.copies.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(s) = copies.get(table) {
@@ -114,11 +113,11 @@ impl Board {
 }
 
 impl Run<'_> {
-    fn stopped(&self) -> bool {
+    pub(super) fn stopped(&self) -> bool {
         self.cancel.signal().is_some() || self.abort.load(Ordering::SeqCst)
     }
 
-    fn describe(&self, i: usize) -> String {
+    pub(super) fn describe(&self, i: usize) -> String {
         let p = &self.pieces[i];
         match &p.table {
             Some(t) => format!("piece {i} ({t}) of {}", self.path.display()),
@@ -161,25 +160,28 @@ impl Run<'_> {
         }
     }
 
-    /// Streams piece `i` through `scanner` into `session`; returns its facts. `published`
-    /// gets the COPY statements completed in it, as soon as they are.
-    fn stream_piece(
+    /// Streams piece `i` through `scanner` into `session`; returns its facts and the tables
+    /// whose `COPY` statement it holds. `board` gets those statements as soon as they are
+    /// read.
+    pub(super) fn stream_piece(
         &self,
         i: usize,
         mut scanner: DumpScanner,
         session: &mut PsqlSession,
         board: Option<&Board>,
-    ) -> Result<DumpFacts, StreamFailure> {
+    ) -> Result<(DumpFacts, Vec<String>), StreamFailure> {
         let piece = &self.pieces[i];
         let mut reader = PieceReader::open(self.path, self.artifact, piece, self.identities)
             .map_err(artifact_failure)?;
         let mut last_copy: Option<(String, Vec<u8>)> = None;
+        let mut tables = Vec::new();
         self.pump(i, &mut reader, &mut scanner, &mut |scanner, out| {
             session.send(out)?;
             let found = scanner.take_copy_statements();
             if let Some(last) = found.last() {
                 last_copy = Some(last.clone());
             }
+            tables.extend(found.iter().map(|(t, _)| t.clone()));
             if let Some(b) = board {
                 b.publish(found);
             }
@@ -212,7 +214,7 @@ impl Run<'_> {
             )));
         }
         session.send(&out)?;
-        Ok(facts)
+        Ok((facts, tables))
     }
 
     /// The pre-data piece in one session: the schema. Returns the session state later
@@ -242,50 +244,8 @@ impl Run<'_> {
         Ok((Resume { state }, facts, confinement))
     }
 
-    /// The data pieces in `jobs` sessions, largest first; each piece in its own
-    /// transaction. Returns each piece's facts by index.
-    pub(super) fn data(&self, resume: &Resume) -> Result<Vec<(usize, DumpFacts)>, StreamFailure> {
-        let queue = Mutex::new(data_order(self.pieces).into_iter().collect::<VecDeque<_>>());
-        let board = Board::default();
-        let worker = || -> Result<Vec<(usize, DumpFacts)>, StreamFailure> {
-            let mut done = Vec::new();
-            let mut session: Option<PsqlSession> = None;
-            loop {
-                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-                let Some(i) = next else { break };
-                let piece = &self.pieces[i];
-                let copy = if piece.starts_in_copy {
-                    let head = block_head(self.pieces, i);
-                    let table = self.pieces[head].table.clone().unwrap_or_default();
-                    let statement = board.wait_for(&table, self)?;
-                    Some((table, statement))
-                } else {
-                    None
-                };
-                let s = match session.as_mut() {
-                    Some(s) => s,
-                    None => session.insert(PsqlSession::open(&self.runner, "")?),
-                };
-                s.send(b"BEGIN;\n")?;
-                let scanner = DumpScanner::resume(
-                    &resume.state,
-                    copy.as_ref().map(|(t, c)| (t.as_str(), c.as_slice())),
-                );
-                let facts = self.stream_piece(i, scanner, s, Some(&board))?;
-                s.send(b"COMMIT;\n")?;
-                s.wait_applied(self.cancel, self.abort, &self.describe(i))?;
-                done.push((i, facts));
-            }
-            if let Some(s) = session {
-                s.close()?;
-            }
-            Ok(done)
-        };
-        self.in_parallel(&worker)
-    }
-
     /// Runs `worker` on `jobs` threads; the first failure stops the others.
-    fn in_parallel<T: Send>(
+    pub(super) fn in_parallel<T: Send>(
         &self,
         worker: &(dyn Fn() -> Result<Vec<T>, StreamFailure> + Sync),
     ) -> Result<Vec<T>, StreamFailure> {
@@ -329,66 +289,55 @@ impl Run<'_> {
         }
     }
 
-    /// The post-data piece: read and gated whole, then its index builds in `jobs` sessions
-    /// and the rest in order in one; a large one (large objects) runs as one stream. Returns
-    /// its facts and the seconds spent on the index builds and on the rest.
-    pub(super) fn post_data(
+    /// The post-data piece read and gated whole and split into its index builds and the
+    /// rest, with its facts; `None` for one too large to hold ([`POST_SPLIT_CAP`]: large
+    /// objects), which [`Run::post_data_streamed`] runs instead.
+    pub(super) fn post_data_plan(
         &self,
         resume: &Resume,
         i: usize,
-    ) -> Result<(DumpFacts, f64, f64), StreamFailure> {
-        let t = Instant::now();
-        let piece = &self.pieces[i];
-        if piece.uncompressed_size > POST_SPLIT_CAP {
-            let mut session = PsqlSession::open(&self.runner, "BEGIN;\n")?;
-            let facts = self.stream_piece(
-                i,
-                DumpScanner::resume(&resume.state, None),
-                &mut session,
-                None,
-            )?;
-            session.send(b"COMMIT;\n")?;
-            session.wait_applied(self.cancel, self.abort, &self.describe(i))?;
-            session.close()?;
-            return Ok((facts, 0.0, t.elapsed().as_secs_f64()));
+    ) -> Result<Option<(PostDataPlan, DumpFacts)>, StreamFailure> {
+        if self.pieces[i].uncompressed_size > POST_SPLIT_CAP {
+            return Ok(None);
         }
         let (sql, facts) = self.gated(i, &resume.state)?;
         let relations = self.plain_relations()?;
         let plan = plan_post_data(&sql, &|table| relations.contains(table))
             .map_err(|e| StreamFailure::Damaged(format!("{e} (in {})", self.describe(i))))?;
-        let queue = Mutex::new(plan.indexes.iter().collect::<VecDeque<_>>());
-        let worker = || -> Result<Vec<()>, StreamFailure> {
-            let mut session: Option<PsqlSession> = None;
-            loop {
-                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-                let Some(build) = next else { break };
-                let s = match session.as_mut() {
-                    Some(s) => s,
-                    None => session.insert(PsqlSession::open(&self.runner, "")?),
-                };
-                s.send(b"BEGIN;\n")?;
-                self.send_gated(s, resume, &build.sql, &format!("index {}", build.name))?;
-                s.send(b"COMMIT;\n")?;
-                s.wait_applied(
-                    self.cancel,
-                    self.abort,
-                    &format!("the build of index {}", build.name),
-                )?;
-            }
-            if let Some(s) = session {
-                s.close()?;
-            }
-            Ok(Vec::new())
-        };
-        self.in_parallel(&worker)?;
-        let indexes = t.elapsed().as_secs_f64();
-        let t = Instant::now();
+        Ok(Some((plan, facts)))
+    }
+
+    /// The post-data's rest (all but the index builds), in order, in one session.
+    pub(super) fn post_data_rest(
+        &self,
+        resume: &Resume,
+        plan: &PostDataPlan,
+        i: usize,
+    ) -> Result<(), StreamFailure> {
         let mut session = PsqlSession::open(&self.runner, "BEGIN;\n")?;
         self.send_gated(&mut session, resume, &plan.rest, "the post-data")?;
         session.send(b"COMMIT;\n")?;
         session.wait_applied(self.cancel, self.abort, &self.describe(i))?;
+        session.close()
+    }
+
+    /// A post-data piece too large to split, as one stream in order in one session.
+    pub(super) fn post_data_streamed(
+        &self,
+        resume: &Resume,
+        i: usize,
+    ) -> Result<DumpFacts, StreamFailure> {
+        let mut session = PsqlSession::open(&self.runner, "BEGIN;\n")?;
+        let (facts, _) = self.stream_piece(
+            i,
+            DumpScanner::resume(&resume.state, None),
+            &mut session,
+            None,
+        )?;
+        session.send(b"COMMIT;\n")?;
+        session.wait_applied(self.cancel, self.abort, &self.describe(i))?;
         session.close()?;
-        Ok((facts, indexes, t.elapsed().as_secs_f64()))
+        Ok(facts)
     }
 
     /// Piece `i` decoded, checked and gated, whole, with its facts.
@@ -412,7 +361,7 @@ impl Run<'_> {
     /// Sends SQL that already passed the gate through it once more, resumed in the dump's
     /// session state (so the session is set up as the dump's own would be at that point):
     /// nothing the planner produced reaches psql ungated.
-    fn send_gated(
+    pub(super) fn send_gated(
         &self,
         session: &mut PsqlSession,
         resume: &Resume,
