@@ -365,7 +365,8 @@ fn a_restore_killed_between_the_two_renames_leaves_both_old_or_both_restored() {
                         object_lock("", &new_oid)
                     ),
                 );
-                let out = case.run(&["restore", &name]);
+                // Bounded well below RUN_LIMIT: a recovery that waits on the swap fails here.
+                let out = run_bounded(&case, &["restore", &name], Duration::from_secs(60));
                 assert_exit(&out, 6);
                 assert!(
                     error_line(&out).contains(&format!(

@@ -572,3 +572,84 @@ fn recover_does_not_settle_a_swap_that_commits_under_it() {
     swap::recover(&ws).unwrap();
     assert_eq!(std::fs::read_to_string(ws.join("marker")).unwrap(), "new");
 }
+
+/// A session renaming the target (as a killed run's swap still waiting for a lock would be)
+/// keeps recovery from settling anything: it names the session and keeps the journal, where
+/// it would otherwise wait on it and race its commit. Once the session is gone, recovery
+/// settles as usual.
+#[test]
+fn recover_refuses_while_a_session_renames_the_databases() {
+    use std::io::Write;
+    let f = Fixture::start();
+    let old_oid = f.target();
+    let mut db_swap = f.begin();
+    db_swap.entries.phase = Phase::Swapping;
+    db_swap.write_journal().unwrap();
+    kill(&mut db_swap.journal);
+
+    // Held open (killed when dropped), inside its transaction after the rename.
+    let mut held = Held(
+        Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+            .envs(f.cluster.env("postgres"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = held.0.stdin.take().unwrap();
+    writeln!(
+        stdin,
+        "BEGIN; ALTER DATABASE {} RENAME TO coffer_test_elsewhere;",
+        quote_ident(TARGET)
+    )
+    .unwrap();
+    stdin.flush().unwrap();
+    let locked = format!(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'object' AND objid = {old_oid} \
+         AND mode = 'AccessExclusiveLock' AND granted"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while f.admin.query(&locked).unwrap() != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "the rename did not take its lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Bounded: a recovery that waits on the session fails the test instead of hanging it.
+    let (admin, root) = (f.admin.clone(), f.root.path().to_path_buf());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(recover(&admin, &root, None));
+    });
+    let Ok(result) = rx.recv_timeout(Duration::from_secs(20)) else {
+        drop(held);
+        panic!("recovery waited on the session renaming the target");
+    };
+    let err = result.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("hold or wait for a lock to rename or drop"),
+        "{err}"
+    );
+    assert!(f.journal());
+    assert_eq!(f.oid(TARGET), Some(old_oid));
+
+    drop(stdin);
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while f.admin.query(&locked).unwrap() != "0" {
+        assert!(
+            Instant::now() < deadline,
+            "the renaming session did not end"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let notes = recover(&f.admin, f.root.path(), None).unwrap().join("\n");
+    assert!(notes.contains("is as it was"), "{notes}");
+    assert!(!f.journal());
+    assert_eq!(f.oid(TARGET), Some(old_oid));
+    assert_eq!(f.names(), Vec::<String>::new());
+}
