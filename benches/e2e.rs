@@ -16,7 +16,9 @@
 //! look at coffer's memory alone); `--keep` leaves the backups and restored copies in
 //! `<dir>/run` instead of deleting them (each restored copy is dropped once checked, the
 //! rest at the end); `--jobs LIST` (`1`) adds a `coffer restore
-//! --jobs N` row per number (e.g. `--jobs 1,2,4`; the other restore rows use one session). Relative paths are taken from the workspace root, because
+//! --jobs N` row per number (e.g. `--jobs 1,2,4`; the other restore rows use one session);
+//! `--parts` also times the database and the workspace restores alone (the script runs them
+//! one after the other, coffer at once), for projections to other core counts. Relative paths are taken from the workspace root, because
 //! cargo runs benchmarks in the package's directory. Without cargo bench's `--bench`
 //! argument (as `cargo test --all-targets` runs it) the binary does nothing.
 //!
@@ -82,7 +84,7 @@ mod remote;
 const COFFER: &str = env!("CARGO_BIN_EXE_coffer");
 
 const USAGE: &str = "usage: cargo bench -p coffer-cli --bench e2e -- [--scale F] [--rounds N] \
-[--many-files N] [--dir DIR] [--out FILE] [--only baseline,coffer,age,zstd,remote,many-files] [--keep] [--jobs 1,2,4]";
+[--many-files N] [--dir DIR] [--out FILE] [--only baseline,coffer,age,zstd,remote,many-files] [--keep] [--jobs 1,2,4] [--parts]";
 
 /// What a restored `portal` must hold: row counts and the Alembic head.
 const ROW_COUNTS: &str = "SELECT concat_ws(' ', (SELECT count(*) FROM users), \
@@ -172,6 +174,8 @@ struct Args {
     keep: bool,
     /// Sessions of the `coffer restore --jobs N` rows (the other restore rows use 1).
     jobs: Vec<usize>,
+    /// Also time the database and the workspace restores alone (the script's and coffer's).
+    parts: bool,
     /// As given, for the report.
     command_line: String,
 }
@@ -197,6 +201,7 @@ fn parse_args() -> Result<Args> {
     let mut only = Scenario::ALL.to_vec();
     let mut given = Vec::new();
     let mut keep = false;
+    let mut parts = false;
     let mut jobs = vec![1usize];
 
     let mut it = std::env::args().skip(1);
@@ -206,6 +211,11 @@ fn parse_args() -> Result<Args> {
         }
         if arg == "--keep" {
             keep = true;
+            given.push(arg);
+            continue;
+        }
+        if arg == "--parts" {
+            parts = true;
             given.push(arg);
             continue;
         }
@@ -281,6 +291,7 @@ fn parse_args() -> Result<Args> {
         out,
         only,
         keep,
+        parts,
         jobs,
         command_line,
     })
@@ -370,11 +381,19 @@ fn run() -> Result<()> {
     } else {
         String::new()
     };
-    let check_restore = |db: &str, dir: &Path| -> Result<()> {
+    // Checked: dropped and removed (unless --keep), or the copies of every row would not fit
+    // on the disk at scale 4. prepare() syncs before the next row.
+    let check_db = |db: &str| -> Result<()> {
         let rows = cluster.psql(db, ROW_COUNTS)?;
         if rows != expected_rows {
             bail!("database {db} after the restore holds {rows}, expected {expected_rows}");
         }
+        if !args.keep {
+            cluster.psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"))?;
+        }
+        Ok(())
+    };
+    let check_ws = |dir: &Path| -> Result<()> {
         let files = dir_stats(dir)?.files;
         let want = ws_stats.map_or(0, |s| s.files);
         if files != want {
@@ -383,13 +402,14 @@ fn run() -> Result<()> {
                 dir.display()
             );
         }
-        // Checked: dropped and removed (unless --keep), or the copies of every row would
-        // not fit on the disk at scale 4. prepare() syncs before the next row.
         if !args.keep {
-            cluster.psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"))?;
             fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
         }
         Ok(())
+    };
+    let check_restore = |db: &str, dir: &Path| -> Result<()> {
+        check_db(db)?;
+        check_ws(dir)
     };
     let many_stats = many_ws.as_deref().map(dir_stats).transpose()?;
 
@@ -528,6 +548,32 @@ fn run() -> Result<()> {
                 bench.prepare(&[backup, &data_dir])?;
                 bench.measure("baseline restore", None, cmd, None, false)?;
                 check_restore(&db, &target)?;
+                if args.parts {
+                    // The script's two halves alone: it runs them one after the other.
+                    let halves = [
+                        (
+                            "baseline restore, database only",
+                            "psql -X -q -v ON_ERROR_STOP=1 -d postgres -c \"CREATE DATABASE $DB\" \
+                             && gunzip -c \"$IN/postgres.sql.gz\" | psql -X -q -v ON_ERROR_STOP=1 -d \"$DB\" > /dev/null",
+                        ),
+                        (
+                            "baseline restore, workspace only",
+                            "mkdir \"$DIR\" && tar -xzf \"$IN/workspace.tar.gz\" -C \"$DIR\"",
+                        ),
+                    ];
+                    let (db, target) = (format!("{db}_half"), round.join("baseline-half"));
+                    for (row, script) in halves {
+                        let mut cmd = Command::new("sh");
+                        cmd.args(["-c", script])
+                            .env("IN", backup)
+                            .env("DB", &db)
+                            .env("DIR", &target)
+                            .envs(cluster.env("portal"));
+                        bench.prepare(&[backup, &data_dir])?;
+                        bench.measure(row, Some("baseline restore"), cmd, None, false)?;
+                    }
+                    check_restore(&db, &target)?;
+                }
             }
             if let (Some(cfg), Some(backup)) = (
                 plain_cfg.as_ref().filter(|_| args.wants(Scenario::Coffer)),
@@ -547,6 +593,24 @@ fn run() -> Result<()> {
                     };
                     bench.measure(&row, Some("baseline restore"), cmd, None, false)?;
                     check_restore(&db, &target)?;
+                    if args.parts {
+                        let db = format!("{db}_db");
+                        let mut cmd = coffer_restore_cmd(cfg, backup, &db, &target, None, jobs);
+                        cmd.arg("--db-only");
+                        bench.prepare(&[backup, &data_dir])?;
+                        let row = row.replacen("restore", "restore --db-only", 1);
+                        bench.measure(&row, Some("baseline restore"), cmd, None, false)?;
+                        check_db(&db)?;
+                    }
+                }
+                if args.parts {
+                    let target = round.join("coffer-restored-ws");
+                    let mut cmd = coffer_restore_cmd(cfg, backup, "unused", &target, None, 1);
+                    cmd.arg("--workspace-only");
+                    bench.prepare(&[backup, &data_dir])?;
+                    let row = "coffer restore --workspace-only";
+                    bench.measure(row, Some("baseline restore"), cmd, None, false)?;
+                    check_ws(&target)?;
                 }
             }
             if let (Some(cfg), Some(backup)) = (&age_cfg, &age_backup) {

@@ -16,7 +16,7 @@ const WAIT: Duration = Duration::from_secs(120);
 
 /// The pieces tests' large tables (one cut at row boundaries), without the table whose name
 /// holds a newline, which the row fingerprints here cannot name.
-fn add_large_tables(case: &Case) {
+pub(crate) fn add_large_tables(case: &Case) {
     crate::pieces::add_large_tables(case);
     cluster()
         .psql(
@@ -31,7 +31,7 @@ fn add_large_tables(case: &Case) {
 /// Objects a parallel restore must rebuild like a single one: keys (built ahead and
 /// attached `USING INDEX`), a deferrable unique key (not rewritten), an expression and a
 /// partial index, a foreign key, a trigger, a sequence's value, grants, and the database's own settings and grants that a plain dump lacks.
-fn add_objects(case: &Case) {
+pub(crate) fn add_objects(case: &Case) {
     let db = &case.db;
     cluster()
         .psql(
@@ -59,10 +59,13 @@ GRANT CONNECT, TEMPORARY ON DATABASE {db} TO coffer_par_reader;
         .unwrap();
 }
 
+/// What [`fingerprint`] compares.
+pub(crate) type Fingerprint = (std::collections::BTreeMap<String, String>, String, String);
+
 /// Everything that must be equal after a restore: every table's rows, the schema as
 /// `pg_dump -s` writes it, sequences' values, and the database's owner, encoding, locale,
 /// settings and grants.
-fn fingerprint(db: &str) -> (std::collections::BTreeMap<String, String>, String, String) {
+pub(crate) fn fingerprint(db: &str) -> Fingerprint {
     let c = cluster();
     let env: Vec<String> = c.env(db).iter().map(|(k, v)| format!("{k}={v}")).collect();
     let schema = without_restrict(&sh(&format!(
@@ -95,7 +98,7 @@ fn fingerprint(db: &str) -> (std::collections::BTreeMap<String, String>, String,
 }
 
 /// Databases whose name starts with the case's: the target and any leftover.
-fn databases_like(case: &Case) -> Vec<String> {
+pub(crate) fn databases_like(case: &Case) -> Vec<String> {
     cluster()
         .psql(
             "postgres",

@@ -33,8 +33,9 @@ rest of the dump in order; each piece checked against its SHA-256. Then the work
 in together (the target renamed to TARGET__coffer_old and the new one into its place in one \
 transaction) and the old database dropped (kept with --keep-old). Any failure before the swap \
 drops the new database and changes nothing. It needs CREATEDB and room for one more copy of the \
-database; otherwise, for a small dump, or from the remote, the restore runs in one transaction \
-(the plan says why). --jobs 1 always does.
+database; otherwise, or for a small dump, the restore runs in one transaction (the plan says \
+why). --jobs 1 always does. With --from-remote the sessions fetch their pieces with ranged reads \
+while the whole object is downloaded once more alongside to check its hash before the swap.
 
 Exit codes: 0 restored; 5 the backup failed verification or its signature is bad or missing (nothing changed); 6 refused by \
 pre-flight or confirmation (nothing changed); 7 failed and rolled back (nothing changed); \

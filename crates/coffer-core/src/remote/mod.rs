@@ -47,6 +47,7 @@ pub mod classify;
 pub mod error;
 pub(crate) mod location;
 pub mod pull;
+pub(crate) mod ranged;
 pub mod retention;
 pub mod store;
 pub(crate) mod stream;

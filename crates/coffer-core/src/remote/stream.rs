@@ -37,7 +37,7 @@ pub const STREAM_CHUNK: u64 = 8 << 20;
 /// twice this stays well inside the memory bound).
 pub const STREAM_WINDOW: usize = 4 << 20;
 /// Bytes read to check that the identity opens an encrypted artifact (its age header).
-const HEADER_PROBE: u64 = 64 << 10;
+pub const HEADER_PROBE: u64 = 64 << 10;
 
 /// Why a transfer stopped, shared between an [`ObjectReader`] and whoever decodes it.
 pub type TransferFailure = Arc<Mutex<Option<String>>>;
@@ -255,14 +255,23 @@ impl RemoteObject {
     }
 
     fn open_prefix(&self, size: u64) -> ObjectReader {
+        self.open_range(0, size)
+    }
+
+    /// Starts reading bytes `[start, end)` only (`end` capped at the listed size), with
+    /// ranged `GET`s of at most [`STREAM_CHUNK`] and [`STREAM_WINDOW`] bytes held ahead of
+    /// the reader, as [`RemoteObject::open`] does for the whole object.
+    pub fn open_range(&self, start: u64, end: u64) -> ObjectReader {
+        let end = end.min(self.size);
+        let start = start.min(end);
         let (tx, rx) = mpsc::unbounded_channel();
         let window = Arc::new(Semaphore::new(STREAM_WINDOW));
         let remote = self.remote.clone();
         let object = remote.object(&self.name, &self.file);
         let task = self.runtime.spawn(async move {
-            let mut start = 0u64;
-            while start < size {
-                let end = (start + STREAM_CHUNK).min(size);
+            let mut start = start;
+            while start < end {
+                let end = (start + STREAM_CHUNK).min(end);
                 match fetch_range(&remote, &object, start..end, &window, &tx).await {
                     Ok(true) => start = end,
                     // The reader was dropped (the restore stopped): stop fetching.
@@ -279,7 +288,7 @@ impl RemoteObject {
             piece: Bytes::new(),
             permit: None,
             received: 0,
-            size,
+            size: end - start,
             failure: Arc::new(Mutex::new(None)),
             task: task.abort_handle(),
         }

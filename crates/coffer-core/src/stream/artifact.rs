@@ -201,36 +201,11 @@ impl ArtifactReader {
                 path: path.to_path_buf(),
                 source,
             })?;
+        prove_stored(&mut file, expected, path)?;
         let damaged = |source| ArtifactError::Damaged {
             path: path.to_path_buf(),
             source,
         };
-        let stored = prove(&mut file, expected.size).map_err(damaged)?;
-        let mismatch = |what, expected: String, actual: String| ArtifactError::Mismatch {
-            path: path.to_path_buf(),
-            what,
-            expected,
-            actual,
-        };
-        if stored.size != expected.size {
-            return Err(mismatch(
-                "stored size",
-                expected.size.to_string(),
-                // Reading stopped one byte past the recorded size.
-                if stored.size > expected.size {
-                    format!("more than {}", expected.size)
-                } else {
-                    stored.size.to_string()
-                },
-            ));
-        }
-        if stored.sha256 != expected.sha256 {
-            return Err(mismatch(
-                "stored sha256",
-                expected.sha256.clone(),
-                stored.sha256,
-            ));
-        }
         file.seek(SeekFrom::Start(0)).map_err(damaged)?;
         let mut reader =
             ArtifactReader::from_file(file, path, expected.encryption.is_some(), identities)?;
@@ -417,13 +392,53 @@ fn decoding(name: &str) -> Option<Compression> {
     }
 }
 
+/// Reads `stored` (the artifact as stored, from where it stands) to its end and compares
+/// its size and SHA-256 with `expected`; `path` names it in the error. A read error is
+/// damage here: a caller reading from the remote tells a failed transfer apart itself.
+pub(crate) fn prove_stored(
+    stored: &mut dyn Read,
+    expected: &Artifact,
+    path: &Path,
+) -> Result<(), ArtifactError> {
+    let digest = prove(stored, expected.size).map_err(|source| ArtifactError::Damaged {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mismatch = |what, expected: String, actual: String| ArtifactError::Mismatch {
+        path: path.to_path_buf(),
+        what,
+        expected,
+        actual,
+    };
+    if digest.size != expected.size {
+        return Err(mismatch(
+            "stored size",
+            expected.size.to_string(),
+            // Reading stopped one byte past the recorded size.
+            if digest.size > expected.size {
+                format!("more than {}", expected.size)
+            } else {
+                digest.size.to_string()
+            },
+        ));
+    }
+    if digest.sha256 != expected.sha256 {
+        return Err(mismatch(
+            "stored sha256",
+            expected.sha256.clone(),
+            digest.sha256,
+        ));
+    }
+    Ok(())
+}
+
 /// Hashes `file` from where it stands, reading at most `size + 1` bytes (so a file that is
 /// longer, or grows, is not read forever).
-fn prove(file: &mut File, size: u64) -> io::Result<StreamDigest> {
+fn prove(file: &mut dyn Read, size: u64) -> io::Result<StreamDigest> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0; READ_BUFFER];
     let mut read = 0u64;
-    let mut limited = Read::by_ref(file).take(size.saturating_add(1));
+    let mut limited = file.take(size.saturating_add(1));
     loop {
         match limited.read(&mut buf) {
             Ok(0) => break,

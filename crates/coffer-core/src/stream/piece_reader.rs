@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::format::manifest::Artifact;
 use crate::format::pieces::Piece;
+use crate::remote::ranged::RangedReader;
+use crate::remote::stream::{HEADER_PROBE, RemoteObject, TransferFailure};
 use crate::stream::artifact::{ArtifactError, decompress};
 use crate::stream::crypto::Identities;
 use crate::stream::digest::HashingReader;
@@ -18,8 +20,18 @@ use crate::stream::digest::HashingReader;
 /// Read buffer below the decoder: a piece is read front to back once.
 const READ_BUFFER: usize = 256 * 1024;
 
-/// The plain SQL of one piece of a local database artifact, decoded on its own, checked at
-/// its end against the piece's uncompressed_size and sha256.
+/// Where a piece is read from: the artifact file, or the artifact on the remote (each
+/// piece then fetched with its own ranged reads, see [`RangedReader`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PieceSource<'a> {
+    /// A local artifact file.
+    File(&'a Path),
+    /// An artifact of a remote backup.
+    Remote(&'a RemoteObject),
+}
+
+/// The plain SQL of one piece of a database artifact, decoded on its own, checked at its
+/// end against the piece's uncompressed_size and sha256.
 ///
 /// Reading never yields more than the piece's `uncompressed_size` (a piece that decodes to
 /// more fails the read), and at most a few buffers are held, whatever the piece's size.
@@ -31,20 +43,41 @@ pub struct PieceReader {
     /// Where the piece stands in the artifact's index, for messages.
     index: usize,
     path: PathBuf,
+    /// Set when a remote piece's transfer failed (see [`PieceReader::damaged`]).
+    transfer: Option<TransferFailure>,
 }
 
 impl PieceReader {
-    /// Opens piece `piece` of the artifact file `path` (compression from `artifact`
-    /// (`Artifact::compression`), encrypted when `artifact.encryption.is_some()`: then seek
-    /// in age's STREAM plaintext as check/pieces.rs does). Reads exactly `piece.length`
-    /// compressed bytes from `piece.offset`; gzip: every member in that range (MultiGzDecoder
-    /// over a Take), zstd: every frame; uncompressed artifacts have no pieces.
+    /// Opens piece `piece` of the artifact file `path` (see [`PieceReader::open_from`]).
+    #[cfg(test)]
     pub fn open(
         path: &Path,
         artifact: &Artifact,
         piece: &Piece,
         identities: Option<&Identities>,
     ) -> Result<PieceReader, ArtifactError> {
+        PieceReader::open_from(PieceSource::File(path), artifact, piece, identities)
+    }
+
+    /// Opens piece `piece` of the artifact at `source` (compression from `artifact`
+    /// (`Artifact::compression`), encrypted when `artifact.encryption.is_some()`: then seek
+    /// in age's STREAM plaintext as check/pieces.rs does). Reads exactly `piece.length`
+    /// compressed bytes from `piece.offset`; gzip: every member in that range (MultiGzDecoder
+    /// over a Take), zstd: every frame; uncompressed artifacts have no pieces. A remote
+    /// piece is fetched with its own ranged reads: unencrypted exactly
+    /// `[offset, offset + length)`; encrypted the age header and then only the ciphertext
+    /// chunks that hold the piece's plaintext range.
+    pub(crate) fn open_from(
+        source: PieceSource<'_>,
+        artifact: &Artifact,
+        piece: &Piece,
+        identities: Option<&Identities>,
+    ) -> Result<PieceReader, ArtifactError> {
+        let path = match source {
+            PieceSource::File(path) => path.to_path_buf(),
+            PieceSource::Remote(object) => object.display_path(),
+        };
+        let path = path.as_path();
         let index = artifact
             .pieces
             .as_ref()
@@ -54,33 +87,71 @@ impl PieceReader {
             path: path.to_path_buf(),
             source: in_piece(index, piece, source),
         };
-        let file =
-            crate::util::fsutil::open_regular(path).map_err(|source| ArtifactError::Open {
+        let identities = || {
+            identities.ok_or_else(|| ArtifactError::NoIdentity {
                 path: path.to_path_buf(),
-                source,
-            })?;
+            })
+        };
+        let mut transfer = None;
         // The compressed stream, positioned at the piece.
-        let compressed: Box<dyn Read + Send> = if artifact.encryption.is_some() {
-            let ids = identities.ok_or_else(|| ArtifactError::NoIdentity {
-                path: path.to_path_buf(),
-            })?;
-            let mut plain = ids.decrypt(
-                BufReader::with_capacity(READ_BUFFER, file),
-                &path.display().to_string(),
-            )?;
-            plain.seek(SeekFrom::Start(piece.offset)).map_err(damaged)?;
-            Box::new(plain)
-        } else {
-            let mut file = file;
-            file.seek(SeekFrom::Start(piece.offset)).map_err(damaged)?;
-            Box::new(BufReader::with_capacity(READ_BUFFER, file))
+        let compressed: Box<dyn Read + Send> = match source {
+            PieceSource::File(_) => {
+                let file = crate::util::fsutil::open_regular(path).map_err(|source| {
+                    ArtifactError::Open {
+                        path: path.to_path_buf(),
+                        source,
+                    }
+                })?;
+                if artifact.encryption.is_some() {
+                    let mut plain = identities()?.decrypt(
+                        BufReader::with_capacity(READ_BUFFER, file),
+                        &path.display().to_string(),
+                    )?;
+                    plain.seek(SeekFrom::Start(piece.offset)).map_err(damaged)?;
+                    Box::new(plain)
+                } else {
+                    let mut file = file;
+                    file.seek(SeekFrom::Start(piece.offset)).map_err(damaged)?;
+                    Box::new(BufReader::with_capacity(READ_BUFFER, file))
+                }
+            }
+            PieceSource::Remote(object) => {
+                let end = piece.offset.saturating_add(piece.length);
+                if artifact.encryption.is_some() {
+                    // First the header (read from offset 0), then the chunks of the piece.
+                    let ranged = RangedReader::new(object.clone(), HEADER_PROBE);
+                    let (control, failure) = (ranged.control(), ranged.failure());
+                    transfer = Some(failure.clone());
+                    let opened = identities()?.decrypt(ranged, &path.display().to_string());
+                    let mut plain = opened.map_err(|e| transferred(path, &failure, e.into()))?;
+                    // age does not read past its header: the payload starts here.
+                    control.limit_to(age_ciphertext_end(control.position(), end));
+                    plain
+                        .seek(SeekFrom::Start(piece.offset))
+                        .map_err(|e| transferred(path, &failure, damaged(e)))?;
+                    Box::new(plain)
+                } else {
+                    let mut ranged = RangedReader::new(object.clone(), end);
+                    transfer = Some(ranged.failure());
+                    ranged
+                        .seek(SeekFrom::Start(piece.offset))
+                        .map_err(damaged)?;
+                    Box::new(ranged)
+                }
+            }
         };
         let consumed = Arc::new(AtomicU64::new(0));
         let range = CountedRange {
             inner: compressed.take(piece.length),
             consumed: consumed.clone(),
         };
-        let decoded = decompress(artifact.compression, Box::new(range)).map_err(damaged)?;
+        let decoded = decompress(artifact.compression, Box::new(range)).map_err(|e| {
+            let e = damaged(e);
+            match &transfer {
+                Some(t) => transferred(path, t, e),
+                None => e,
+            }
+        })?;
         let bounded: Box<dyn Read + Send> = Box::new(AtMost {
             inner: decoded,
             left: piece.uncompressed_size,
@@ -91,6 +162,7 @@ impl PieceReader {
             piece: piece.clone(),
             index,
             path: path.to_path_buf(),
+            transfer,
         })
     }
 
@@ -100,12 +172,25 @@ impl PieceReader {
         self.plain.size()
     }
 
-    /// Wraps a read error from this reader as damage of the file, naming the piece.
+    /// Wraps a read error from this reader as damage of the file, naming the piece; or,
+    /// when the remote's transfer failed, as that failure.
     pub fn damaged(&self, source: io::Error) -> ArtifactError {
-        ArtifactError::Damaged {
+        let damaged = ArtifactError::Damaged {
             path: self.path.clone(),
             source: in_piece(self.index, &self.piece, source),
+        };
+        match &self.transfer {
+            Some(t) => transferred(&self.path, t, damaged),
+            None => damaged,
         }
+    }
+
+    /// Whether the remote's transfer of this piece failed (a read error is then not
+    /// damage).
+    pub fn transfer_failed(&self) -> bool {
+        self.transfer
+            .as_ref()
+            .is_some_and(|t| t.lock().expect("transfer lock").is_some())
     }
 
     /// At the end: the decoder consumed exactly the range, the plain size and SHA-256 equal
@@ -153,6 +238,31 @@ impl Read for PieceReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.plain.read(buf)
     }
+}
+
+/// `err`, or the remote's transfer failure when one was recorded (a read that failed
+/// because the download did is not damage).
+fn transferred(path: &Path, failure: &TransferFailure, err: ArtifactError) -> ArtifactError {
+    match failure.lock().expect("transfer lock").clone() {
+        Some(reason) => ArtifactError::Transfer {
+            path: path.to_path_buf(),
+            reason,
+        },
+        None => err,
+    }
+}
+
+/// Plaintext bytes in one chunk of age's STREAM, and the tag each chunk carries (the age
+/// format: 64 KiB chunks sealed with ChaCha20-Poly1305).
+const AGE_CHUNK: u64 = 64 << 10;
+const AGE_TAG: u64 = 16;
+
+/// Where the ciphertext that holds plaintext `[0, plain_end)` ends, for a payload
+/// (after the header and nonce) starting at `payload`: the end of the chunk that holds the
+/// last byte. The reader is capped at the object's size besides.
+fn age_ciphertext_end(payload: u64, plain_end: u64) -> u64 {
+    let chunks = plain_end.div_ceil(AGE_CHUNK).max(1);
+    payload.saturating_add(chunks.saturating_mul(AGE_CHUNK + AGE_TAG))
 }
 
 /// `piece 3 (data of public.t)`, `piece 0 (pre-data)`.

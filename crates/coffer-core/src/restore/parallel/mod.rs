@@ -10,16 +10,20 @@
 //! of the post-data in order in one session ([`super::post_data`]). Every session is a
 //! psql in restricted mode fed only what the dump gate lets through, each piece read alone
 //! ([`DumpScanner::resume`]) and checked against its size and SHA-256; the artifact's
-//! stored size and SHA-256 are proven before the first piece is read. Nothing touches the
-//! target until every piece matched, the merged facts equal the manifest's and every
-//! session ended; any failure before the swap drops the new database.
+//! stored size and SHA-256 are proven before the first piece is read (from the remote, each
+//! piece is fetched with its own ranged reads and the whole object is hashed alongside, see
+//! [`whole`]). Nothing touches the target until every piece matched, the whole artifact
+//! matched, the merged facts equal the manifest's and every session ended; any failure
+//! before the swap drops the new database.
 
 mod load;
 mod plan;
 mod schedule;
 mod sessions;
+mod whole;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
@@ -30,7 +34,6 @@ use crate::format::manifest::{Artifact, ArtifactRole};
 use crate::format::pieces::{Piece, PieceKind};
 use crate::postgres::sandbox_exec::Confinement;
 use crate::progress::Progress;
-use crate::stream::artifact::ArtifactReader;
 use crate::stream::crypto::Identities;
 use crate::stream::dump_scan::DumpFacts;
 use crate::util::units;
@@ -38,9 +41,10 @@ use crate::util::units;
 use super::DatabaseTarget;
 use super::database::check_facts;
 use super::db_swap::{DatabaseSwap, admin_for};
-use super::failure::{StreamFailure, artifact_failure};
+use super::failure::StreamFailure;
 pub(crate) use plan::plan_jobs;
 use sessions::Run;
+use whole::WholeCheck;
 
 /// Where the time of a parallel restore went, in seconds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -50,7 +54,8 @@ pub struct PhaseTimings {
     pub jobs: usize,
     /// Creating the new database like the target.
     pub create: f64,
-    /// Proving the artifact's stored size and SHA-256.
+    /// Proving the artifact's stored size and SHA-256 (from the remote: read on its own
+    /// thread while the sessions run).
     pub prove: f64,
     /// The pre-data piece (schema), and the post-data piece read and planned.
     pub pre_data: f64,
@@ -84,9 +89,41 @@ pub(super) fn pieces_of(artifact: Option<&Artifact>) -> Option<&[Piece]> {
 }
 
 /// Restores the dump into `<target>__coffer_new` with `jobs` sessions and stops before the
-/// swap.
+/// swap, once the artifact as a whole matched the manifest ([`WholeCheck`]).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn stream_database_parallel(
+    db: &DatabaseTarget,
+    jobs: usize,
+    identities: Option<&Identities>,
+    progress: &dyn Progress,
+    cancel: &CancelFlag,
+    abort: &Arc<AtomicBool>,
+    (backup, root): (&str, &Path),
+) -> Result<(ParallelPending, (DumpFacts, u64)), StreamFailure> {
+    let artifact = db
+        .source
+        .expected
+        .as_ref()
+        .expect("a parallel restore is planned only for an artifact with a piece index");
+    let whole = WholeCheck::start(&db.source, artifact, identities, (cancel, abort))?;
+    let applied = apply_pieces(
+        db,
+        jobs,
+        identities,
+        progress,
+        cancel,
+        abort,
+        (backup, root),
+    );
+    let ((mut pending, facts), prove_secs) = whole.settle(applied)?;
+    pending.timings.prove = prove_secs;
+    Ok((pending, facts))
+}
+
+/// Creates the new database and applies every piece, each read on its own (from the file
+/// or with its own ranged reads from the remote).
+#[allow(clippy::too_many_arguments)]
+fn apply_pieces(
     db: &DatabaseTarget,
     jobs: usize,
     identities: Option<&Identities>,
@@ -115,13 +152,10 @@ pub(super) fn stream_database_parallel(
     })?;
     timings.create = t.elapsed().as_secs_f64();
 
-    let t = Instant::now();
-    prove(&db.source.path, artifact, identities)?;
-    timings.prove = t.elapsed().as_secs_f64();
-
     progress.start(ArtifactRole::Database, &db.source.file_name());
     let run = Run {
         path: &db.source.path,
+        remote: db.source.remote.as_ref(),
         artifact,
         pieces,
         identities,
@@ -178,18 +212,4 @@ pub(super) fn stream_database_parallel(
         },
         (facts, sql_bytes),
     ))
-}
-
-/// Proves the artifact file is the one the manifest records (stored size and SHA-256)
-/// before a piece of it is decoded, as the single-session restore does; each piece's plain
-/// size and SHA-256 are checked as it is read, so a file changed after this proof fails
-/// its piece, before anything is swapped.
-fn prove(
-    path: &Path,
-    artifact: &Artifact,
-    identities: Option<&Identities>,
-) -> Result<(), StreamFailure> {
-    ArtifactReader::open_proven(path, artifact, identities)
-        .map(drop)
-        .map_err(artifact_failure)
 }

@@ -16,8 +16,6 @@ pub(crate) struct JobFacts {
     pub requested: usize,
     /// Data pieces in the dump's index (0: no usable index).
     pub data_pieces: usize,
-    /// The backup is streamed from the remote.
-    pub remote: bool,
     /// The role may create databases (`None`: could not be asked).
     pub may_create: Option<bool>,
     /// `<target>__coffer_old` fits PostgreSQL's 63-byte names.
@@ -42,9 +40,6 @@ pub(crate) fn decide_jobs(f: &JobFacts) -> (usize, Option<String>) {
         return (1, None);
     }
     let single = |why: &str| (1, Some(format!("restored in one transaction: {why}")));
-    if f.remote {
-        return single("a backup streamed from the remote is applied by one session");
-    }
     if f.data_pieces < 2 {
         return single(
             "the dump has no piece index with two data pieces or more (small, or made by an older coffer)",
@@ -134,7 +129,6 @@ fn sessions_for(
     let facts = JobFacts {
         requested,
         data_pieces,
-        remote: target.source.remote.is_some(),
         may_create: maintenance.may_create_databases().ok(),
         name_fits: format!("{}__coffer_old", target.name).len() <= 63,
         headroom: connection_headroom(&maintenance),
@@ -183,7 +177,6 @@ mod tests {
         JobFacts {
             requested: 4,
             data_pieces: 10,
-            remote: false,
             may_create: Some(true),
             name_fits: true,
             headroom: Some(100),
@@ -234,14 +227,6 @@ mod tests {
                 },
                 1,
                 Some("restored in one transaction: the dump has no piece index"),
-            ),
-            (
-                JobFacts {
-                    remote: true,
-                    ..facts()
-                },
-                1,
-                Some("restored in one transaction: a backup streamed"),
             ),
             (
                 JobFacts {

@@ -14,9 +14,10 @@ use crate::format::pieces::Piece;
 use crate::postgres::Database;
 use crate::postgres::sandbox_exec::Confinement;
 use crate::progress::Progress;
+use crate::remote::stream::RemoteObject;
 use crate::stream::crypto::Identities;
 use crate::stream::dump_scan::{DumpFacts, DumpScanner, SessionState};
-use crate::stream::piece_reader::PieceReader;
+use crate::stream::piece_reader::{PieceReader, PieceSource};
 
 use super::super::failure::{StreamFailure, artifact_failure};
 use super::super::post_data::{PostDataPlan, plan_post_data};
@@ -55,6 +56,8 @@ impl Drop for AbortOnPanic<'_> {
 /// What every session of one parallel restore shares.
 pub(super) struct Run<'a> {
     pub(super) path: &'a Path,
+    /// Streamed from the remote instead of read from `path` (which then only names it).
+    pub(super) remote: Option<&'a RemoteObject>,
     pub(super) artifact: &'a Artifact,
     pub(super) pieces: &'a [Piece],
     pub(super) identities: Option<&'a Identities>,
@@ -117,6 +120,17 @@ impl Run<'_> {
         self.cancel.signal().is_some() || self.abort.load(Ordering::SeqCst)
     }
 
+    /// A reader of `piece` alone: from the file, or with its own ranged reads from the
+    /// remote.
+    fn open_piece(&self, piece: &Piece) -> Result<PieceReader, StreamFailure> {
+        let source = match self.remote {
+            Some(object) => PieceSource::Remote(object),
+            None => PieceSource::File(self.path),
+        };
+        PieceReader::open_from(source, self.artifact, piece, self.identities)
+            .map_err(artifact_failure)
+    }
+
     pub(super) fn describe(&self, i: usize) -> String {
         let p = &self.pieces[i];
         match &p.table {
@@ -143,6 +157,10 @@ impl Run<'_> {
             let n = match reader.read(&mut buf) {
                 Ok(0) => return Ok(()),
                 Ok(n) => n,
+                // A failed download is the remote's failure, not damage.
+                Err(e) if reader.transfer_failed() => {
+                    return Err(artifact_failure(reader.damaged(e)));
+                }
                 Err(e) => {
                     return Err(StreamFailure::Damaged(format!("{}: {e}", self.describe(i))));
                 }
@@ -171,8 +189,7 @@ impl Run<'_> {
         board: Option<&Board>,
     ) -> Result<(DumpFacts, Vec<String>), StreamFailure> {
         let piece = &self.pieces[i];
-        let mut reader = PieceReader::open(self.path, self.artifact, piece, self.identities)
-            .map_err(artifact_failure)?;
+        let mut reader = self.open_piece(piece)?;
         let mut last_copy: Option<(String, Vec<u8>)> = None;
         let mut tables = Vec::new();
         self.pump(i, &mut reader, &mut scanner, &mut |scanner, out| {
@@ -224,8 +241,7 @@ impl Run<'_> {
         // its SHA-256: what cannot run in one (DROP DATABASE, ALTER SYSTEM, …) never runs.
         let mut session = PsqlSession::open(&self.runner, "BEGIN;\n")?;
         let piece = &self.pieces[0];
-        let mut reader = PieceReader::open(self.path, self.artifact, piece, self.identities)
-            .map_err(artifact_failure)?;
+        let mut reader = self.open_piece(piece)?;
         let mut scanner = DumpScanner::new();
         self.pump(0, &mut reader, &mut scanner, &mut |_, out| {
             session.send(out)
@@ -343,8 +359,7 @@ impl Run<'_> {
     /// Piece `i` decoded, checked and gated, whole, with its facts.
     fn gated(&self, i: usize, state: &SessionState) -> Result<(Vec<u8>, DumpFacts), StreamFailure> {
         let piece = &self.pieces[i];
-        let mut reader = PieceReader::open(self.path, self.artifact, piece, self.identities)
-            .map_err(artifact_failure)?;
+        let mut reader = self.open_piece(piece)?;
         let mut scanner = DumpScanner::resume(state, None);
         let mut sql = Vec::new();
         self.pump(i, &mut reader, &mut scanner, &mut |_, out| {

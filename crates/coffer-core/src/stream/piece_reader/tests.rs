@@ -469,3 +469,21 @@ fn readers_and_gates_move_between_threads() {
     send::<crate::stream::dump_scan::DumpScanner>();
     shared::<crate::stream::dump_scan::SessionState>();
 }
+
+#[test]
+fn an_age_piece_is_fetched_up_to_the_end_of_the_chunk_holding_its_last_byte() {
+    let chunk = AGE_CHUNK + AGE_TAG;
+    for (plain_end, chunks) in [
+        (0, 1),
+        (1, 1),
+        (AGE_CHUNK, 1),
+        (AGE_CHUNK + 1, 2),
+        (5 * AGE_CHUNK, 5),
+    ] {
+        assert_eq!(
+            age_ciphertext_end(100, plain_end),
+            100 + chunks * chunk,
+            "{plain_end}"
+        );
+    }
+}
