@@ -286,10 +286,9 @@ enum Then {
 /// is released. Once with the swap's psql left alone, which goes on and commits the whole
 /// swap; once with it killed too, so the swap rolls back; once with a recovery tried while
 /// the swap still waits, which must settle nothing and name the session. After the next
-/// run's recovery
-/// (`restore` without `--yes`: it settles, then is refused for want of confirmation), the
-/// database and the workspace are both restored or both as before, never a mix, and
-/// neither helper database is left.
+/// run's recovery (`restore` without `--yes`: it settles, then is refused for want of
+/// confirmation), the database and the workspace are both restored or both as before,
+/// never a mix, and neither helper database is left.
 #[test]
 fn a_restore_killed_between_the_two_renames_leaves_both_old_or_both_restored() {
     let case = Case::new();
