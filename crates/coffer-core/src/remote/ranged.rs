@@ -31,8 +31,13 @@ impl RangeControl {
     }
 }
 
+/// Bytes a piece's stream holds ahead of its reader: a parallel restore reads one piece per
+/// session, so this times the sessions stays well inside the memory bound (16 sessions,
+/// 16 MiB) while the download still runs ahead of the apply.
+pub const PIECE_WINDOW: usize = 1 << 20;
+
 /// `Read + Seek` over a remote object through ranged `GET`s, holding at most one bounded
-/// stream ([`super::stream::STREAM_WINDOW`] bytes ahead) at a time.
+/// stream ([`PIECE_WINDOW`] bytes ahead) at a time.
 pub struct RangedReader {
     object: RemoteObject,
     control: RangeControl,
@@ -93,7 +98,7 @@ impl Read for RangedReader {
                 return Ok(0);
             }
             // The stream before is spent (or was dropped by a seek): its task has ended.
-            self.current = Some((self.object.open_range(at, end), end));
+            self.current = Some((self.object.open_range(at, end, PIECE_WINDOW), end));
         }
         let (stream, _) = self.current.as_mut().expect("a stream was just opened");
         match stream.read(buf) {

@@ -255,17 +255,20 @@ impl RemoteObject {
     }
 
     fn open_prefix(&self, size: u64) -> ObjectReader {
-        self.open_range(0, size)
+        self.open_range(0, size, STREAM_WINDOW)
     }
 
     /// Starts reading bytes `[start, end)` only (`end` capped at the listed size), with
-    /// ranged `GET`s of at most [`STREAM_CHUNK`] and [`STREAM_WINDOW`] bytes held ahead of
-    /// the reader, as [`RemoteObject::open`] does for the whole object.
-    pub fn open_range(&self, start: u64, end: u64) -> ObjectReader {
+    /// ranged `GET`s of at most [`STREAM_CHUNK`] and at most `window` bytes (at least 1)
+    /// held ahead of the reader, as [`RemoteObject::open`] does for the whole object with
+    /// [`STREAM_WINDOW`].
+    pub fn open_range(&self, start: u64, end: u64, window: usize) -> ObjectReader {
         let end = end.min(self.size);
         let start = start.min(end);
         let (tx, rx) = mpsc::unbounded_channel();
-        let window = Arc::new(Semaphore::new(STREAM_WINDOW));
+        // A semaphore's permits fit in u32, and each part sent takes at most `window`.
+        let window = window.clamp(1, u32::MAX as usize);
+        let window = (Arc::new(Semaphore::new(window)), window);
         let remote = self.remote.clone();
         let object = remote.object(&self.name, &self.file);
         let task = self.runtime.spawn(async move {
@@ -299,13 +302,13 @@ impl RemoteObject {
 type Piece = (Bytes, OwnedSemaphorePermit);
 
 /// Fetches `range` of `object` with one ranged `GET` and passes its body on as it arrives,
-/// never more than [`STREAM_WINDOW`] bytes ahead of the reader. `Ok(false)`: the reader is
-/// gone.
+/// never more than the window's size (its second half) ahead of the reader. `Ok(false)`:
+/// the reader is gone.
 async fn fetch_range(
     remote: &Remote,
     object: &ObjectPath,
     range: std::ops::Range<u64>,
-    window: &Arc<Semaphore>,
+    (window, size): &(Arc<Semaphore>, usize),
     tx: &mpsc::UnboundedSender<Result<Piece, RemoteError>>,
 ) -> Result<bool, RemoteError> {
     let expected = range.end - range.start;
@@ -320,7 +323,7 @@ async fn fetch_range(
             break;
         }
         while !piece.is_empty() {
-            let part = piece.split_to(piece.len().min(STREAM_WINDOW));
+            let part = piece.split_to(piece.len().min(*size));
             let permit = window
                 .clone()
                 .acquire_many_owned(part.len() as u32)

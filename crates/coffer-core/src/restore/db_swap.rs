@@ -42,6 +42,10 @@ const OLD_SUFFIX: &str = "__coffer_old";
 /// How long ended sessions may take to go before the swap gives up.
 const SESSIONS_GONE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long the swap waits for a lock on the target or the new database before it fails,
+/// rolled back.
+const SWAP_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How far the swap got (for the messages; the OIDs decide what recovery does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -365,8 +369,12 @@ impl DatabaseSwap {
     fn rename_in(&self, terminate: bool) -> Result<(), RestoreError> {
         let target = &self.entries.target;
         let had_target = self.entries.target_oid.is_some();
+        // Never wait forever: a session holding a lock on either database (a CREATE DATABASE
+        // … TEMPLATE, a COMMENT ON DATABASE in an open transaction) fails the swap, rolled
+        // back, instead of holding the restore (and the renamed target) indefinitely.
         let mut script = format!(
-            "ALTER DATABASE {} ALLOW_CONNECTIONS false;\n",
+            "SET LOCAL lock_timeout = '{}s';\nALTER DATABASE {} ALLOW_CONNECTIONS false;\n",
+            SWAP_LOCK_TIMEOUT.as_secs(),
             quote_ident(&self.new)
         );
         if self.connection_limit != -1 {
