@@ -126,8 +126,17 @@ impl PieceReader {
                     let mut plain = opened.map_err(|e| transferred(path, &failure, e.into()))?;
                     // age does not read past its header: the payload starts here.
                     control.limit_to(age_ciphertext_end(control.position(), end));
+                    // age checks a seek to a chunk's first byte against the stream's length,
+                    // reading its last chunk, which lies past the limit: seek one byte
+                    // before and read that byte instead.
+                    let aligned = piece.offset > 0 && piece.offset % AGE_CHUNK == 0;
+                    let before = u64::from(aligned);
                     plain
-                        .seek(SeekFrom::Start(piece.offset))
+                        .seek(SeekFrom::Start(piece.offset - before))
+                        .and_then(|_| {
+                            let mut skipped = [0u8; 1];
+                            plain.read_exact(&mut skipped[..before as usize])
+                        })
                         .map_err(|e| transferred(path, &failure, damaged(e)))?;
                     Box::new(plain)
                 } else {

@@ -72,49 +72,86 @@ pub(crate) enum Task {
 pub(crate) struct LoadQueue<'p> {
     pieces: &'p [Piece],
     data: VecDeque<usize>,
-    /// The builds not handed out yet: (build index, table), in the dump's order.
-    builds: Vec<(usize, String)>,
+    /// Builds whose table is loaded, to hand out in this order.
+    ready: VecDeque<usize>,
+    /// Builds waiting for their table, by table, each list in the dump's order.
+    waiting: HashMap<String, Vec<usize>>,
     committed: Vec<bool>,
     running: usize,
-    /// The piece each table's `COPY` statement was read in.
+    /// The piece that starts each table's `COPY` block.
     heads: HashMap<String, usize>,
 }
 
 impl<'p> LoadQueue<'p> {
     /// The queue for `pieces`, with the tables of the index builds in the plan's order.
     pub(crate) fn new(pieces: &'p [Piece], build_tables: Vec<String>) -> Self {
-        LoadQueue {
+        let mut waiting: HashMap<String, Vec<usize>> = HashMap::new();
+        for (b, table) in build_tables.into_iter().enumerate() {
+            waiting.entry(table).or_default().push(b);
+        }
+        let mut queue = LoadQueue {
             pieces,
             data: data_order(pieces).into(),
-            builds: build_tables.into_iter().enumerate().collect(),
+            ready: VecDeque::new(),
+            waiting,
             committed: vec![false; pieces.len()],
             running: 0,
             heads: HashMap::new(),
+        };
+        if queue.data_done() {
+            queue.release_all();
         }
+        queue
     }
 
     /// The next task for a free session.
     pub(crate) fn next(&mut self) -> Task {
-        if let Some(pos) = self.builds.iter().position(|(_, t)| self.loaded(t)) {
-            return Task::Index(self.builds.remove(pos).0);
+        if let Some(b) = self.ready.pop_front() {
+            return Task::Index(b);
         }
         if let Some(i) = self.data.pop_front() {
             self.running += 1;
             return Task::Data(i);
         }
-        if self.builds.is_empty() {
+        if self.waiting.is_empty() {
             Task::Done
         } else {
             Task::Wait
         }
     }
 
-    /// Data piece `i` committed; `tables` are those whose `COPY` statement was read in it.
+    /// Data piece `i` committed; `tables` are those whose `COPY` statement was read in it
+    /// (the block it continues, if any, included or not).
     pub(crate) fn committed(&mut self, i: usize, tables: &[String]) {
         self.committed[i] = true;
         self.running = self.running.saturating_sub(1);
+        let continued = self.pieces[i]
+            .table
+            .as_ref()
+            .filter(|_| self.pieces[i].starts_in_copy);
         for t in tables {
-            self.heads.entry(t.clone()).or_insert(i);
+            // The block this piece continues started in an earlier piece.
+            let head = if Some(t) == continued {
+                block_head(self.pieces, i)
+            } else {
+                i
+            };
+            self.heads.entry(t.clone()).or_insert(head);
+        }
+        if self.data_done() {
+            self.release_all();
+            return;
+        }
+        // Only a table this piece held can have become loaded.
+        let touched = tables.iter().chain(continued);
+        let loaded: Vec<String> = touched
+            .filter(|t| self.waiting.contains_key(*t) && self.loaded(t))
+            .cloned()
+            .collect();
+        for t in loaded {
+            if let Some(builds) = self.waiting.remove(&t) {
+                self.ready.extend(builds);
+            }
         }
     }
 
@@ -123,10 +160,16 @@ impl<'p> LoadQueue<'p> {
         self.data.is_empty() && self.running == 0
     }
 
+    /// Every waiting build is ready (the data ended), in the dump's order.
+    fn release_all(&mut self) {
+        let mut rest: Vec<usize> = self.waiting.drain().flat_map(|(_, b)| b).collect();
+        rest.sort_unstable();
+        self.ready.extend(rest);
+    }
+
+    /// Whether `table`'s block is committed: the piece that starts it and every piece
+    /// continuing it.
     fn loaded(&self, table: &str) -> bool {
-        if self.data_done() {
-            return true;
-        }
         let Some(&head) = self.heads.get(table) else {
             return false;
         };
@@ -290,15 +333,27 @@ mod tests {
         assert_eq!(q.next(), Task::Data(2));
         q.committed(1, &["t".into()]);
         assert_eq!(q.next(), Task::Data(3));
-        q.committed(2, &[]);
+        q.committed(2, &["t".into()]);
         assert_eq!(q.next(), Task::Data(4));
         q.committed(4, &["u".into()]);
         assert_eq!(q.next(), Task::Index(1));
         // t's last piece is still running.
         assert_eq!(q.next(), Task::Wait);
-        q.committed(3, &[]);
+        q.committed(3, &["t".into()]);
         assert_eq!(q.next(), Task::Index(0));
         assert_eq!(q.next(), Task::Done);
+
+        // A continuation that commits before the block's head makes nothing ready.
+        let mut q = LoadQueue::new(&pieces, vec!["t".into(), "u".into()]);
+        for want in [1, 2, 3, 4] {
+            assert_eq!(q.next(), Task::Data(want));
+        }
+        q.committed(3, &["t".into()]);
+        q.committed(2, &["t".into()]);
+        assert_eq!(q.next(), Task::Wait);
+        q.committed(1, &["t".into()]);
+        assert_eq!(q.next(), Task::Index(0));
+        assert_eq!(q.next(), Task::Wait);
     }
 
     #[test]
@@ -352,12 +407,8 @@ mod tests {
                             };
                             let i = i.unwrap();
                             done[i] = true;
-                            let heads = if pieces[i].starts_in_copy {
-                                Vec::new()
-                            } else {
-                                vec![pieces[i].table.clone().unwrap()]
-                            };
-                            q.committed(i, &heads);
+                            // As a session reports it: the block it continues included.
+                            q.committed(i, &[pieces[i].table.clone().unwrap()]);
                         }
                         Task::Done => break,
                     }

@@ -24,11 +24,11 @@ use super::super::post_data::{PostDataPlan, plan_post_data};
 use super::super::psql_session::PsqlSession;
 
 /// Bytes read from a piece at a time.
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 256 << 10;
 
 /// Largest post-data piece that is split into index builds and the rest (it is held in
 /// memory to be split); a larger one (large objects) runs as one stream in order.
-const POST_SPLIT_CAP: u64 = 64 << 20;
+const POST_SPLIT_CAP: u64 = 16 << 20;
 
 /// The session state later pieces resume from: the settings the pre-data left in effect
 /// (the last of each, e.g. `SET default_tablespace`, which the post-data relies on), the

@@ -487,3 +487,89 @@ fn an_age_piece_is_fetched_up_to_the_end_of_the_chunk_holding_its_last_byte() {
         );
     }
 }
+
+#[test]
+fn a_remote_age_piece_that_starts_on_a_chunk_boundary_reads_alone() {
+    use crate::config::RemoteConfig;
+    use crate::remote::Remote;
+    use crate::remote::stream::RemoteObject;
+    use std::sync::Arc;
+
+    // A stored (level 0) gzip member is its data plus a fixed overhead: sized to 64 KiB, so
+    // the second piece starts exactly on age's second chunk.
+    let stored_member = |len: usize| {
+        let data: Vec<u8> = (0..len as u32).map(|i| (i * 7919 % 251) as u8).collect();
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(0));
+        e.write_all(&data).unwrap();
+        (data, e.finish().unwrap())
+    };
+    let overhead = stored_member(60_000).1.len() - 60_000;
+    let (first, mut stream) = stored_member(AGE_CHUNK as usize - overhead);
+    assert_eq!(stream.len() as u64, AGE_CHUNK);
+    let mut f = fixture(Compression::Gzip, true);
+    let (rest, mut pieces) = compressed(Compression::Gzip, &f.parts[1..]);
+    let mut head = f.pieces()[0].clone();
+    head.offset = 0;
+    head.length = AGE_CHUNK;
+    head.uncompressed_size = first.len() as u64;
+    head.sha256 = sha(&first);
+    for p in &mut pieces {
+        p.offset += AGE_CHUNK;
+    }
+    pieces[0].kind = PieceKind::Data;
+    pieces[0].table = Some("public.t".into());
+    pieces.insert(0, head);
+    stream.extend(rest);
+    // A last piece over a chunk long, so the piece read does not end in the last chunk.
+    let last = pieces.last_mut().unwrap();
+    last.kind = PieceKind::Data;
+    last.table = Some("public.t".into());
+    let (tail, member) = stored_member(2 * AGE_CHUNK as usize);
+    pieces.push(Piece {
+        kind: PieceKind::PostData,
+        table: None,
+        offset: stream.len() as u64,
+        length: member.len() as u64,
+        uncompressed_size: tail.len() as u64,
+        sha256: sha(&tail),
+        ..pieces[0].clone()
+    });
+    stream.extend(member);
+    let public = crate::stream::crypto::keygen(&f.dir.path().join("key2")).unwrap();
+    let recipients = Recipients::load(&[public], None).unwrap();
+    let mut w = recipients.encrypt(Vec::new()).unwrap();
+    w.write_all(&stream).unwrap();
+    let stored = w.finish().unwrap();
+    f.ids = Some(Identities::load(&f.dir.path().join("key2")).unwrap());
+    f.artifact.pieces = Some(pieces);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("b1")).unwrap();
+    std::fs::write(dir.path().join("b1/postgres.sql.gz.age"), &stored).unwrap();
+    let config = RemoteConfig {
+        url: Some(format!("file://{}", dir.path().display())),
+        ..RemoteConfig::default()
+    };
+    let remote = Arc::new(Remote::from_config(&config).unwrap());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let object = RemoteObject::new(
+        remote,
+        runtime.handle().clone(),
+        "b1",
+        "postgres.sql.gz.age",
+        stored.len() as u64,
+    );
+    let piece = f.pieces()[1].clone();
+    assert_eq!(piece.offset, AGE_CHUNK);
+    let mut r = PieceReader::open_from(
+        PieceSource::Remote(&object),
+        &f.artifact,
+        &piece,
+        f.ids.as_ref(),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).unwrap();
+    r.finish().unwrap();
+    assert_eq!(out, f.parts[1]);
+}
