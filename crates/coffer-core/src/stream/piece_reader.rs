@@ -129,7 +129,7 @@ impl PieceReader {
                     // age checks a seek to a chunk's first byte against the stream's length,
                     // reading its last chunk, which lies past the limit: seek one byte
                     // before and read that byte instead.
-                    let aligned = piece.offset > 0 && piece.offset % AGE_CHUNK == 0;
+                    let aligned = piece.offset > 0 && piece.offset.is_multiple_of(AGE_CHUNK);
                     let before = u64::from(aligned);
                     plain
                         .seek(SeekFrom::Start(piece.offset - before))
