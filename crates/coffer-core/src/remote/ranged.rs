@@ -145,18 +145,24 @@ impl Seek for RangedReader {
     }
 }
 
+/// A remote object for the tests of the readers built on it.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_support {
+    use std::sync::Arc;
+
     use crate::config::RemoteConfig;
     use crate::remote::Remote;
+    use crate::remote::stream::RemoteObject;
 
-    /// A `file://` remote holding `bytes` as `b1/postgres.sql.gz`, and the runtime that
-    /// fetches from it.
-    fn object(bytes: &[u8]) -> (tempfile::TempDir, tokio::runtime::Runtime, RemoteObject) {
+    /// A `file://` remote holding `bytes` as `b1/<name>`, and the runtime that fetches
+    /// from it (both live as long as the object is read).
+    pub(crate) fn file_object(
+        name: &str,
+        bytes: &[u8],
+    ) -> (tempfile::TempDir, tokio::runtime::Runtime, RemoteObject) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("b1")).unwrap();
-        std::fs::write(dir.path().join("b1/postgres.sql.gz"), bytes).unwrap();
+        std::fs::write(dir.path().join("b1").join(name), bytes).unwrap();
         let config = RemoteConfig {
             url: Some(format!("file://{}", dir.path().display())),
             ..RemoteConfig::default()
@@ -167,10 +173,19 @@ mod tests {
             remote,
             runtime.handle().clone(),
             "b1",
-            "postgres.sql.gz",
+            name,
             bytes.len() as u64,
         );
         (dir, runtime, object)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(bytes: &[u8]) -> (tempfile::TempDir, tokio::runtime::Runtime, RemoteObject) {
+        super::test_support::file_object("postgres.sql.gz", bytes)
     }
 
     fn read_all(r: &mut RangedReader) -> Vec<u8> {

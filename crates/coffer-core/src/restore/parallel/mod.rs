@@ -108,6 +108,7 @@ pub(super) fn stream_database_parallel(
     let whole = WholeCheck::start(&db.source, artifact, identities, (cancel, abort))?;
     let applied = apply_pieces(
         db,
+        artifact,
         jobs,
         identities,
         progress,
@@ -125,6 +126,7 @@ pub(super) fn stream_database_parallel(
 #[allow(clippy::too_many_arguments)]
 fn apply_pieces(
     db: &DatabaseTarget,
+    artifact: &Artifact,
     jobs: usize,
     identities: Option<&Identities>,
     progress: &dyn Progress,
@@ -132,11 +134,6 @@ fn apply_pieces(
     abort: &AtomicBool,
     (backup, root): (&str, &Path),
 ) -> Result<(ParallelPending, (DumpFacts, u64)), StreamFailure> {
-    let artifact = db
-        .source
-        .expected
-        .as_ref()
-        .expect("a parallel restore is planned only for an artifact with a piece index");
     let pieces = pieces_of(Some(artifact)).expect("planned only with data pieces");
     let mut timings = PhaseTimings {
         jobs,

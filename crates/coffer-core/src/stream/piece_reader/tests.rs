@@ -490,11 +490,6 @@ fn an_age_piece_is_fetched_up_to_the_end_of_the_chunk_holding_its_last_byte() {
 
 #[test]
 fn a_remote_age_piece_that_starts_on_a_chunk_boundary_reads_alone() {
-    use crate::config::RemoteConfig;
-    use crate::remote::Remote;
-    use crate::remote::stream::RemoteObject;
-    use std::sync::Arc;
-
     // A stored (level 0) gzip member is its data plus a fixed overhead: sized to 64 KiB, so
     // the second piece starts exactly on age's second chunk.
     let stored_member = |len: usize| {
@@ -543,22 +538,8 @@ fn a_remote_age_piece_that_starts_on_a_chunk_boundary_reads_alone() {
     f.ids = Some(Identities::load(&f.dir.path().join("key2")).unwrap());
     f.artifact.pieces = Some(pieces);
 
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("b1")).unwrap();
-    std::fs::write(dir.path().join("b1/postgres.sql.gz.age"), &stored).unwrap();
-    let config = RemoteConfig {
-        url: Some(format!("file://{}", dir.path().display())),
-        ..RemoteConfig::default()
-    };
-    let remote = Arc::new(Remote::from_config(&config).unwrap());
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let object = RemoteObject::new(
-        remote,
-        runtime.handle().clone(),
-        "b1",
-        "postgres.sql.gz.age",
-        stored.len() as u64,
-    );
+    let (_dir, _runtime, object) =
+        crate::remote::ranged::test_support::file_object("postgres.sql.gz.age", &stored);
     let piece = f.pieces()[1].clone();
     assert_eq!(piece.offset, AGE_CHUNK);
     let mut r = PieceReader::open_from(
