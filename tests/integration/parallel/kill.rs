@@ -449,3 +449,48 @@ fn a_restore_killed_between_the_two_renames_leaves_both_old_or_both_restored() {
         assert_eq!(databases_like(&case), vec![case.db.clone()], "{text}");
     }
 }
+
+/// Never wait forever at the swap: a session that holds a lock on the target database
+/// (`COMMENT ON DATABASE` in a transaction it leaves open) keeps the swap's rename from
+/// ever getting its lock. The swap gives up after its lock timeout (60 s) instead of
+/// waiting with the target renamed: rolled back, the new database dropped, the database
+/// and the workspace as before, and the error says what held it.
+#[test]
+fn a_swap_that_cannot_get_its_lock_gives_up_and_changes_nothing() {
+    let case = Case::new();
+    add_keyed_tables(&case);
+    let name = name_of(&case.backup_ok(&[]));
+    damage_both(&case);
+    let before = Before::take(&case);
+    let mut holder = Session::open("postgres");
+    holder.send(&format!(
+        "BEGIN; COMMENT ON DATABASE \"{}\" IS 'held by the test'; SELECT pg_backend_pid();",
+        case.db
+    ));
+    let holder_pid = holder.line("the comment's lock");
+
+    let started = std::time::Instant::now();
+    let out = Running::start(&case, &name, &[], true).output();
+    let took = started.elapsed();
+    holder.send("ROLLBACK;");
+    holder.close();
+
+    let text = said(&out);
+    // Rolled back: nothing changed (exit 7), and the error names the session to end.
+    assert_exit(&out, 7);
+    assert!(
+        took >= Duration::from_secs(60),
+        "gave up after {took:?}, before the lock timeout:\n{text}"
+    );
+    let first = error_line(&out);
+    assert!(
+        first.contains(&format!(
+            "database swap: a lock on database {} or {} was not granted within 60 s, held by pid {holder_pid} ",
+            case.db,
+            new_name(&case)
+        )) && first.contains("then run the restore again"),
+        "{text}"
+    );
+    before.assert_unchanged(&case, "a swap that could not get its lock");
+    assert_eq!(databases_like(&case), vec![case.db.clone()], "{text}");
+}

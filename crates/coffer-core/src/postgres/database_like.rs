@@ -121,6 +121,22 @@ impl Database {
     pub fn sessions_on(&self, name: &str) -> Result<Vec<Session>, PgError> {
         self.sessions_where(&format!("datname = {}", quote_literal(name)))
     }
+
+    /// The client sessions (not this runner's own) holding a lock on one of the databases
+    /// `names` as objects: a `COMMENT ON DATABASE`, `CREATE DATABASE … TEMPLATE` or rename
+    /// in a transaction still open, which keeps a rename of that database waiting.
+    pub fn sessions_locking(&self, names: &[&str]) -> Result<Vec<Session>, PgError> {
+        let names = names
+            .iter()
+            .map(|n| quote_literal(n))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.sessions_where(&format!(
+            "pid IN (SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.objid \
+             WHERE l.locktype = 'object' AND l.classid = 'pg_database'::regclass \
+               AND l.granted AND d.datname IN ({names}))"
+        ))
+    }
 }
 
 /// Refuses a name PostgreSQL would truncate (or one it cannot hold at all).

@@ -407,9 +407,37 @@ impl DatabaseSwap {
                 Err(e) if terminate && attempt < 2 && e.to_string().contains("other users") => {
                     attempt += 1;
                 }
+                Err(e) if e.to_string().contains("lock timeout") => {
+                    return Err(self.lock_not_granted(&e));
+                }
                 Err(e) => return Err(fail(e)),
             }
         }
+    }
+
+    /// The swap gave up waiting for a lock (rolled back): names the sessions that hold one
+    /// on either database, so the operator can end them.
+    fn lock_not_granted(&self, e: &PgError) -> RestoreError {
+        let target = &self.entries.target;
+        let holders = match self.admin.sessions_locking(&[target, &self.new]) {
+            Ok(s) if s.is_empty() => "another session held one and has released it since".into(),
+            Ok(s) => format!(
+                "held by {}; end its transaction (COMMIT or ROLLBACK, or SELECT pg_terminate_backend(pid))",
+                s.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            Err(check) => format!("cannot list who holds it: {}", first_line(&check)),
+        };
+        rolled_back(
+            "database swap",
+            format!(
+                "a lock on database {target} or {} was not granted within {} s, {holders}, then run the restore again\n{e}",
+                self.new,
+                SWAP_LOCK_TIMEOUT.as_secs()
+            ),
+        )
     }
 
     fn end_sessions(&self, terminate: bool) -> Result<(), RestoreError> {
