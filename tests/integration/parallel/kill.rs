@@ -364,8 +364,9 @@ fn a_restore_killed_between_the_two_renames_leaves_both_old_or_both_restored() {
                         object_lock("", &new_oid)
                     ),
                 );
-                // Bounded well below RUN_LIMIT: a recovery that waits on the swap fails here.
-                let out = run_bounded(&case, &["restore", &name], Duration::from_secs(60));
+                // Bounded well below the swap's own 60 s lock timeout (the swap must still be
+                // waiting when the lock is released): a recovery that waits on it fails here.
+                let out = run_bounded(&case, &["restore", &name], Duration::from_secs(20));
                 assert_exit(&out, 6);
                 assert!(
                     error_line(&out).contains(&format!(
@@ -450,47 +451,71 @@ fn a_restore_killed_between_the_two_renames_leaves_both_old_or_both_restored() {
     }
 }
 
-/// Never wait forever at the swap: a session that holds a lock on the target database
-/// (`COMMENT ON DATABASE` in a transaction it leaves open) keeps the swap's rename from
-/// ever getting its lock. The swap gives up after its lock timeout (60 s) instead of
-/// waiting with the target renamed: rolled back, the new database dropped, the database
-/// and the workspace as before, and the error says what held it.
+/// Never wait forever at the swap: a session that holds a lock on the target or on the new
+/// database (`COMMENT ON DATABASE` in a transaction it leaves open) keeps the swap's rename
+/// from ever getting its lock. The swap gives up after its lock timeout (60 s) instead of
+/// waiting with the target refusing connections: rolled back (exit 7), the database and the
+/// workspace as before, and the error names the session to end. A lock on the new database
+/// also keeps it from being dropped: that drop gives up too, and the next run drops it and
+/// says so.
 #[test]
 fn a_swap_that_cannot_get_its_lock_gives_up_and_changes_nothing() {
     let case = Case::new();
     add_keyed_tables(&case);
     let name = name_of(&case.backup_ok(&[]));
-    damage_both(&case);
-    let before = Before::take(&case);
-    let mut holder = Session::open("postgres");
-    holder.send(&format!(
-        "BEGIN; COMMENT ON DATABASE \"{}\" IS 'held by the test'; SELECT pg_backend_pid();",
-        case.db
-    ));
-    let holder_pid = holder.line("the comment's lock");
+    let new = new_name(&case);
+    for on_new in [false, true] {
+        damage_both(&case);
+        let before = Before::take(&case);
+        let hold = |database: &str| {
+            let mut holder = Session::open("postgres");
+            holder.send(&format!(
+                "BEGIN; COMMENT ON DATABASE \"{database}\" IS 'held by the test'; SELECT pg_backend_pid();"
+            ));
+            let pid = holder.line("the comment's lock");
+            (holder, pid)
+        };
+        let started = std::time::Instant::now();
+        let (out, (mut holder, holder_pid)) = if on_new {
+            let running = Running::start(&case, &name, &[], true);
+            wait_until("the new database", WAIT, || {
+                databases_like(&case).contains(&new)
+            });
+            let held = hold(&new);
+            (running.output(), held)
+        } else {
+            let held = hold(&case.db);
+            (Running::start(&case, &name, &[], true).output(), held)
+        };
+        let took = started.elapsed();
+        holder.send("ROLLBACK;");
+        holder.close();
 
-    let started = std::time::Instant::now();
-    let out = Running::start(&case, &name, &[], true).output();
-    let took = started.elapsed();
-    holder.send("ROLLBACK;");
-    holder.close();
-
-    let text = said(&out);
-    // Rolled back: nothing changed (exit 7), and the error names the session to end.
-    assert_exit(&out, 7);
-    assert!(
-        took >= Duration::from_secs(60),
-        "gave up after {took:?}, before the lock timeout:\n{text}"
-    );
-    let first = error_line(&out);
-    assert!(
-        first.contains(&format!(
-            "database swap: a lock on database {} or {} was not granted within 60 s, held by pid {holder_pid} ",
-            case.db,
-            new_name(&case)
-        )) && first.contains("then run the restore again"),
-        "{text}"
-    );
-    before.assert_unchanged(&case, "a swap that could not get its lock");
-    assert_eq!(databases_like(&case), vec![case.db.clone()], "{text}");
+        let text = said(&out);
+        assert_exit(&out, 7);
+        assert!(
+            took >= Duration::from_secs(60),
+            "gave up after {took:?}, before the lock timeout:\n{text}"
+        );
+        let first = error_line(&out);
+        assert!(
+            first.contains(&format!(
+                "database swap: a lock on database {} or {new} was not granted within 60 s, held by pid {holder_pid} ",
+                case.db
+            )) && first.contains("then run the restore again"),
+            "{text}"
+        );
+        before.assert_unchanged(&case, "a swap that could not get its lock");
+        if on_new {
+            // Its drop gave up too: the next run (refused for want of confirmation) drops it.
+            let out = case.run(&["restore", &name]);
+            assert!(
+                said(&out).contains(&format!("the partly restored {new} was dropped")),
+                "the cleanup is not named:\n{}",
+                said(&out)
+            );
+        }
+        assert_eq!(databases_like(&case), vec![case.db.clone()], "{text}");
+        assert!(!case.root.join(".coffer-restore-dbswap.json").exists());
+    }
 }

@@ -19,6 +19,9 @@ pub struct Database {
     exec: Option<Vec<String>>,
     env: Vec<(String, String)>,
     args: Vec<String>,
+    /// How long a statement of [`Database::query`] or [`Database::run_script`] may wait for
+    /// a lock (PostgreSQL's `lock_timeout`); `None` leaves the server's setting.
+    lock_timeout: Option<Duration>,
 }
 
 /// The environment's names only: `PGPASSWORD`'s value must not reach a log.
@@ -29,6 +32,7 @@ impl std::fmt::Debug for Database {
             .field("exec", &self.exec)
             .field("env", &env)
             .field("args", &self.args)
+            .field("lock_timeout", &self.lock_timeout)
             .finish()
     }
 }
@@ -97,6 +101,21 @@ impl Database {
         db
     }
 
+    /// The same runner, its queries and scripts waiting at most `limit` for any one lock
+    /// (`None`: as long as the server's `lock_timeout` says). Set through `-c` and the
+    /// script itself, so it holds with an exec prefix too, where no environment passes.
+    pub fn with_lock_timeout(&self, limit: Option<Duration>) -> Database {
+        let mut db = self.clone();
+        db.lock_timeout = limit;
+        db
+    }
+
+    /// `SET lock_timeout …` for this runner's statements, when it has a limit.
+    fn lock_timeout_statement(&self) -> Option<String> {
+        self.lock_timeout
+            .map(|t| format!("SET lock_timeout = '{}ms'", t.as_millis().max(1)))
+    }
+
     /// The database name this runner connects to, when the configuration says it
     /// (`database.name`, the URL's path or `dbname`); `None` leaves it to libpq's default.
     pub fn configured_dbname(&self) -> Option<String> {
@@ -143,7 +162,11 @@ impl Database {
     /// Runs one SQL statement with `psql` and returns its unaligned, tuples-only output.
     pub fn query(&self, sql: &str) -> Result<String, PgError> {
         let mut cmd = self.command("psql");
-        cmd.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql]);
+        cmd.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"]);
+        if let Some(set) = self.lock_timeout_statement() {
+            cmd.args(["-c", &set]);
+        }
+        cmd.args(["-c", sql]);
         let out = output(cmd, "psql")?;
         if !out.status.success() {
             return Err(PgError::Failed {
@@ -413,11 +436,12 @@ impl Database {
         ]);
         cmd.stdin(Stdio::piped()).stdout(Stdio::null());
         let mut psql = RunningProgram::spawn(cmd, "psql", false)?;
-        let written = psql
-            .child
-            .stdin
-            .take()
-            .map(|mut stdin| stdin.write_all(sql.as_bytes()));
+        let written = psql.child.stdin.take().map(|mut stdin| {
+            if let Some(set) = self.lock_timeout_statement() {
+                stdin.write_all(format!("{set};\n").as_bytes())?;
+            }
+            stdin.write_all(sql.as_bytes())
+        });
         psql.wait("nothing of it was committed; check the error above")?;
         match written {
             Some(Err(e)) => Err(PgError::Unsupported(format!(

@@ -42,8 +42,9 @@ const OLD_SUFFIX: &str = "__coffer_old";
 /// How long ended sessions may take to go before the swap gives up.
 const SESSIONS_GONE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// How long the swap waits for a lock on the target or the new database before it fails,
-/// rolled back.
+/// How long each statement of the swap, its cleanup and its recovery waits for a lock (on
+/// the target, the new or the old database) before it fails: the swap rolled back, a
+/// cleanup left to the next run.
 const SWAP_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How far the swap got (for the messages; the OIDs decide what recovery does).
@@ -289,7 +290,8 @@ impl DatabaseSwap {
 
     /// A runner connected to the new database.
     pub fn new_runner(&self) -> Database {
-        self.admin.with_dbname(&self.new)
+        // The restore's own statements wait for their locks as long as it takes.
+        self.admin.with_dbname(&self.new).with_lock_timeout(None)
     }
 
     /// Records (before the swap) whether the previous database is to be kept, so that a
@@ -369,12 +371,11 @@ impl DatabaseSwap {
     fn rename_in(&self, terminate: bool) -> Result<(), RestoreError> {
         let target = &self.entries.target;
         let had_target = self.entries.target_oid.is_some();
-        // Never wait forever: a session holding a lock on either database (a CREATE DATABASE
-        // … TEMPLATE, a COMMENT ON DATABASE in an open transaction) fails the swap, rolled
+        // Never wait forever: `admin` waits at most SWAP_LOCK_TIMEOUT for each lock (see
+        // admin_for), so a session holding one on either database fails the swap, rolled
         // back, instead of holding the restore (and the renamed target) indefinitely.
         let mut script = format!(
-            "SET LOCAL lock_timeout = '{}s';\nALTER DATABASE {} ALLOW_CONNECTIONS false;\n",
-            SWAP_LOCK_TIMEOUT.as_secs(),
+            "ALTER DATABASE {} ALLOW_CONNECTIONS false;\n",
             quote_ident(&self.new)
         );
         if self.connection_limit != -1 {
@@ -420,7 +421,7 @@ impl DatabaseSwap {
     fn lock_not_granted(&self, e: &PgError) -> RestoreError {
         let target = &self.entries.target;
         let holders = match self.admin.sessions_locking(&[target, &self.new]) {
-            Ok(s) if s.is_empty() => "another session held one and has released it since".into(),
+            Ok(s) if s.is_empty() => "and no session holding one was found (it may have ended since, or be a prepared transaction: see pg_prepared_xacts)".into(),
             Ok(s) => format!(
                 "held by {}; end its transaction (COMMIT or ROLLBACK, or SELECT pg_terminate_backend(pid))",
                 s.iter()

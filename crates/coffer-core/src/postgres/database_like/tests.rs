@@ -220,3 +220,21 @@ fn a_database_made_like_another_has_its_owner_locale_settings_and_grants() {
         "database absent does not exist"
     );
 }
+
+#[test]
+fn a_lock_timeout_holds_for_queries_and_scripts_and_prints_nothing() {
+    let cluster = TempCluster::start().unwrap_or_else(|e| panic!("{e}"));
+    let limited = cluster
+        .database("postgres")
+        .with_lock_timeout(Some(std::time::Duration::from_millis(1500)));
+    // The SET's command tag must not reach the output a caller parses.
+    assert_eq!(limited.query("SHOW lock_timeout").unwrap(), "1500ms");
+    limited
+        .run_script(
+            "DO $$ BEGIN IF current_setting('lock_timeout') <> '1500ms' THEN \
+             RAISE EXCEPTION 'no lock timeout'; END IF; END $$;",
+        )
+        .unwrap();
+    let unlimited = limited.with_lock_timeout(None);
+    assert_eq!(unlimited.query("SHOW lock_timeout").unwrap(), "0");
+}

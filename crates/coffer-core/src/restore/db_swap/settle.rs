@@ -11,13 +11,18 @@ pub(crate) fn journal_left(root: &Path) -> bool {
 
 /// The runner the swap and its recovery use for `target`: the configured connection aimed
 /// at the `postgres` database (`template1` when the target is `postgres` itself: a database
-/// cannot be renamed through a connection to it).
+/// cannot be renamed through a connection to it). Each of its statements waits at most
+/// [`SWAP_LOCK_TIMEOUT`] for a lock: a session holding one on either database (a
+/// transaction left open after `COMMENT ON DATABASE`, a `GRANT` on it) fails the step
+/// instead of holding the restore, with the target refusing connections, indefinitely.
 pub(crate) fn admin_for(runner: &Database, target: &str) -> Database {
-    runner.with_dbname(if target == "postgres" {
-        "template1"
-    } else {
-        "postgres"
-    })
+    runner
+        .with_dbname(if target == "postgres" {
+            "template1"
+        } else {
+            "postgres"
+        })
+        .with_lock_timeout(Some(SWAP_LOCK_TIMEOUT))
 }
 
 /// Settles what a killed restore through a new database left (call before pre-flight, and
