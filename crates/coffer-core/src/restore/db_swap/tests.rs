@@ -342,14 +342,7 @@ fn recover_settles_each_crash_point_by_oid_and_finishes_the_workspace_if_committ
     ];
     for crash in cases {
         let old_oid = f.target();
-        let ws_dir = tempfile::tempdir().unwrap();
-        let ws = ws_dir.path().join("ws");
-        std::fs::create_dir(&ws).unwrap();
-        std::fs::write(ws.join("marker"), "old").unwrap();
-        let mut ws_swap = swap::Swap::begin(&ws, "b1").unwrap();
-        std::fs::write(ws_swap.staging().join("marker"), "new").unwrap();
-        ws_swap.swap_in().unwrap();
-        std::mem::forget(ws_swap);
+        let (_ws_dir, ws) = swapped_in_workspace();
 
         let mut db_swap = f.begin();
         let new_oid = f.oid(&new).unwrap();
@@ -481,14 +474,7 @@ fn recover_does_not_settle_a_swap_that_commits_under_it() {
     let new = format!("{TARGET}{NEW_SUFFIX}");
     let old = format!("{TARGET}{OLD_SUFFIX}");
     let old_oid = f.target();
-    let ws_dir = tempfile::tempdir().unwrap();
-    let ws = ws_dir.path().join("ws");
-    std::fs::create_dir(&ws).unwrap();
-    std::fs::write(ws.join("marker"), "old").unwrap();
-    let mut ws_swap = swap::Swap::begin(&ws, "b1").unwrap();
-    std::fs::write(ws_swap.staging().join("marker"), "new").unwrap();
-    ws_swap.swap_in().unwrap();
-    std::mem::forget(ws_swap);
+    let (_ws_dir, ws) = swapped_in_workspace();
 
     // Killed in the swap, its renames not committed yet.
     let mut db_swap = f.begin();
@@ -652,4 +638,18 @@ fn recover_refuses_while_a_session_renames_the_databases() {
     assert!(!f.journal());
     assert_eq!(f.oid(TARGET), Some(old_oid));
     assert_eq!(f.names(), Vec::<String>::new());
+}
+
+/// A workspace (`marker` = "old") whose staged copy ("new") is swapped in by a run that then
+/// dies (its swap forgotten, not finished): what a killed restore leaves on disk.
+fn swapped_in_workspace() -> (tempfile::TempDir, std::path::PathBuf) {
+    let ws_dir = tempfile::tempdir().unwrap();
+    let ws = ws_dir.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    std::fs::write(ws.join("marker"), "old").unwrap();
+    let mut ws_swap = swap::Swap::begin(&ws, "b1").unwrap();
+    std::fs::write(ws_swap.staging().join("marker"), "new").unwrap();
+    ws_swap.swap_in().unwrap();
+    std::mem::forget(ws_swap);
+    (ws_dir, ws)
 }
